@@ -1,0 +1,92 @@
+"""What the operator observed and did, as written to `.status` of a LokifiStorage.
+
+Conditions follow the Kubernetes convention (and kstatus) so `kubectl wait`, Argo CD and Flux
+read health. Every block is optional: a part that is not in the spec reports nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class StatusModel(BaseModel):
+    """Base of every status model; tolerant of fields added by newer operator versions."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Condition(StatusModel):
+    """One condition in the Kubernetes convention."""
+
+    type: str
+    status: ConditionStatus
+    reason: str
+    message: str = ""
+    observedGeneration: int | None = None
+    lastTransitionTime: str | None = None
+
+
+class PartitionStatus(StatusModel):
+    """Partitions of one managed table."""
+
+    table: str
+    count: int = 0
+    oldest: str | None = None
+    newest: str | None = None
+    inDefault: int = 0
+    archived: int = 0
+
+
+class ReplicaStatus(StatusModel):
+    """Health of one read replica."""
+
+    name: str
+    healthy: bool
+    lagSeconds: float | None = None
+    reason: str | None = None
+
+
+class StorageStatus(StatusModel):
+    """Database size, growth and the projected date the capacity is reached."""
+
+    databaseBytes: int | None = None
+    usedPercent: float | None = None
+    growthBytesPerDay: float | None = None
+    projectedFullDate: str | None = None
+
+
+class BackupStatus(StatusModel):
+    """The newest backup of one schedule."""
+
+    schedule: str
+    lastSuccessfulTime: str | None = None
+    lastSizeBytes: int | None = None
+    lastVerifiedTime: str | None = None
+
+
+class RedisStatus(StatusModel):
+    """State of the Redis Cluster as the operator last saw it."""
+
+    clusterState: str | None = None
+    slotsAssigned: int | None = None
+    slotsOk: int | None = None
+    slotsFail: int | None = None
+    masters: int | None = None
+    replicas: int | None = None
+    usedMemoryBytes: dict[str, int] = Field(default_factory=dict)
+
+
+class LokifiStorageStatus(StatusModel):
+    """Observed state of the storage stack."""
+
+    observedGeneration: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    partitions: list[PartitionStatus] = Field(default_factory=list)
+    replicas: list[ReplicaStatus] = Field(default_factory=list)
+    storage: StorageStatus | None = None
+    backups: list[BackupStatus] = Field(default_factory=list)
+    redis: RedisStatus | None = None

@@ -1,0 +1,1 @@
+"""Pure builders of Kubernetes objects (CronJobs, Secrets, labels, names). No I/O."""

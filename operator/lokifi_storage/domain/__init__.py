@@ -1,0 +1,1 @@
+"""Pure planners: desired spec + observed state + now -> actions. No I/O in this layer."""

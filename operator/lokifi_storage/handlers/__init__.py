@@ -1,0 +1,1 @@
+"""The only modules with @kopf decorators; thin, they call reconcile."""

@@ -1,0 +1,1 @@
+"""What CronJobs and humans run: backup, restore, verify, vacuum, compress, export."""

@@ -1,0 +1,1 @@
+"""Per part: observe -> plan -> apply -> report. I/O only through clients."""
