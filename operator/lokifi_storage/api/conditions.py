@@ -1,0 +1,79 @@
+"""The one vocabulary of condition types and reasons.
+
+Status conditions, Events, metrics labels and docs/operations.md all use these names, so an
+admin who sees a reason anywhere can look it up in one place. Add new reasons here, never inline.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Condition types: the kstatus trio plus one per part.
+READY: Final = "Ready"
+RECONCILING: Final = "Reconciling"
+STALLED: Final = "Stalled"
+POSTGRES_READY: Final = "PostgresReady"
+PARTITIONS_READY: Final = "PartitionsReady"
+REPLICAS_READY: Final = "ReplicasReady"
+REDIS_READY: Final = "RedisReady"
+OBJECT_STORAGE_READY: Final = "ObjectStorageReady"
+BACKUPS_READY: Final = "BackupsReady"
+CAPACITY_OK: Final = "CapacityOK"
+
+PART_CONDITIONS: Final = (
+    POSTGRES_READY,
+    PARTITIONS_READY,
+    REPLICAS_READY,
+    REDIS_READY,
+    OBJECT_STORAGE_READY,
+    BACKUPS_READY,
+    CAPACITY_OK,
+)
+
+
+class Reason:
+    """Reasons, CamelCase as Kubernetes expects. Grouped by where they occur."""
+
+    # Overall
+    RECONCILED: Final = "Reconciled"
+    PROGRESSING: Final = "Progressing"
+    INVALID_SPEC: Final = "InvalidSpec"
+    PART_FAILED: Final = "PartFailed"
+    SECRET_NOT_FOUND: Final = "SecretNotFound"
+    SECRET_KEY_NOT_FOUND: Final = "SecretKeyNotFound"
+
+    # PostgreSQL
+    CONNECTION_FAILED: Final = "ConnectionFailed"
+    AUTHENTICATION_FAILED: Final = "AuthenticationFailed"
+    PRIMARY_IN_RECOVERY: Final = "PrimaryInRecovery"
+
+    # Partitions
+    TABLE_NOT_FOUND: Final = "TableNotFound"
+    TABLE_NOT_PARTITIONED: Final = "TableNotPartitioned"
+    PARTITION_KEY_MISMATCH: Final = "PartitionKeyMismatch"
+    LOCK_TIMEOUT: Final = "LockTimeout"
+    MAINTENANCE_PENDING: Final = "MaintenancePending"
+
+    # Replicas
+    REPLICA_UNREACHABLE: Final = "ReplicaUnreachable"
+    REPLICA_NOT_IN_RECOVERY: Final = "ReplicaNotInRecovery"
+    REPLICA_LAGGING: Final = "ReplicaLagging"
+    REPLICAS_DEGRADED: Final = "ReplicasDegraded"
+
+    # Redis
+    CLUSTER_NOT_OK: Final = "ClusterNotOk"
+    NODE_UNREACHABLE: Final = "NodeUnreachable"
+    SETTING_REFUSED: Final = "SettingRefused"
+
+    # Object storage
+    ACCESS_DENIED: Final = "AccessDenied"
+    BUCKET_NOT_FOUND: Final = "BucketNotFound"
+    INVALID_LIFECYCLE: Final = "InvalidLifecycle"
+    ENDPOINT_UNREACHABLE: Final = "EndpointUnreachable"
+
+    # Backups and capacity
+    BACKUP_MISSING: Final = "BackupMissing"
+    BACKUP_STALE: Final = "BackupStale"
+    VERIFY_FAILED: Final = "VerifyFailed"
+    CAPACITY_THRESHOLD_EXCEEDED: Final = "CapacityThresholdExceeded"
+    WITHIN_CAPACITY: Final = "WithinCapacity"

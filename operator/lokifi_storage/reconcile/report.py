@@ -1,0 +1,25 @@
+"""What every part's reconciler hands back to the handlers: one shape for all parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lokifi_storage.api.status import Condition
+
+
+@dataclass(frozen=True)
+class PartReport:
+    """The outcome of one part's observe -> plan -> apply.
+
+    `condition` is the part's own condition (type, status, reason, message; the handler adds
+    observedGeneration and lastTransitionTime). `status` holds the keys this part owns in
+    `.status` (e.g. {"partitions": [...]}). `actions` are short human sentences of what was
+    changed, one Event each; empty when nothing was written. `secret_data` is this part's
+    contribution to the connection Secret.
+    """
+
+    condition: Condition
+    status: dict[str, Any] = field(default_factory=dict)
+    actions: list[str] = field(default_factory=list)
+    secret_data: dict[str, str] = field(default_factory=dict)
