@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Every check and test of the project, on a fresh machine: install, start the local stack
+# (PostgreSQL primary+replica, Redis Cluster, S3 server, kube-apiserver+etcd), lint, type-check,
+# then pytest over unit, integration and e2e tests against those real servers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install.sh
+.venv/bin/python -m stack up
+
+echo "== ruff"
+.venv/bin/ruff check operator tests stack bench
+echo "== mypy --strict"
+.venv/bin/mypy
+echo "== pytest"
+exec .venv/bin/pytest tests "$@"
