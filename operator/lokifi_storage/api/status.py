@@ -47,6 +47,7 @@ class ReplicaStatus(StatusModel):
     name: str
     healthy: bool
     lagSeconds: float | None = None
+    streaming: bool | None = None
     reason: str | None = None
 
 
