@@ -91,7 +91,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     for name in _selected(args):
         for label, ok, detail in _module(name).status(state):
             all_up = all_up and ok
-            print(f"{label:18} {'up' if ok else 'down':5} {detail}")
+            print(f"{label:24} {'up' if ok else 'down':5} {detail}")
     return 0 if all_up else 1
 
 
