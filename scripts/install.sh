@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Install everything the project needs on a fresh Debian 12 machine (run as root), and nothing
+# twice: Debian packages for the local stack, the Python venv with the project and its dev tools,
+# and the Kubernetes control plane built once from the Go module proxy (cached by version).
+# Safe to run again: each step checks first and prints how long it took.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+    postgresql-15 postgresql-15-partman postgresql-client-15
+    redis-server redis-tools
+    openssl lua5.4
+)
+
+step_start=0
+step() { step_start=$(date +%s); echo "== $*"; }
+done_step() { echo "   ($(( $(date +%s) - step_start ))s)"; }
+total_start=$(date +%s)
+
+as_root() {
+    if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi
+}
+
+# --- Debian packages ---------------------------------------------------------------------------
+step "Debian packages: ${APT_PACKAGES[*]}"
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]]; then
+        missing+=("$pkg")
+    fi
+done
+if (( ${#missing[@]} )); then
+    # Update the package lists only when one of the missing packages is not known yet.
+    for pkg in "${missing[@]}"; do
+        if ! apt-cache show "$pkg" >/dev/null 2>&1; then
+            as_root apt-get update -qq
+            break
+        fi
+    done
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+    echo "   installed: ${missing[*]}"
+else
+    echo "   already installed"
+fi
+# Debian's own postgresql@15-main (5432) and redis-server (6379) may run; the stack uses other
+# ports, so they are left alone.
+done_step
+
+# --- Python venv ---------------------------------------------------------------------------------
+step "Python venv .venv with the project and its dev tools"
+python_bin="${PYTHON:-}"
+if [[ -z "$python_bin" ]]; then
+    for candidate in python3.11 python3; do
+        if command -v "$candidate" >/dev/null 2>&1 \
+            && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))'; then
+            python_bin="$candidate"
+            break
+        fi
+    done
+fi
+if [[ ! -x .venv/bin/python ]]; then
+    [[ -n "$python_bin" ]] || { echo "Python >= 3.11 not found" >&2; exit 1; }
+    "$python_bin" -m venv .venv
+fi
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[dev]'
+    rm -f .venv/.installed-*
+    touch "$stamp"
+    echo "   installed the project into .venv"
+else
+    echo "   up to date"
+fi
+done_step
+
+# --- Kubernetes control plane ----------------------------------------------------------------------
+step "Kubernetes control plane (kube-apiserver, kube-controller-manager, kubectl, etcd)"
+bash stack/k8s/build.sh >/dev/null
+done_step
+
+echo "== install done in $(( $(date +%s) - total_start ))s"
