@@ -77,3 +77,9 @@ class Reason:
     VERIFY_FAILED: Final = "VerifyFailed"
     CAPACITY_THRESHOLD_EXCEEDED: Final = "CapacityThresholdExceeded"
     WITHIN_CAPACITY: Final = "WithinCapacity"
+    BACKUPS_CURRENT: Final = "BackupsCurrent"  # every schedule has a recent, unfailed backup
+    BACKUP_PENDING: Final = "BackupPending"  # no backup yet, but the first is not overdue
+    BACKUP_FAILED: Final = "BackupFailed"  # pg_dump or the upload failed (job exit, events)
+    RESTORE_FAILED: Final = "RestoreFailed"  # pg_restore failed (restore/verify jobs)
+    BACKUP_CORRUPT: Final = "BackupCorrupt"  # checksum or compression frame damaged
+    SIZE_UNKNOWN: Final = "SizeUnknown"  # the database size could not be measured
