@@ -51,13 +51,36 @@ class ReplicaStatus(StatusModel):
     reason: str | None = None
 
 
+class StorageSample(StatusModel):
+    """The database size at one moment; the history growth per day is computed from."""
+
+    time: str
+    bytes: int
+
+
+class RelationSize(StatusModel):
+    """One of the largest tables or partitions (heap, indexes and TOAST together)."""
+
+    name: str
+    bytes: int
+
+
 class StorageStatus(StatusModel):
-    """Database size, growth and the projected date the capacity is reached."""
+    """Database size, growth and the projected date the capacity is reached.
+
+    Values move when a sample is recorded (at most hourly) or when the capacity alert changes,
+    so status is not rewritten on every reconcile; the live size is the
+    lokifi_storage_database_bytes metric.
+    """
 
     databaseBytes: int | None = None
+    capacityBytes: int | None = None
     usedPercent: float | None = None
     growthBytesPerDay: float | None = None
     projectedFullDate: str | None = None
+    sampledAt: str | None = None
+    largest: list[RelationSize] = Field(default_factory=list)
+    samples: list[StorageSample] = Field(default_factory=list)
 
 
 class BackupStatus(StatusModel):
@@ -67,6 +90,9 @@ class BackupStatus(StatusModel):
     lastSuccessfulTime: str | None = None
     lastSizeBytes: int | None = None
     lastVerifiedTime: str | None = None
+    lastKey: str | None = None
+    count: int | None = None
+    lastVerifyResult: Literal["Passed", "Failed"] | None = None
 
 
 class RedisStatus(StatusModel):
