@@ -105,12 +105,12 @@ class State:
         return self.pid_dir / f"{name}.pid"
 
     def write_pid(self, name: str, pid: int) -> None:
-        self.pid_file(name).write_text(f"{pid}\n")
+        """Record pid with its executable, so a recycled pid is never mistaken for ours."""
+        self.pid_file(name).write_text(f"{pid}\n{_exe(pid)}\n")
 
     def read_pid(self, name: str) -> int | None:
-        path = self.pid_file(name)
         try:
-            return int(path.read_text().strip())
+            return int(self.pid_file(name).read_text().split("\n", 1)[0].strip())
         except (FileNotFoundError, ValueError):
             return None
 
@@ -118,9 +118,13 @@ class State:
         self.pid_file(name).unlink(missing_ok=True)
 
     def running_pid(self, name: str) -> int | None:
-        """The recorded pid if that process is still alive, else None."""
+        """The recorded pid if that process is alive and still runs the recorded executable."""
         pid = self.read_pid(name)
-        return pid if pid is not None and pid_alive(pid) else None
+        if pid is None or not pid_alive(pid):
+            return None
+        lines = self.pid_file(name).read_text().splitlines()
+        recorded = lines[1] if len(lines) > 1 else ""
+        return pid if not recorded or recorded == _exe(pid) else None
 
     # --- env file ----------------------------------------------------------------------------
 
@@ -157,6 +161,13 @@ def read_env_file(path: Path) -> dict[str, str]:
             key, _, value = line.partition("=")
             values[key.strip()] = value.strip()
     return values
+
+
+def _exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
 
 
 def pid_alive(pid: int) -> bool:
