@@ -1,0 +1,264 @@
+"""Status transactions: part conditions in, the whole `.status` and the patch that gets it there.
+
+Small pure functions in the style of CloudNativePG's status transactions, so the rules that
+kubectl, Flux and Argo CD read are unit-tested without an API server:
+
+- `set_condition` keeps `lastTransitionTime` unless the status (True/False/Unknown) changes, so a
+  message that gets more precise is not reported as a new transition.
+- `summarize` derives the kstatus trio from the part conditions:
+  Ready      True when every part that gates readiness is True.
+  Stalled    True when the spec is invalid or a part failed for a reason a human has to fix
+             (a missing Secret, refused credentials, a table that does not exist, ...).
+  Reconciling True when a part failed for a reason that retrying can fix (a server that does
+             not answer, a lock that timed out): the operator is still working on it.
+  CapacityOK is advisory: a database filling up raises its own condition, a Warning event and a
+  metric, but the storage stack is still at the declared state, so Ready does not drop for it.
+- `build_status` assembles the complete desired status; `status_patch` is the JSON merge patch
+  from the current status to it, empty when nothing changed, so a reconcile that finds nothing
+  to do sends no PATCH.
+- `condition_events` turns condition changes into Events: a Warning when a condition becomes
+  False (or its reason or message changes while False), a Normal one when it recovers. A failure
+  that persists unchanged posts nothing more, as it writes nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from lokifi_storage.api import conditions as types
+from lokifi_storage.api.conditions import Reason
+from lokifi_storage.api.status import Condition, LokifiStorageStatus
+
+__all__ = [
+    "ADVISORY_CONDITIONS",
+    "STALLING_REASONS",
+    "EventSpec",
+    "build_status",
+    "condition_events",
+    "rfc3339",
+    "set_condition",
+    "status_patch",
+    "summarize",
+]
+
+# Conditions reported but not gating Ready.
+ADVISORY_CONDITIONS: Final = frozenset({types.CAPACITY_OK})
+
+# Reasons that retrying alone will not fix: Stalled rather than Reconciling.
+STALLING_REASONS: Final = frozenset(
+    {
+        Reason.INVALID_SPEC,
+        Reason.SECRET_NOT_FOUND,
+        Reason.SECRET_KEY_NOT_FOUND,
+        Reason.AUTHENTICATION_FAILED,
+        Reason.PRIMARY_IN_RECOVERY,
+        Reason.TABLE_NOT_FOUND,
+        Reason.TABLE_NOT_PARTITIONED,
+        Reason.PARTITION_KEY_MISMATCH,
+        Reason.SETTING_REFUSED,
+        Reason.ACCESS_DENIED,
+        Reason.BUCKET_NOT_FOUND,
+        Reason.INVALID_LIFECYCLE,
+    }
+)
+
+SUMMARY_ORDER: Final = (types.READY, types.RECONCILING, types.STALLED)
+STATUS_KEYS: Final = tuple(LokifiStorageStatus.model_fields)
+
+
+def rfc3339(moment: datetime) -> str:
+    """`2026-01-31T12:00:00Z`: the format Kubernetes uses for lastTransitionTime."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def set_condition(
+    previous: Iterable[Condition], new: Condition, generation: int | None, now: str
+) -> Condition:
+    """`new` stamped with observedGeneration; lastTransitionTime kept unless status changed."""
+    old = next((c for c in previous if c.type == new.type), None)
+    transitioned = old is None or old.status != new.status or old.lastTransitionTime is None
+    return new.model_copy(
+        update={
+            "observedGeneration": generation,
+            "lastTransitionTime": now if transitioned or old is None else old.lastTransitionTime,
+        }
+    )
+
+
+def _gating(parts: Sequence[Condition]) -> list[Condition]:
+    return [c for c in parts if c.type not in ADVISORY_CONDITIONS]
+
+
+def _failure_text(failing: Sequence[Condition]) -> str:
+    if len(failing) == 1:
+        return f"{failing[0].type}: {failing[0].message}".rstrip(": ")
+    return f"{len(failing)} parts not ready: " + "; ".join(
+        f"{c.type} ({c.reason}): {c.message}" for c in failing
+    )
+
+
+def summarize(parts: Sequence[Condition], invalid_spec: str | None = None) -> list[Condition]:
+    """Ready, Reconciling and Stalled (unstamped) from the part conditions.
+
+    With `invalid_spec` (the validation message) the resource is Stalled/InvalidSpec whatever
+    the parts say: the operator cannot act on a spec it cannot read.
+    """
+    if invalid_spec is not None:
+        return [
+            Condition(
+                type=types.READY, status="False", reason=Reason.INVALID_SPEC, message=invalid_spec
+            ),
+            Condition(
+                type=types.RECONCILING, status="False", reason=Reason.INVALID_SPEC, message=""
+            ),
+            Condition(
+                type=types.STALLED, status="True", reason=Reason.INVALID_SPEC, message=invalid_spec
+            ),
+        ]
+    gating = _gating(parts)
+    failing = [c for c in gating if c.status != "True"]
+    stalling = [c for c in failing if c.reason in STALLING_REASONS]
+    retrying = [c for c in failing if c.reason not in STALLING_REASONS]
+
+    if not failing:
+        count = len(gating)
+        message = f"all {count} parts ready" if count else "no part declared; nothing to manage"
+        ready = Condition(
+            type=types.READY, status="True", reason=Reason.RECONCILED, message=message
+        )
+    else:
+        reason = failing[0].reason if len(failing) == 1 else Reason.PART_FAILED
+        ready = Condition(
+            type=types.READY, status="False", reason=reason, message=_failure_text(failing)
+        )
+
+    if retrying:
+        reconciling = Condition(
+            type=types.RECONCILING,
+            status="True",
+            reason=retrying[0].reason if len(retrying) == 1 else Reason.PART_FAILED,
+            message="retrying: " + _failure_text(retrying),
+        )
+    else:
+        reconciling = Condition(
+            type=types.RECONCILING, status="False", reason=Reason.RECONCILED, message=""
+        )
+
+    if stalling:
+        stalled = Condition(
+            type=types.STALLED,
+            status="True",
+            reason=stalling[0].reason if len(stalling) == 1 else Reason.PART_FAILED,
+            message="needs attention: " + _failure_text(stalling),
+        )
+    else:
+        stalled = Condition(
+            type=types.STALLED, status="False", reason=Reason.RECONCILED, message=""
+        )
+    return [ready, reconciling, stalled]
+
+
+def _order(condition: Condition) -> tuple[int, str]:
+    order = SUMMARY_ORDER + tuple(types.PART_CONDITIONS)
+    return (order.index(condition.type) if condition.type in order else len(order), condition.type)
+
+
+def build_status(
+    current: Mapping[str, Any],
+    generation: int | None,
+    parts: Sequence[Condition],
+    blocks: Mapping[str, Any],
+    dropped_keys: Iterable[str],
+    now: str,
+    invalid_spec: str | None = None,
+) -> dict[str, Any]:
+    """The complete desired `.status`.
+
+    `parts`: this reconcile's part conditions (conditions of parts no longer in the spec are
+    left out, so they disappear). `blocks`: status keys the parts reported. `dropped_keys`:
+    status keys of parts no longer in the spec, removed. Keys of parts that failed without
+    reporting are kept as last observed. With an invalid spec, part conditions and blocks are
+    kept as they were: nothing was observed.
+    """
+    previous = [Condition.model_validate(c) for c in current.get("conditions") or []]
+    status: dict[str, Any] = {
+        key: value for key, value in current.items() if key in STATUS_KEYS and key != "conditions"
+    }
+    for key in dropped_keys:
+        status.pop(key, None)
+    if invalid_spec is None:
+        status.update(blocks)
+        stamped = [set_condition(previous, c, generation, now) for c in parts]
+    else:
+        stamped = [c for c in previous if c.type not in SUMMARY_ORDER]
+    summary = summarize(stamped, invalid_spec)
+    stamped += [set_condition(previous, c, generation, now) for c in summary]
+    status["conditions"] = [c.model_dump(exclude_none=True) for c in sorted(stamped, key=_order)]
+    status["observedGeneration"] = generation
+    return status
+
+
+def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch of `.status` (top-level keys), empty when nothing differs.
+
+    Whole blocks are sent (merge patch replaces lists anyway); a known key absent from
+    `desired` is set to null. Keys this operator does not know are never touched.
+    """
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        if current.get(key) != value:
+            patch[key] = value
+    for key in current:
+        if key in STATUS_KEYS and key not in desired:
+            patch[key] = None
+    return patch
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """One Event to post about the resource: Normal or Warning, a reason, a message."""
+
+    type: str
+    reason: str
+    message: str
+
+
+def condition_events(
+    previous: Iterable[Mapping[str, Any]], current: Iterable[Mapping[str, Any]]
+) -> list[EventSpec]:
+    """Warning for each part condition that became (or changed while) False; Normal on recovery.
+
+    Only part conditions and Stalled/InvalidSpec are turned into events: Ready and Reconciling
+    repeat what the parts say.
+    """
+    before = {c["type"]: c for c in previous}
+    events: list[EventSpec] = []
+    for cond in current:
+        kind = cond["type"]
+        if kind in (types.READY, types.RECONCILING):
+            continue
+        if kind == types.STALLED and cond.get("reason") != Reason.INVALID_SPEC:
+            continue
+        old = before.get(kind)
+        failing = cond["status"] == "True" if kind == types.STALLED else cond["status"] != "True"
+        was_failing = old is not None and (
+            old["status"] == "True" if kind == types.STALLED else old["status"] != "True"
+        )
+        if failing:
+            if (
+                old is None
+                or not was_failing
+                or old.get("reason") != cond.get("reason")
+                or old.get("message") != cond.get("message")
+            ):
+                events.append(
+                    EventSpec("Warning", cond["reason"], f"{kind}: {cond.get('message', '')}")
+                )
+        elif was_failing:
+            events.append(
+                EventSpec("Normal", cond["reason"], f"{kind} recovered: {cond.get('message', '')}")
+            )
+    return events
