@@ -53,6 +53,11 @@ class Reason:
     PARTITION_KEY_MISMATCH: Final = "PartitionKeyMismatch"
     LOCK_TIMEOUT: Final = "LockTimeout"
     MAINTENANCE_PENDING: Final = "MaintenancePending"
+    INDEX_MISMATCH: Final = "IndexDefinitionMismatch"
+    RANGE_CONFLICT: Final = "PartitionRangeConflict"
+    PARTITION_ACTION_FAILED: Final = "PartitionActionFailed"
+    EXPORT_FAILED: Final = "ExportFailed"
+    EXPORT_NOT_VERIFIED: Final = "ExportNotVerified"
 
     # Replicas
     REPLICA_UNREACHABLE: Final = "ReplicaUnreachable"
