@@ -2,13 +2,21 @@
 
 Conditions follow the Kubernetes convention (and kstatus) so `kubectl wait`, Argo CD and Flux
 read health. Every block is optional: a part that is not in the spec reports nothing.
+
+Two fields exist only for `kubectl get lks` printer columns, because JSONPath can neither sum
+nor format: `storage.databaseSize` (databaseBytes as `12.3Gi`) and `summary` (total partitions,
+worst replica lag, newest backup). Both are derived when the model is built, never set by hand,
+so they cannot disagree with the data they summarize and change only when that data changes.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from lokifi_storage.api.quantity import format_bytes
 
 ConditionStatus = Literal["True", "False", "Unknown"]
 
@@ -74,6 +82,10 @@ class StorageStatus(StatusModel):
     """
 
     databaseBytes: int | None = None
+    databaseSize: str | None = Field(
+        default=None,
+        description="databaseBytes for humans (e.g. 12.3Gi); derived, the DB Size column.",
+    )
     capacityBytes: int | None = None
     usedPercent: float | None = None
     growthBytesPerDay: float | None = None
@@ -81,6 +93,11 @@ class StorageStatus(StatusModel):
     sampledAt: str | None = None
     largest: list[RelationSize] = Field(default_factory=list)
     samples: list[StorageSample] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _derive_size(self) -> StorageStatus:
+        self.databaseSize = None if self.databaseBytes is None else format_bytes(self.databaseBytes)
+        return self
 
 
 class BackupStatus(StatusModel):
@@ -107,6 +124,42 @@ class RedisStatus(StatusModel):
     usedMemoryBytes: dict[str, int] = Field(default_factory=dict)
 
 
+class SummaryStatus(StatusModel):
+    """Totals for `kubectl get lks` columns; derived from the rest of the status."""
+
+    partitions: int | None = Field(
+        default=None, description="Partitions of all managed tables (the Partitions column)."
+    )
+    maxReplicaLagSeconds: float | None = Field(
+        default=None, description="Lag of the most lagging replica (the Replica Lag column)."
+    )
+    lastBackupTime: str | None = Field(
+        default=None, description="Newest successful backup of any schedule (Last Backup)."
+    )
+
+
+def _newest(times: list[str]) -> str | None:
+    def key(text: str) -> datetime:
+        return datetime.fromisoformat(text)
+
+    try:
+        return max(times, key=key) if times else None
+    except (TypeError, ValueError):  # not ISO 8601 (or mixed zones): RFC 3339 text order
+        return max(times)
+
+
+def summarize(status: LokifiStorageStatus) -> SummaryStatus:
+    """The printer-column totals of `status`; None where there is nothing to total."""
+    lags = [r.lagSeconds for r in status.replicas if r.lagSeconds is not None]
+    return SummaryStatus(
+        partitions=sum(p.count for p in status.partitions) if status.partitions else None,
+        maxReplicaLagSeconds=max(lags) if lags else None,
+        lastBackupTime=_newest(
+            [b.lastSuccessfulTime for b in status.backups if b.lastSuccessfulTime]
+        ),
+    )
+
+
 class LokifiStorageStatus(StatusModel):
     """Observed state of the storage stack."""
 
@@ -117,3 +170,12 @@ class LokifiStorageStatus(StatusModel):
     storage: StorageStatus | None = None
     backups: list[BackupStatus] = Field(default_factory=list)
     redis: RedisStatus | None = None
+    summary: SummaryStatus | None = Field(
+        default=None, description="Totals for kubectl get columns; derived, never set by hand."
+    )
+
+    @model_validator(mode="after")
+    def _derive_summary(self) -> LokifiStorageStatus:
+        summary = summarize(self)
+        self.summary = summary if summary != SummaryStatus() else None
+        return self
