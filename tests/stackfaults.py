@@ -35,6 +35,15 @@ def _wait_closed(host: str, port: int, timeout: float = 30) -> None:
         time.sleep(0.1)
 
 
+def _recorded_pid(name: str) -> int:
+    """The pid the stack recorded for `name`, checked to still run the recorded executable."""
+    lines = (state_dir() / "pids" / f"{name}.pid").read_text().splitlines()
+    pid = int(lines[0])
+    if len(lines) > 1 and lines[1] and os.readlink(f"/proc/{pid}/exe") != lines[1]:
+        raise RuntimeError(f"pid {pid} of {name} no longer runs {lines[1]}; not stopping it")
+    return pid
+
+
 @contextmanager
 def stopped_pg_replica() -> Iterator[None]:
     """The streaming replica stopped with `pg_ctl stop -m fast` (as the postgres OS user)."""
@@ -69,8 +78,7 @@ def stopped_pg_replica() -> Iterator[None]:
 @contextmanager
 def stopped_redis_node(port: int, host: str = "127.0.0.1") -> Iterator[None]:
     """One Redis node stopped with SIGTERM (its pid from the stack's pid file)."""
-    pid_file = state_dir() / "pids" / f"redis-{port}.pid"
-    pid = int(pid_file.read_text().strip())
+    pid = _recorded_pid(f"redis-{port}")
     try:
         os.kill(pid, signal.SIGTERM)
         _wait_closed(host, port)

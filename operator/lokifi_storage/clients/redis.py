@@ -1,0 +1,145 @@
+"""Talking to each node of a Redis Cluster directly: topology, CONFIG GET/SET/REWRITE, INFO.
+
+Settings are per node (CONFIG SET is not forwarded by the cluster), so this client addresses
+nodes one by one instead of going through a cluster-routing client. Connections have short
+timeouts and no retries: a dead node should cost one connect timeout, and the reconciler then
+moves on to the next node.
+
+Every CONFIG SET sent is recorded in `config_set_log` as (node, key), so tests can prove that
+a reconcile with nothing to change sends none, and that drift is repaired on the drifted node
+only. Error messages name the node and key; the password is only handed to redis-py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from lokifi_storage.clients.errors import (
+    AuthenticationFailed,
+    ClientError,
+    ConnectionFailed,
+    Refused,
+)
+
+__all__ = ["RedisNode", "RedisNodes"]
+
+SOCKET_TIMEOUT_SECONDS = 3.0
+CONNECT_TIMEOUT_SECONDS = 2.0
+
+_AUTH_MARKERS = ("NOAUTH", "WRONGPASS", "invalid password", "invalid username-password")
+
+
+def _map(error: redis.RedisError, node: str, doing: str) -> ClientError:
+    text = str(error)
+    if isinstance(error, redis.AuthenticationError) or any(m in text for m in _AUTH_MARKERS):
+        return AuthenticationFailed(f"Redis node {node}: authentication failed")
+    if isinstance(error, redis.TimeoutError):
+        return ConnectionFailed(f"Redis node {node}: unreachable (timed out during {doing})")
+    if isinstance(error, redis.ConnectionError):
+        return ConnectionFailed(f"Redis node {node}: unreachable (connection refused or lost)")
+    # The server's own words (e.g. "argument(s) must be one of ...") are kept: they name the
+    # key and the accepted values, never a credential (the keys are allow-listed).
+    return Refused(f"Redis node {node}: {doing} refused: {text[:300]}")
+
+
+class RedisNode:
+    """One node, one connection; every method raises the clients' error tree."""
+
+    def __init__(self, address: str, conn: redis.Redis, log: list[tuple[str, str]]) -> None:
+        self.address = address
+        self._conn = conn
+        self._log = log
+
+    def _call(self, doing: str, *args: Any) -> Any:
+        try:
+            return self._conn.execute_command(*args)  # type: ignore[no-untyped-call]
+        except redis.RedisError as error:
+            raise _map(error, self.address, doing) from error
+
+    def ping(self) -> None:
+        self._call("PING", "PING")
+
+    def cluster_nodes(self) -> str:
+        # "CLUSTER", "NODES" as two words: redis-py then returns the raw text instead of
+        # its own parsed form, which domain/redis_topology.py reads.
+        return str(self._call("CLUSTER NODES", "CLUSTER", "NODES"))
+
+    def cluster_info(self) -> str:
+        return str(self._call("CLUSTER INFO", "CLUSTER", "INFO"))
+
+    def config_get(self, keys: Iterable[str]) -> dict[str, str]:
+        """Current values of `keys` (a key the node does not know is simply absent)."""
+        result: dict[str, str] = {}
+        for key in keys:
+            raw = self._call(f"CONFIG GET {key}", "CONFIG", "GET", key)
+            pairs = (
+                list(raw.items())
+                if isinstance(raw, dict)
+                else list(zip(raw[::2], raw[1::2], strict=True))
+            )
+            result.update((str(k), str(v)) for k, v in pairs if str(k) == key)
+        return result
+
+    def config_set(self, key: str, value: str) -> None:
+        self._log.append((self.address, key))
+        self._call(f"CONFIG SET {key}", "CONFIG", "SET", key, value)
+
+    def config_rewrite(self) -> None:
+        self._call("CONFIG REWRITE", "CONFIG", "REWRITE")
+
+    def info(self, section: str) -> dict[str, str]:
+        raw = self._call(f"INFO {section}", "INFO", section)
+        if isinstance(raw, dict):
+            return {str(k): str(v) for k, v in raw.items()}
+        return dict(
+            line.split(":", 1)
+            for line in str(raw).splitlines()
+            if ":" in line and not line.startswith("#")
+        )
+
+
+class RedisNodes:
+    """Connections to the nodes of one cluster, opened on first use and closed together."""
+
+    def __init__(self, password: str | None, *, username: str | None = None) -> None:
+        self._password = password
+        self._username = username
+        self._nodes: dict[str, RedisNode] = {}
+        self._conns: list[redis.Redis] = []
+        self.config_set_log: list[tuple[str, str]] = []
+
+    def node(self, host: str, port: int) -> RedisNode:
+        address = f"{host}:{port}"
+        if address not in self._nodes:
+            conn = redis.Redis(
+                host=host,
+                port=port,
+                username=self._username,
+                password=self._password,
+                socket_timeout=SOCKET_TIMEOUT_SECONDS,
+                socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                retry=Retry(NoBackoff(), 0),
+                decode_responses=True,
+            )
+            self._conns.append(conn)
+            self._nodes[address] = RedisNode(address, conn, self.config_set_log)
+        return self._nodes[address]
+
+    def close(self) -> None:
+        for conn in self._conns:
+            with contextlib.suppress(redis.RedisError):
+                conn.close()
+        self._conns.clear()
+        self._nodes.clear()
+
+    def __enter__(self) -> RedisNodes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
