@@ -41,6 +41,9 @@ class Reason:
     PART_FAILED: Final = "PartFailed"
     SECRET_NOT_FOUND: Final = "SecretNotFound"
     SECRET_KEY_NOT_FOUND: Final = "SecretKeyNotFound"
+    SECRET_CONFLICT: Final = "SecretConflict"  # the connection Secret belongs to another owner
+    CLEANUP_FAILED: Final = "CleanupFailed"  # deletionPolicy Delete could not remove something
+    CLEANED_UP: Final = "CleanedUp"  # deletionPolicy Delete removed what the operator created
 
     # PostgreSQL
     CONNECTION_FAILED: Final = "ConnectionFailed"
