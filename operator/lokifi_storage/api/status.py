@@ -124,6 +124,28 @@ class RedisStatus(StatusModel):
     usedMemoryBytes: dict[str, int] = Field(default_factory=dict)
 
 
+class BucketStatus(StatusModel):
+    """One bucket of spec.objectStorage: whether it exists and which lifecycle rules are whose."""
+
+    name: str
+    exists: bool | None = Field(default=None, description="None when it could not be checked.")
+    managedRules: list[str] = Field(
+        default_factory=list,
+        description="Ids of the lifecycle rules the operator set on the bucket. Kept so a rule "
+        "removed from the spec is removed from the bucket on the next pass.",
+    )
+    foreignRules: int = Field(
+        default=0, description="Lifecycle rules of the bucket the operator leaves untouched."
+    )
+    reason: str | None = None
+
+
+class ObjectStorageStatus(StatusModel):
+    """State of the buckets of spec.objectStorage."""
+
+    buckets: list[BucketStatus] = Field(default_factory=list)
+
+
 class SummaryStatus(StatusModel):
     """Totals for `kubectl get lks` columns; derived from the rest of the status."""
 
@@ -170,6 +192,7 @@ class LokifiStorageStatus(StatusModel):
     storage: StorageStatus | None = None
     backups: list[BackupStatus] = Field(default_factory=list)
     redis: RedisStatus | None = None
+    objectStorage: ObjectStorageStatus | None = None
     summary: SummaryStatus | None = Field(
         default=None, description="Totals for kubectl get columns; derived, never set by hand."
     )
