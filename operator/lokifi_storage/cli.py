@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import typer
 
+from lokifi_storage.jobs import backup_cli
+
 app = typer.Typer(
     name="lokifi-storage",
     help="Keep Lokifi's PostgreSQL, Redis Cluster and S3 storage at the state a LokifiStorage declares.",
@@ -27,6 +29,10 @@ def version() -> None:
     from importlib.metadata import version as dist_version
 
     typer.echo(dist_version("lokifi-storage-operator"))
+
+
+app.add_typer(backup_cli.app, name="backup")
+app.command("restore")(backup_cli.restore)
 
 
 def main() -> None:

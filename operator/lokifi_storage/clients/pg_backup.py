@@ -1,0 +1,209 @@
+"""The SQL side of backups: a consistent snapshot for pg_dump, row counts, scratch databases.
+
+Row counts for the manifest are taken inside the very snapshot pg_dump dumps (exported with
+pg_export_snapshot and handed to `pg_dump --snapshot`), so they are the exact number of rows the
+dump holds, whatever writes happen meanwhile. Verify compares them with the rows a restore
+produced: an end-to-end proof from the database to the restored copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from lokifi_storage.clients.errors import (
+    AuthenticationFailed,
+    ClientError,
+    ConnectionFailed,
+    NotFound,
+)
+from lokifi_storage.clients.pg_probe import describe_target, libpq_url
+
+__all__ = [
+    "SnapshotSession",
+    "TableRows",
+    "count_rows",
+    "create_database",
+    "database_exists",
+    "drop_database",
+    "user_table_count",
+]
+
+CONNECT_TIMEOUT_SECONDS = 10
+
+# Ordinary tables whose rows pg_dump writes: no catalogs, no temp tables of other sessions, no
+# tables that belong to an extension (pg_dump leaves those to CREATE EXTENSION).
+_TABLES = """
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                  AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+
+
+@dataclass(frozen=True)
+class TableRows:
+    """Rows of one table (partitions are tables of their own)."""
+
+    schema: str
+    table: str
+    rows: int
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.schema}.{self.table}"
+
+
+Connection = psycopg.Connection[tuple[Any, ...]]
+
+
+def _map(error: psycopg.Error, target: str) -> ClientError:
+    text = str(error).lower()
+    if isinstance(error, pg_errors.InvalidPassword) or "password authentication" in text:
+        return AuthenticationFailed(f"{target}: authentication failed")
+    if isinstance(error, pg_errors.InvalidCatalogName) or "does not exist" in text:
+        return NotFound(f"{target}: database does not exist")
+    return ConnectionFailed(f"{target}: connection refused or server not answering")
+
+
+@contextmanager
+def connect(url: str, *, autocommit: bool = True) -> Iterator[Connection]:
+    """A connection whose failures are the clients' error tree, messages without secrets."""
+    target = str(describe_target(url))
+    try:
+        conn = psycopg.connect(
+            libpq_url(url),
+            autocommit=autocommit,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            application_name="lokifi-storage",
+        )
+    except psycopg.Error as error:
+        raise _map(error, target) from error
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def _count(conn: Connection) -> list[TableRows]:
+    tables = conn.execute(_TABLES).fetchall()
+    counts = []
+    for schema, table in tables:
+        query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(
+            sql.Identifier(schema), sql.Identifier(table)
+        )
+        row = conn.execute(query).fetchone()
+        counts.append(TableRows(schema, table, int(row[0]) if row else 0))
+    return counts
+
+
+class SnapshotSession:
+    """A read-only REPEATABLE READ transaction whose snapshot pg_dump imports.
+
+    Keep it open until pg_dump has finished: the exported snapshot lives only as long as the
+    exporting transaction.
+    """
+
+    def __init__(self, conn: Connection, target: str) -> None:
+        self._conn = conn
+        self.target = target
+        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        row = conn.execute(
+            "SELECT pg_export_snapshot(), current_setting('server_version'), current_database()"
+        ).fetchone()
+        assert row is not None
+        self.snapshot, self.server_version, self.database = str(row[0]), str(row[1]), str(row[2])
+
+    @classmethod
+    @contextmanager
+    def open(cls, url: str) -> Iterator[SnapshotSession]:
+        target = str(describe_target(url))
+        with connect(url) as conn:
+            try:
+                session = cls(conn, target)
+                yield session
+            except psycopg.Error as error:
+                raise ClientError(
+                    f"{target}: snapshot query failed ({type(error).__name__})"
+                ) from error
+            finally:
+                if not conn.closed and not conn.broken:
+                    conn.execute("ROLLBACK")
+
+    def cancel(self) -> None:
+        """Cancel a count in progress (the backup failed; no need to finish counting)."""
+        with suppress(psycopg.Error):
+            self._conn.cancel_safe(timeout=5)
+
+    def count_rows(self) -> list[TableRows]:
+        """Rows per table as of the exported snapshot: exactly what the dump contains."""
+        try:
+            return _count(self._conn)
+        except psycopg.Error as error:
+            raise ClientError(
+                f"{self.target}: counting rows failed ({type(error).__name__})"
+            ) from error
+
+
+def count_rows(url: str) -> list[TableRows]:
+    """Rows per table in the database at `url` (used on a restored copy)."""
+    target = str(describe_target(url))
+    with connect(url) as conn:
+        try:
+            return _count(conn)
+        except psycopg.Error as error:
+            raise ClientError(f"{target}: counting rows failed ({type(error).__name__})") from error
+
+
+def database_exists(url: str, name: str) -> bool:
+    with connect(url) as conn:
+        row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        return row is not None
+
+
+def create_database(url: str, name: str) -> None:
+    """CREATE DATABASE `name` on the server of `url` (connected to `url`'s own database)."""
+    target = str(describe_target(url))
+    with connect(url) as conn:
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.Error as error:
+            raise ClientError(
+                f"{target}: could not create database {name!r} ({type(error).__name__})"
+            ) from error
+
+
+def drop_database(url: str, name: str) -> None:
+    """DROP DATABASE IF EXISTS `name` WITH (FORCE): scratch databases only."""
+    target = str(describe_target(url))
+    with connect(url) as conn:
+        try:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+        except psycopg.Error as error:
+            raise ClientError(
+                f"{target}: could not drop database {name!r} ({type(error).__name__})"
+            ) from error
+
+
+def user_table_count(url: str) -> int:
+    """How many tables (of any kind) live outside the system schemas: 0 means fresh."""
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+            " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            " AND n.nspname NOT LIKE 'pg\\_%'"
+        ).fetchone()
+        return int(row[0]) if row else 0

@@ -1,0 +1,333 @@
+"""`lokifi-storage backup ...` and `lokifi-storage restore`: the commands backup CronJobs run.
+
+Secrets never go on the command line (it is visible in `ps`, /proc and the CronJob's spec):
+the database URL is read from an environment variable (LOKIFI_PRIMARY_URL unless --url-env
+names another; a CronJob fills it from a Secret with env.valueFrom.secretKeyRef) and the S3
+keys from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or any other source boto3 reads: an IRSA
+role, an instance profile). Everything else may be a flag or its environment variable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Annotated, TypeVar
+
+import typer
+from rich.table import Table
+
+from lokifi_storage.api.spec import Compression, StorageClass
+from lokifi_storage.clients.backup_store import BackupStore, make_s3_client
+from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.pg_probe import describe_target
+from lokifi_storage.clients.pg_tools import connection_args
+from lokifi_storage.jobs.backup_create import (
+    BackupTarget,
+    CreateOptions,
+    create_backup,
+    prune_schedule,
+)
+from lokifi_storage.jobs.backup_restore import (
+    RestoreOptions,
+    find_backup,
+    list_backups,
+    prepare_target,
+    restore_backup,
+    verify_backup,
+)
+from lokifi_storage.jobs.outcome import JobError, TerminatedError, sigterm_raises
+from lokifi_storage.jobs.progress import Reporter, human_bytes
+
+__all__ = ["app", "restore"]
+
+DEFAULT_URL_ENV = "LOKIFI_PRIMARY_URL"
+
+app = typer.Typer(
+    name="backup",
+    help=(
+        "Create, list, verify and prune pg_dump backups in S3.\n\n"
+        "The database URL comes from the environment variable LOKIFI_PRIMARY_URL (or the one "
+        "--url-env names), never from a flag; S3 keys from AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY (or boto3's other sources). Exit codes: 0 ok, 1 failure, "
+        "2 usage, 3 corrupt backup, 4 verify found different row counts, 143 SIGTERM."
+    ),
+    no_args_is_help=True,
+)
+
+Bucket = Annotated[
+    str, typer.Option(envvar="LOKIFI_BACKUP_BUCKET", help="Bucket holding the backups.")
+]
+Prefix = Annotated[
+    str, typer.Option(envvar="LOKIFI_BACKUP_PREFIX", help="Key prefix of every backup.")
+]
+Name = Annotated[
+    str | None,
+    typer.Option(
+        envvar="LOKIFI_BACKUP_NAME",
+        help="Folder under the prefix (the operator passes the resource name); "
+        "defaults to the database name of the URL.",
+    ),
+]
+Endpoint = Annotated[
+    str | None,
+    typer.Option(envvar="LOKIFI_S3_ENDPOINT", help="S3-compatible endpoint URL (default AWS)."),
+]
+Region = Annotated[
+    str | None,
+    typer.Option(envvar=["LOKIFI_S3_REGION", "AWS_DEFAULT_REGION", "AWS_REGION"], help="Region."),
+]
+UrlEnv = Annotated[
+    str,
+    typer.Option(help="Environment variable that holds the database URL (with its password)."),
+]
+PgBin = Annotated[
+    str | None,
+    typer.Option(envvar="LOKIFI_PG_BIN", help="Directory of pg_dump/pg_restore (default PATH)."),
+]
+Jobs = Annotated[
+    int,
+    typer.Option(min=1, help="pg_restore --jobs; above 1 the dump is first written to --workdir."),
+]
+Workdir = Annotated[
+    str | None, typer.Option(help="Directory for the temporary dump file of --jobs > 1.")
+]
+
+T = TypeVar("T")
+
+
+def _run(action: Callable[[], T]) -> T:
+    """Run a job body; map its failure to a message on stderr and the documented exit code."""
+    try:
+        with sigterm_raises():
+            return action()
+    except TerminatedError as stop:
+        typer.echo(f"error: {stop}; cleaned up", err=True)
+        raise typer.Exit(stop.exit_code) from None
+    except JobError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(error.exit_code) from None
+    except ClientError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _url(url_env: str) -> str:
+    url = os.environ.get(url_env)
+    if not url:
+        typer.echo(f"error: set {url_env} to the database URL (postgresql://...)", err=True)
+        raise typer.Exit(2)
+    return url
+
+
+def _target(
+    bucket: str,
+    prefix: str,
+    name: str | None,
+    endpoint: str | None,
+    region: str | None,
+    url: str | None,
+) -> BackupTarget:
+    if name is None:
+        if url is None:
+            typer.echo("error: pass --name (or set LOKIFI_BACKUP_NAME)", err=True)
+            raise typer.Exit(2)
+        name = describe_target(url).dbname
+    client = make_s3_client(endpoint, region, None, None)
+    return BackupTarget(store=BackupStore(client, bucket), prefix=prefix, name=name)
+
+
+@app.command()
+def create(
+    schedule: Annotated[str, typer.Option(help="Schedule name: the folder of this backup.")],
+    bucket: Bucket,
+    prefix: Prefix = "backups/",
+    name: Name = None,
+    endpoint: Endpoint = None,
+    region: Region = None,
+    compression: Annotated[Compression, typer.Option(help="zstd, gzip, lz4 or none.")] = "zstd",
+    storage_class: Annotated[StorageClass, typer.Option(help="S3 storage class.")] = "STANDARD",
+    keep: Annotated[
+        int | None,
+        typer.Option(min=1, help="Prune the schedule to this many backups after success."),
+    ] = None,
+    verify: Annotated[
+        bool, typer.Option(help="Restore the new backup into a scratch database and compare.")
+    ] = False,
+    part_size_mb: Annotated[int, typer.Option(min=5, help="First upload part size.")] = 16,
+    level: Annotated[int | None, typer.Option(help="Compression level (codec default).")] = None,
+    threads: Annotated[int, typer.Option(help="zstd worker threads (0: inline).")] = 0,
+    url_env: UrlEnv = DEFAULT_URL_ENV,
+    pg_bin: PgBin = None,
+) -> None:
+    """pg_dump the database into one new backup, streamed to S3 with no temporary file."""
+    url = _url(url_env)
+    target = _target(bucket, prefix, name, endpoint, region, url)
+    reporter = Reporter()
+    options = CreateOptions(
+        schedule=schedule,
+        compression=compression,
+        storage_class=storage_class,
+        keep=keep,
+        part_size=part_size_mb * 1024 * 1024,
+        level=level,
+        threads=threads,
+        pg_bin=pg_bin,
+    )
+    result = _run(lambda: create_backup(url, target, options, reporter))
+    if verify:
+        _run(
+            lambda: verify_backup(
+                target.store, result.key, url, RestoreOptions(pg_bin=pg_bin), reporter
+            )
+        )
+
+
+@app.command("list")
+def list_(
+    bucket: Bucket,
+    prefix: Prefix = "backups/",
+    name: Name = None,
+    endpoint: Endpoint = None,
+    region: Region = None,
+    schedule: Annotated[str | None, typer.Option(help="Only this schedule.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+    url_env: UrlEnv = DEFAULT_URL_ENV,
+) -> None:
+    """List the backups in the bucket, oldest first."""
+    target = _target(bucket, prefix, name, endpoint, region, os.environ.get(url_env))
+    runs = _run(lambda: list_backups(target.store, target.prefix, target.name))
+    runs = [r for r in runs if schedule is None or r.schedule == schedule]
+    reporter = Reporter()
+    if as_json:
+        for run in runs:
+            record = {
+                "schedule": run.schedule,
+                "startedAt": run.started_at.isoformat(),
+                "complete": run.complete,
+                "key": run.dump.key if run.dump else None,
+                "sizeBytes": run.dump.size if run.dump else None,
+                "verified": run.verified,
+            }
+            typer.echo(json.dumps(record))
+        return
+    table = Table(title=f"s3://{target.store.bucket}/{target.prefix}{target.name}/")
+    for column in ("schedule", "started (UTC)", "size", "state", "verified", "key"):
+        table.add_column(column)
+    for run in runs:
+        state = "complete" if run.complete else ("no manifest" if run.dump else "orphan sidecar")
+        verified = {None: "-", True: "passed", False: "FAILED"}[run.verified]
+        table.add_row(
+            run.schedule,
+            run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+            human_bytes(run.dump.size) if run.dump else "-",
+            state,
+            verified,
+            run.dump.key if run.dump else "-",
+        )
+    reporter.console.print(table)
+
+
+@app.command("verify")
+def verify_(
+    bucket: Bucket,
+    prefix: Prefix = "backups/",
+    name: Name = None,
+    endpoint: Endpoint = None,
+    region: Region = None,
+    backup: Annotated[str | None, typer.Option(help="Dump key; default the newest.")] = None,
+    schedule: Annotated[str | None, typer.Option(help="Newest backup of this schedule.")] = None,
+    jobs: Jobs = 1,
+    workdir: Workdir = None,
+    url_env: Annotated[
+        str,
+        typer.Option(help="Variable with the URL of the server the scratch database goes on."),
+    ] = DEFAULT_URL_ENV,
+    pg_bin: PgBin = None,
+) -> None:
+    """Restore a backup into a scratch database, compare row counts with its manifest, drop it.
+
+    Records the outcome next to the backup (the operator reports it in status.backups).
+    """
+    url = _url(url_env)
+    target = _target(bucket, prefix, name, endpoint, region, url)
+    reporter = Reporter()
+
+    def body() -> None:
+        key = find_backup(target.store, target.prefix, target.name, schedule=schedule, key=backup)
+        options = RestoreOptions(jobs=jobs, workdir=workdir, pg_bin=pg_bin)
+        verify_backup(target.store, key, url, options, reporter)
+
+    _run(body)
+
+
+@app.command()
+def prune(
+    schedule: Annotated[str, typer.Option(help="Schedule to prune.")],
+    keep: Annotated[int, typer.Option(min=1, help="Backups to keep.")],
+    bucket: Bucket,
+    prefix: Prefix = "backups/",
+    name: Name = None,
+    endpoint: Endpoint = None,
+    region: Region = None,
+    url_env: UrlEnv = DEFAULT_URL_ENV,
+) -> None:
+    """Apply retention to one schedule (create --keep does this after every backup)."""
+    from datetime import UTC, datetime
+
+    target = _target(bucket, prefix, name, endpoint, region, os.environ.get(url_env))
+    reporter = Reporter()
+    _run(lambda: prune_schedule(target, schedule, keep, datetime.now(UTC), reporter))
+
+
+def restore(
+    bucket: Bucket,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            help="Target database URL. Leave the password out (use PGPASSWORD or --to-env): "
+            "a command line is visible to every user of the machine."
+        ),
+    ] = None,
+    to_env: Annotated[
+        str | None, typer.Option(help="Environment variable holding the target URL.")
+    ] = None,
+    prefix: Prefix = "backups/",
+    name: Name = None,
+    endpoint: Endpoint = None,
+    region: Region = None,
+    backup: Annotated[str | None, typer.Option(help="Dump key; default the newest.")] = None,
+    schedule: Annotated[str | None, typer.Option(help="Newest backup of this schedule.")] = None,
+    jobs: Jobs = 1,
+    workdir: Workdir = None,
+    create_db: Annotated[
+        bool, typer.Option("--create/--no-create", help="Create the target database if missing.")
+    ] = True,
+    clean: Annotated[
+        bool, typer.Option(help="Drop and replace objects that already exist in the target.")
+    ] = False,
+    no_owner: Annotated[
+        bool, typer.Option(help="Skip ownership and grants (target lacks the roles).")
+    ] = False,
+    url_env: UrlEnv = DEFAULT_URL_ENV,
+    pg_bin: PgBin = None,
+) -> None:
+    """Restore a backup from S3 into a database (pg_restore, --jobs N in parallel)."""
+    if (to is None) == (to_env is None):
+        typer.echo("error: pass exactly one of --to or --to-env", err=True)
+        raise typer.Exit(2)
+    to_url = to if to is not None else _url(str(to_env))
+    target = _target(bucket, prefix, name, endpoint, region, os.environ.get(url_env))
+    reporter = Reporter()
+    if to is not None and connection_args(to).password is not None:
+        reporter.info("WARNING the password in --to is visible in the process list")
+
+    def body() -> None:
+        key = find_backup(target.store, target.prefix, target.name, schedule=schedule, key=backup)
+        prepare_target(to_url, create=create_db, clean=clean)
+        options = RestoreOptions(
+            jobs=jobs, workdir=workdir, no_owner=no_owner, clean=clean, pg_bin=pg_bin
+        )
+        restore_backup(target.store, key, to_url, options, reporter)
+
+    _run(body)

@@ -1,0 +1,339 @@
+"""`restore` and `backup verify`: S3 -> checksum + decompression -> pg_restore.
+
+With `--jobs 1` the object streams straight into pg_restore's stdin: nothing touches the disk.
+Parallel pg_restore needs a seekable archive, so with `--jobs N>1` the decompressed dump is
+written to a temporary file in `--workdir` first (removed afterwards): faster for databases
+with several large tables, at the cost of disk space the size of the dump.
+
+Damage is told apart from a failing restore: the object's SHA-256 is checked against the
+manifest while it streams, and the codecs check their frames, so a flipped byte is reported as
+"backup ... is corrupt" (exit 3) rather than as whatever pg_restore made of the garbage.
+
+Verify restores into a scratch database, counts rows per table, compares them with the manifest,
+drops the scratch database (always), and records the outcome as a marker object next to the
+backup (`<stamp>.verify-ok.json` / `.verify-failed.json`) that the operator reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from lokifi_storage.clients.backup_store import BackupStore
+from lokifi_storage.clients.errors import ClientError, NotFound
+from lokifi_storage.clients.pg_backup import (
+    count_rows,
+    create_database,
+    database_exists,
+    drop_database,
+    user_table_count,
+)
+from lokifi_storage.clients.pg_probe import describe_target
+from lokifi_storage.clients.pg_tools import (
+    ToolProcess,
+    connection_args,
+    pg_restore_argv,
+    tool_path,
+    with_database,
+)
+from lokifi_storage.domain.backup_catalog import (
+    BackupEntry,
+    catalog,
+    compression_of,
+    name_prefix,
+    schedule_prefix,
+    sidecar_key,
+)
+from lokifi_storage.domain.backup_manifest import ManifestError, compare_counts, tables
+from lokifi_storage.jobs.compression import CorruptStreamError, decompressor
+from lokifi_storage.jobs.outcome import BackupCorruptError, JobError, VerifyMismatchError
+from lokifi_storage.jobs.progress import Reporter, human_bytes
+
+__all__ = [
+    "RestoreOptions",
+    "VerifyResult",
+    "find_backup",
+    "list_backups",
+    "prepare_target",
+    "restore_backup",
+    "verify_backup",
+]
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    jobs: int = 1
+    workdir: str | None = None
+    no_owner: bool = False
+    clean: bool = False
+    pg_bin: str | None = None
+
+
+def list_backups(store: BackupStore, prefix: str, name: str) -> list[BackupEntry]:
+    return catalog(prefix, name, store.list_objects(name_prefix(prefix, name)))
+
+
+def find_backup(
+    store: BackupStore, prefix: str, name: str, *, schedule: str | None, key: str | None
+) -> str:
+    """The dump key to restore: `key` as given, else the newest complete backup."""
+    if key is not None:
+        compression_of(key)  # refuses keys that are not dumps, with a clear message
+        return key
+    where = schedule_prefix(prefix, name, schedule) if schedule else name_prefix(prefix, name)
+    runs = [e for e in catalog(prefix, name, store.list_objects(where)) if e.complete and e.dump]
+    if not runs:
+        raise JobError(f"no complete backup under s3://{store.bucket}/{where}")
+    newest = max(runs, key=lambda e: e.finished_at or e.started_at)
+    assert newest.dump is not None
+    return newest.dump.key
+
+
+def _manifest(store: BackupStore, key: str) -> dict[str, Any]:
+    mkey = sidecar_key(key, ".manifest.json")
+    try:
+        return store.get_json(mkey)
+    except NotFound:
+        raise JobError(
+            f"{key} has no manifest ({mkey}): it is not a complete backup of this tool"
+        ) from None
+
+
+class _Sink:
+    """Where decompressed bytes go: pg_restore's stdin, or a temporary file for -j."""
+
+    def __init__(self, process: ToolProcess | None, file: IO[bytes] | None) -> None:
+        self.process = process
+        self.file = file
+        self.broken = False
+
+    def write(self, data: bytes) -> None:
+        if self.broken or not data:
+            return
+        if self.file is not None:
+            target = self.file
+        else:
+            assert self.process is not None
+            target = self.process.stdin
+        try:
+            target.write(data)
+        except BrokenPipeError:
+            self.broken = True  # pg_restore died; keep reading to judge the object
+
+
+def restore_backup(
+    store: BackupStore,
+    key: str,
+    to_url: str,
+    options: RestoreOptions,
+    reporter: Reporter,
+    *,
+    manifest: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Restore backup `key` into the (existing, empty unless --clean) database at `to_url`."""
+    manifest = manifest if manifest is not None else _manifest(store, key)
+    expected_sha = manifest.get("sha256")
+    conn = connection_args(to_url)
+    pg_restore = tool_path("pg_restore", options.pg_bin)
+    reader = store.open(key)
+    codec = decompressor(compression_of(key))
+    digest = hashlib.sha256()
+    reporter.info(f"restore of s3://{store.bucket}/{key} into {conn.target}")
+    started = time.monotonic()
+
+    temp: IO[bytes] | None = None
+    process: ToolProcess | None = None
+    if options.jobs > 1:
+        temp = tempfile.NamedTemporaryFile(  # noqa: SIM115 - closed in finally
+            prefix="lokifi-restore-", suffix=".dump", dir=options.workdir
+        )
+    else:
+        argv = pg_restore_argv(pg_restore, conn, no_owner=options.no_owner, clean=options.clean)
+        process = ToolProcess(argv, conn, stdin=subprocess.PIPE)
+    sink = _Sink(process, temp)
+    corrupt: str | None = None
+    try:
+        with reporter.task(f"read {key.rsplit('/', 1)[-1]}", total=reader.size) as task:
+            for chunk in reader.chunks():
+                digest.update(chunk)
+                task.advance(len(chunk))
+                if corrupt is None:
+                    try:
+                        sink.write(codec.decompress(chunk))
+                    except CorruptStreamError as error:
+                        corrupt = str(error)
+            if corrupt is None:
+                try:
+                    codec.finish()
+                except CorruptStreamError as error:
+                    corrupt = str(error)
+        reader.close()
+        actual_sha = digest.hexdigest()
+        if expected_sha and actual_sha != expected_sha:
+            corrupt = (
+                f"SHA-256 {actual_sha[:16]}... differs from the manifest's {expected_sha[:16]}..."
+            )
+        if corrupt is not None:
+            raise BackupCorruptError(f"backup {key} is corrupt: {corrupt}")
+        if process is not None:
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+        else:
+            assert temp is not None
+            temp.flush()
+            argv = pg_restore_argv(
+                pg_restore,
+                conn,
+                jobs=options.jobs,
+                source=temp.name,
+                no_owner=options.no_owner,
+                clean=options.clean,
+            )
+            process = ToolProcess(argv, conn)
+        code = process.wait()
+        if code != 0:
+            raise JobError(process.failure(code))
+    finally:
+        if process is not None:
+            process.stop()
+        if temp is not None:
+            temp.close()
+        reader.close()
+    seconds = time.monotonic() - started
+    reporter.info(
+        f"restore complete: {human_bytes(reader.size)} read in {seconds:.1f}s, checksum matches"
+    )
+    return manifest
+
+
+@dataclass
+class VerifyResult:
+    key: str
+    ok: bool
+    message: str
+    mismatches: list[str]
+    tables: int
+    seconds: float
+
+
+def _scratch_name() -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    return f"lokifi_verify_{stamp}_{secrets.token_hex(4)}"
+
+
+def verify_backup(
+    store: BackupStore,
+    key: str,
+    server_url: str,
+    options: RestoreOptions,
+    reporter: Reporter,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> VerifyResult:
+    """Restore `key` into a scratch database on `server_url`'s server and compare row counts.
+
+    Writes the verify marker for a verdict on the backup itself (corrupt, or counts differ, or
+    passed). A failure that says nothing about the backup (server unreachable, no permission to
+    create a database) writes no marker and raises.
+    """
+    started = time.monotonic()
+    manifest = _manifest(store, key)
+    try:
+        expected = tables(manifest)
+    except ManifestError as error:
+        raise JobError(f"{key}: {error}") from error
+    scratch = _scratch_name()
+    scratch_url = with_database(server_url, scratch)
+    create_database(server_url, scratch)
+    reporter.info(f"verify {key} in scratch database {scratch}")
+    try:
+        try:
+            restore_backup(
+                store,
+                key,
+                scratch_url,
+                RestoreOptions(
+                    jobs=options.jobs,
+                    workdir=options.workdir,
+                    no_owner=True,
+                    pg_bin=options.pg_bin,
+                ),
+                reporter,
+                manifest=manifest,
+            )
+        except BackupCorruptError as error:
+            _mark(store, key, ok=False, message=str(error), mismatches=[], clock=clock)
+            raise
+        except JobError as error:
+            message = f"backup {key} does not restore: {error}"
+            _mark(store, key, ok=False, message=message, mismatches=[], clock=clock)
+            raise JobError(message, reason=error.reason) from error
+        actual = {row.qualified: row.rows for row in count_rows(scratch_url)}
+    finally:
+        try:
+            drop_database(server_url, scratch)
+        except ClientError as error:
+            reporter.info(f"WARNING scratch database {scratch} was not dropped: {error}")
+    mismatches = compare_counts(expected, actual)
+    seconds = time.monotonic() - started
+    total = sum(expected.values())
+    if mismatches:
+        message = (
+            f"backup {key} restored but {len(mismatches)} table(s) differ from the manifest: "
+            + "; ".join(mismatches[:5])
+        )
+        _mark(store, key, ok=False, message=message, mismatches=mismatches, clock=clock)
+        raise VerifyMismatchError(message)
+    message = f"backup {key} verified: {len(expected)} tables, {total} rows match the manifest"
+    _mark(store, key, ok=True, message=message, mismatches=[], clock=clock)
+    reporter.info(f"{message} ({seconds:.1f}s)")
+    return VerifyResult(key, True, message, [], len(expected), seconds)
+
+
+def _mark(
+    store: BackupStore,
+    key: str,
+    *,
+    ok: bool,
+    message: str,
+    mismatches: list[str],
+    clock: Callable[[], datetime],
+) -> None:
+    """Write this verify's marker and remove the opposite one, so the name tells the outcome."""
+    mine = sidecar_key(key, ".verify-ok.json" if ok else ".verify-failed.json")
+    other = sidecar_key(key, ".verify-failed.json" if ok else ".verify-ok.json")
+    store.put_json(
+        mine,
+        {
+            "dumpKey": key,
+            "ok": ok,
+            "checkedAt": clock().isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "message": message,
+            "mismatches": mismatches[:100],
+        },
+    )
+    store.delete([other])
+
+
+def prepare_target(to_url: str, *, create: bool, clean: bool) -> None:
+    """Make sure the restore target exists and is empty (unless --clean asks to replace)."""
+    target = describe_target(to_url)
+    maintenance = with_database(to_url, "postgres")
+    if not database_exists(maintenance, target.dbname):
+        if not create:
+            raise JobError(f"database {target.dbname} does not exist on {target.host}")
+        create_database(maintenance, target.dbname)
+        return
+    if not clean and user_table_count(to_url) > 0:
+        raise JobError(
+            f"database {target} already has tables; restore into a fresh database, "
+            "or pass --clean to drop and replace the objects in the backup"
+        )
