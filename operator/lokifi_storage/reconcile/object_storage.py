@@ -1,0 +1,183 @@
+"""S3 lifecycle: per bucket, check it exists, merge the declared rules, PUT only on a difference.
+
+observe (HeadBucket, GetBucketLifecycleConfiguration) -> plan (domain/lifecycle.py) -> apply
+(CreateBucket only with `create: true`; PutBucketLifecycleConfiguration or DeleteBucketLifecycle
+only when the merged document differs) -> report (ObjectStorageReady, status.objectStorage, the
+S3_BUCKET_<NAME> keys of the connection Secret).
+
+The operator manages only the rules whose ids the spec declares; every other rule of a bucket
+is kept as it is and counted in status (foreignRules). The credentials come in as parameters;
+the handler reads them from the Secret spec.objectStorage.credentialsSecretRef names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+
+from lokifi_storage.api import conditions
+from lokifi_storage.api.conditions import Reason
+from lokifi_storage.api.spec import BucketSpec, ObjectStorageSpec
+from lokifi_storage.api.status import BucketStatus, Condition, ObjectStorageStatus
+from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.s3 import (
+    LifecycleDocument,
+    S3Client,
+    bucket_exists,
+    create_bucket,
+    delete_lifecycle,
+    get_lifecycle,
+    make_client,
+    put_lifecycle,
+)
+from lokifi_storage.domain.connection_secret import SecretKeyCollisionError, bucket_entries
+from lokifi_storage.domain.lifecycle import plan_lifecycle
+from lokifi_storage.reconcile.report import PartReport
+
+__all__ = ["reconcile_object_storage"]
+
+# When several things are wrong, the condition's reason is the one that explains the most.
+_PRIORITY = (
+    Reason.ENDPOINT_UNREACHABLE,
+    Reason.ACCESS_DENIED,
+    Reason.INVALID_SPEC,
+    Reason.BUCKET_NOT_FOUND,
+    Reason.INVALID_LIFECYCLE,
+)
+
+
+@dataclass
+class _Pass:
+    problems: list[tuple[str, str]] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    buckets: list[BucketStatus] = field(default_factory=list)
+    foreign_kept: int = 0
+
+
+def _reconcile_bucket(
+    client: S3Client,
+    bucket: BucketSpec,
+    region: str,
+    previously_managed: Collection[str],
+    found: _Pass,
+) -> None:
+    if not bucket_exists(client, bucket.name):
+        if not bucket.create:
+            found.problems.append(
+                (
+                    Reason.BUCKET_NOT_FOUND,
+                    f"bucket {bucket.name} does not exist (create it, or set create: true)",
+                )
+            )
+            found.buckets.append(
+                BucketStatus(name=bucket.name, exists=False, reason=Reason.BUCKET_NOT_FOUND)
+            )
+            return
+        create_bucket(client, bucket.name, region)
+        found.actions.append(f"created bucket {bucket.name}")
+
+    if not bucket.lifecycle and not previously_managed:
+        found.buckets.append(BucketStatus(name=bucket.name, exists=True))
+        return
+
+    current = get_lifecycle(client, bucket.name)
+    plan = plan_lifecycle(bucket.name, bucket.lifecycle, current.rules, previously_managed)
+    found.foreign_kept += len(plan.foreign)
+    status = BucketStatus(
+        name=bucket.name,
+        exists=True,
+        # Nothing is written when the plan has problems: what the operator manages is unchanged.
+        managedRules=list(previously_managed) if plan.problems else plan.managed,
+        foreignRules=len(plan.foreign),
+    )
+    if plan.problems:
+        found.problems.append((Reason.INVALID_LIFECYCLE, "; ".join(plan.problems)))
+        found.buckets.append(status.model_copy(update={"reason": Reason.INVALID_LIFECYCLE}))
+        return
+    if plan.write == "put":
+        put_lifecycle(client, bucket.name, LifecycleDocument(plan.rules, current.options))
+        found.actions.append(plan.describe())
+    elif plan.write == "delete":
+        delete_lifecycle(client, bucket.name)
+        found.actions.append(plan.describe())
+    found.buckets.append(status)
+
+
+def _condition(spec: ObjectStorageSpec, found: _Pass) -> Condition:
+    if found.problems:
+        reasons = [reason for reason, _ in found.problems]
+        reason = min(reasons, key=lambda r: _PRIORITY.index(r) if r in _PRIORITY else 99)
+        return Condition(
+            type=conditions.OBJECT_STORAGE_READY,
+            status="False",
+            reason=reason,
+            message="; ".join(message for _, message in found.problems),
+        )
+    kept = (
+        f"; {found.foreign_kept} rule(s) not managed by the operator kept"
+        if found.foreign_kept
+        else ""
+    )
+    return Condition(
+        type=conditions.OBJECT_STORAGE_READY,
+        status="True",
+        reason=Reason.RECONCILED,
+        message=f"{len(spec.buckets)} bucket(s) present, lifecycle rules current{kept}",
+    )
+
+
+def reconcile_object_storage(
+    spec: ObjectStorageSpec,
+    access_key: str | None,
+    secret_key: str | None,
+    *,
+    previously_managed: Mapping[str, Collection[str]] | None = None,
+    client: S3Client | None = None,
+) -> PartReport:
+    """One pass over every bucket. `previously_managed` is status.objectStorage's
+    `managedRules` per bucket from the last pass; pass `client` to count its requests."""
+    s3 = (
+        client
+        if client is not None
+        else make_client(spec.endpoint, spec.region, access_key, secret_key)
+    )
+    managed_before = previously_managed or {}
+    found = _Pass()
+    secret_data: dict[str, str] = {}
+    try:
+        secret_data = bucket_entries(bucket.name for bucket in spec.buckets)
+    except SecretKeyCollisionError as error:
+        found.problems.append((Reason.INVALID_SPEC, str(error)))
+
+    for index, bucket in enumerate(spec.buckets):
+        try:
+            _reconcile_bucket(s3, bucket, spec.region, managed_before.get(bucket.name, ()), found)
+        except ClientError as error:
+            found.problems.append((error.reason, error.message))
+            found.buckets.append(
+                BucketStatus(
+                    name=bucket.name,
+                    managedRules=list(managed_before.get(bucket.name, ())),
+                    reason=error.reason,
+                )
+            )
+            if error.reason in (Reason.ENDPOINT_UNREACHABLE, Reason.ACCESS_DENIED):
+                # The same endpoint and keys serve every bucket: one timeout (or refusal) each
+                # for the rest would say nothing new.
+                for rest in spec.buckets[index + 1 :]:
+                    found.buckets.append(
+                        BucketStatus(
+                            name=rest.name,
+                            managedRules=list(managed_before.get(rest.name, ())),
+                            reason=error.reason,
+                        )
+                    )
+                break
+
+    status = ObjectStorageStatus(buckets=found.buckets)
+    return PartReport(
+        condition=_condition(spec, found),
+        status={"objectStorage": status.model_dump(exclude_none=True)},
+        actions=found.actions,
+        secret_data=secret_data,
+    )
