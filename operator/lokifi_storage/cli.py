@@ -6,13 +6,18 @@ Each command group lives beside the layer it drives; this module only wires them
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from lokifi_storage.jobs import backup_cli
 
 app = typer.Typer(
     name="lokifi-storage",
-    help="Keep Lokifi's PostgreSQL, Redis Cluster and S3 storage at the state a LokifiStorage declares.",
+    help=(
+        "Keep Lokifi's PostgreSQL, Redis Cluster and S3 storage at the state "
+        "a LokifiStorage declares."
+    ),
     no_args_is_help=True,
     add_completion=False,
 )
@@ -33,6 +38,55 @@ def version() -> None:
 
 app.add_typer(backup_cli.app, name="backup")
 app.command("restore")(backup_cli.restore)
+
+
+@app.command()
+def run(
+    namespace: Annotated[
+        list[str] | None,
+        typer.Option("--namespace", "-n", help="Serve this namespace (repeatable)."),
+    ] = None,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", "-A", help="Serve every namespace.")
+    ] = False,
+    resync_seconds: Annotated[
+        float, typer.Option(min=1, help="Re-observe every resource this often to repair drift.")
+    ] = 300,
+    standalone: Annotated[
+        bool, typer.Option(help="Do not take the leader-election Lease (one process only).")
+    ] = False,
+    lease_namespace: Annotated[
+        str | None, typer.Option(help="Namespace of the Lease (default POD_NAMESPACE).")
+    ] = None,
+    health_port: Annotated[
+        int, typer.Option(help="Port of /healthz and /readyz; 0 turns them off.")
+    ] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="Resources resynced in parallel.")] = 4,
+    job_image: Annotated[
+        str | None,
+        typer.Option(envvar="LOKIFI_JOB_IMAGE", help="Image of the backup and vacuum CronJobs."),
+    ] = None,
+) -> None:
+    """Run the operator: reconcile every LokifiStorage it serves until SIGTERM."""
+    import logging
+
+    from lokifi_storage.handlers.main import RunOptions, run_operator
+
+    if bool(namespace) == all_namespaces:
+        typer.echo("error: pass --namespace NS (one or more) or --all-namespaces", err=True)
+        raise typer.Exit(2)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    options = RunOptions(
+        namespaces=tuple(namespace or ()),
+        all_namespaces=all_namespaces,
+        resync_seconds=resync_seconds,
+        standalone=standalone,
+        lease_namespace=lease_namespace,
+        health_port=health_port,
+        workers=workers,
+        job_image=job_image,
+    )
+    raise typer.Exit(run_operator(options))
 
 
 def main() -> None:
