@@ -99,7 +99,7 @@ def test_cronjobs_run_under_the_restricted_security_context_with_resources() -> 
 def test_credentials_reach_the_job_only_through_secret_key_refs() -> None:
     container = pod(jobs()["lokifi-prod-backup-daily"])["containers"][0]
     by_name = {e["name"]: e for e in container["env"]}
-    assert by_name["LOKIFI_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+    assert by_name["LOKIFI_PRIMARY_URL"]["valueFrom"]["secretKeyRef"] == {
         "name": "lokifi-db",
         "key": "url",
     }

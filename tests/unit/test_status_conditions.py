@@ -173,3 +173,13 @@ def test_recovery_posts_a_normal_event() -> None:
     events = condition_events(broken["conditions"], healthy["conditions"])
     assert [(e.type, e.reason) for e in events] == [("Normal", Reason.RECONCILED)]
     assert events[0].message.startswith("RedisReady recovered")
+
+
+def test_printer_column_summary_is_derived_from_the_part_blocks() -> None:
+    blocks = {
+        "partitions": [{"table": "a", "count": 4}, {"table": "b", "count": 3}],
+        "replicas": [{"name": "r1", "healthy": True, "lagSeconds": 0.4}],
+    }
+    status = build_status({}, 1, [ok(types.PARTITIONS_READY)], blocks, [], T0)
+    assert status["summary"] == {"partitions": 7, "maxReplicaLagSeconds": 0.4}
+    assert "summary" not in build_status({}, 1, [], {}, [], T0)

@@ -49,11 +49,10 @@ DEFAULT_IMAGE: Final = "ghcr.io/lokifi/lokifi-storage-operator:latest"
 CLI: Final = "lokifi-storage"
 
 # Environment variable names the job commands read; the values come from Secrets.
-ENV_DATABASE_URL: Final = "LOKIFI_DATABASE_URL"
+ENV_DATABASE_URL: Final = "LOKIFI_PRIMARY_URL"
 ENV_AWS_ACCESS_KEY_ID: Final = "AWS_ACCESS_KEY_ID"
 ENV_AWS_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a name
 ENV_AWS_REGION: Final = "AWS_DEFAULT_REGION"
-ENV_AWS_ENDPOINT: Final = "AWS_ENDPOINT_URL_S3"
 
 # Keys of the object-storage credentials Secret (DESIGN.md: credentialsSecretRef).
 S3_ACCESS_KEY_ID_KEY: Final = "AWS_ACCESS_KEY_ID"
@@ -92,8 +91,6 @@ def _storage_env(
     if storage is None:
         return [], []
     plain = [(ENV_AWS_REGION, storage.region)]
-    if storage.endpoint:
-        plain.append((ENV_AWS_ENDPOINT, storage.endpoint))
     secret = storage.credentialsSecretRef.name
     refs = [
         (ENV_AWS_ACCESS_KEY_ID, SecretKeyRef(name=secret, key=S3_ACCESS_KEY_ID_KEY)),
@@ -108,7 +105,9 @@ def _database_env(spec: LokifiStorageSpec) -> list[tuple[str, SecretKeyRef]]:
     return [(ENV_DATABASE_URL, spec.postgres.primary.secretRef)]
 
 
-def backup_command(spec: LokifiStorageSpec, schedule: BackupScheduleSpec) -> JobCommand:
+def backup_command(
+    spec: LokifiStorageSpec, schedule: BackupScheduleSpec, resource: str
+) -> JobCommand:
     """`lokifi-storage backup create --schedule NAME ...`; everything but credentials as args."""
     backups = spec.backups
     if backups is None:
@@ -118,6 +117,8 @@ def backup_command(spec: LokifiStorageSpec, schedule: BackupScheduleSpec) -> Job
         "create",
         "--schedule",
         schedule.name,
+        "--name",
+        resource,
         "--bucket",
         backups.bucket,
         "--prefix",
@@ -129,6 +130,10 @@ def backup_command(spec: LokifiStorageSpec, schedule: BackupScheduleSpec) -> Job
         "--storage-class",
         schedule.storageClass,
     ]
+    if spec.objectStorage is not None:
+        args += ["--region", spec.objectStorage.region]
+        if spec.objectStorage.endpoint:
+            args += ["--endpoint", spec.objectStorage.endpoint]
     if backups.verifyRestore:
         args.append("--verify")
     plain, s3_refs = _storage_env(spec)
@@ -258,7 +263,7 @@ def desired_cronjobs(
                     owner,
                     backup_cronjob_name(owner.name, schedule.name),
                     schedule.schedule,
-                    backup_command(spec, schedule),
+                    backup_command(spec, schedule, owner.name),
                     settings,
                     schedule_label=schedule.name,
                 )

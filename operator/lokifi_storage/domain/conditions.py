@@ -31,6 +31,7 @@ from typing import Any, Final
 from lokifi_storage.api import conditions as types
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.status import Condition, LokifiStorageStatus
+from lokifi_storage.api.status import summarize as summarize_columns
 
 __all__ = [
     "ADVISORY_CONDITIONS",
@@ -62,6 +63,16 @@ STALLING_REASONS: Final = frozenset(
         Reason.ACCESS_DENIED,
         Reason.BUCKET_NOT_FOUND,
         Reason.INVALID_LIFECYCLE,
+        Reason.INDEX_MISMATCH,
+        Reason.RANGE_CONFLICT,
+        Reason.SECRET_CONFLICT,
+        # Backups are taken by CronJobs: the operator cannot retry its way out of these.
+        Reason.BACKUP_MISSING,
+        Reason.BACKUP_STALE,
+        Reason.BACKUP_FAILED,
+        Reason.BACKUP_CORRUPT,
+        Reason.VERIFY_FAILED,
+        Reason.RESTORE_FAILED,
     }
 )
 
@@ -198,6 +209,10 @@ def build_status(
     stamped += [set_condition(previous, c, generation, now) for c in summary]
     status["conditions"] = [c.model_dump(exclude_none=True) for c in sorted(stamped, key=_order)]
     status["observedGeneration"] = generation
+    columns = summarize_columns(LokifiStorageStatus.model_validate(status))
+    status.pop("summary", None)
+    if columns.model_dump(exclude_none=True):
+        status["summary"] = columns.model_dump(exclude_none=True)
     return status
 
 

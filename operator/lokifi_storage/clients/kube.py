@@ -1,0 +1,316 @@
+"""The only code (beside Kopf's own watching) that talks to the Kubernetes API.
+
+A thin JSON client on top of the `kubernetes` package's configuration loading (kubeconfig or
+in-cluster service account, client certificates, token refresh) and its connection pool. Bodies
+are plain dicts, exactly what kubectl shows, so builders need no generated model classes and
+what is sent is what was built.
+
+Conventions:
+- create/apply/delete are idempotent: 404 on delete and "already there" on apply are success.
+- owned objects are written with server-side apply (field manager `lokifi-storage-operator`,
+  forced): one request creates or updates, and fields the operator stopped setting are removed.
+- `.status` is written with a JSON merge patch of only the keys that changed; callers decide
+  whether anything changed (domain/conditions.py) and call nothing when it did not.
+- errors are the clients' error tree (clients/errors.py). Messages carry the verb, the object's
+  kind/namespace/name and the API server's own message, never a request body: Secret values
+  pass through this module and must never reach a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+from lokifi_storage.clients.errors import (
+    AuthenticationFailed,
+    ClientError,
+    ConnectionFailed,
+    NotFound,
+    Refused,
+)
+
+__all__ = [
+    "FIELD_MANAGER",
+    "Conflict",
+    "KubeClient",
+    "ObjectRef",
+    "Resource",
+]
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER: Final = "lokifi-storage-operator"
+REQUEST_TIMEOUT: Final = urllib3.Timeout(connect=5.0, read=30.0)
+MESSAGE_LIMIT: Final = 1024
+
+
+class Conflict(Refused):
+    """409: the object changed since it was read (or already exists)."""
+
+    reason = "Conflict"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind lives in the API: group ('' for core), version, plural."""
+
+    group: str
+    version: str
+    plural: str
+
+    def path(self, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        path = f"{base}/namespaces/{urllib.parse.quote(namespace)}/{self.plural}"
+        if name is not None:
+            path += "/" + urllib.parse.quote(name)
+        if sub is not None:
+            path += "/" + sub
+        return path
+
+
+SECRETS: Final = Resource("", "v1", "secrets")
+EVENTS: Final = Resource("", "v1", "events")
+CRONJOBS: Final = Resource("batch", "v1", "cronjobs")
+LEASES: Final = Resource("coordination.k8s.io", "v1", "leases")
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """The object an Event is about."""
+
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+
+
+def _micro_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class KubeClient:
+    """Synchronous, thread-safe (one urllib3 pool) JSON client of the Kubernetes API."""
+
+    def __init__(self, api_client: Any, field_manager: str = FIELD_MANAGER) -> None:
+        self._api = api_client
+        self._host = str(api_client.configuration.host).rstrip("/")
+        self._field_manager = field_manager
+
+    @classmethod
+    def from_environment(cls, kubeconfig: str | None = None) -> KubeClient:
+        """In-cluster service account when running in a pod, else the kubeconfig (KUBECONFIG)."""
+        configuration = k8s_client.Configuration()
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except k8s_config.ConfigException:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, client_configuration=configuration
+            )
+        return cls(k8s_client.ApiClient(configuration))
+
+    def close(self) -> None:
+        self._api.close()
+
+    # --- transport ---------------------------------------------------------------------------
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Sequence[tuple[str, str]] = (),
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        headers: dict[str, str] = {"Accept": "application/json", "User-Agent": FIELD_MANAGER}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        queries: list[tuple[str, str]] = list(query)
+        self._api.update_params_for_auth(headers, queries, ["BearerToken"], path, method, body)
+        url = self._host + path
+        if queries:
+            url += "?" + urllib.parse.urlencode(queries)
+        payload = None if body is None else json.dumps(body).encode()
+        what = f"{method} {path}"
+        try:
+            response = self._api.rest_client.pool_manager.request(
+                method,
+                url,
+                body=payload,
+                headers=headers,
+                timeout=REQUEST_TIMEOUT,
+                retries=False,
+                preload_content=True,
+            )
+        except urllib3.exceptions.HTTPError as error:
+            raise ConnectionFailed(
+                f"Kubernetes API {self._host} did not answer {what}: {type(error).__name__}"
+            ) from None
+        log.debug("%s -> %s", what, response.status)
+        data = response.data
+        if 200 <= response.status < 300:
+            return json.loads(data) if data else None
+        raise self._error(response.status, data, what)
+
+    @staticmethod
+    def _error(status: int, data: bytes, what: str) -> ClientError:
+        try:
+            message = str(json.loads(data).get("message", ""))
+        except (ValueError, AttributeError):
+            message = ""
+        text = f"{what}: HTTP {status} {message}".strip()
+        if status == 404:
+            return NotFound(text)
+        if status == 409:
+            return Conflict(text)
+        if status == 401:
+            return AuthenticationFailed(text)
+        if status == 403:
+            return Refused(text, reason="Forbidden")
+        if status in (400, 422):
+            return Refused(text, reason="Invalid")
+        return ConnectionFailed(text)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def get(self, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        try:
+            obj: dict[str, Any] = self._request("GET", resource.path(namespace, name))
+        except NotFound:
+            return None
+        return obj
+
+    def get_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.get(SECRETS, namespace, name)
+
+    def list_objects(
+        self, resource: Resource, namespace: str, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = [("labelSelector", label_selector)] if label_selector else []
+        result = self._request("GET", resource.path(namespace), query=query)
+        items: list[dict[str, Any]] = result.get("items", []) if result else []
+        return items
+
+    def list_owned(
+        self, resource: Resource, namespace: str, owner_uid: str, label_selector: str
+    ) -> list[dict[str, Any]]:
+        """Objects of `resource` whose ownerReferences name `owner_uid` (labels pre-filter)."""
+        return [
+            obj
+            for obj in self.list_objects(resource, namespace, label_selector)
+            if any(
+                ref.get("uid") == owner_uid
+                for ref in obj.get("metadata", {}).get("ownerReferences", [])
+            )
+        ]
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def apply(self, resource: Resource, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-side apply of a complete object (create or update), forced."""
+        meta = obj["metadata"]
+        result: dict[str, Any] = self._request(
+            "PATCH",
+            resource.path(meta["namespace"], meta["name"]),
+            query=[("fieldManager", self._field_manager), ("force", "true")],
+            body=obj,
+            content_type="application/apply-patch+yaml",
+        )
+        return result
+
+    def delete(self, resource: Resource, namespace: str, name: str) -> bool:
+        """Delete with background propagation; False when it was already gone."""
+        try:
+            self._request(
+                "DELETE",
+                resource.path(namespace, name),
+                body={
+                    "kind": "DeleteOptions",
+                    "apiVersion": "v1",
+                    "propagationPolicy": "Background",
+                },
+            )
+        except NotFound:
+            return False
+        return True
+
+    def patch_status(
+        self, resource: Resource, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """JSON merge patch of `.status`; None when the object is gone."""
+        try:
+            result: dict[str, Any] = self._request(
+                "PATCH",
+                resource.path(namespace, name, "status"),
+                body={"status": patch},
+                content_type="application/merge-patch+json",
+            )
+        except NotFound:
+            return None
+        return result
+
+    def create(self, resource: Resource, obj: Mapping[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "POST", resource.path(obj["metadata"]["namespace"]), body=obj
+        )
+        return result
+
+    def replace(self, resource: Resource, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT with the object's resourceVersion: Conflict when someone wrote in between."""
+        meta = obj["metadata"]
+        result: dict[str, Any] = self._request(
+            "PUT", resource.path(meta["namespace"], meta["name"]), body=obj
+        )
+        return result
+
+    def post_event(
+        self,
+        about: ObjectRef,
+        event_type: str,
+        reason: str,
+        message: str,
+        *,
+        component: str,
+        instance: str,
+        now: datetime,
+    ) -> None:
+        """A core/v1 Event about `about`, as `kubectl describe` lists it."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{about.name}.", "namespace": about.namespace},
+            "involvedObject": {
+                "apiVersion": about.api_version,
+                "kind": about.kind,
+                "namespace": about.namespace,
+                "name": about.name,
+                "uid": about.uid,
+            },
+            "type": event_type,
+            "reason": reason,
+            "message": message[:MESSAGE_LIMIT],
+            "source": {"component": component},
+            "reportingComponent": component,
+            "reportingInstance": instance,
+            "action": reason,
+            "firstTimestamp": _time(now),
+            "lastTimestamp": _time(now),
+            "eventTime": _micro_time(now),
+            "count": 1,
+        }
+        self._request("POST", EVENTS.path(about.namespace), body=body)

@@ -1,0 +1,206 @@
+"""Leader election with a coordination.k8s.io Lease: one operator process reconciles, the others
+stand by.
+
+The algorithm is client-go's: the holder renews `renewTime` every `renew_seconds`; a standby
+polls the Lease (reads only) and takes it over once the holder has not renewed for
+`lease_seconds` as measured on the standby's own clock (the time it last saw the record change,
+not the holder's timestamps, so clock skew between nodes does not matter). Take-over and renewal
+are PUTs with the resourceVersion read, so two standbys racing for an expired Lease cannot both
+win: one gets 409 Conflict.
+
+A leader that cannot renew for `lease_seconds` must assume another process took over: it stops
+reconciling and the process exits (the Deployment restarts it as a standby). On a clean
+shutdown the leader releases the Lease (empty holder), so a standby takes over at once instead
+of waiting for it to expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.kube import LEASES, Conflict, KubeClient
+
+__all__ = ["LeaseConfig", "LeaseElector"]
+
+log = logging.getLogger(__name__)
+
+
+def _micro_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class LeaseConfig:
+    """Where the Lease is and how fast it moves."""
+
+    namespace: str
+    name: str
+    identity: str
+    lease_seconds: int = 30
+    renew_seconds: float = 10.0
+    retry_seconds: float = 2.0
+
+
+class LeaseElector:
+    """Acquire, hold and release one Lease."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        config: LeaseConfig,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.kube = kube
+        self.config = config
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._observed_record: tuple[Any, ...] | None = None
+        self._observed_at = 0.0
+        self.leading = False
+        self.last_renewed = 0.0  # monotonic time of the last successful acquire/renew
+
+    # --- one attempt (synchronous: runs in a thread) -------------------------------------------
+
+    def _body(self, previous: dict[str, Any] | None) -> dict[str, Any]:
+        now = _micro_time(self._clock())
+        spec = dict((previous or {}).get("spec") or {})
+        transitions = int(spec.get("leaseTransitions") or 0)
+        if spec.get("holderIdentity") != self.config.identity:
+            spec["acquireTime"] = now
+            if previous is not None:
+                transitions += 1
+        spec.update(
+            {
+                "holderIdentity": self.config.identity,
+                "leaseDurationSeconds": self.config.lease_seconds,
+                "renewTime": now,
+                "leaseTransitions": transitions,
+            }
+        )
+        metadata: dict[str, Any] = {"name": self.config.name, "namespace": self.config.namespace}
+        if previous is not None:
+            metadata["resourceVersion"] = previous["metadata"]["resourceVersion"]
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": spec,
+        }
+
+    def try_acquire_or_renew(self) -> bool:
+        """One round: True when this process holds the Lease afterwards."""
+        lease = self.kube.get(LEASES, self.config.namespace, self.config.name)
+        if lease is None:
+            try:
+                self.kube.create(LEASES, self._body(None))
+            except Conflict:
+                return False
+            return self._won()
+        spec = lease.get("spec") or {}
+        holder = spec.get("holderIdentity") or ""
+        record = (holder, spec.get("renewTime"), spec.get("leaseDurationSeconds"))
+        if record != self._observed_record:
+            self._observed_record = record
+            self._observed_at = time.monotonic()
+        duration = float(spec.get("leaseDurationSeconds") or self.config.lease_seconds)
+        expired = time.monotonic() > self._observed_at + duration
+        if holder and holder != self.config.identity and not expired:
+            self.leading = False
+            return False
+        try:
+            self.kube.replace(LEASES, self._body(lease))
+        except Conflict:
+            self.leading = False
+            return False
+        if holder != self.config.identity:
+            log.info(
+                "acquired Lease %s/%s as %s",
+                self.config.namespace,
+                self.config.name,
+                self.config.identity,
+            )
+        return self._won()
+
+    def _won(self) -> bool:
+        self.leading = True
+        self.last_renewed = time.monotonic()
+        return True
+
+    def release(self) -> None:
+        """Give the Lease up (empty holder) if this process holds it."""
+        if not self.leading:
+            return
+        try:
+            lease = self.kube.get(LEASES, self.config.namespace, self.config.name)
+            if (
+                lease is None
+                or (lease.get("spec") or {}).get("holderIdentity") != self.config.identity
+            ):
+                return
+            lease["spec"]["holderIdentity"] = ""
+            lease["spec"]["leaseDurationSeconds"] = 1
+            self.kube.replace(LEASES, lease)
+            log.info("released Lease %s/%s", self.config.namespace, self.config.name)
+        except ClientError as error:
+            log.warning("could not release the Lease: %s", error.message)
+        finally:
+            self.leading = False
+
+    # --- loops ---------------------------------------------------------------------------------
+
+    async def acquire(self, stop: asyncio.Event) -> bool:
+        """Wait until this process leads (True) or `stop` is set (False)."""
+        announced = False
+        while not stop.is_set():
+            try:
+                if await asyncio.to_thread(self.try_acquire_or_renew):
+                    return True
+            except ClientError as error:
+                log.warning("Lease: %s", error.message)
+            if not announced:
+                holder = self._observed_record[0] if self._observed_record else "?"
+                log.info(
+                    "standing by: Lease %s/%s is held by %s",
+                    self.config.namespace,
+                    self.config.name,
+                    holder,
+                )
+                announced = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=self.config.retry_seconds)
+        return False
+
+    async def keep(self, stop: asyncio.Event, lost: asyncio.Event) -> None:
+        """Renew until `stop`; set `lost` when the Lease could not be renewed in time."""
+        wait = self.config.renew_seconds
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+                return
+            try:
+                if await asyncio.to_thread(self.try_acquire_or_renew):
+                    wait = self.config.renew_seconds
+                    continue
+                log.error(
+                    "Lease %s/%s was taken over by %s",
+                    self.config.namespace,
+                    self.config.name,
+                    self._observed_record[0] if self._observed_record else "?",
+                )
+                lost.set()
+                return
+            except ClientError as error:
+                log.warning("Lease renewal failed: %s", error.message)
+                wait = self.config.retry_seconds
+            if time.monotonic() - self.last_renewed > self.config.lease_seconds:
+                log.error("Lease not renewed for %ss: stepping down", self.config.lease_seconds)
+                self.leading = False
+                lost.set()
+                return

@@ -1,0 +1,83 @@
+"""Every @kopf decorator of the operator, and the Kopf settings; the handlers stay thin.
+
+Kopf settings, and why:
+- Events: `posting.enabled = False`. Kopf would otherwise post its own messages (and, with
+  `posting.loggers`, every handler log line) as Events; the reconciler posts its own Events
+  with reasons from api/conditions.py, so nothing else can reach `kubectl describe`.
+- Handler results: every handler returns None. Kopf stores a handler's return value in
+  `.status.<handler id>`; with None nothing is stored and `.status` belongs to the reconciler.
+- Bookkeeping: progress and the last-handled configuration live in annotations under
+  `storage.lokifi.ai/` (never in `.status`), so Kopf never writes status and status changes are
+  never Kopf's. The last-handled configuration is the spec (no Secret values are in a spec).
+- Finalizer: only a resource with `deletionPolicy: Delete` gets `storage.lokifi.ai/cleanup` (the
+  delete handler is filtered on the policy). No timers or daemons: Kopf would put a finalizer
+  on every resource; the resync is the controller's own loop (handlers/controller.py).
+- Peering: Kopf's peering is off (standalone); two operator processes are kept apart by a Lease
+  before Kopf starts at all (handlers/leadership.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, Final
+
+import kopf
+
+from lokifi_storage.builders.names import API_GROUP, API_VERSION, PLURAL
+
+__all__ = ["ANNOTATION_PREFIX", "FINALIZER", "build_registry", "operator_settings"]
+
+ANNOTATION_PREFIX: Final = "storage.lokifi.ai"
+FINALIZER: Final = "storage.lokifi.ai/cleanup"
+
+log = logging.getLogger(__name__)
+
+
+def operator_settings(workers: int = 8) -> kopf.OperatorSettings:
+    """Kopf's settings for this operator (see the module docstring for each choice)."""
+    settings = kopf.OperatorSettings()
+    settings.posting.enabled = False
+    settings.posting.loggers = False
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=ANNOTATION_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = FINALIZER
+    settings.peering.standalone = True
+    settings.peering.mandatory = False
+    settings.execution.max_workers = workers
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    return settings
+
+
+def _delete_policy(spec: Mapping[str, Any], **_: Any) -> bool:
+    return spec.get("deletionPolicy") == "Delete"
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    """A fresh registry with the operator's handlers; they reach the controller via `memo`."""
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
+    def observe(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """Keep the controller's list of resources current (no API calls)."""
+        memo.controller.observe(event.get("type"), body)
+
+    @kopf.on.resume(API_GROUP, API_VERSION, PLURAL, registry=registry)
+    @kopf.on.create(API_GROUP, API_VERSION, PLURAL, registry=registry)
+    @kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec", registry=registry)
+    def reconcile(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+        """A spec was created or changed, or the operator (re)started: reconcile now."""
+        memo.controller.reconcile_now(namespace or "", name, uid)
+
+    @kopf.on.delete(API_GROUP, API_VERSION, PLURAL, when=_delete_policy, registry=registry)
+    def delete(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
+        """deletionPolicy Delete: remove what the operator created, then let it go."""
+        memo.controller.clean_up(namespace or "", name, uid)
+
+    return registry

@@ -1,0 +1,101 @@
+"""Write the Kubernetes objects the resource owns: the connection Secret and the CronJobs.
+
+Build (builders/) -> compare with what the API server has (domain/schedule_diff.py) -> write
+only what differs, with server-side apply; return one short sentence per write, which becomes an
+Event. An unchanged object costs a GET (or a LIST for CronJobs) and no write.
+
+The connection Secret is never written without DATABASE_URL: when the primary's Secret is
+missing the application keeps the Secret it has rather than getting one without a database.
+A Secret of that name controlled by another object is not taken over (SecretConflict).
+When `connectionSecret.name` changes, the Secret of the old name stays until the resource is
+deleted (it is owned, so the garbage collector removes it then): finding it again would need
+permission to list every Secret of the namespace, which the operator does not ask for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lokifi_storage.api.conditions import Reason
+from lokifi_storage.api.spec import LokifiStorageSpec
+from lokifi_storage.builders.cronjobs import JobSettings, desired_cronjobs
+from lokifi_storage.builders.labels import (
+    INSTANCE_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    Owner,
+    label_value,
+)
+from lokifi_storage.builders.secret import build_connection_secret, decode_secret_data
+from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.kube import CRONJOBS, SECRETS, KubeClient
+from lokifi_storage.domain.schedule_diff import needs_write, plan_owned_objects
+
+__all__ = ["OwnedObjectRefusedError", "sync_connection_secret", "sync_cronjobs"]
+
+
+class OwnedObjectRefusedError(ClientError):
+    """An owned object could not be written for a reason a human has to fix."""
+
+
+def _controller_uid(obj: Mapping[str, Any]) -> str | None:
+    for ref in obj.get("metadata", {}).get("ownerReferences", []):
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
+
+
+def sync_connection_secret(
+    kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, data: Mapping[str, str]
+) -> list[str]:
+    """Create or update the connection Secret when its data or metadata differ."""
+    if spec.postgres is None or spec.postgres.connectionSecret is None:
+        return []
+    if "DATABASE_URL" not in data:
+        return []
+    name = spec.postgres.connectionSecret.name
+    desired = build_connection_secret(owner, name, data)
+    observed = kube.get_secret(owner.namespace, name)
+    if observed is not None:
+        controller = _controller_uid(observed)
+        if controller is not None and controller != owner.uid:
+            raise OwnedObjectRefusedError(
+                f"Secret {name!r} is controlled by another object; "
+                "choose another postgres.connectionSecret.name or delete that Secret",
+                reason=Reason.SECRET_CONFLICT,
+            )
+    if not needs_write(desired, observed):
+        return []
+    kube.apply(SECRETS, desired)
+    if observed is None:
+        return [f"created connection Secret {name} ({len(data)} keys)"]
+    before = decode_secret_data(observed)
+    changed = sorted(k for k in set(before) | set(data) if before.get(k) != data.get(k))
+    what = ", ".join(changed) if changed else "metadata"
+    return [f"updated connection Secret {name}: {what}"]
+
+
+def owned_selector(owner: Owner) -> str:
+    """Label selector that narrows a LIST to this resource's objects (ownership is by uid)."""
+    return f"{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={label_value(owner.name)}"
+
+
+def sync_cronjobs(
+    kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, settings: JobSettings
+) -> list[str]:
+    """Create, update and delete this resource's CronJobs so they match the spec."""
+    desired = desired_cronjobs(owner, spec, settings)
+    observed = kube.list_owned(CRONJOBS, owner.namespace, owner.uid, owned_selector(owner))
+    plan = plan_owned_objects(desired, observed)
+    actions: list[str] = []
+    for obj in plan.create:
+        kube.apply(CRONJOBS, obj)
+        actions.append(f"created CronJob {obj['metadata']['name']} ({obj['spec']['schedule']})")
+    for obj in plan.patch:
+        kube.apply(CRONJOBS, obj)
+        actions.append(f"updated CronJob {obj['metadata']['name']} ({obj['spec']['schedule']})")
+    for name in plan.delete:
+        if kube.delete(CRONJOBS, owner.namespace, name):
+            actions.append(f"deleted CronJob {name}")
+    return actions

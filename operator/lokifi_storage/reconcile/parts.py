@@ -1,0 +1,204 @@
+"""The registry of parts the resource reconciler calls, and the adapters that call them.
+
+Each part's reconciler (reconcile/replicas.py, redis.py, partitions.py, ...) has the signature
+its author found natural: it takes its piece of the spec and plain credentials, and returns
+PartReports. An adapter here is the glue: it says which conditions and status keys the part
+owns, whether the spec declares it, and how to feed it the credentials from the Secrets.
+
+Adapters import their part lazily: a part whose module is not there yet is simply not called
+(`available()` is False), so the operator works with the parts that exist.
+
+Failure isolation is done here, once for all parts: a missing Secret becomes the part's
+conditions False with SecretNotFound/SecretKeyNotFound naming it; a client error becomes its
+reason and message; anything else becomes PartFailed with the exception's type only (an
+unknown exception's text could quote a connection string).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from lokifi_storage.api import conditions as types
+from lokifi_storage.api.conditions import Reason
+from lokifi_storage.api.spec import LokifiStorageSpec
+from lokifi_storage.api.status import Condition
+from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.reconcile.report import PartReport
+from lokifi_storage.reconcile.secrets import MissingSecretError, SecretReader
+
+__all__ = [
+    "CleanupIncompleteError",
+    "Part",
+    "PartContext",
+    "clean_up_parts",
+    "default_parts",
+    "run_part",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PartContext:
+    """Everything a part adapter may use: the spec, the resource's identity, its Secrets."""
+
+    spec: LokifiStorageSpec
+    namespace: str
+    name: str
+    uid: str
+    secrets: SecretReader
+    now: datetime
+    memory: dict[str, Any] = field(default_factory=dict)
+
+
+RunFn = Callable[[Any, PartContext], list[PartReport]]
+CleanupFn = Callable[[Any, PartContext], list[str]]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One part of the storage stack as the resource reconciler sees it.
+
+    `module` is imported lazily; `run(module, ctx)` returns this part's reports (one per
+    condition in `conditions`); `cleanup(module, ctx)` removes what the part created, for
+    deletionPolicy Delete (None: it creates nothing outside Kubernetes).
+    """
+
+    name: str
+    module: str
+    conditions: tuple[str, ...]
+    status_keys: tuple[str, ...]
+    declared: Callable[[LokifiStorageSpec], bool]
+    run: RunFn
+    cleanup: CleanupFn | None = None
+    required_attribute: str | None = None
+
+    def load(self) -> Any | None:
+        """The part's module, or None when it (or its entry point) does not exist yet."""
+        try:
+            module = importlib.import_module(self.module)
+        except ModuleNotFoundError as error:
+            if error.name == self.module:
+                return None
+            raise
+        if self.required_attribute and not hasattr(module, self.required_attribute):
+            return None
+        return module
+
+    def available(self) -> bool:
+        return self.load() is not None
+
+
+def _failed(part: Part, reason: str, message: str) -> list[PartReport]:
+    return [
+        PartReport(condition=Condition(type=kind, status="False", reason=reason, message=message))
+        for kind in part.conditions
+    ]
+
+
+def run_part(part: Part, ctx: PartContext) -> list[PartReport]:
+    """Run one part; whatever happens, return one report per condition it owns."""
+    module = part.load()
+    if module is None:
+        return []
+    try:
+        reports = part.run(module, ctx)
+    except MissingSecretError as missing:
+        return _failed(part, missing.reason, missing.message)
+    except ClientError as error:
+        return _failed(part, error.reason, error.message)
+    except Exception as error:  # one part never takes the others down
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        log.error("part %s raised %s\n%s", part.name, type(error).__name__, frames)
+        return _failed(
+            part,
+            Reason.PART_FAILED,
+            f"{part.name} failed with {type(error).__name__}; see the operator log",
+        )
+    return list(reports)
+
+
+class CleanupIncompleteError(ClientError):
+    """deletionPolicy Delete: some part could not remove what it created (yet)."""
+
+    reason = Reason.CLEANUP_FAILED
+
+
+def clean_up_parts(parts: Sequence[Part], ctx: PartContext) -> tuple[list[str], list[str]]:
+    """Each declared part's cleanup; (actions taken, failures as messages)."""
+    actions: list[str] = []
+    failures: list[str] = []
+    for part in parts:
+        if part.cleanup is None or not part.declared(ctx.spec):
+            continue
+        module = part.load()
+        if module is None:
+            continue
+        try:
+            actions += part.cleanup(module, ctx)
+        except (MissingSecretError, ClientError) as error:
+            failures.append(f"{part.name}: {error.message}")
+        except Exception as error:  # one part's cleanup never skips the others'
+            log.error("cleanup of %s raised %s", part.name, type(error).__name__)
+            failures.append(f"{part.name}: {type(error).__name__}; see the operator log")
+    return actions, failures
+
+
+# --- adapters ------------------------------------------------------------------------------
+
+
+def _run_replicas(module: Any, ctx: PartContext) -> list[PartReport]:
+    postgres = ctx.spec.postgres
+    assert postgres is not None
+    primary_url = ctx.secrets.value(postgres.primary.secretRef)
+    replica_urls: dict[str, str] = {}
+    for replica in postgres.replicas:
+        # A replica whose Secret is missing is reported SecretNotFound by the part itself,
+        # which still probes the others.
+        with contextlib.suppress(MissingSecretError):
+            replica_urls[replica.name] = ctx.secrets.value(replica.secretRef)
+    wiring = module.reconcile_replicas(postgres, primary_url, replica_urls)
+    return [wiring.primary_report, wiring.replicas_report]
+
+
+def _run_redis(module: Any, ctx: PartContext) -> list[PartReport]:
+    redis = ctx.spec.redis
+    assert redis is not None
+    password = ctx.secrets.optional(redis.passwordSecretRef)
+    return [module.reconcile_redis(redis, password)]
+
+
+def default_parts() -> list[Part]:
+    """Every part, in the order their conditions are listed."""
+    return [
+        Part(
+            name="postgres",
+            module="lokifi_storage.reconcile.replicas",
+            conditions=(types.POSTGRES_READY, types.REPLICAS_READY),
+            status_keys=("replicas",),
+            declared=lambda spec: spec.postgres is not None,
+            run=_run_replicas,
+            required_attribute="reconcile_replicas",
+        ),
+        Part(
+            name="redis",
+            module="lokifi_storage.reconcile.redis",
+            conditions=(types.REDIS_READY,),
+            status_keys=("redis",),
+            declared=lambda spec: spec.redis is not None,
+            run=_run_redis,
+            required_attribute="reconcile_redis",
+        ),
+    ]
+
+
+def declared_parts(parts: Sequence[Part], spec: LokifiStorageSpec) -> list[Part]:
+    """The parts the spec declares and whose code exists."""
+    return [part for part in parts if part.declared(spec) and part.available()]

@@ -1,0 +1,337 @@
+"""One reconcile of one LokifiStorage: every part, the owned objects, status and events.
+
+The steps, each returning early when it must:
+1. Read the resource fresh (spec, generation and status as the API server has them now, not as
+   an older watch event carried them).
+2. Validate the spec with the models. An invalid spec (it passed admission but the models say
+   no, e.g. an older CRD) -> Stalled/InvalidSpec with the validation message; nothing else runs.
+3. Run every declared part in parallel, each isolated (reconcile/parts.py): one part failing or
+   hanging never blocks the others; a hanging part is reported after `part_timeout_seconds`.
+4. Write the owned objects that differ: the connection Secret (data merged from the parts) and
+   the CronJobs (reconcile/owned.py).
+5. Build the desired status and patch only the keys that changed; nothing changed -> no PATCH.
+6. Post an Event per action taken and per condition that became False or recovered.
+
+Kubernetes API errors while writing (the API server unreachable, a conflict) propagate: the
+caller retries the whole reconcile with backoff, which is safe because every step is idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from lokifi_storage.api import conditions as types
+from lokifi_storage.api.conditions import Reason
+from lokifi_storage.api.spec import LokifiStorageSpec
+from lokifi_storage.api.status import Condition
+from lokifi_storage.builders.cronjobs import JobSettings
+from lokifi_storage.builders.labels import Owner
+from lokifi_storage.builders.names import API_GROUP, API_VERSION, KIND, PLURAL
+from lokifi_storage.clients.kube import KubeClient, ObjectRef, Resource
+from lokifi_storage.domain.conditions import (
+    EventSpec,
+    build_status,
+    condition_events,
+    rfc3339,
+    status_patch,
+)
+from lokifi_storage.domain.connection_secret import build_connection_secret_data
+from lokifi_storage.domain.requeue import Outcome
+from lokifi_storage.reconcile.owned import (
+    OwnedObjectRefusedError,
+    sync_connection_secret,
+    sync_cronjobs,
+)
+from lokifi_storage.reconcile.parts import (
+    CleanupIncompleteError,
+    Part,
+    PartContext,
+    clean_up_parts,
+    default_parts,
+    run_part,
+)
+from lokifi_storage.reconcile.report import PartReport
+from lokifi_storage.reconcile.secrets import SecretReader
+
+__all__ = [
+    "LOKIFI_STORAGES",
+    "ReconcileResult",
+    "ReconcilerConfig",
+    "ResourceReconciler",
+    "format_validation_error",
+]
+
+log = logging.getLogger(__name__)
+
+LOKIFI_STORAGES: Final = Resource(API_GROUP, API_VERSION, PLURAL)
+COMPONENT: Final = "lokifi-storage-operator"
+
+
+@dataclass(frozen=True)
+class ReconcilerConfig:
+    """Operator-wide settings of every reconcile."""
+
+    job_settings: JobSettings = field(default_factory=JobSettings)
+    instance: str = "local"
+    part_timeout_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    """What one reconcile found and did."""
+
+    outcome: Outcome
+    ready_message: str = ""
+    status_patched: bool = False
+    actions: tuple[str, ...] = ()
+    events: tuple[EventSpec, ...] = ()
+    gone: bool = False
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """`field.path: message; ...` without the offending input values."""
+    parts = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in item["loc"]) or "spec"
+        parts.append(f"spec.{where}: {item['msg']}" if where != "spec" else f"spec: {item['msg']}")
+    return "; ".join(parts)
+
+
+def _condition_of(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
+
+
+class ResourceReconciler:
+    """Reconciles LokifiStorage resources; safe to call from several threads at once."""
+
+    def __init__(
+        self,
+        kube: KubeClient,
+        config: ReconcilerConfig | None = None,
+        parts: Sequence[Part] | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.kube = kube
+        self.config = config or ReconcilerConfig()
+        self.parts = list(parts) if parts is not None else default_parts()
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._memories: dict[str, dict[str, Any]] = {}
+        self._memories_lock = threading.Lock()
+
+    # --- public ------------------------------------------------------------------------------
+
+    def reconcile(self, namespace: str, name: str) -> ReconcileResult:
+        """One full pass over the resource `namespace/name`."""
+        body = self.kube.get(LOKIFI_STORAGES, namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return ReconcileResult(outcome=Outcome.READY, gone=True)
+        meta = body["metadata"]
+        owner = Owner(namespace=namespace, name=name, uid=meta["uid"])
+        generation = meta.get("generation")
+        current: Mapping[str, Any] = body.get("status") or {}
+        now = self._clock()
+
+        try:
+            spec = LokifiStorageSpec.model_validate(body.get("spec") or {})
+        except ValidationError as error:
+            message = format_validation_error(error)
+            desired = build_status(current, generation, [], {}, [], rfc3339(now), message)
+            return self._finish(owner, current, desired, [], Outcome.INVALID, now)
+
+        reports, dropped = self._run_parts(owner, spec, now)
+        actions = [action for report in reports for action in report.actions]
+        reports, owned_actions = self._sync_owned(owner, spec, reports)
+        actions += owned_actions
+
+        blocks: dict[str, Any] = {}
+        for report in reports:
+            blocks.update(report.status)
+        desired = build_status(
+            current,
+            generation,
+            [report.condition for report in reports],
+            blocks,
+            dropped,
+            rfc3339(now),
+        )
+        ready = _condition_of(desired, types.READY)
+        outcome = Outcome.READY if ready and ready.get("status") == "True" else Outcome.NOT_READY
+        return self._finish(owner, current, desired, actions, outcome, now)
+
+    def clean_up(self, namespace: str, name: str) -> list[str]:
+        """deletionPolicy Delete: each part removes what the operator created.
+
+        Raises CleanupIncompleteError naming every part that could not finish; the caller
+        retries and the finalizer keeps the resource until then.
+        """
+        body = self.kube.get(LOKIFI_STORAGES, namespace, name)
+        if body is None:
+            return []
+        owner = Owner(namespace=namespace, name=name, uid=body["metadata"]["uid"])
+        try:
+            spec = LokifiStorageSpec.model_validate(body.get("spec") or {})
+        except ValidationError:
+            return []  # the operator never acted on this spec, so it created nothing
+        now = self._clock()
+        ctx = PartContext(
+            spec=spec,
+            namespace=namespace,
+            name=name,
+            uid=owner.uid,
+            secrets=SecretReader(self.kube, namespace),
+            now=now,
+            memory=self._memory(owner.uid),
+        )
+        actions, failures = clean_up_parts(self.parts, ctx)
+        events = [EventSpec("Normal", Reason.CLEANED_UP, action) for action in actions]
+        events += [EventSpec("Warning", Reason.CLEANUP_FAILED, failure) for failure in failures]
+        self._post(owner, events, now)
+        if failures:
+            raise CleanupIncompleteError("; ".join(failures))
+        return actions
+
+    def forget(self, uid: str) -> None:
+        """Drop what the reconciler remembers of a deleted resource."""
+        with self._memories_lock:
+            self._memories.pop(uid, None)
+
+    # --- steps -------------------------------------------------------------------------------
+
+    def _memory(self, uid: str) -> dict[str, Any]:
+        with self._memories_lock:
+            return self._memories.setdefault(uid, {})
+
+    def _run_parts(
+        self, owner: Owner, spec: LokifiStorageSpec, now: datetime
+    ) -> tuple[list[PartReport], list[str]]:
+        """Every declared part in parallel; status keys of undeclared parts to drop."""
+        declared = [p for p in self.parts if p.declared(spec) and p.available()]
+        dropped = [
+            key
+            for p in self.parts
+            if not p.declared(spec)
+            for key in p.status_keys
+            if not any(key in d.status_keys for d in declared)
+        ]
+        ctx = PartContext(
+            spec=spec,
+            namespace=owner.namespace,
+            name=owner.name,
+            uid=owner.uid,
+            secrets=SecretReader(self.kube, owner.namespace),
+            now=now,
+            memory=self._memory(owner.uid),
+        )
+        if len(declared) <= 1:
+            return [r for p in declared for r in run_part(p, ctx)], dropped
+        reports: list[PartReport] = []
+        pool = ThreadPoolExecutor(max_workers=len(declared), thread_name_prefix="part")
+        try:
+            futures = [(p, pool.submit(run_part, p, ctx)) for p in declared]
+            deadline = self.config.part_timeout_seconds
+            for part, future in futures:
+                try:
+                    reports += future.result(timeout=deadline)
+                except FutureTimeout:
+                    reports += [
+                        PartReport(
+                            condition=Condition(
+                                type=kind,
+                                status="False",
+                                reason=Reason.PART_FAILED,
+                                message=f"{part.name} did not finish within {deadline:.0f}s",
+                            )
+                        )
+                        for kind in part.conditions
+                    ]
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        return reports, dropped
+
+    def _sync_owned(
+        self, owner: Owner, spec: LokifiStorageSpec, reports: list[PartReport]
+    ) -> tuple[list[PartReport], list[str]]:
+        """Write the connection Secret and CronJobs; a refusal becomes a part's condition."""
+        actions: list[str] = []
+        data = build_connection_secret_data(*(r.secret_data for r in reports))
+        try:
+            actions += sync_connection_secret(self.kube, owner, spec, data)
+        except OwnedObjectRefusedError as refused:
+            reports = _override(reports, types.POSTGRES_READY, refused)
+        try:
+            actions += sync_cronjobs(self.kube, owner, spec, self.config.job_settings)
+        except OwnedObjectRefusedError as refused:
+            reports = _override(reports, types.BACKUPS_READY, refused)
+        return reports, actions
+
+    def _finish(
+        self,
+        owner: Owner,
+        current: Mapping[str, Any],
+        desired: Mapping[str, Any],
+        actions: list[str],
+        outcome: Outcome,
+        now: datetime,
+    ) -> ReconcileResult:
+        patch = status_patch(current, desired)
+        if patch:
+            self.kube.patch_status(LOKIFI_STORAGES, owner.namespace, owner.name, patch)
+        events = [EventSpec("Normal", Reason.RECONCILED, action) for action in actions]
+        events += condition_events(current.get("conditions") or [], desired["conditions"])
+        self._post(owner, events, now)
+        ready = _condition_of(desired, types.READY) or {}
+        return ReconcileResult(
+            outcome=outcome,
+            ready_message=str(ready.get("message", "")),
+            status_patched=bool(patch),
+            actions=tuple(actions),
+            events=tuple(events),
+        )
+
+    def _post(self, owner: Owner, events: Sequence[EventSpec], now: datetime) -> None:
+        about = ObjectRef(
+            api_version=f"{API_GROUP}/{API_VERSION}",
+            kind=KIND,
+            namespace=owner.namespace,
+            name=owner.name,
+            uid=owner.uid,
+        )
+        for event in events:
+            try:
+                self.kube.post_event(
+                    about,
+                    event.type,
+                    event.reason,
+                    event.message,
+                    component=COMPONENT,
+                    instance=self.config.instance,
+                    now=now,
+                )
+            except Exception as error:  # an event lost is not a reconcile lost
+                log.warning(
+                    "could not post event %s for %s/%s: %s",
+                    event.reason,
+                    owner.namespace,
+                    owner.name,
+                    type(error).__name__,
+                )
+
+
+def _override(
+    reports: list[PartReport], kind: str, refused: OwnedObjectRefusedError
+) -> list[PartReport]:
+    """Replace (or add) the condition `kind` with the refusal."""
+    failed = Condition(type=kind, status="False", reason=refused.reason, message=refused.message)
+    out = [r for r in reports if r.condition.type != kind]
+    kept = [r for r in reports if r.condition.type == kind]
+    status = kept[0].status if kept else {}
+    return [*out, PartReport(condition=failed, status=status)]
