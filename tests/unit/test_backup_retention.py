@@ -87,9 +87,14 @@ def test_an_orphan_manifest_is_removed_only_after_the_grace_period() -> None:
 
 
 def test_stale_multipart_uploads_are_aborted_and_recent_ones_left_running() -> None:
-    old = PendingUpload("b/p/daily/x.dump.zst", "u1", NOW - timedelta(days=2))
-    fresh = PendingUpload("b/p/daily/y.dump.zst", "u2", NOW - timedelta(minutes=5))
-    plan = plan_prune([], 3, NOW, uploads=[old, fresh])
+    def upload(age: timedelta, upload_id: str) -> PendingUpload:
+        stamp = format_stamp(NOW - age)
+        # The server's Initiated is not trusted (moto reports a constant): the key's stamp is.
+        return PendingUpload(dump_key("b/", "p", "daily", stamp, "zstd"), upload_id, NOW)
+
+    old, fresh = upload(timedelta(days=2), "u1"), upload(timedelta(minutes=5), "u2")
+    foreign = PendingUpload("b/p/daily/other-tool.bin", "u3", NOW - timedelta(days=9))
+    plan = plan_prune([], 3, NOW, uploads=[old, fresh, foreign])
     assert plan.abort == [old]
 
 

@@ -40,6 +40,7 @@ __all__ = [
     "parse_stamp",
     "schedule_prefix",
     "sidecar_key",
+    "stamp_of",
     "verify_key",
 ]
 
@@ -81,6 +82,13 @@ def parse_stamp(stamp: str) -> datetime:
     base, _, millis = stamp.rstrip("Z").partition(".")
     parsed = datetime.strptime(base, _STAMP_FORMAT).replace(tzinfo=UTC)
     return parsed.replace(microsecond=int(millis or 0) * 1000)
+
+
+def stamp_of(key: str) -> str | None:
+    """The run stamp a key of this layout carries (`.../<schedule>/<stamp>.<kind>`), else None."""
+    tail = "/".join(key.rsplit("/", 2)[-2:])
+    match = _KEY.match(tail)
+    return None if match is None else match["stamp"]
 
 
 def dump_key(prefix: str, name: str, schedule: str, stamp: str, compression: str) -> str:

@@ -13,7 +13,9 @@ Rules, in the order they protect data:
    or by an interrupted prune) are deleted once older than `grace`, so a run still uploading is
    never robbed of its manifest.
 6. Multipart uploads older than `grace` under the schedule's prefix belong to runs that were
-   killed without a chance to abort them (SIGKILL, node loss); they are aborted.
+   killed without a chance to abort them (SIGKILL, node loss); they are aborted. Their age is
+   read from the start stamp in the key, not from the server's `Initiated` (some S3-compatible
+   servers report a constant there); uploads whose key is not of this layout are left alone.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from lokifi_storage.domain.backup_catalog import BackupEntry
+from lokifi_storage.domain.backup_catalog import BackupEntry, parse_stamp, stamp_of
 
 __all__ = ["DEFAULT_GRACE", "PendingUpload", "PrunePlan", "plan_prune"]
 
@@ -61,6 +63,13 @@ class PrunePlan:
         return [g for g in groups if g]
 
 
+def _upload_age(upload: PendingUpload, now: datetime) -> timedelta:
+    stamp = stamp_of(upload.key)
+    if stamp is None:
+        return timedelta(0)  # not ours: never old enough to abort
+    return now - parse_stamp(stamp)
+
+
 def _is_good(entry: BackupEntry) -> bool:
     return entry.complete and entry.verified is not False
 
@@ -87,5 +96,5 @@ def plan_prune(
     for entry in runs:
         if entry.dump is None and now - entry.started_at > grace:
             orphans.extend(entry.keys())
-    abort = [u for u in uploads if now - u.initiated > grace]
+    abort = [u for u in uploads if _upload_age(u, now) > grace]
     return PrunePlan(prune=sorted(prune, key=lambda e: e.stamp), orphans=orphans, abort=abort)

@@ -92,7 +92,7 @@ def find_backup(
     runs = [e for e in catalog(prefix, name, store.list_objects(where)) if e.complete and e.dump]
     if not runs:
         raise JobError(f"no complete backup under s3://{store.bucket}/{where}")
-    newest = max(runs, key=lambda e: e.finished_at or e.started_at)
+    newest = max(runs, key=lambda e: e.stamp)  # start time, ms precision; LIST times are s
     assert newest.dump is not None
     return newest.dump.key
 
