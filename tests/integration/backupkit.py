@@ -10,7 +10,8 @@ from contextlib import contextmanager
 import psycopg
 from psycopg import sql
 
-from lokifi_storage.clients.backup_store import BackupStore, make_s3_client
+from lokifi_storage.clients.backup_store import BackupStore
+from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.jobs.backup_create import BackupTarget
 from lokifi_storage.jobs.progress import Reporter
 from stackfixtures import StackEnv, create_database, drop_database, unique_name
@@ -77,7 +78,7 @@ def fingerprints(url: str) -> dict[str, tuple[int, str]]:
 
 
 def target(stack: StackEnv, bucket: str, name: str = "lks") -> BackupTarget:
-    client = make_s3_client(
+    client = make_client(
         stack.s3_endpoint, stack.aws_region, stack.aws_access_key_id, stack.aws_secret_access_key
     )
     return BackupTarget(store=BackupStore(client, bucket), prefix="backups/", name=name)

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import botocore.exceptions
-from botocore.config import Config
 
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import (
@@ -36,31 +34,19 @@ if TYPE_CHECKING:
 else:
     S3Client = Any
 
-__all__ = ["BackupStore", "MultipartUpload", "ObjectReader", "make_s3_client", "s3_errors"]
+# The client itself comes from clients/s3.py's make_client. Errors are mapped here rather than
+# with its s3_errors because backups need key-level answers: a missing manifest (NoSuchKey) or
+# an upload already gone (NoSuchUpload) are NotFound, not bucket or lifecycle problems.
+
+__all__ = ["BackupStore", "MultipartUpload", "ObjectReader", "s3_errors"]
 
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
 _MISSING = {"NoSuchBucket", "NoSuchKey", "NoSuchUpload", "404", "NotFound"}
 
 
-def make_s3_client(
-    endpoint: str | None, region: str | None, access_key: str | None, secret_key: str | None
-) -> S3Client:
-    """A boto3 S3 client; keys None means boto3's own chain (env, IRSA, instance profile)."""
-    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=10)
-    client: S3Client = boto3.client(
-        "s3",
-        endpoint_url=endpoint or None,
-        region_name=region or None,
-        aws_access_key_id=access_key or None,
-        aws_secret_access_key=secret_key or None,
-        config=config,
-    )
-    return client
-
-
 @contextmanager
 def s3_errors(what: str) -> Iterator[None]:
-    """Translate botocore's errors into the clients' tree, naming `what` was being done."""
+    """Translate botocore's errors into the clients' tree, naming what was being done."""
     try:
         yield
     except botocore.exceptions.ClientError as error:

@@ -18,10 +18,11 @@ import typer
 from rich.table import Table
 
 from lokifi_storage.api.spec import Compression, StorageClass
-from lokifi_storage.clients.backup_store import BackupStore, make_s3_client
+from lokifi_storage.clients.backup_store import BackupStore
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.pg_probe import describe_target
 from lokifi_storage.clients.pg_tools import connection_args
+from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.jobs.backup_create import (
     BackupTarget,
     CreateOptions,
@@ -133,7 +134,7 @@ def _target(
             typer.echo("error: pass --name (or set LOKIFI_BACKUP_NAME)", err=True)
             raise typer.Exit(2)
         name = describe_target(url).dbname
-    client = make_s3_client(endpoint, region, None, None)
+    client = make_client(endpoint, region, None, None)
     return BackupTarget(store=BackupStore(client, bucket), prefix=prefix, name=name)
 
 
