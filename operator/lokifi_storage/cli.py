@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from lokifi_storage.jobs import backup_cli
+from lokifi_storage.jobs import backup_cli, vacuum
 
 app = typer.Typer(
     name="lokifi-storage",
@@ -38,6 +38,7 @@ def version() -> None:
 
 app.add_typer(backup_cli.app, name="backup")
 app.command("restore")(backup_cli.restore)
+app.command("vacuum")(vacuum.vacuum)
 
 
 @app.command()
