@@ -1,0 +1,477 @@
+"""The SQL of each partition action, as psycopg.sql compositions. No I/O happens here.
+
+It lives in clients/ only because it needs psycopg.sql, which the pure layers may not import;
+it is pure all the same and unit-tested without a server. Every identifier goes through
+`sql.Identifier` and every value through `sql.Literal`: nothing from a spec or the catalog is
+ever formatted into SQL text.
+
+An action becomes one or more `Step`s. A step either runs in one transaction (the default) or
+statement by statement in autocommit (CREATE/DROP INDEX CONCURRENTLY and DETACH ...
+CONCURRENTLY refuse to run inside a transaction block). Each transactional step is atomic, so a
+crash at any point leaves either the old state or the new one, and the next reconcile sees
+which.
+
+Creating a partition when rows for its range already sit in the DEFAULT partition: PostgreSQL
+refuses `CREATE TABLE ... PARTITION OF` then, and detaching the DEFAULT to make room would lock
+the whole table. Instead, in one transaction: lock the DEFAULT partition against new rows
+(SHARE ROW EXCLUSIVE: readers still pass), create the partition standalone, move the rows with
+one `DELETE ... RETURNING` feeding an `INSERT`, build its indexes while nobody can see it, and
+ATTACH it, which takes only SHARE UPDATE EXCLUSIVE on the parent (inserts and queries go on)
+and a brief ACCESS EXCLUSIVE on the DEFAULT partition to confirm nothing is left behind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from psycopg import sql
+
+from lokifi_storage.domain.index_defs import IndexDef, derived_name, relation_suffix
+from lokifi_storage.domain.partition_actions import (
+    Action,
+    ArchivePartition,
+    AttachIndex,
+    AttachOrphan,
+    BuildIndex,
+    CompressPartition,
+    CreateArchiveTable,
+    CreateParentIndex,
+    CreatePartition,
+    DropInvalidIndex,
+    DropPartition,
+    ExportPartition,
+    FinalizeDetach,
+    NewRelation,
+)
+from lokifi_storage.domain.partition_catalog import Bound, Column, QName
+from lokifi_storage.domain.partition_plan import BOUNDS_CHECK
+
+__all__ = [
+    "CONCURRENT_LOCK_TIMEOUT_MS",
+    "Check",
+    "Step",
+    "copy_out_query",
+    "count_query",
+    "detoast_expression",
+    "ident",
+    "index_sql",
+    "steps_for",
+]
+
+# CREATE INDEX CONCURRENTLY waits for older transactions while holding only a lock that does
+# not block reads or writes, so it may wait longer than DDL that blocks traffic.
+CONCURRENT_LOCK_TIMEOUT_MS = 60_000
+
+LIKE_OPTIONS = sql.SQL(
+    "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION "
+    "INCLUDING GENERATED"
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A query whose single boolean result must be true, or the step is rolled back."""
+
+    query: sql.Composable
+    message: str
+
+
+Statement = sql.Composable | Check
+
+
+@dataclass(frozen=True)
+class Step:
+    """Statements run together. `transaction=False` runs each in autocommit.
+
+    `lock_target` is the relation whose lock holders are named if the step keeps timing out;
+    `cleanup` runs (autocommit, best effort) when a non-transactional step fails half way.
+    """
+
+    statements: tuple[Statement, ...]
+    transaction: bool = True
+    lock_target: QName | None = None
+    cleanup: tuple[sql.Composable, ...] = ()
+    lock_timeout_ms: int | None = None
+
+
+def ident(name: QName) -> sql.Identifier:
+    return sql.Identifier(name.schema, name.name)
+
+
+def _in(schema: str, name: str) -> sql.Identifier:
+    return sql.Identifier(schema, name)
+
+
+# --- expressions -----------------------------------------------------------------------------
+
+
+def _range_predicate(column: str, bound: Bound) -> sql.Composable:
+    return sql.SQL("{col} IS NOT NULL AND {col} >= {lo} AND {col} < {hi}").format(
+        col=sql.Identifier(column), lo=sql.Literal(bound.lower), hi=sql.Literal(bound.upper)
+    )
+
+
+def _for_values(bound: Bound) -> sql.Composable:
+    if bound.is_default:
+        return sql.SQL("DEFAULT")
+    if bound.lower is None or bound.upper is None:
+        raise ValueError("a partition bound needs a lower and an upper value")
+    return sql.SQL("FOR VALUES FROM ({}) TO ({})").format(
+        sql.Literal(bound.lower), sql.Literal(bound.upper)
+    )
+
+
+def index_sql(
+    index: IndexDef, name: str, relation: QName, *, only: bool = False, concurrently: bool = False
+) -> sql.Composed:
+    """CREATE INDEX for `index` named `name` on `relation` (same schema)."""
+    if index.fulltext_column is not None:
+        body = sql.SQL("USING gin (to_tsvector({}::regconfig, {}))").format(
+            sql.Literal(index.fulltext_language), sql.Identifier(index.fulltext_column)
+        )
+    else:
+        keys = [
+            sql.SQL("{}{}{}").format(
+                sql.Identifier(k.column),
+                sql.SQL(" DESC") if k.desc else sql.SQL(""),
+                sql.SQL("")
+                if k.nulls_first is None
+                else sql.SQL(" NULLS FIRST" if k.nulls_first else " NULLS LAST"),
+            )
+            for k in index.keys
+        ]
+        body = sql.SQL("USING btree ({})").format(sql.SQL(", ").join(keys))
+    where: sql.Composable = sql.SQL("")
+    if index.where_column is not None and index.where_value is not None:
+        where = sql.SQL(" WHERE {} = {}").format(
+            sql.Identifier(index.where_column), sql.Literal(index.where_value)
+        )
+    return sql.SQL("CREATE INDEX {conc}{name} ON {only}{rel} {body}{where}").format(
+        conc=sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""),
+        name=sql.Identifier(name),
+        only=sql.SQL("ONLY ") if only else sql.SQL(""),
+        rel=ident(relation),
+        body=body,
+        where=where,
+    )
+
+
+_DETOAST = {
+    "text": "{} || ''",
+    "character varying": "{} || ''",
+    "character": "{} || ''",
+    "bytea": "{} || ''::bytea",
+    "json": "{}::text::json",
+    "jsonb": "{}::text::jsonb",
+}
+
+
+def detoast_expression(column: Column) -> sql.Composable:
+    """An expression yielding the column's value as a fresh, uncompressed datum.
+
+    Copying a compressed value (INSERT ... SELECT, VACUUM FULL, CLUSTER) keeps its old
+    compression method; only a newly computed value is compressed with the column's current
+    method. Concatenating an empty string (or a text round trip for json) computes one.
+    """
+    template = _DETOAST.get(column.type) if column.toastable else None
+    if template is None:
+        return sql.Identifier(column.name)
+    return sql.SQL(template).format(sql.Identifier(column.name))
+
+
+def count_query(relation: QName) -> sql.Composed:
+    return sql.SQL("SELECT count(*) FROM {}").format(ident(relation))
+
+
+def copy_out_query(relation: QName) -> sql.Composed:
+    """CSV with a header: readable by any tool, loadable with COPY FROM."""
+    return sql.SQL("COPY (SELECT * FROM {}) TO STDOUT (FORMAT csv, HEADER)").format(ident(relation))
+
+
+# --- steps per action ------------------------------------------------------------------------
+
+
+def _index_tree(
+    table: QName, rel: NewRelation, indexes: Sequence[IndexDef]
+) -> list[sql.Composable]:
+    """Indexes for a partition being created: plain CREATE INDEX (nobody can see it yet)."""
+    out: list[sql.Composable] = []
+    for index in indexes:
+        out.extend(_index_node(table, rel, index))
+    return out
+
+
+def _index_node(table: QName, rel: NewRelation, index: IndexDef) -> list[sql.Composable]:
+    name = derived_name(index.name, relation_suffix(table.name, rel.qname.name))
+    if not rel.children:
+        return [index_sql(index, name, rel.qname)]
+    out: list[sql.Composable] = [index_sql(index, name, rel.qname, only=True)]
+    for child in rel.children:
+        out.extend(_index_node(table, child, index))
+        child_name = derived_name(index.name, relation_suffix(table.name, child.qname.name))
+        out.append(
+            sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
+                _in(rel.qname.schema, name), _in(child.qname.schema, child_name)
+            )
+        )
+    return out
+
+
+def _create_partition(a: CreatePartition) -> list[Step]:
+    new = a.partition
+    statements: list[Statement] = []
+    if a.move_from is not None:
+        statements.append(
+            sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(ident(a.move_from))
+        )
+    partition_by: sql.Composable = sql.SQL("")
+    if new.children:
+        partition_by = sql.SQL(" PARTITION BY RANGE ({})").format(
+            sql.Identifier(new.sub_column or "")
+        )
+    statements.append(
+        sql.SQL("CREATE TABLE {} (LIKE {} {}){}").format(
+            ident(new.qname), ident(a.parent), LIKE_OPTIONS, partition_by
+        )
+    )
+    for child in new.children:
+        statements.append(
+            sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
+                ident(child.qname), ident(new.qname), _for_values(child.bound)
+            )
+        )
+    if a.move_from is not None and not new.bound.is_default:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in a.columns)
+        statements.append(
+            sql.SQL(
+                "WITH moved AS (DELETE FROM {src} WHERE {pred} RETURNING {cols}) "
+                "INSERT INTO {dst} ({cols}) SELECT {cols} FROM moved"
+            ).format(
+                src=ident(a.move_from),
+                pred=_range_predicate(a.column, new.bound),
+                cols=cols,
+                dst=ident(new.qname),
+            )
+        )
+    statements.extend(_index_tree(a.table, new, a.indexes))
+    statements.append(
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
+            ident(a.parent), ident(new.qname), _for_values(new.bound)
+        )
+    )
+    return [Step(tuple(statements), lock_target=a.parent)]
+
+
+def _create_archive_table(a: CreateArchiveTable) -> list[Step]:
+    statements: list[Statement] = [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(a.archive.schema)),
+        sql.SQL("CREATE TABLE {} (LIKE {} {}) PARTITION BY RANGE ({})").format(
+            ident(a.archive), ident(a.source), LIKE_OPTIONS, sql.Identifier(a.column)
+        ),
+    ]
+    statements.extend(index_sql(index, index.name, a.archive) for index in a.indexes)
+    return [Step(tuple(statements), lock_target=a.source)]
+
+
+def _move_schema(names: Sequence[QName], schema: str) -> list[Statement]:
+    return [
+        sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(ident(n), sql.Identifier(schema))
+        for n in names
+        if n.schema != schema
+    ]
+
+
+def _archive(a: ArchivePartition) -> list[Step]:
+    steps: list[Step] = []
+    if a.leaves_needing_check:
+        steps.append(
+            Step(
+                tuple(
+                    sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({}) NOT VALID").format(
+                        ident(leaf),
+                        sql.Identifier(BOUNDS_CHECK),
+                        _range_predicate(a.column, a.bound),
+                    )
+                    for leaf in a.leaves_needing_check
+                ),
+                lock_target=a.partition,
+            )
+        )
+    # Validation scans each leaf under SHARE UPDATE EXCLUSIVE: reads and writes go on.
+    steps.append(
+        Step(
+            tuple(
+                sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+                    ident(leaf), sql.Identifier(BOUNDS_CHECK)
+                )
+                for leaf in a.leaves
+            ),
+            transaction=False,
+            lock_target=a.partition,
+            lock_timeout_ms=CONCURRENT_LOCK_TIMEOUT_MS,
+        )
+    )
+    moved = QName(a.archive.schema, a.partition.name)
+    attach: list[Statement] = [
+        *_move_schema([a.partition, *a.descendants], a.archive.schema),
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
+            ident(a.archive), ident(moved), _for_values(a.bound)
+        ),
+    ]
+    detach = sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
+        ident(a.parent), ident(a.partition)
+    )
+    if a.concurrently:
+        # Two transactions inside; a crash between them leaves "detach pending", which the
+        # planner finalizes. A crash after it leaves an orphan, which the planner attaches.
+        steps.append(
+            Step(
+                (sql.SQL("{} CONCURRENTLY").format(detach),),
+                transaction=False,
+                lock_target=a.parent,
+                lock_timeout_ms=CONCURRENT_LOCK_TIMEOUT_MS,
+            )
+        )
+        steps.append(Step(tuple(attach), lock_target=a.archive))
+    else:
+        # Plain DETACH takes ACCESS EXCLUSIVE on the parent: short, under lock_timeout, and in
+        # the same transaction as the ATTACH so the rows are always in exactly one table.
+        steps.append(Step((detach, *attach), lock_target=a.parent))
+    return steps
+
+
+def _attach_orphan(a: AttachOrphan) -> list[Step]:
+    moved = QName(a.archive.schema, a.orphan.name)
+    statements: list[Statement] = [
+        *_move_schema([a.orphan, *a.descendants], a.archive.schema),
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
+            ident(a.archive), ident(moved), _for_values(a.bound)
+        ),
+    ]
+    return [Step(tuple(statements), lock_target=a.archive)]
+
+
+def _compress(a: CompressPartition) -> list[Step]:
+    """Copy the leaf into a new table whose large columns are lz4 (and compressed from 128-byte
+    rows up, not PostgreSQL's default of ~2 kB), verify the row count, build its indexes, then
+    swap it in: one transaction, so a failure anywhere leaves the old leaf untouched."""
+    work = QName(a.leaf.schema, derived_name(a.leaf.name, "lz4"))
+    table = a.table
+    cols = [c for c in a.columns if not c.generated]
+    statements: list[Statement] = [
+        sql.SQL("LOCK TABLE {} IN SHARE MODE").format(ident(a.leaf)),
+        sql.SQL("CREATE TABLE {} (LIKE {} {}) WITH (toast_tuple_target = 128)").format(
+            ident(work), ident(a.leaf), LIKE_OPTIONS
+        ),
+    ]
+    large = [c for c in cols if c.toastable]
+    if large:
+        statements.append(
+            sql.SQL("ALTER TABLE {} {}").format(
+                ident(work),
+                sql.SQL(", ").join(
+                    sql.SQL("ALTER COLUMN {} SET COMPRESSION lz4").format(sql.Identifier(c.name))
+                    for c in large
+                ),
+            )
+        )
+    statements.append(
+        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+            ident(work),
+            sql.SQL(", ").join(sql.Identifier(c.name) for c in cols),
+            sql.SQL(", ").join(detoast_expression(c) for c in cols),
+            ident(a.leaf),
+        )
+    )
+    statements.append(
+        Check(
+            sql.SQL("SELECT (SELECT count(*) FROM {}) = (SELECT count(*) FROM {})").format(
+                ident(a.leaf), ident(work)
+            ),
+            f"row count of the compressed copy of {a.leaf} differs; nothing was changed",
+        )
+    )
+    for name, column, bound in a.checks:
+        statements.append(
+            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
+                ident(work), sql.Identifier(name), _range_predicate(column, bound)
+            )
+        )
+    finals: list[tuple[str, str]] = []
+    for index in a.indexes:
+        final = derived_name(index.name, relation_suffix(table.name, a.leaf.name))
+        temporary = derived_name(final, "lz4")
+        finals.append((temporary, final))
+        statements.append(index_sql(index, temporary, work))
+    statements.extend(
+        [
+            sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(ident(a.parent), ident(a.leaf)),
+            sql.SQL("DROP TABLE {}").format(ident(a.leaf)),
+            sql.SQL("ALTER TABLE {} RENAME TO {}").format(ident(work), sql.Identifier(a.leaf.name)),
+        ]
+    )
+    statements.extend(
+        sql.SQL("ALTER INDEX {} RENAME TO {}").format(
+            _in(a.leaf.schema, temporary), sql.Identifier(final)
+        )
+        for temporary, final in finals
+    )
+    statements.append(
+        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
+            ident(a.parent), ident(a.leaf), _for_values(a.bound)
+        )
+    )
+    return [Step(tuple(statements), lock_target=a.parent)]
+
+
+def steps_for(action: Action) -> list[Step]:
+    """The SQL steps of one action, in order."""
+    if isinstance(action, CreatePartition):
+        return _create_partition(action)
+    if isinstance(action, CreateArchiveTable):
+        return _create_archive_table(action)
+    if isinstance(action, CreateParentIndex):
+        stmt = index_sql(action.index, action.name, action.relation, only=True)
+        return [Step((stmt,), lock_target=action.relation)]
+    if isinstance(action, BuildIndex):
+        name = QName(action.relation.schema, action.name)
+        return [
+            Step(
+                (index_sql(action.index, action.name, action.relation, concurrently=True),),
+                transaction=False,
+                lock_target=action.relation,
+                cleanup=(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident(name)),),
+                lock_timeout_ms=CONCURRENT_LOCK_TIMEOUT_MS,
+            )
+        ]
+    if isinstance(action, DropInvalidIndex):
+        return [
+            Step(
+                (sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident(action.index)),),
+                transaction=False,
+                lock_timeout_ms=CONCURRENT_LOCK_TIMEOUT_MS,
+            )
+        ]
+    if isinstance(action, AttachIndex):
+        stmt = sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
+            ident(action.parent_index), ident(action.child_index)
+        )
+        return [Step((stmt,), lock_target=action.parent_index)]
+    if isinstance(action, FinalizeDetach):
+        stmt = sql.SQL("ALTER TABLE {} DETACH PARTITION {} FINALIZE").format(
+            ident(action.parent), ident(action.partition)
+        )
+        return [Step((stmt,), transaction=False, lock_target=action.parent)]
+    if isinstance(action, ArchivePartition):
+        return _archive(action)
+    if isinstance(action, AttachOrphan):
+        return _attach_orphan(action)
+    if isinstance(action, CompressPartition):
+        return _compress(action)
+    if isinstance(action, DropPartition | ExportPartition):
+        # An ExportPartition's SQL is its final drop; the export job runs it only after the
+        # exported object is verified.
+        stmt = sql.SQL("DROP TABLE {}").format(ident(action.partition))
+        return [Step((stmt,), lock_target=action.parent)]
+    raise TypeError(f"no SQL for {type(action).__name__}")

@@ -1,0 +1,387 @@
+"""The SQL of partition actions: quoting, statement order, transaction boundaries. No server."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from partition_trees import (
+    COLUMNS,
+    SEARCH_INDEX,
+    THREAD_INDEX,
+    month,
+    observed,
+    parent,
+    spec,
+    time_bound,
+)
+from psycopg import sql
+
+from lokifi_storage.api.spec import IndexSpec
+from lokifi_storage.clients.partition_sql import (
+    Check,
+    Step,
+    detoast_expression,
+    index_sql,
+    steps_for,
+)
+from lokifi_storage.domain.index_defs import (
+    IndexDef,
+    IndexKeyDef,
+    derived_name,
+    index_def_from_spec,
+    matches,
+)
+from lokifi_storage.domain.partition_actions import (
+    Action,
+    ArchivePartition,
+    AttachIndex,
+    AttachOrphan,
+    BuildIndex,
+    CompressPartition,
+    CreateArchiveTable,
+    CreateParentIndex,
+    CreatePartition,
+    DropInvalidIndex,
+    DropPartition,
+    ExportPartition,
+    FinalizeDetach,
+    NewRelation,
+)
+from lokifi_storage.domain.partition_catalog import Bound, Column, IndexKey, ObservedIndex, QName
+from lokifi_storage.domain.partition_plan import plan_table
+
+T = QName("public", "ai_messages")
+DEFAULT = QName("public", "ai_messages_default")
+JAN = QName("public", "ai_messages_p2026_01")
+THREAD = index_def_from_spec(IndexSpec.model_validate(THREAD_INDEX))
+SEARCH = index_def_from_spec(IndexSpec.model_validate(SEARCH_INDEX))
+
+
+def text(statement: object) -> str:
+    if isinstance(statement, Check):
+        return "CHECK: " + statement.query.as_string()
+    assert isinstance(statement, sql.Composable)
+    return statement.as_string()
+
+
+def texts(step: Step) -> list[str]:
+    return [text(s) for s in step.statements]
+
+
+def create_january(**overrides: object) -> CreatePartition:
+    fields: dict[str, object] = {
+        "parent": T,
+        "partition": NewRelation(JAN, time_bound(*month(2026, 1))),
+        "column": "created_at",
+        "move_from": DEFAULT,
+        "columns": ("id", "user_id", "created_at", "content"),
+        "indexes": (THREAD, SEARCH),
+    }
+    fields.update(overrides)
+    return CreatePartition(T, **fields)  # type: ignore[arg-type]
+
+
+def test_new_partition_moves_default_rows_and_attaches_in_one_transaction() -> None:
+    (step,) = steps_for(create_january())
+    assert step.transaction
+    lines = texts(step)
+    assert lines[0] == 'LOCK TABLE "public"."ai_messages_default" IN SHARE ROW EXCLUSIVE MODE'
+    assert lines[1].startswith(
+        'CREATE TABLE "public"."ai_messages_p2026_01" (LIKE "public"."ai_messages" '
+    )
+    assert lines[2] == (
+        'WITH moved AS (DELETE FROM "public"."ai_messages_default"'
+        ' WHERE "created_at" IS NOT NULL'
+        " AND \"created_at\" >= '2026-01-01 00:00:00+00'"
+        " AND \"created_at\" < '2026-02-01 00:00:00+00'"
+        ' RETURNING "id", "user_id", "created_at", "content")'
+        ' INSERT INTO "public"."ai_messages_p2026_01" ("id", "user_id", "created_at", "content")'
+        ' SELECT "id", "user_id", "created_at", "content" FROM moved'
+    )
+    assert lines[3] == (
+        'CREATE INDEX "idx_ai_messages_user_thread_time_p2026_01"'
+        ' ON "public"."ai_messages_p2026_01"'
+        ' USING btree ("user_id", "thread_id", "created_at" DESC)'
+    )
+    assert lines[4] == (
+        'CREATE INDEX "idx_ai_messages_content_search_p2026_01" ON "public"."ai_messages_p2026_01"'
+        " USING gin (to_tsvector('english'::regconfig, \"content\"))"
+    )
+    assert lines[-1] == (
+        'ALTER TABLE "public"."ai_messages" ATTACH PARTITION "public"."ai_messages_p2026_01"'
+        " FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2026-02-01 00:00:00+00')"
+    )
+    assert step.lock_target == T
+
+
+def test_the_default_partition_is_attached_as_default_without_a_move() -> None:
+    action = create_january(
+        partition=NewRelation(DEFAULT, Bound(is_default=True)), move_from=None, indexes=()
+    )
+    (step,) = steps_for(action)
+    lines = texts(step)
+    assert len(lines) == 2
+    assert lines[-1].endswith('ATTACH PARTITION "public"."ai_messages_default" DEFAULT')
+
+
+def test_sub_partitioned_partition_indexes_each_leaf_and_attaches_them() -> None:
+    sub = NewRelation(
+        JAN,
+        time_bound(*month(2026, 1)),
+        sub_column="user_id",
+        children=(
+            NewRelation(QName("public", "ai_messages_p2026_01_s0"), Bound("0", "1000")),
+            NewRelation(QName("public", "ai_messages_p2026_01_sdefault"), Bound(is_default=True)),
+        ),
+    )
+    (step,) = steps_for(create_january(partition=sub, indexes=(THREAD,)))
+    lines = texts(step)
+    assert lines[1].endswith('PARTITION BY RANGE ("user_id")')
+    assert lines[2] == (
+        'CREATE TABLE "public"."ai_messages_p2026_01_s0"'
+        ' PARTITION OF "public"."ai_messages_p2026_01"'
+        " FOR VALUES FROM ('0') TO ('1000')"
+    )
+    assert "DEFAULT" in lines[3]
+    joined = "\n".join(lines)
+    assert 'CREATE INDEX "idx_ai_messages_user_thread_time_p2026_01" ON ONLY' in joined
+    assert (
+        'ALTER INDEX "public"."idx_ai_messages_user_thread_time_p2026_01" ATTACH PARTITION'
+        ' "public"."idx_ai_messages_user_thread_time_p2026_01_s0"' in joined
+    )
+
+
+def test_concurrent_index_builds_run_outside_a_transaction_and_clean_up_after_failure() -> None:
+    (step,) = steps_for(BuildIndex(T, JAN, THREAD, "idx_x_p2026_01"))
+    assert not step.transaction
+    assert texts(step)[0].startswith('CREATE INDEX CONCURRENTLY "idx_x_p2026_01" ON "public"')
+    assert [c.as_string() for c in step.cleanup] == [
+        'DROP INDEX CONCURRENTLY IF EXISTS "public"."idx_x_p2026_01"'
+    ]
+
+
+def test_parent_index_is_created_on_only_the_parent() -> None:
+    (step,) = steps_for(CreateParentIndex(T, T, THREAD, THREAD.name))
+    assert texts(step) == [
+        'CREATE INDEX "idx_ai_messages_user_thread_time" ON ONLY "public"."ai_messages"'
+        ' USING btree ("user_id", "thread_id", "created_at" DESC)'
+    ]
+
+
+def test_partial_index_and_nulls_order_are_rendered() -> None:
+    index = IndexDef(
+        "idx_active",
+        keys=(IndexKeyDef("user_id"), IndexKeyDef("updated_at", desc=True, nulls_first=False)),
+        where_column="is_archived",
+        where_value=False,
+    )
+    assert index_sql(index, "idx_active", QName("public", "ai_threads")).as_string() == (
+        'CREATE INDEX "idx_active" ON "public"."ai_threads" USING btree ("user_id",'
+        ' "updated_at" DESC NULLS LAST) WHERE "is_archived" = false'
+    )
+    quoted = IndexDef("i", keys=(IndexKeyDef("status"),), where_column="status", where_value="it's")
+    assert index_sql(quoted, "i", T).as_string().endswith("WHERE \"status\" = 'it''s'")
+
+
+def test_hostile_names_are_quoted_never_spliced() -> None:
+    evil = QName("public", 'x"; DROP TABLE users; --')
+    (step,) = steps_for(DropPartition(T, T, evil, Bound("a", "b")))
+    assert texts(step) == ['DROP TABLE "public"."x""; DROP TABLE users; --"']
+    index = IndexDef(
+        "i", fulltext_column="content", fulltext_language="english'); DROP TABLE t; --"
+    )
+    rendered = index_sql(index, "i", T).as_string()
+    assert "'english''); DROP TABLE t; --'::regconfig" in rendered
+
+
+def test_hostile_names_are_refused_by_the_spec_before_any_sql() -> None:
+    with pytest.raises(ValueError, match="not a valid"):
+        spec(name='ai_messages"; DROP TABLE users; --')
+    with pytest.raises(ValueError, match="not a valid"):
+        spec(partitionBy={"column": "created_at); DROP TABLE x; --", "interval": "month"})
+
+
+def archive_action(concurrently: bool) -> ArchivePartition:
+    return ArchivePartition(
+        T,
+        parent=T,
+        partition=JAN,
+        archive=QName("archive", "ai_messages"),
+        column="created_at",
+        bound=time_bound(*month(2026, 1)),
+        leaves=(JAN,),
+        leaves_needing_check=(JAN,),
+        descendants=(),
+        concurrently=concurrently,
+    )
+
+
+def test_archive_adds_a_validated_check_then_moves_the_partition_in_one_transaction() -> None:
+    check, validate, move = steps_for(archive_action(concurrently=False))
+    assert check.transaction
+    assert texts(check)[0].startswith(
+        'ALTER TABLE "public"."ai_messages_p2026_01" ADD CONSTRAINT "lokifi_bounds" CHECK ('
+    )
+    assert texts(check)[0].endswith("NOT VALID")
+    assert not validate.transaction
+    assert texts(validate) == [
+        'ALTER TABLE "public"."ai_messages_p2026_01" VALIDATE CONSTRAINT "lokifi_bounds"'
+    ]
+    assert move.transaction
+    assert texts(move) == [
+        'ALTER TABLE "public"."ai_messages" DETACH PARTITION "public"."ai_messages_p2026_01"',
+        'ALTER TABLE "public"."ai_messages_p2026_01" SET SCHEMA "archive"',
+        'ALTER TABLE "archive"."ai_messages" ATTACH PARTITION "archive"."ai_messages_p2026_01"'
+        " FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2026-02-01 00:00:00+00')",
+    ]
+
+
+def test_archive_without_a_default_detaches_concurrently_outside_a_transaction() -> None:
+    _, _, detach, attach = steps_for(archive_action(concurrently=True))
+    assert not detach.transaction
+    assert texts(detach)[0].endswith(
+        'DETACH PARTITION "public"."ai_messages_p2026_01" CONCURRENTLY'
+    )
+    assert attach.transaction
+    assert texts(attach)[-1].startswith('ALTER TABLE "archive"."ai_messages" ATTACH PARTITION')
+
+
+def test_compression_copies_verifies_and_swaps_in_one_transaction() -> None:
+    leaf = QName("archive", "ai_messages_p2024_01")
+    action = CompressPartition(
+        T,
+        parent=QName("archive", "ai_messages"),
+        leaf=leaf,
+        bound=time_bound(*month(2024, 1)),
+        checks=(),
+        columns=COLUMNS,
+        indexes=(THREAD,),
+    )
+    (step,) = steps_for(action)
+    assert step.transaction
+    lines = texts(step)
+    assert lines[0] == 'LOCK TABLE "archive"."ai_messages_p2024_01" IN SHARE MODE'
+    assert "WITH (toast_tuple_target = 128)" in lines[1]
+    assert lines[2] == (
+        'ALTER TABLE "archive"."ai_messages_p2024_01_lz4"'
+        ' ALTER COLUMN "content" SET COMPRESSION lz4,'
+        ' ALTER COLUMN "metadata" SET COMPRESSION lz4'
+    )
+    assert "\"content\" || ''" in lines[3]
+    assert '"metadata"::text::jsonb' in lines[3]
+    assert '"search"' not in lines[3]  # generated columns are computed, not copied
+    assert lines[4].startswith("CHECK: SELECT (SELECT count(*) FROM")
+    order = [line.split(" ")[0:2] for line in lines[5:]]
+    assert order == [
+        ["CREATE", "INDEX"],
+        ["ALTER", "TABLE"],  # DETACH
+        ["DROP", "TABLE"],
+        ["ALTER", "TABLE"],  # RENAME
+        ["ALTER", "INDEX"],  # RENAME
+        ["ALTER", "TABLE"],  # ATTACH
+    ]
+    assert lines[-1].endswith(
+        "FOR VALUES FROM ('2024-01-01 00:00:00+00') TO ('2024-02-01 00:00:00+00')"
+    )
+
+
+def test_detoast_expressions_only_touch_large_columns() -> None:
+    assert detoast_expression(Column("id", "bigint")).as_string() == '"id"'
+    assert detoast_expression(Column("c", "text", toastable=True)).as_string() == "\"c\" || ''"
+    assert (
+        detoast_expression(Column("b", "bytea", toastable=True)).as_string() == "\"b\" || ''::bytea"
+    )
+    assert detoast_expression(Column("j", "json", toastable=True)).as_string() == '"j"::text::json'
+
+
+def test_every_action_type_has_sql() -> None:
+    bound = time_bound(*month(2024, 1))
+    actions: list[Action] = [
+        create_january(),
+        CreateArchiveTable(T, T, QName("archive", "ai_messages"), "created_at", (THREAD,)),
+        CreateParentIndex(T, T, THREAD, THREAD.name),
+        BuildIndex(T, JAN, THREAD, "i"),
+        DropInvalidIndex(T, QName("public", "i")),
+        AttachIndex(T, QName("public", "p"), QName("public", "c")),
+        FinalizeDetach(T, T, JAN),
+        archive_action(False),
+        AttachOrphan(T, JAN, QName("archive", "ai_messages"), "created_at", bound, ()),
+        DropPartition(T, T, JAN, bound),
+        ExportPartition(T, T, JAN, bound, "bucket", "key", "GLACIER"),
+    ]
+    for action in actions:
+        steps = steps_for(action)
+        assert steps
+        assert all(step.statements for step in steps)
+        assert action.describe()
+
+
+def test_a_plan_renders_to_sql_end_to_end() -> None:
+    table = spec(indexes=[THREAD_INDEX, SEARCH_INDEX], archive={"afterDays": 30})
+    plan = plan_table(table, observed(parent([])), dt.datetime(2026, 1, 15, tzinfo=dt.UTC))
+    rendered = [text(s) for a in plan.actions for step in steps_for(a) for s in step.statements]
+    assert rendered[0].startswith('CREATE TABLE "public"."ai_messages_default"')
+    assert any(line.startswith('CREATE SCHEMA IF NOT EXISTS "archive"') for line in rendered)
+
+
+# --- index definitions -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        ("user_id", IndexKeyDef("user_id")),
+        ("created_at DESC", IndexKeyDef("created_at", desc=True)),
+        ("created_at asc", IndexKeyDef("created_at")),
+        ("created_at DESC NULLS LAST", IndexKeyDef("created_at", desc=True, nulls_first=False)),
+        ("score NULLS FIRST", IndexKeyDef("score", nulls_first=True)),
+    ],
+)
+def test_index_keys_are_parsed_once(raw: str, key: IndexKeyDef) -> None:
+    parsed = index_def_from_spec(IndexSpec.model_validate({"name": "i", "columns": [raw]}))
+    assert parsed.keys == (key,)
+
+
+def observed_index(
+    keys: tuple[IndexKey, ...], predicate: str | None = None, method: str = "btree"
+) -> ObservedIndex:
+    return ObservedIndex("i", True, method, keys, predicate)
+
+
+def test_indexes_match_as_postgres_prints_them() -> None:
+    printed = observed_index(
+        (
+            IndexKey("user_id"),
+            IndexKey("thread_id"),
+            IndexKey("created_at", desc=True, nulls_first=True),
+        )
+    )
+    assert matches(THREAD, printed)
+    flipped = observed_index(
+        (IndexKey("user_id"), IndexKey("thread_id"), IndexKey("created_at", nulls_first=False))
+    )
+    assert not matches(THREAD, flipped)
+    search = observed_index((IndexKey("to_tsvector('english'::regconfig, content)"),), method="gin")
+    assert matches(SEARCH, search)
+    german = observed_index((IndexKey("to_tsvector('german'::regconfig, content)"),), method="gin")
+    assert not matches(SEARCH, german)
+    partial = IndexDef(
+        "i", keys=(IndexKeyDef("user_id"),), where_column="is_archived", where_value=False
+    )
+    assert matches(partial, observed_index((IndexKey("user_id"),), "is_archived = false"))
+    assert not matches(partial, observed_index((IndexKey("user_id"),), "is_archived = true"))
+    assert not matches(partial, observed_index((IndexKey("user_id"),)))
+    text_value = IndexDef("i", keys=(IndexKeyDef("s"),), where_column="s", where_value="open")
+    assert matches(text_value, observed_index((IndexKey("s"),), "s = 'open'::text"))
+
+
+def test_derived_names_fit_postgres_and_stay_unique() -> None:
+    assert derived_name("idx_short", "p2026_01") == "idx_short_p2026_01"
+    long = "idx_" + "x" * 58
+    a, b = derived_name(long, "p2026_01_s10"), derived_name(long, "p2026_01_s11")
+    assert len(a) <= 63
+    assert len(b) <= 63
+    assert a != b
+    assert a.endswith("_p2026_01_s10")
+    assert derived_name(long, "p2026_01_s10") == a
