@@ -47,6 +47,8 @@ class PartitionStatus(StatusModel):
     newest: str | None = None
     inDefault: int = 0
     archived: int = 0
+    pendingCompress: int = 0  # archived partitions awaiting `lokifi-storage partitions compress`
+    pendingExport: int = 0  # expired partitions awaiting `lokifi-storage partitions export`
 
 
 class ReplicaStatus(StatusModel):
