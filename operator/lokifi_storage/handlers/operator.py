@@ -63,6 +63,11 @@ def build_registry() -> kopf.OperatorRegistry:
     """A fresh registry with the operator's handlers; they reach the controller via `memo`."""
     registry = kopf.OperatorRegistry()
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """Credentials as the `kubernetes` client finds them: service account or kubeconfig."""
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
     def observe(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Keep the controller's list of resources current (no API calls)."""

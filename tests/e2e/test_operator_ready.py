@@ -1,0 +1,116 @@
+"""Apply the full example -> Ready, with every part condition, the Secret and the CronJobs,
+shown by `kubectl get lks` and `kubectl describe` the way an admin sees them."""
+
+from __future__ import annotations
+
+import base64
+
+from e2e_full import FullExample
+from e2e_operator import OperatorFactory, conditions, events, get_json, kubectl
+
+from lokifi_storage.api import conditions as types
+from lokifi_storage.reconcile.parts import default_parts
+
+
+def expected_part_conditions() -> set[str]:
+    """Part conditions of every part whose reconciler exists in this tree."""
+    return {kind for part in default_parts() if part.available() for kind in part.conditions}
+
+
+def test_full_example_becomes_ready_with_every_part_condition_true(
+    full_example: FullExample, start_operator: OperatorFactory
+) -> None:
+    full_example.create_secrets()
+    full_example.apply()
+    start_operator(full_example.namespace)
+
+    kubectl(
+        full_example.stack,
+        "-n",
+        full_example.namespace,
+        "wait",
+        "--for=condition=Ready",
+        f"lokifistorage/{full_example.name}",
+        "--timeout=120s",
+    )
+    obj = full_example.get()
+    assert obj is not None
+    conds = conditions(obj)
+    generation = obj["metadata"]["generation"]
+    assert obj["status"]["observedGeneration"] == generation
+    for kind in expected_part_conditions() | {types.READY}:
+        assert conds[kind]["status"] == "True", conds[kind]
+        assert conds[kind]["observedGeneration"] == generation
+        assert conds[kind]["lastTransitionTime"]
+    assert conds[types.RECONCILING]["status"] == "False"
+    assert conds[types.STALLED]["status"] == "False"
+
+
+def test_connection_secret_and_cronjobs_are_written_and_owned(
+    full_example: FullExample, start_operator: OperatorFactory
+) -> None:
+    full_example.create_secrets()
+    full_example.apply()
+    start_operator(full_example.namespace)
+    stack, ns = full_example.stack, full_example.namespace
+    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    uid = full_example.get()["metadata"]["uid"]  # type: ignore[index]
+
+    secret = get_json(stack, ns, "secret", "lokifi-db-conn")
+    assert secret is not None
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data["DATABASE_URL"].startswith("postgresql+asyncpg://")
+    assert data["DATABASE_REPLICA_URL"].endswith(full_example.database.name)
+    assert data["DATABASE_POOL_SIZE"] == "20"
+    assert data["REDIS_CLUSTER_NODES"] == "127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002"
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == uid
+
+    cronjobs = get_json(stack, ns, "cronjobs")
+    assert cronjobs is not None
+    by_name = {c["metadata"]["name"]: c for c in cronjobs["items"]}
+    assert set(by_name) == {
+        "lokifi-prod-backup-daily",
+        "lokifi-prod-backup-weekly",
+        "lokifi-prod-backup-monthly",
+        "lokifi-prod-vacuum",
+    }
+    daily = by_name["lokifi-prod-backup-daily"]
+    assert daily["spec"]["schedule"] == "0 2 * * *"
+    assert daily["spec"]["concurrencyPolicy"] == "Forbid"
+    assert daily["metadata"]["ownerReferences"][0]["uid"] == uid
+    container = daily["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == "registry.example/lokifi-storage:e2e"
+    assert container["args"][:4] == ["backup", "create", "--schedule", "daily"]
+    assert all("value" not in e for e in container["env"] if e["name"].endswith(("URL", "KEY")))
+    assert full_example.database.primary_url not in str(cronjobs)
+
+
+def test_kubectl_get_shows_ready_and_describe_shows_conditions_and_events(
+    full_example: FullExample, start_operator: OperatorFactory
+) -> None:
+    full_example.create_secrets()
+    full_example.apply()
+    start_operator(full_example.namespace)
+    stack, ns = full_example.stack, full_example.namespace
+    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+
+    table = kubectl(stack, "-n", ns, "get", "lks").splitlines()
+    header = table[0].split()
+    row = dict(zip(header, table[1].split(), strict=False))
+    assert header[:2] == ["NAME", "READY"]
+    assert row["NAME"] == "lokifi-prod"
+    assert row["READY"] == "True"
+    assert "REPLICA" in header  # Replica Lag column, filled from status.summary
+    wide = kubectl(stack, "-n", ns, "get", "lks", "-o", "wide")
+    assert "Reconciled" in wide
+
+    described = kubectl(stack, "-n", ns, "describe", "lks", "lokifi-prod")
+    assert "Conditions:" in described
+    for kind in expected_part_conditions():
+        assert kind in described
+    posted = events(stack, ns, "lokifi-prod")
+    messages = [e["message"] for e in posted]
+    assert any("created CronJob lokifi-prod-backup-daily" in m for m in messages), messages
+    assert any("created connection Secret lokifi-db-conn" in m for m in messages), messages
+    assert {e["reportingComponent"] for e in posted} == {"lokifi-storage-operator"}
+    assert "Reconciled" in described
