@@ -136,7 +136,9 @@ def summarize(parts: Sequence[Condition], invalid_spec: str | None = None) -> li
 
     if not failing:
         count = len(gating)
-        message = f"all {count} parts ready" if count else "no part declared; nothing to manage"
+        message = (
+            f"all {count} part conditions True" if count else "no part declared; nothing to manage"
+        )
         ready = Condition(
             type=types.READY, status="True", reason=Reason.RECONCILED, message=message
         )

@@ -1,0 +1,51 @@
+"""A resync that finds nothing to change sends no write to the API server at all.
+
+The operator talks to the real API server through a counting proxy; once the resource is
+Ready, several resyncs run (the log says so) while the proxy sees zero POST/PUT/PATCH/DELETE
+and the resource's resourceVersion does not move: neither the operator nor Kopf's bookkeeping
+writes anything.
+"""
+
+from __future__ import annotations
+
+import time
+
+from e2e_full import FullExample
+from e2e_operator import OperatorFactory, get_json, kubectl, render, wait_for
+from e2e_proxy import counting_proxy
+
+RESYNC = 2.0
+
+
+def test_noop_resyncs_send_no_write_and_leave_the_resource_version_alone(
+    full_example: FullExample, start_operator: OperatorFactory
+) -> None:
+    stack, ns = full_example.stack, full_example.namespace
+    full_example.create_secrets()
+    manifest = render("noop", "lokifistorage.yaml", **full_example.values)
+    kubectl(stack, "apply", "-f", "-", input_text=manifest)
+    assert stack.kubeconfig is not None
+    with counting_proxy(stack.kubeconfig) as proxy:
+        operator = start_operator(ns, resync_seconds=RESYNC, kubeconfig=proxy.kubeconfig)
+        kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/steady", "--timeout=120s")
+        assert proxy.writes(path_contains="/lokifistorages/steady/status")  # it did write once
+        time.sleep(2 * RESYNC)  # let the first pass's trailing writes (Kopf's diffbase) land
+
+        before = get_json(stack, ns, "lks", "steady")
+        assert before is not None
+        start = time.monotonic()
+        reconciles_before = operator.log().count("reconciled ")
+        wait_for(
+            lambda: operator.log().count("reconciled ") >= reconciles_before + 3,
+            30,
+            "three resyncs",
+        )
+        writes = proxy.writes(since=start)
+        after = get_json(stack, ns, "lks", "steady")
+        assert after is not None
+        operator.stop()
+
+    assert writes == [], [f"{w.method} {w.path}" for w in writes]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert "kopf" not in (after.get("status") or {})
+    assert operator.log().count("status unchanged") >= 3
