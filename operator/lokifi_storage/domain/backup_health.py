@@ -86,7 +86,7 @@ def _one(
         )
     if newest is None or newest.finished_at is None:
         if since is not None and now - since <= limit:
-            return status, None, f"{spec.name}: no backup yet, due within {limit}"
+            return status, None, f"{spec.name}: no backup yet, due within {_days(limit)}"
         return status, Reason.BACKUP_MISSING, f"{spec.name}: no backup in the bucket"
     age = now - newest.finished_at
     if age > limit:

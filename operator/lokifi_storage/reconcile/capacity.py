@@ -1,0 +1,127 @@
+"""The capacity part (`spec.monitoring`): measure, keep a sample history, judge, report.
+
+Observe: pg_database_size and the largest relations on the primary. Plan: domain/capacity.py
+(record a sample at most hourly, growth by least squares, projected full date, the alert).
+Report: CapacityOK, False with CapacityThresholdExceeded at or above alertThresholdPercent
+(the resource reconciler posts the Warning event when it turns False), True with
+WithinCapacity below it.
+
+The history lives in `status.storage.samples` (bounded: domain/capacity.MAX_SAMPLES), so it
+survives operator restarts without a ConfigMap. `previous` is the current status.storage.
+
+Writes nothing when nothing changed: status.storage and the condition's message are rebuilt
+only when a sample is recorded, the capacity changes, or the alert flips; in between the same
+block comes back, so the resource reconciler has nothing to patch. The live numbers go to the
+metrics every time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from lokifi_storage import metrics
+from lokifi_storage.api import conditions as types
+from lokifi_storage.api.spec import MonitoringSpec
+from lokifi_storage.api.status import Condition, RelationSize, StorageSample, StorageStatus
+from lokifi_storage.clients.pg_sizes import measure_sizes
+from lokifi_storage.domain.capacity import Sample, assess, record_sample
+from lokifi_storage.reconcile.report import PartReport
+
+__all__ = ["reconcile_capacity"]
+
+TOP_RELATIONS = 5
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _samples(previous: StorageStatus | None) -> list[Sample]:
+    if previous is None:
+        return []
+    samples = []
+    for item in previous.samples:
+        at = _parse_time(item.time)
+        if at is not None:
+            samples.append(Sample(at, item.bytes))
+    return samples
+
+
+def reconcile_capacity(
+    spec: MonitoringSpec,
+    primary_url: str,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+    *,
+    namespace: str | None = None,
+    name: str | None = None,
+) -> PartReport:
+    """One capacity pass. `namespace`/`name` label the metrics (none set when omitted)."""
+    capacity = spec.capacity_bytes  # parsed and checked positive by the spec's validator
+    threshold = spec.alertThresholdPercent
+    before = StorageStatus.model_validate(previous) if previous else None
+
+    observed = measure_sizes(primary_url, top=TOP_RELATIONS)
+    history, recorded = record_sample(_samples(before), Sample(now, observed.database_bytes))
+    live = assess(now, observed.database_bytes, capacity, threshold, history)
+    if namespace is not None and name is not None:
+        metrics.set_storage(
+            namespace,
+            name,
+            database_bytes=observed.database_bytes,
+            capacity_bytes=capacity,
+            threshold_percent=threshold,
+            growth_bytes_per_day=live.growth_bytes_per_day,
+            projected_full=live.projected_full,
+            largest=dict(observed.largest),
+        )
+
+    if (
+        not recorded
+        and previous
+        and before is not None
+        and before.databaseBytes is not None
+        and before.sampledAt is not None
+        and before.capacityBytes == capacity
+    ):
+        sampled_at = _parse_time(before.sampledAt) or now
+        shown = assess(sampled_at, before.databaseBytes, capacity, threshold, _samples(before))
+        if shown.exceeded == live.exceeded:
+            # Hand back the block exactly as it is in .status: nothing to patch.
+            return _condition_report(shown.exceeded, shown.reason, shown.message, dict(previous))
+    # Something worth writing: a new sample, a new capacity, or the alert flipped.
+    status = StorageStatus(
+        databaseBytes=observed.database_bytes,
+        capacityBytes=capacity,
+        usedPercent=live.used_percent,
+        growthBytesPerDay=live.growth_bytes_per_day,
+        projectedFullDate=live.projected_full.isoformat() if live.projected_full else None,
+        sampledAt=_stamp(now),
+        largest=[RelationSize(name=n, bytes=b) for n, b in observed.largest],
+        samples=[StorageSample(time=_stamp(s.at), bytes=s.bytes) for s in history],
+    )
+    storage = status.model_dump(mode="json", exclude_none=True)
+    return _condition_report(live.exceeded, live.reason, live.message, storage)
+
+
+def _condition_report(
+    exceeded: bool, reason: str, message: str, storage: dict[str, Any]
+) -> PartReport:
+    return PartReport(
+        condition=Condition(
+            type=types.CAPACITY_OK,
+            status="False" if exceeded else "True",
+            reason=reason,
+            message=message,
+        ),
+        status={"storage": storage},
+    )
