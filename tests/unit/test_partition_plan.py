@@ -539,6 +539,6 @@ def test_every_planned_action_describes_itself() -> None:
     assert {"ArchivePartition", "CompressPartition", "ExportPartition"} <= kinds
     for action in plan.actions + plan.deferred:
         assert action.describe()
-    assert isinstance(plan.actions[0], CreatePartition)  # the DEFAULT partition first
-    assert plan.actions[0].partition.bound.is_default
-    assert isinstance(plan.actions[1], CreateParentIndex)
+    assert isinstance(plan.actions[0], CreateParentIndex)  # partitions are born indexed
+    assert isinstance(plan.actions[1], CreatePartition)
+    assert plan.actions[1].partition.bound.is_default

@@ -11,13 +11,17 @@ CONCURRENTLY refuse to run inside a transaction block). Each transactional step 
 crash at any point leaves either the old state or the new one, and the next reconcile sees
 which.
 
-Creating a partition when rows for its range already sit in the DEFAULT partition: PostgreSQL
-refuses `CREATE TABLE ... PARTITION OF` then, and detaching the DEFAULT to make room would lock
-the whole table. Instead, in one transaction: lock the DEFAULT partition against new rows
-(SHARE ROW EXCLUSIVE: readers still pass), create the partition standalone, move the rows with
-one `DELETE ... RETURNING` feeding an `INSERT`, build its indexes while nobody can see it, and
-ATTACH it, which takes only SHARE UPDATE EXCLUSIVE on the parent (inserts and queries go on)
-and a brief ACCESS EXCLUSIVE on the DEFAULT partition to confirm nothing is left behind.
+Creating a partition when a DEFAULT partition exists: PostgreSQL refuses `CREATE TABLE ...
+PARTITION OF` while DEFAULT holds rows of the new range, and takes ACCESS EXCLUSIVE on the parent
+(blocking every query) even when it holds none; detaching the DEFAULT to make room would do the
+same. Instead, in one transaction: lock the parent and the DEFAULT partition in SHARE ROW
+EXCLUSIVE mode (queries go on; writes through the parent wait, because an INSERT that routed
+a row to DEFAULT just before the ATTACH would otherwise fail when it writes it just after),
+create the partition standalone, move the rows of its range with one `DELETE ... RETURNING`
+feeding an `INSERT`, build its indexes while nobody can see it, and ATTACH it, which scans the
+DEFAULT partition under a brief ACCESS EXCLUSIVE lock to confirm nothing is left behind. With an
+empty DEFAULT this is milliseconds; with millions of rows waiting in DEFAULT, writes wait for
+the move (the plan says how many rows it moves).
 """
 
 from __future__ import annotations
@@ -222,8 +226,11 @@ def _create_partition(a: CreatePartition) -> list[Step]:
     new = a.partition
     statements: list[Statement] = []
     if a.move_from is not None:
-        statements.append(
-            sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(ident(a.move_from))
+        # An INSERT that routed a row to DEFAULT before the ATTACH below and writes it after
+        # fails ("violates partition constraint"): inserts through the parent wait instead.
+        statements.extend(
+            sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(ident(t))
+            for t in (a.parent, a.move_from)
         )
     partition_by: sql.Composable = sql.SQL("")
     if new.children:

@@ -2,8 +2,8 @@
 
 Order matters and is fixed:
   1. finish interrupted DETACH ... CONCURRENTLY
-  2. the DEFAULT partition, the archive table, parent indexes ON ONLY (so partitions created
-     next are born with their indexes and attach to them)
+  2. parent indexes ON ONLY, the DEFAULT partition, the archive table (partitions created
+     after the parent's indexes are born with theirs and attach to them)
   3. partitions for now + `premake` ahead, and for any range that has rows waiting in DEFAULT
      (each moves its rows out of DEFAULT in the transaction that creates it)
   4. missing indexes on existing partitions (concurrently), before anything is archived, so an
@@ -239,7 +239,19 @@ class _Planner:
                 if child.detach_pending and tree is not None:
                     self.actions.append(FinalizeDetach(self.table, tree.qname, child.qname))
 
-        # 2. default partition, archive table, parent indexes
+        # 2. parent indexes ON ONLY, the DEFAULT partition, the archive table
+        index_plan = plan_indexes(self.table, rel, self.indexes)
+        self.problems.extend(index_plan.problems)
+        self.actions.extend(
+            a
+            for a in index_plan.actions
+            if isinstance(a, CreateParentIndex) and a.relation == rel.qname
+        )
+        later_index_actions = [
+            a
+            for a in index_plan.actions
+            if not (isinstance(a, CreateParentIndex) and a.relation == rel.qname)
+        ]
         default = rel.default_child()
         creating_default = default is None
         if default is None:
@@ -268,18 +280,6 @@ class _Planner:
                     )
                 )
                 archive_q = None
-        index_plan = plan_indexes(self.table, rel, self.indexes)
-        self.problems.extend(index_plan.problems)
-        self.actions.extend(
-            a
-            for a in index_plan.actions
-            if isinstance(a, CreateParentIndex) and a.relation == rel.qname
-        )
-        later_index_actions = [
-            a
-            for a in index_plan.actions
-            if not (isinstance(a, CreateParentIndex) and a.relation == rel.qname)
-        ]
         if archive_rel is not None and archive_q is not None:
             archive_plan = plan_indexes(self.table, archive_rel, self.indexes)
             self.problems.extend(archive_plan.problems)

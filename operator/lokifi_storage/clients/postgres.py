@@ -1,0 +1,335 @@
+"""The partition client: observes managed tables and executes partition actions on the primary.
+
+Every statement goes through `PartitionDatabase._execute`, which records its text in
+`statements`; `writes` is the subset sent by action steps (DDL, DML, LOCK), never the reads
+of observation or the session's SET commands. That record is how tests prove a reconcile with
+nothing to do sends no DDL, and how `plan` proves it only reads.
+
+Locking: each step sets `lock_timeout` (short for DDL that blocks traffic, long for
+CONCURRENTLY work that does not) and is retried with exponential backoff when a lock is not
+granted in time or a deadlock is detected. When a step keeps timing out, the error names the
+sessions holding locks on the relation (pid, user, application, state, transaction age), never
+their query text, which could carry secrets.
+
+Messages are built from host, port, database and relation names only: never the URL.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from lokifi_storage.api.conditions import Reason
+from lokifi_storage.api.spec import TableSpec
+from lokifi_storage.clients.errors import (
+    AuthenticationFailed,
+    ClientError,
+    ConnectionFailed,
+    NotFound,
+)
+from lokifi_storage.clients.partition_observe import (
+    CATALOG_QUERY,
+    assemble,
+    bucket_rows,
+    build_trees,
+    default_buckets_query,
+    key_type_for,
+    roots_for,
+)
+from lokifi_storage.clients.partition_sql import Check, Step, steps_for
+from lokifi_storage.clients.pg_probe import (
+    APPLICATION_NAME,
+    CONNECT_TIMEOUT_SECONDS,
+    Target,
+    describe_target,
+    libpq_url,
+)
+from lokifi_storage.domain.partition_actions import Action
+from lokifi_storage.domain.partition_catalog import ObservedTable, QName
+
+__all__ = ["LockTimeout", "PartitionDatabase", "open_partition_database"]
+
+DEFAULT_LOCK_TIMEOUT_MS = 2_000
+DEFAULT_ATTEMPTS = 4
+DEFAULT_BACKOFF_SECONDS = 0.5
+OBSERVE_STATEMENT_TIMEOUT_MS = 60_000
+
+Conn = psycopg.Connection[Any]
+
+
+class LockTimeout(ClientError):
+    """A step could not get its locks within lock_timeout, every attempt."""
+
+    reason = Reason.LOCK_TIMEOUT
+
+
+class PartitionDatabase:
+    """One connection to the primary for the length of a reconcile or a job."""
+
+    def __init__(
+        self,
+        conn: Conn,
+        target: Target,
+        *,
+        lock_timeout_ms: int = DEFAULT_LOCK_TIMEOUT_MS,
+        attempts: int = DEFAULT_ATTEMPTS,
+        backoff_seconds: float = DEFAULT_BACKOFF_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.conn = conn
+        self.target = target
+        self.lock_timeout_ms = lock_timeout_ms
+        self.attempts = attempts
+        self.backoff_seconds = backoff_seconds
+        self.sleep = sleep
+        self.statements: list[str] = []
+        self.writes: list[str] = []  # the statements of action steps: DDL, DML, LOCK
+
+    @property
+    def database(self) -> str:
+        return self.target.dbname
+
+    # -- execution ----------------------------------------------------------------------------
+
+    def _text(self, statement: sql.Composable | str) -> str:
+        return statement if isinstance(statement, str) else statement.as_string(self.conn)
+
+    def _execute(
+        self,
+        statement: sql.Composable | str,
+        params: dict[str, Any] | None = None,
+        *,
+        write: bool = False,
+    ) -> psycopg.Cursor[Any]:
+        text = self._text(statement)
+        self.statements.append(text)
+        if write:
+            self.writes.append(text)
+        return self.conn.execute(text, params)
+
+    def query(
+        self, statement: sql.Composable | str, params: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """A read-only query; maps driver errors to the clients' error tree."""
+        try:
+            return list(self._execute(statement, params).fetchall())
+        except psycopg.OperationalError as error:
+            raise ConnectionFailed(f"primary {self.target}: connection lost") from error
+        except psycopg.Error as error:
+            raise ClientError(
+                f"primary {self.target}: query failed ({type(error).__name__}: "
+                f"{_primary_message(error)})",
+                reason=Reason.PARTITION_ACTION_FAILED,
+            ) from error
+
+    def _set_lock_timeout(self, milliseconds: int, *, local: bool) -> None:
+        self._execute(
+            sql.SQL("SET {}lock_timeout = {}").format(
+                sql.SQL("LOCAL ") if local else sql.SQL(""), sql.Literal(f"{milliseconds}ms")
+            )
+        )
+
+    def _run(self, statement: sql.Composable | Check) -> None:
+        if isinstance(statement, Check):
+            row = self._execute(statement.query).fetchone()
+            if not row or row[0] is not True:
+                raise ClientError(statement.message, reason=Reason.PARTITION_ACTION_FAILED)
+            return
+        self._execute(statement, write=True)
+
+    def run_step(self, step: Step, what: str) -> None:
+        """Run one step with lock_timeout and retries; raise the clients' error tree."""
+        timeout = step.lock_timeout_ms or self.lock_timeout_ms
+        for attempt in range(1, self.attempts + 1):
+            try:
+                if step.transaction:
+                    with self.conn.transaction():
+                        self._set_lock_timeout(timeout, local=True)
+                        for statement in step.statements:
+                            self._run(statement)
+                else:
+                    self._set_lock_timeout(timeout, local=False)
+                    try:
+                        for statement in step.statements:
+                            self._run(statement)
+                    finally:
+                        self._set_lock_timeout(self.lock_timeout_ms, local=False)
+                return
+            except (pg_errors.LockNotAvailable, pg_errors.DeadlockDetected) as error:
+                self._cleanup(step)
+                if attempt == self.attempts:
+                    raise LockTimeout(
+                        f"{what}: locks not granted within {timeout} ms in {attempt} attempts"
+                        f"{self._holders(step.lock_target)}"
+                    ) from error
+                self.sleep(self.backoff_seconds * 2 ** (attempt - 1))
+            except psycopg.OperationalError as error:
+                raise ConnectionFailed(f"primary {self.target}: connection lost: {what}") from error
+            except psycopg.Error as error:
+                self._cleanup(step)
+                raise ClientError(
+                    f"{what}: {type(error).__name__}: {_primary_message(error)}",
+                    reason=Reason.PARTITION_ACTION_FAILED,
+                ) from error
+            except ClientError:
+                self._cleanup(step)
+                raise
+
+    def _cleanup(self, step: Step) -> None:
+        for statement in step.cleanup:
+            # Best effort: whatever is left, the planner sees and repairs next time.
+            with suppress(psycopg.Error):
+                self._execute(statement, write=True)
+
+    def _holders(self, target: QName | None) -> str:
+        if target is None:
+            return ""
+        try:
+            rows = self.query(
+                "SELECT DISTINCT l.pid, a.usename, a.application_name, a.state,"
+                " extract(epoch FROM now() - a.xact_start)::int"
+                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " JOIN pg_class c ON c.oid = l.relation"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = %(schema)s AND c.relname = %(name)s"
+                " AND l.granted AND l.pid <> pg_backend_pid() ORDER BY 1",
+                {"schema": target.schema, "name": target.name},
+            )
+        except ClientError:
+            return ""
+        if not rows:
+            return f"; no session holds a lock on {target} now"
+        sessions = ", ".join(
+            f"pid {pid} (user {user}, application {app or '-'}, {state or '?'}"
+            + (f", transaction open {age} s)" if age is not None else ")")
+            for pid, user, app, state, age in rows
+        )
+        return f"; sessions holding locks on {target}: {sessions}"
+
+    def apply(self, action: Action) -> None:
+        """Every step of `action`, in order."""
+        for step in steps_for(action):
+            self.run_step(step, action.describe())
+
+    # -- observation --------------------------------------------------------------------------
+
+    def observe(self, specs: Sequence[TableSpec]) -> dict[str, ObservedTable]:
+        """The catalog query, then exact DEFAULT counts where the DEFAULT has pages."""
+        roots = roots_for(specs)
+        try:
+            with self.conn.cursor(row_factory=dict_row) as cur:
+                text = self._text(CATALOG_QUERY)
+                self.statements.append(text)
+                rows = cur.execute(CATALOG_QUERY, roots.params()).fetchall()
+        except psycopg.OperationalError as error:
+            raise ConnectionFailed(f"primary {self.target}: connection lost") from error
+        except psycopg.Error as error:
+            raise ClientError(
+                f"primary {self.target}: catalog query failed ({type(error).__name__})",
+                reason=Reason.PARTITION_ACTION_FAILED,
+            ) from error
+        trees = build_trees(rows)
+        by_name = {tree.qname: (tree, heap) for tree, heap in trees.values()}
+        buckets = {}
+        for spec in specs:
+            table = roots.tables[spec.name]
+            found = by_name.get(table)
+            if spec.partitionBy is None or found is None:
+                continue
+            tree, default_heap = found
+            default = tree.default_child()
+            key_type = key_type_for(tree)
+            if default is None or default_heap == 0 or key_type is None:
+                continue
+            rows_per_bucket = self.query(
+                default_buckets_query(
+                    default.qname, spec.partitionBy.column, spec.partitionBy.interval, key_type
+                )
+            )
+            buckets[spec.name] = bucket_rows(rows_per_bucket)
+        return assemble(specs, roots, trees, buckets)
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def count_rows(self, relation: QName) -> int:
+        rows = self.query(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*_parts(relation)))
+        )
+        return int(rows[0][0])
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A REPEATABLE READ transaction: several reads of a table see exactly the same rows,
+        and synchronized scans are off so two COPYs of it stream the rows in the same order."""
+        with self.conn.transaction():
+            self._execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            self._execute("SET LOCAL synchronize_seqscans = off")
+            yield
+
+    def copy_out(self, statement: sql.Composable) -> Iterator[bytes]:
+        """Stream `COPY ... TO STDOUT` in the chunks the server sends."""
+        text = self._text(statement)
+        self.statements.append(text)
+        try:
+            with self.conn.cursor() as cur, cur.copy(text) as copy:
+                for chunk in copy:
+                    yield bytes(chunk)
+        except psycopg.OperationalError as error:
+            raise ConnectionFailed(f"primary {self.target}: connection lost during COPY") from error
+        except psycopg.Error as error:
+            raise ClientError(
+                f"COPY failed: {type(error).__name__}: {_primary_message(error)}",
+                reason=Reason.EXPORT_FAILED,
+            ) from error
+
+
+def _parts(q: QName) -> tuple[str, str]:
+    return q.schema, q.name
+
+
+def _primary_message(error: psycopg.Error) -> str:
+    """The server's one-line message (no DETAIL, which can quote row contents)."""
+    diag = getattr(error, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    return str(primary) if primary else type(error).__name__
+
+
+def _connect_error(error: psycopg.Error, target: Target) -> ClientError:
+    """Classify a failed connect from the SQLSTATE and libpq's text, never echoing it."""
+    text = str(error).lower()
+    if isinstance(error, pg_errors.InvalidPassword | pg_errors.InvalidAuthorizationSpecification):
+        return AuthenticationFailed(f"primary {target}: authentication failed")
+    if "authentication failed" in text or "pg_hba.conf" in text or "no password" in text:
+        return AuthenticationFailed(f"primary {target}: authentication failed")
+    if isinstance(error, pg_errors.InvalidCatalogName) or "does not exist" in text:
+        return NotFound(f"primary {target}: database does not exist")
+    return ConnectionFailed(f"primary {target}: connection refused or server not answering")
+
+
+@contextmanager
+def open_partition_database(url: str, **options: Any) -> Iterator[PartitionDatabase]:
+    """Connect to the primary in autocommit, TimeZone UTC; raise the clients' error tree."""
+    target = describe_target(url)
+    try:
+        conn = psycopg.connect(
+            libpq_url(url),
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            application_name=APPLICATION_NAME,
+        )
+    except psycopg.Error as error:
+        raise _connect_error(error, target) from error
+    db = PartitionDatabase(conn, target, **options)
+    try:
+        db._execute("SET TimeZone = 'UTC'")
+        db._execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{db.lock_timeout_ms}ms")))
+        yield db
+    finally:
+        conn.close()
