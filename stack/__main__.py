@@ -4,6 +4,7 @@ up      start (or reuse) PostgreSQL, Redis Cluster, S3, then Kubernetes; write s
 down    stop what `up` started (by pid file), nothing else
 status  one line per service; exit 1 when a selected service is not up
 env     print the path of stack.env (`set -a; . "$(python -m stack env)"; set +a`)
+demo    the operator reconciling examples/local/lokifistorage.yaml (`demo --stop` ends it)
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ def cmd_env(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stack.demo import demo
+
+    return demo(stop=args.stop, timeout=args.timeout)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m stack",
@@ -116,10 +123,14 @@ def main(argv: list[str] | None = None) -> int:
         ("down", cmd_down),
         ("status", cmd_status),
         ("env", cmd_env),
+        ("demo", cmd_demo),
     ):
         p = sub.add_parser(name)
         p.set_defaults(func=func)
-        if name != "env":
+        if name == "demo":
+            p.add_argument("--stop", action="store_true", help="stop the demo's operator")
+            p.add_argument("--timeout", type=float, default=300, help="seconds to wait for Ready")
+        elif name != "env":
             p.add_argument("--only", help="comma-separated subset of " + ",".join(SERVICES))
             p.add_argument("--no-kube", action="store_true", help="leave Kubernetes out")
     args = parser.parse_args(argv)
