@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from lokifi_storage.jobs import backup_cli, vacuum
+from lokifi_storage.jobs import backup_cli, partitions_cli, vacuum
 
 app = typer.Typer(
     name="lokifi-storage",
@@ -39,6 +39,8 @@ def version() -> None:
 app.add_typer(backup_cli.app, name="backup")
 app.command("restore")(backup_cli.restore)
 app.command("vacuum")(vacuum.vacuum)
+app.add_typer(partitions_cli.app, name="partitions")
+app.command("plan")(partitions_cli.plan)
 
 
 @app.command()

@@ -58,6 +58,7 @@ __all__ = [
     "copy_out_query",
     "count_query",
     "detoast_expression",
+    "drop_sql",
     "ident",
     "index_sql",
     "steps_for",
@@ -186,6 +187,10 @@ def detoast_expression(column: Column) -> sql.Composable:
 
 def count_query(relation: QName) -> sql.Composed:
     return sql.SQL("SELECT count(*) FROM {}").format(ident(relation))
+
+
+def drop_sql(relation: QName) -> sql.Composed:
+    return sql.SQL("DROP TABLE {}").format(ident(relation))
 
 
 def copy_out_query(relation: QName) -> sql.Composed:
@@ -479,6 +484,5 @@ def steps_for(action: Action) -> list[Step]:
     if isinstance(action, DropPartition | ExportPartition):
         # An ExportPartition's SQL is its final drop; the export job runs it only after the
         # exported object is verified.
-        stmt = sql.SQL("DROP TABLE {}").format(ident(action.partition))
-        return [Step((stmt,), lock_target=action.parent)]
+        return [Step((drop_sql(action.partition),), lock_target=action.parent)]
     raise TypeError(f"no SQL for {type(action).__name__}")

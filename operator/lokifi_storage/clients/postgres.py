@@ -264,14 +264,56 @@ class PartitionDatabase:
         )
         return int(rows[0][0])
 
+    def relation_bytes(self, relation: QName) -> int:
+        """Heap, TOAST and indexes of `relation` and, when partitioned, of all its partitions."""
+        rows = self.query(
+            "SELECT coalesce(sum(pg_total_relation_size(relid)), 0)::bigint"
+            " FROM pg_partition_tree(%(rel)s::regclass)",
+            {"rel": sql.Identifier(relation.schema, relation.name).as_string(self.conn)},
+        )
+        return int(rows[0][0])
+
     @contextmanager
-    def snapshot(self) -> Iterator[None]:
-        """A REPEATABLE READ transaction: several reads of a table see exactly the same rows,
-        and synchronized scans are off so two COPYs of it stream the rows in the same order."""
-        with self.conn.transaction():
-            self._execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            self._execute("SET LOCAL synchronize_seqscans = off")
-            yield
+    def locked_snapshot(self, relation: QName) -> Iterator[None]:
+        """One REPEATABLE READ transaction in which `relation` cannot be written.
+
+        SHARE mode lets readers through and keeps writers out until the transaction ends, so
+        every read inside sees exactly the rows a DROP at its end would remove. Synchronized
+        scans are off, so two COPYs of the table stream the rows in the same order.
+        """
+        try:
+            with self.conn.transaction():
+                self._execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                self._execute(
+                    sql.SQL("SET LOCAL lock_timeout = {}").format(
+                        sql.Literal(f"{self.lock_timeout_ms}ms")
+                    )
+                )
+                self._execute("SET LOCAL synchronize_seqscans = off")
+                self._execute(
+                    sql.SQL("LOCK TABLE {} IN SHARE MODE").format(
+                        sql.Identifier(relation.schema, relation.name)
+                    ),
+                    write=True,
+                )
+                yield
+        except (pg_errors.LockNotAvailable, pg_errors.DeadlockDetected) as error:
+            raise LockTimeout(
+                f"{relation}: lock not granted within {self.lock_timeout_ms} ms"
+                f"{self._holders(relation)}"
+            ) from error
+        except psycopg.OperationalError as error:
+            raise ConnectionFailed(f"primary {self.target}: connection lost") from error
+        except psycopg.Error as error:
+            raise ClientError(
+                f"{relation}: {type(error).__name__}: {_primary_message(error)}",
+                reason=Reason.PARTITION_ACTION_FAILED,
+            ) from error
+
+    def execute_write(self, statement: sql.Composable) -> None:
+        """One changing statement in the current transaction (errors map in the caller's
+        `locked_snapshot`)."""
+        self._execute(statement, write=True)
 
     def copy_out(self, statement: sql.Composable) -> Iterator[bytes]:
         """Stream `COPY ... TO STDOUT` in the chunks the server sends."""

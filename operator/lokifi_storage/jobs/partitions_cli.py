@@ -1,0 +1,294 @@
+"""`lokifi-storage partitions compress|export` (the Jobs) and `lokifi-storage plan` (humans).
+
+All three observe the live database and plan with the same pure planner the reconciler uses,
+so what `plan` prints is what the next reconcile does, and what compress/export do is exactly
+the work the reconciler reported as pending.
+
+Inputs: the managed tables come from `-f resource.yaml` (a LokifiStorage manifest, or just its
+spec) or from LOKIFI_TABLES_JSON (a JSON list of spec.postgres.tables entries, which is what the
+operator puts into its Jobs). The database URL comes from the environment variable
+LOKIFI_PRIMARY_URL (or the one --url-env names), never from a flag: a command line is visible
+in `ps` and in the Job's spec. S3 keys come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or
+any other source boto3 reads.
+
+Exit codes: 0 done (or nothing to do), 1 a partition failed (the others were still done),
+2 usage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+
+from lokifi_storage.api.spec import LokifiStorageSpec, TableSpec
+from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
+from lokifi_storage.clients.s3 import make_client
+from lokifi_storage.clients.s3_export import ExportStore
+from lokifi_storage.domain.partition_actions import CompressPartition, ExportPartition
+from lokifi_storage.domain.partition_plan import TablePlan, plan_table
+from lokifi_storage.jobs.partition_compress import compress_leaf
+from lokifi_storage.jobs.partition_export import export_and_drop
+from lokifi_storage.jobs.progress import human_bytes
+
+__all__ = ["app", "plan"]
+
+DEFAULT_URL_ENV = "LOKIFI_PRIMARY_URL"
+TABLES_ENV = "LOKIFI_TABLES_JSON"
+
+app = typer.Typer(
+    name="partitions",
+    help=(
+        "Compress archived partitions and export expired ones: the heavy work the partitions "
+        "reconciler plans and leaves to Jobs.\n\n"
+        "Tables come from -f resource.yaml or LOKIFI_TABLES_JSON; the database URL from "
+        "LOKIFI_PRIMARY_URL (or --url-env); S3 keys from AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY. Exit codes: 0 ok, 1 a partition failed, 2 usage."
+    ),
+    no_args_is_help=True,
+)
+
+File = Annotated[
+    Path | None,
+    typer.Option("--file", "-f", help="LokifiStorage manifest (or its spec) naming the tables."),
+]
+Tables = Annotated[list[str] | None, typer.Option("--table", help="Only this table (repeatable).")]
+UrlEnv = Annotated[
+    str, typer.Option(help="Environment variable holding the primary's URL (with password).")
+]
+Now = Annotated[
+    str | None,
+    typer.Option(help="Plan as if it were this ISO 8601 instant (default: now, UTC)."),
+]
+LockTimeoutMs = Annotated[
+    int, typer.Option(min=1, help="lock_timeout of each DDL step, in milliseconds.")
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+    except (OSError, yaml.YAMLError) as error:
+        raise _fail(f"cannot read {path}: {type(error).__name__}") from None
+    return docs
+
+
+def load_spec(path: Path | None) -> tuple[list[TableSpec], LokifiStorageSpec | None]:
+    """Tables (and the whole spec when a file was given) from -f or LOKIFI_TABLES_JSON."""
+    try:
+        if path is not None:
+            docs = _documents(path)
+            doc = next((d for d in docs if d.get("kind") == "LokifiStorage"), None)
+            body = doc.get("spec", {}) if doc is not None else (docs[0] if docs else {})
+            spec = LokifiStorageSpec.model_validate(body)
+            if spec.postgres is None:
+                raise _fail(f"{path} has no spec.postgres")
+            return list(spec.postgres.tables), spec
+        raw = os.environ.get(TABLES_ENV)
+        if not raw:
+            raise _fail(f"pass -f resource.yaml or set {TABLES_ENV}")
+        return [TableSpec.model_validate(t) for t in json.loads(raw)], None
+    except ValidationError as error:
+        raise _fail(f"invalid spec: {error.errors()[0]['msg']}") from None
+    except json.JSONDecodeError:
+        raise _fail(f"{TABLES_ENV} is not valid JSON") from None
+
+
+def _select(tables: list[TableSpec], only: list[str] | None) -> list[TableSpec]:
+    if not only:
+        return tables
+    chosen = [t for t in tables if t.name in only]
+    unknown = set(only) - {t.name for t in chosen}
+    if unknown:
+        raise _fail(f"not in the spec: {', '.join(sorted(unknown))}")
+    return chosen
+
+
+def _url(url_env: str) -> str:
+    url = os.environ.get(url_env)
+    if not url:
+        raise _fail(f"set {url_env} to the primary's URL (postgresql://...)")
+    return url
+
+
+def _now(text: str | None) -> dt.datetime:
+    if text is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise _fail(f"--now {text!r} is not an ISO 8601 instant") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def plans_for(
+    db: PartitionDatabase, tables: list[TableSpec], now: dt.datetime
+) -> dict[str, TablePlan]:
+    observed = db.observe(tables)
+    return {t.name: plan_table(t, observed[t.name], now, database=db.database) for t in tables}
+
+
+def _open(url: str, lock_timeout_ms: int) -> Any:
+    try:
+        return open_partition_database(url, lock_timeout_ms=lock_timeout_ms)
+    except ClientError as error:
+        raise _fail(error.message, 1) from None
+
+
+@app.command()
+def compress(
+    file: File = None,
+    table: Tables = None,
+    url_env: UrlEnv = DEFAULT_URL_ENV,
+    now: Now = None,
+    lock_timeout_ms: LockTimeoutMs = 2000,
+    dry_run: Annotated[bool, typer.Option(help="Print what would be compressed.")] = False,
+) -> None:
+    """Rewrite archived partitions past archive.compressAfterDays with lz4 compression."""
+    tables, _ = load_spec(file)
+    tables = _select(tables, table)
+    failures = 0
+    try:
+        with _open(_url(url_env), lock_timeout_ms) as db:
+            plans = plans_for(db, tables, _now(now))
+            todo = [
+                a for p in plans.values() for a in p.deferred if isinstance(a, CompressPartition)
+            ]
+            if not todo:
+                typer.echo("nothing to compress")
+            for action in todo:
+                if dry_run:
+                    typer.echo(action.describe())
+                    continue
+                try:
+                    result = compress_leaf(db, action)
+                except ClientError as error:
+                    failures += 1
+                    typer.echo(f"FAILED {action.leaf}: {error.message}", err=True)
+                    continue
+                typer.echo(
+                    f"compressed {result.leaf}: {result.rows} rows, "
+                    f"{human_bytes(result.bytes_before)} -> {human_bytes(result.bytes_after)} "
+                    f"({result.ratio:.2f}x smaller)"
+                )
+    except ClientError as error:
+        raise _fail(error.message, 1) from None
+    if failures:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    file: File = None,
+    table: Tables = None,
+    url_env: UrlEnv = DEFAULT_URL_ENV,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(envvar="LOKIFI_S3_ENDPOINT", help="S3 endpoint (default: the spec's)."),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(envvar=["LOKIFI_S3_REGION", "AWS_DEFAULT_REGION"], help="S3 region."),
+    ] = None,
+    now: Now = None,
+    lock_timeout_ms: LockTimeoutMs = 2000,
+    dry_run: Annotated[bool, typer.Option(help="Print what would be exported.")] = False,
+) -> None:
+    """Export partitions past retention.dropAfterDays to S3, verify each object, then drop."""
+    tables, spec = load_spec(file)
+    tables = _select(tables, table)
+    storage = spec.objectStorage if spec is not None else None
+    client = make_client(
+        endpoint or (storage.endpoint if storage else None),
+        region or (storage.region if storage else None),
+        None,
+        None,
+    )
+    failures = 0
+    try:
+        with _open(_url(url_env), lock_timeout_ms) as db:
+            plans = plans_for(db, tables, _now(now))
+            todo = [a for p in plans.values() for a in p.deferred if isinstance(a, ExportPartition)]
+            if not todo:
+                typer.echo("nothing to export")
+            for action in todo:
+                if dry_run:
+                    typer.echo(action.describe())
+                    continue
+                try:
+                    result = export_and_drop(db, ExportStore(client, action.bucket), action)
+                except ClientError as error:
+                    failures += 1
+                    typer.echo(f"FAILED {action.partition}: {error.message}", err=True)
+                    continue
+                how = "uploaded" if result.uploaded else "already there, verified"
+                typer.echo(
+                    f"exported {result.partition}: {result.rows} rows, "
+                    f"{human_bytes(result.csv_bytes)} CSV -> {human_bytes(result.stored_bytes)} "
+                    f"s3://{result.bucket}/{result.key} ({how}, sha256 {result.sha256[:12]}...); "
+                    "dropped"
+                )
+    except ClientError as error:
+        raise _fail(error.message, 1) from None
+    if failures:
+        raise typer.Exit(1)
+
+
+def plan(
+    file: Annotated[
+        Path, typer.Option("--file", "-f", help="LokifiStorage manifest (or its spec).")
+    ],
+    table: Tables = None,
+    url_env: UrlEnv = DEFAULT_URL_ENV,
+    now: Now = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per table.")] = False,
+) -> None:
+    """Print what a reconcile of spec.postgres.tables would do now, without doing it.
+
+    Reads the live database named by $LOKIFI_PRIMARY_URL (or --url-env): one catalog query
+    and, when a DEFAULT partition has pages, a count of its rows. Nothing is changed.
+    """
+    tables, _ = load_spec(file)
+    tables = _select(tables, table)
+    try:
+        with _open(_url(url_env), 2000) as db:
+            plans = plans_for(db, tables, _now(now))
+            assert db.writes == []
+    except ClientError as error:
+        raise _fail(error.message, 1) from None
+    for name, p in plans.items():
+        if as_json:
+            typer.echo(
+                json.dumps(
+                    {
+                        "table": name,
+                        "actions": [a.describe() for a in p.actions],
+                        "deferred": [a.describe() for a in p.deferred],
+                        "problems": [
+                            {"reason": x.reason, "message": x.message} for x in p.problems
+                        ],
+                        "notes": list(p.notes),
+                    }
+                )
+            )
+            continue
+        typer.echo(f"{name}:")
+        lines = (
+            [f"  - {a.describe()}" for a in p.actions]
+            + [f"  - (job) {a.describe()}" for a in p.deferred]
+            + [f"  ! {x.reason}: {x.message}" for x in p.problems]
+            + [f"  * {n}" for n in p.notes]
+        )
+        typer.echo("\n".join(lines) if lines else "  nothing to do")
