@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from e2e_operator import create_secret, get_json, kubectl, render
 
 from stackfixtures import PgDatabase, StackEnv
@@ -36,6 +38,7 @@ class FullExample:
             "archive_bucket": buckets["archive"],
             "maxmemory": "2gb",
             "daily_schedule": "0 2 * * *",
+            "premake": 3,
         }
 
     def create_secrets(self, *, skip: Sequence[str] = ()) -> None:
@@ -61,3 +64,24 @@ class FullExample:
 
     def get(self) -> dict[str, Any] | None:
         return get_json(self.stack, self.namespace, "lokifistorage", self.name)
+
+
+def expected_months(premake: int) -> set[str]:
+    """ai_messages_pYYYY_MM for this month and `premake` months ahead (UTC)."""
+    today = datetime.now(UTC)
+    names = set()
+    for ahead in range(premake + 1):
+        year, month = divmod(today.month - 1 + ahead, 12)
+        names.add(f"ai_messages_p{today.year + year:04d}_{month + 1:02d}")
+    return names
+
+
+def partitions(full_example: FullExample, table: str) -> set[str]:
+    """Names of the partitions attached to `table`."""
+    with psycopg.connect(full_example.database.primary_url) as conn:
+        rows = conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = %s::regclass",
+            (table,),
+        ).fetchall()
+    return {row[0] for row in rows}

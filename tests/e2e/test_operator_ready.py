@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 
-from e2e_full import FullExample
+from e2e_full import FullExample, expected_months, partitions
 from e2e_operator import OperatorFactory, conditions, events, get_json, kubectl
 
 from lokifi_storage.api import conditions as types
@@ -44,6 +44,21 @@ def test_full_example_becomes_ready_with_every_part_condition_true(
         assert conds[kind]["lastTransitionTime"]
     assert conds[types.RECONCILING]["status"] == "False"
     assert conds[types.STALLED]["status"] == "False"
+
+    # The real servers hold what the spec declares.
+    assert expected_months(3) <= partitions(full_example, "ai_messages")
+    assert obj["status"]["summary"]["partitions"] >= 4
+    cluster = full_example.stack.redis_cluster()
+    try:
+        policy = cluster.config_get("maxmemory-policy", target_nodes=cluster.ALL_NODES)
+    finally:
+        cluster.close()
+    assert {v["maxmemory-policy"] for v in policy.values()} == {"allkeys-lru"}
+    rules = full_example.stack.s3_client().get_bucket_lifecycle_configuration(
+        Bucket=full_example.buckets["media"]
+    )["Rules"]
+    assert [r["ID"] for r in rules] == ["ArchiveOldFiles"]
+    assert [t["StorageClass"] for t in rules[0]["Transitions"]] == ["GLACIER", "DEEP_ARCHIVE"]
 
 
 def test_connection_secret_and_cronjobs_are_written_and_owned(

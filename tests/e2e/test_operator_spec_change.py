@@ -1,9 +1,9 @@
-"""Change the spec of a Ready resource: the operator converges to the new spec, writing only what
-changed, and reports the new generation."""
+"""Change the spec of a Ready resource (premake, a schedule, a Redis setting): the operator
+converges to the new spec, writing only what changed, and reports the new generation."""
 
 from __future__ import annotations
 
-from e2e_full import FullExample
+from e2e_full import FullExample, expected_months, partitions
 from e2e_operator import OperatorFactory, conditions, events, get_json, kubectl, wait_for
 
 from lokifi_storage.api import conditions as types
@@ -17,7 +17,7 @@ def converged(full_example: FullExample, generation: int) -> bool:
     return obj["status"].get("observedGeneration") == generation and ready.get("status") == "True"
 
 
-def test_changed_schedule_and_redis_setting_converge(
+def test_changed_premake_schedule_and_redis_setting_converge(
     full_example: FullExample, start_operator: OperatorFactory
 ) -> None:
     stack, ns = full_example.stack, full_example.namespace
@@ -31,7 +31,7 @@ def test_changed_schedule_and_redis_setting_converge(
         "resourceVersion"
     ]
 
-    full_example.apply(daily_schedule="30 1 * * *", maxmemory="1gb")
+    full_example.apply(daily_schedule="30 1 * * *", maxmemory="1gb", premake=5)
     generation = first["metadata"]["generation"] + 1
     wait_for(lambda: converged(full_example, generation), 90, f"generation {generation} Ready")
 
@@ -47,6 +47,7 @@ def test_changed_schedule_and_redis_setting_converge(
     finally:
         cluster.close()
     assert {v["maxmemory"] for v in values.values()} == {str(1024**3)}, values
+    assert expected_months(5) <= partitions(full_example, "ai_messages")
     messages = [e["message"] for e in events(stack, ns, "lokifi-prod")]
     assert any("updated CronJob lokifi-prod-backup-daily" in m for m in messages), messages
     assert not any("updated CronJob lokifi-prod-backup-weekly" in m for m in messages)

@@ -20,7 +20,7 @@ import contextlib
 import importlib
 import logging
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -56,6 +56,8 @@ class PartContext:
     secrets: SecretReader
     now: datetime
     memory: dict[str, Any] = field(default_factory=dict)
+    status: Mapping[str, Any] = field(default_factory=dict)
+    created: datetime | None = None
 
 
 RunFn = Callable[[Any, PartContext], list[PartReport]]
@@ -175,6 +177,117 @@ def _run_redis(module: Any, ctx: PartContext) -> list[PartReport]:
     return [module.reconcile_redis(redis, password)]
 
 
+def _run_partitions(module: Any, ctx: PartContext) -> list[PartReport]:
+    postgres = ctx.spec.postgres
+    assert postgres is not None
+    primary_url = ctx.secrets.value(postgres.primary.secretRef)
+    return [module.reconcile_partitions(postgres, primary_url, now=ctx.now)]
+
+
+def _clean_up_archives(module: Any, ctx: PartContext) -> list[str]:
+    """Drop each archive table the operator created, but only while it is empty."""
+    postgres = ctx.spec.postgres
+    assert postgres is not None
+    primary_url = ctx.secrets.value(postgres.primary.secretRef)
+    archives = [
+        (table.archive.schema_, table.name.rpartition(".")[2])
+        for table in postgres.tables
+        if table.archive is not None
+    ]
+    return module.drop_empty_archive_tables(primary_url, archives) if archives else []
+
+
+S3_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def _s3_credentials(ctx: PartContext) -> tuple[str | None, str | None]:
+    storage = ctx.spec.objectStorage
+    if storage is None:
+        return None, None
+    keys = ctx.secrets.keys(storage.credentialsSecretRef.name, S3_KEYS)
+    return keys[S3_KEYS[0]], keys[S3_KEYS[1]]
+
+
+def _managed_rules(ctx: PartContext) -> dict[str, list[str]]:
+    """status.objectStorage's managedRules per bucket: what the last pass managed."""
+    buckets = (ctx.status.get("objectStorage") or {}).get("buckets") or []
+    return {b["name"]: list(b.get("managedRules") or []) for b in buckets if "name" in b}
+
+
+def _run_object_storage(module: Any, ctx: PartContext) -> list[PartReport]:
+    storage = ctx.spec.objectStorage
+    assert storage is not None
+    access_key, secret_key = _s3_credentials(ctx)
+    return [
+        module.reconcile_object_storage(
+            storage, access_key, secret_key, previously_managed=_managed_rules(ctx)
+        )
+    ]
+
+
+def _clean_up_lifecycle(module: Any, ctx: PartContext) -> list[str]:
+    """Remove the lifecycle rules the operator set; every other rule of the bucket stays.
+
+    Declaring no rules for a bucket whose rules the operator managed is exactly what makes the
+    part retire them, so the cleanup is one more pass with empty lifecycles.
+    """
+    storage = ctx.spec.objectStorage
+    assert storage is not None
+    access_key, secret_key = _s3_credentials(ctx)
+    managed = _managed_rules(ctx)
+    for bucket in storage.buckets:
+        managed[bucket.name] = sorted(
+            {*managed.get(bucket.name, []), *(r.id for r in bucket.lifecycle)}
+        )
+    emptied = storage.model_copy(
+        update={
+            "buckets": [
+                b.model_copy(update={"lifecycle": [], "create": False}) for b in storage.buckets
+            ]
+        }
+    )
+    report: PartReport = module.reconcile_object_storage(
+        emptied, access_key, secret_key, previously_managed=managed
+    )
+    if report.condition.status != "True":
+        raise ClientError(report.condition.message, reason=report.condition.reason)
+    return list(report.actions)
+
+
+def _run_backups(module: Any, ctx: PartContext) -> list[PartReport]:
+    backups = ctx.spec.backups
+    assert backups is not None
+    access_key, secret_key = _s3_credentials(ctx)
+    return [
+        module.reconcile_backups(
+            backups,
+            ctx.spec.objectStorage,
+            access_key,
+            secret_key,
+            name=ctx.name,
+            now=ctx.now,
+            since=ctx.created,
+        )
+    ]
+
+
+def _run_capacity(module: Any, ctx: PartContext) -> list[PartReport]:
+    postgres, monitoring = ctx.spec.postgres, ctx.spec.monitoring
+    assert postgres is not None
+    assert monitoring is not None
+    primary_url = ctx.secrets.value(postgres.primary.secretRef)
+    return [
+        module.reconcile_capacity(
+            monitoring,
+            primary_url,
+            ctx.status.get("storage"),
+            ctx.now,
+            namespace=ctx.namespace,
+            name=ctx.name,
+        )
+    ]
+
+
 def default_parts() -> list[Part]:
     """Every part, in the order their conditions are listed."""
     return [
@@ -188,6 +301,28 @@ def default_parts() -> list[Part]:
             required_attribute="reconcile_replicas",
         ),
         Part(
+            name="partitions",
+            module="lokifi_storage.reconcile.partitions",
+            conditions=(types.PARTITIONS_READY,),
+            status_keys=("partitions",),
+            declared=lambda spec: spec.postgres is not None and bool(spec.postgres.tables),
+            run=_run_partitions,
+            required_attribute="reconcile_partitions",
+        ),
+        Part(
+            name="archive-tables",
+            module="lokifi_storage.clients.pg_cleanup",
+            conditions=(),
+            status_keys=(),
+            declared=lambda spec: (
+                spec.postgres is not None
+                and any(t.archive is not None for t in spec.postgres.tables)
+            ),
+            run=lambda module, ctx: [],
+            cleanup=_clean_up_archives,
+            required_attribute="drop_empty_archive_tables",
+        ),
+        Part(
             name="redis",
             module="lokifi_storage.reconcile.redis",
             conditions=(types.REDIS_READY,),
@@ -195,6 +330,36 @@ def default_parts() -> list[Part]:
             declared=lambda spec: spec.redis is not None,
             run=_run_redis,
             required_attribute="reconcile_redis",
+        ),
+        Part(
+            name="object-storage",
+            module="lokifi_storage.reconcile.object_storage",
+            conditions=(types.OBJECT_STORAGE_READY,),
+            status_keys=("objectStorage",),
+            declared=lambda spec: (
+                spec.objectStorage is not None and bool(spec.objectStorage.buckets)
+            ),
+            run=_run_object_storage,
+            cleanup=_clean_up_lifecycle,
+            required_attribute="reconcile_object_storage",
+        ),
+        Part(
+            name="backups",
+            module="lokifi_storage.reconcile.backups",
+            conditions=(types.BACKUPS_READY,),
+            status_keys=("backups",),
+            declared=lambda spec: spec.backups is not None,
+            run=_run_backups,
+            required_attribute="reconcile_backups",
+        ),
+        Part(
+            name="capacity",
+            module="lokifi_storage.reconcile.capacity",
+            conditions=(types.CAPACITY_OK,),
+            status_keys=("storage",),
+            declared=lambda spec: spec.monitoring is not None and spec.postgres is not None,
+            run=_run_capacity,
+            required_attribute="reconcile_capacity",
         ),
     ]
 

@@ -106,6 +106,13 @@ def format_validation_error(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _created(meta: Mapping[str, Any]) -> datetime | None:
+    stamp = meta.get("creationTimestamp")
+    if not stamp:
+        return None
+    return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
+
+
 def _condition_of(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
 
@@ -147,7 +154,7 @@ class ResourceReconciler:
             desired = build_status(current, generation, [], {}, [], rfc3339(now), message)
             return self._finish(owner, current, desired, [], Outcome.INVALID, now)
 
-        reports, dropped = self._run_parts(owner, spec, now)
+        reports, dropped = self._run_parts(owner, spec, now, current, _created(meta))
         actions = [action for report in reports for action in report.actions]
         reports, owned_actions = self._sync_owned(owner, spec, reports)
         actions += owned_actions
@@ -190,6 +197,8 @@ class ResourceReconciler:
             secrets=SecretReader(self.kube, namespace),
             now=now,
             memory=self._memory(owner.uid),
+            status=body.get("status") or {},
+            created=_created(body["metadata"]),
         )
         actions, failures = clean_up_parts(self.parts, ctx)
         events = [EventSpec("Normal", Reason.CLEANED_UP, action) for action in actions]
@@ -211,10 +220,15 @@ class ResourceReconciler:
             return self._memories.setdefault(uid, {})
 
     def _run_parts(
-        self, owner: Owner, spec: LokifiStorageSpec, now: datetime
+        self,
+        owner: Owner,
+        spec: LokifiStorageSpec,
+        now: datetime,
+        current: Mapping[str, Any],
+        created: datetime | None,
     ) -> tuple[list[PartReport], list[str]]:
         """Every declared part in parallel; status keys of undeclared parts to drop."""
-        declared = [p for p in self.parts if p.declared(spec) and p.available()]
+        declared = [p for p in self.parts if p.conditions and p.declared(spec) and p.available()]
         dropped = [
             key
             for p in self.parts
@@ -230,6 +244,8 @@ class ResourceReconciler:
             secrets=SecretReader(self.kube, owner.namespace),
             now=now,
             memory=self._memory(owner.uid),
+            status=current,
+            created=created,
         )
         if len(declared) <= 1:
             return [r for p in declared for r in run_part(p, ctx)], dropped
@@ -283,8 +299,24 @@ class ResourceReconciler:
         now: datetime,
     ) -> ReconcileResult:
         patch = status_patch(current, desired)
+        memory = self._memory(owner.uid)
+        if patch and memory.get("last_status") == (desired, current):
+            # The API server stored something else than what was sent last time, and would
+            # again: its CRD prunes fields this operator writes (a CRD older than the
+            # operator). Re-sending would write on every resync without ever converging.
+            if not memory.get("pruning_reported"):
+                log.warning(
+                    "%s/%s: the API server drops status fields %s; is the CRD up to date?",
+                    owner.namespace,
+                    owner.name,
+                    sorted(patch),
+                )
+                memory["pruning_reported"] = True
+            patch = {}
         if patch:
-            self.kube.patch_status(LOKIFI_STORAGES, owner.namespace, owner.name, patch)
+            stored = self.kube.patch_status(LOKIFI_STORAGES, owner.namespace, owner.name, patch)
+            if stored is not None:
+                memory["last_status"] = (desired, stored.get("status") or {})
         events = [EventSpec("Normal", Reason.RECONCILED, action) for action in actions]
         events += condition_events(current.get("conditions") or [], desired["conditions"])
         self._post(owner, events, now)
