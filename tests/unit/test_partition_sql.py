@@ -264,7 +264,7 @@ def test_compression_copies_verifies_and_swaps_in_one_transaction() -> None:
     assert step.transaction
     lines = texts(step)
     assert lines[0] == 'LOCK TABLE "archive"."ai_messages_p2024_01" IN SHARE MODE'
-    assert "WITH (toast_tuple_target = 128)" in lines[1]
+    assert lines[1].startswith('CREATE TABLE "archive"."ai_messages_p2024_01_lz4" (LIKE')
     assert lines[2] == (
         'ALTER TABLE "archive"."ai_messages_p2024_01_lz4"'
         ' ALTER COLUMN "content" SET COMPRESSION lz4,'

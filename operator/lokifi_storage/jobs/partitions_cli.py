@@ -178,10 +178,11 @@ def compress(
                     failures += 1
                     typer.echo(f"FAILED {action.leaf}: {error.message}", err=True)
                     continue
+                change = result.bytes_after - result.bytes_before
                 typer.echo(
                     f"compressed {result.leaf}: {result.rows} rows, "
                     f"{human_bytes(result.bytes_before)} -> {human_bytes(result.bytes_after)} "
-                    f"({result.ratio:.2f}x smaller)"
+                    f"({'saved' if change <= 0 else 'grew by'} {human_bytes(abs(change))})"
                 )
     except ClientError as error:
         raise _fail(error.message, 1) from None

@@ -1,0 +1,259 @@
+"""Export before drop, against the real PostgreSQL primary and the stack's S3 server."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import zstandard
+from partitionkit import (
+    create_messages_table,
+    fingerprint,
+    insert_messages,
+    month_start,
+    partition_db,
+    partitions_of,
+    query,
+    table_spec,
+)
+from typer.testing import CliRunner
+
+from lokifi_storage.cli import app
+from lokifi_storage.clients.s3 import make_client
+from lokifi_storage.clients.s3_export import ExportStore
+from lokifi_storage.domain.partition_actions import CompressPartition, ExportPartition
+from lokifi_storage.jobs.partition_compress import compress_leaf
+from lokifi_storage.jobs.partition_export import (
+    ExportNotVerifiedError,
+    ExportResult,
+    export_and_drop,
+)
+from lokifi_storage.jobs.partitions_cli import plans_for
+from lokifi_storage.reconcile.partitions import reconcile_tables
+from stackfixtures import PgDatabase, StackEnv
+
+# October 2024 ends on 2024-11-01: archived 395 days later, compressed after 404, exported
+# and dropped after 441 (archive.afterDays 365, compressAfterDays 400, dropAfterDays 440).
+ARCHIVE_TIME = dt.datetime(2025, 12, 1, tzinfo=dt.UTC)
+COMPRESS_TIME = dt.datetime(2025, 12, 10, tzinfo=dt.UTC)
+NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
+OCTOBER = "(SELECT * FROM ai_messages WHERE created_at < '2024-11-01') AS m"
+
+
+def lifecycle_spec(bucket: str) -> object:
+    return table_spec(
+        archive={"afterDays": 365, "schema": "archive", "compressAfterDays": 400},
+        retention={
+            "dropAfterDays": 440,
+            "exportTo": {"bucket": bucket, "storageClass": "DEEP_ARCHIVE", "prefix": "exports"},
+        },
+    )
+
+
+def store_for(stack: StackEnv, bucket: str) -> ExportStore:
+    client = make_client(
+        stack.s3_endpoint, stack.aws_region, stack.aws_access_key_id, stack.aws_secret_access_key
+    )
+    return ExportStore(client, bucket, part_size=5 * 1024 * 1024)
+
+
+def exports(db: object, spec: object) -> list[ExportPartition]:
+    plans = plans_for(db, [spec], NOW)  # type: ignore[arg-type, list-item]
+    return [a for p in plans.values() for a in p.deferred if isinstance(a, ExportPartition)]
+
+
+def seeded(url: str, spec: object, rows: int = 4000) -> None:
+    """Messages from October 2024 to February 2025, partitioned and archived as of
+    ARCHIVE_TIME."""
+    create_messages_table(url, with_default=True)
+    insert_messages(url, month_start(2024, 10), month_start(2025, 3), rows)
+    with partition_db(url) as db:
+        outcome = reconcile_tables(db, [spec], ARCHIVE_TIME)  # type: ignore[list-item]
+    assert not outcome.failures, outcome.failures
+    assert "ai_messages_p2024_10" in dict(partitions_of(url, "archive.ai_messages"))
+
+
+def test_partition_goes_through_archive_compress_export_with_rows_and_checksum_conserved(
+    pg_database: PgDatabase, s3_bucket: str, stack: StackEnv
+) -> None:
+    spec = lifecycle_spec(s3_bucket)
+    create_messages_table(pg_database, with_default=True)
+    insert_messages(pg_database, month_start(2024, 10), month_start(2025, 3), 4000)
+    october_rows = fingerprint(pg_database, OCTOBER)
+    with partition_db(pg_database) as db:
+        archived = reconcile_tables(db, [spec], ARCHIVE_TIME)  # type: ignore[list-item]
+        assert not archived.failures, archived.failures
+        assert fingerprint(pg_database, "archive.ai_messages_p2024_10") == october_rows
+        (compress,) = [
+            a
+            for p in plans_for(db, [spec], COMPRESS_TIME).values()  # type: ignore[list-item]
+            for a in p.deferred
+            if isinstance(a, CompressPartition)
+        ]
+        assert compress.leaf.name == "ai_messages_p2024_10"
+        compress_leaf(db, compress)
+        assert fingerprint(pg_database, "archive.ai_messages_p2024_10") == october_rows
+        status = reconcile_tables(db, [spec], NOW).report().status["partitions"][0]  # type: ignore[list-item]
+        assert status["pendingExport"] == 1
+        (export,) = exports(db, spec)
+        assert export.partition.name == "ai_messages_p2024_10"
+        assert export.key == f"exports/{pg_database.name}/archive/ai_messages_p2024_10.csv.zst"
+        result = export_and_drop(db, store_for(stack, s3_bucket), export)
+    assert result.uploaded
+    assert result.rows == october_rows[0]
+    assert "ai_messages_p2024_10" not in dict(partitions_of(pg_database, "archive.ai_messages"))
+
+    s3 = stack.s3_client()
+    head = s3.head_object(Bucket=s3_bucket, Key=export.key)
+    assert head["StorageClass"] == "DEEP_ARCHIVE"
+    assert head["Metadata"]["row-count"] == str(october_rows[0])
+    assert head["Metadata"]["compression"] == "zstd"
+    # DEEP_ARCHIVE objects are read only after a restore request, as on AWS.
+    s3.restore_object(Bucket=s3_bucket, Key=export.key, RestoreRequest={"Days": 1})
+    body = s3.get_object(Bucket=s3_bucket, Key=export.key)["Body"].read()
+    text = zstandard.ZstdDecompressor().decompressobj().decompress(body)
+    assert hashlib.sha256(text).hexdigest() == head["Metadata"]["sha256"] == result.sha256
+    reader = csv.reader(io.StringIO(text.decode()))
+    header = next(reader)
+    assert header[:3] == ["id", "thread_id", "user_id"]
+    assert sum(1 for _ in reader) == october_rows[0]
+
+    # Load the object back and compare row by row with what was in the partition.
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE restored (LIKE ai_messages)")
+        with conn.cursor().copy("COPY restored FROM STDIN (FORMAT csv, HEADER)") as copy:
+            copy.write(text)
+    assert fingerprint(pg_database, "restored") == october_rows
+    with partition_db(pg_database) as db:
+        assert exports(db, spec) == []
+        reconcile_tables(db, [spec], NOW)  # type: ignore[list-item]
+        assert db.writes == []
+
+
+def test_failure_between_export_and_drop_leaves_the_partition(
+    pg_database: PgDatabase, s3_bucket: str, stack: StackEnv
+) -> None:
+    spec = lifecycle_spec(s3_bucket)
+    seeded(pg_database, spec, rows=2000)
+    october = fingerprint(pg_database, "archive.ai_messages_p2024_10")
+
+    def crash(_: ExportResult) -> None:
+        raise RuntimeError("the node was drained")
+
+    with partition_db(pg_database) as db:
+        (export,) = exports(db, spec)
+        with pytest.raises(RuntimeError, match="drained"):
+            export_and_drop(db, store_for(stack, s3_bucket), export, before_drop=crash)
+    assert fingerprint(pg_database, "archive.ai_messages_p2024_10") == october
+    assert stack.s3_client().head_object(Bucket=s3_bucket, Key=export.key)["ContentLength"] > 0
+
+    # The next run finds the verified object, re-checks it against the partition, and drops.
+    with partition_db(pg_database) as db:
+        (export,) = exports(db, spec)
+        result = export_and_drop(db, store_for(stack, s3_bucket), export)
+    assert not result.uploaded
+    assert result.rows == october[0]
+    assert "ai_messages_p2024_10" not in dict(partitions_of(pg_database, "archive.ai_messages"))
+
+
+def test_an_object_that_does_not_match_the_partition_is_replaced_not_trusted(
+    pg_database: PgDatabase, s3_bucket: str, stack: StackEnv
+) -> None:
+    spec = lifecycle_spec(s3_bucket)
+    seeded(pg_database, spec, rows=1000)
+    with partition_db(pg_database) as db:
+        (export,) = exports(db, spec)
+    stack.s3_client().put_object(
+        Bucket=s3_bucket,
+        Key=export.key,
+        Body=b"not the partition",
+        Metadata={"row-count": "3", "sha256": "0" * 64},
+        StorageClass="DEEP_ARCHIVE",
+    )
+    with partition_db(pg_database) as db:
+        result = export_and_drop(db, store_for(stack, s3_bucket), export)
+    assert result.uploaded
+    head = stack.s3_client().head_object(Bucket=s3_bucket, Key=export.key)
+    assert head["Metadata"]["sha256"] == result.sha256
+    assert head["ContentLength"] == result.stored_bytes
+
+
+def test_an_object_that_fails_verification_blocks_the_drop(
+    pg_database: PgDatabase, s3_bucket: str, stack: StackEnv
+) -> None:
+    spec = lifecycle_spec(s3_bucket)
+    seeded(pg_database, spec, rows=500)
+    with partition_db(pg_database) as db:
+        (export,) = exports(db, spec)
+    october = fingerprint(pg_database, "archive.ai_messages_p2024_10")
+    store = store_for(stack, s3_bucket)
+    real_head = store.head
+    # An S3-compatible store that silently stores STANDARD whatever it is asked for.
+    store.head = lambda key: (  # type: ignore[method-assign]
+        None if (h := real_head(key)) is None else type(h)(h.size, h.metadata, "STANDARD")
+    )
+    with partition_db(pg_database) as db, pytest.raises(ExportNotVerifiedError, match="STANDARD"):
+        export_and_drop(db, store, export)
+    assert fingerprint(pg_database, "archive.ai_messages_p2024_10") == october
+
+
+def test_export_cli_exports_verifies_and_drops(
+    pg_database: PgDatabase, s3_bucket: str, stack: StackEnv
+) -> None:
+    spec = lifecycle_spec(s3_bucket)
+    seeded(pg_database, spec, rows=1500)
+    env = {
+        "LOKIFI_PRIMARY_URL": str(pg_database),
+        "LOKIFI_TABLES_JSON": json.dumps([spec.model_dump(by_alias=True, exclude_none=True)]),  # type: ignore[attr-defined]
+        "LOKIFI_S3_ENDPOINT": stack.s3_endpoint,
+        "AWS_ACCESS_KEY_ID": stack.aws_access_key_id,
+        "AWS_SECRET_ACCESS_KEY": stack.aws_secret_access_key,
+        "AWS_DEFAULT_REGION": stack.aws_region,
+    }
+    dry = CliRunner().invoke(
+        app, ["partitions", "export", "--dry-run", "--now", NOW.isoformat()], env=env
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "export archive.ai_messages_p2024_10" in dry.output
+    assert "ai_messages_p2024_10" in dict(partitions_of(pg_database, "archive.ai_messages"))
+    result = CliRunner().invoke(app, ["partitions", "export", "--now", NOW.isoformat()], env=env)
+    assert result.exit_code == 0, result.output
+    assert "exported archive.ai_messages_p2024_10" in result.output
+    assert "dropped" in result.output
+    assert str(pg_database).split("@")[0] not in result.output  # no credentials echoed
+    assert "ai_messages_p2024_10" not in dict(partitions_of(pg_database, "archive.ai_messages"))
+    again = CliRunner().invoke(app, ["partitions", "export", "--now", NOW.isoformat()], env=env)
+    assert again.output.strip() == "nothing to export"
+    assert query(pg_database, "SELECT count(*) FROM archive.ai_messages") > [(0,)]
+
+
+def test_uploads_stream_in_parts_and_vanish_when_the_stream_fails(
+    s3_bucket: str, stack: StackEnv
+) -> None:
+    store = store_for(stack, s3_bucket)
+    data = os.urandom(11 * 1024 * 1024)
+    chunks = (data[i : i + 65536] for i in range(0, len(data), 65536))
+    stored = store.upload("big.bin", chunks, metadata={"row-count": "1"}, storage_class="STANDARD")
+    assert stored == len(data)
+    s3 = stack.s3_client()
+    assert s3.get_object(Bucket=s3_bucket, Key="big.bin")["Body"].read() == data
+    head = store.head("big.bin")
+    assert head is not None
+    assert head.storage_class == "STANDARD"
+    assert head.metadata == {"row-count": "1"}
+
+    def broken() -> Iterator[bytes]:
+        yield os.urandom(6 * 1024 * 1024)
+        raise ExportNotVerifiedError("the source changed")
+
+    with pytest.raises(ExportNotVerifiedError):
+        store.upload("half.bin", broken(), metadata={}, storage_class="STANDARD")
+    assert store.head("half.bin") is None
+    assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
