@@ -38,7 +38,7 @@ else:
 # with its s3_errors because backups need key-level answers: a missing manifest (NoSuchKey) or
 # an upload already gone (NoSuchUpload) are NotFound, not bucket or lifecycle problems.
 
-__all__ = ["BackupStore", "MultipartUpload", "ObjectReader", "s3_errors"]
+__all__ = ["ARCHIVE_CLASSES", "BackupStore", "MultipartUpload", "ObjectReader", "s3_errors"]
 
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
 _MISSING = {"NoSuchBucket", "NoSuchKey", "NoSuchUpload", "404", "NotFound"}

@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from lokifi_storage.api.spec import Compression, StorageClass
-from lokifi_storage.clients.backup_store import BackupStore
+from lokifi_storage.clients.backup_store import ARCHIVE_CLASSES, BackupStore
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.pg_probe import describe_target
 from lokifi_storage.clients.pg_tools import connection_args
@@ -176,7 +176,12 @@ def create(
         pg_bin=pg_bin,
     )
     result = _run(lambda: create_backup(url, target, options, reporter))
-    if verify:
+    if verify and storage_class in ARCHIVE_CLASSES:
+        reporter.info(
+            f"verify skipped: {storage_class} objects cannot be read without an S3 restore "
+            "request (use GLACIER_IR for a schedule that should be verified)"
+        )
+    elif verify:
         _run(
             lambda: verify_backup(
                 target.store, result.key, url, RestoreOptions(pg_bin=pg_bin), reporter
