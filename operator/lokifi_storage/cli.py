@@ -64,6 +64,9 @@ def run(
     health_port: Annotated[
         int, typer.Option(help="Port of /healthz and /readyz; 0 turns them off.")
     ] = 8080,
+    metrics_port: Annotated[
+        int, typer.Option(help="Port of the Prometheus /metrics endpoint; 0 turns it off.")
+    ] = 9090,
     workers: Annotated[int, typer.Option(min=1, help="Resources resynced in parallel.")] = 4,
     job_image: Annotated[
         str | None,
@@ -86,6 +89,7 @@ def run(
         standalone=standalone,
         lease_namespace=lease_namespace,
         health_port=health_port,
+        metrics_port=metrics_port,
         workers=workers,
         job_image=job_image,
     )

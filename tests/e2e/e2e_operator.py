@@ -48,7 +48,16 @@ class OperatorProcess:
     ) -> None:
         self.kubeconfig = str(kubeconfig)
         self.health_port = free_port()
-        self.args = [str(CLI), "run", *args, "--health-port", str(self.health_port)]
+        self.metrics_port = free_port()
+        self.args = [
+            str(CLI),
+            "run",
+            *args,
+            "--health-port",
+            str(self.health_port),
+            "--metrics-port",
+            str(self.metrics_port),
+        ]
         self.log_path = log_path
         self.env = {**os.environ, "KUBECONFIG": self.kubeconfig, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -75,6 +84,12 @@ class OperatorProcess:
                 return body
         except OSError:
             return None
+
+    def metrics(self) -> str:
+        """The Prometheus exposition text of the operator's /metrics."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return str(response.read().decode())
 
     def stop(self, timeout: float = 40) -> int | None:
         if self.proc is None or self.proc.poll() is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 
 from e2e_full import FullExample, expected_months, partitions
-from e2e_operator import OperatorFactory, conditions, events, get_json, kubectl
+from e2e_operator import OperatorFactory, conditions, events, get_json, kubectl, wait_for
 
 from lokifi_storage.api import conditions as types
 from lokifi_storage.reconcile.parts import default_parts
@@ -105,9 +105,23 @@ def test_kubectl_get_shows_ready_and_describe_shows_conditions_and_events(
 ) -> None:
     full_example.create_secrets()
     full_example.apply()
-    start_operator(full_example.namespace)
+    operator = start_operator(full_example.namespace)
     stack, ns = full_example.stack, full_example.namespace
     kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+
+    def series() -> list[str]:
+        return [line for line in operator.metrics().splitlines() if f'namespace="{ns}"' in line]
+
+    exposed = wait_for(
+        lambda: (
+            (lines := series())
+            and any(line.startswith("lokifi_storage_condition{") for line in lines)
+            and lines
+        ),
+        30,
+        "the resource's condition series",
+    )
+    assert any(line.startswith("lokifi_storage_reconcile_duration_seconds") for line in exposed)
 
     table = kubectl(stack, "-n", ns, "get", "lks").splitlines()
     header = table[0].split()

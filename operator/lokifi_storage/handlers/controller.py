@@ -87,7 +87,7 @@ class Controller:
         if event_type == "DELETED":
             with self._guard:
                 self._entries.pop(uid, None)
-            self.reconciler.forget(uid)
+            self.reconciler.forget(uid, meta.get("namespace", ""), meta.get("name", ""))
             return
         entry = self._entry(meta["namespace"], meta["name"], uid)
         entry.deleting = bool(meta.get("deletionTimestamp"))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import kopf
 
+from lokifi_storage import metrics
 from lokifi_storage.builders.cronjobs import DEFAULT_IMAGE, JobSettings
 from lokifi_storage.builders.names import LEASE_NAME
 from lokifi_storage.clients.kube import KubeClient
@@ -57,6 +58,7 @@ class RunOptions:
     identity: str = field(default_factory=default_identity)
     health_host: str = "0.0.0.0"  # noqa: S104 - probes come from the kubelet, off-host
     health_port: int = 8080
+    metrics_port: int = 9090
     workers: int = 4
     job_image: str | None = None
     kubeconfig: str | None = None
@@ -110,6 +112,7 @@ async def _serve(options: RunOptions, stop: asyncio.Event) -> int:
     )
     if server is not None:
         await server.start()
+    exporter = metrics.start_metrics_server(options.metrics_port) if options.metrics_port else None
     try:
         if elector is not None:
             health.role = "standby"
@@ -124,6 +127,8 @@ async def _serve(options: RunOptions, stop: asyncio.Event) -> int:
             await asyncio.to_thread(elector.release)
         if server is not None:
             await server.stop()
+        if exporter is not None:
+            exporter.shutdown()
         kube.close()
 
 
@@ -159,6 +164,11 @@ async def _lead(
     async def mark_ready() -> None:
         await ready.wait()
         health.kopf_ready = True
+        # Kopf installs its own SIGTERM/SIGINT handlers; take them back so one signal stops
+        # Kopf, the resync loop and the Lease renewal together (Kopf through its stop flag).
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
 
     marker = asyncio.create_task(mark_ready())
     waiters = {asyncio.create_task(stop.wait()), asyncio.create_task(lost.wait()), operator}

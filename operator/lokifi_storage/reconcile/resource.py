@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -29,6 +30,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from lokifi_storage import metrics
 from lokifi_storage.api import conditions as types
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import LokifiStorageSpec
@@ -208,10 +210,11 @@ class ResourceReconciler:
             raise CleanupIncompleteError("; ".join(failures))
         return actions
 
-    def forget(self, uid: str) -> None:
-        """Drop what the reconciler remembers of a deleted resource."""
+    def forget(self, uid: str, namespace: str, name: str) -> None:
+        """Drop what the reconciler remembers of a deleted resource, and its metrics."""
         with self._memories_lock:
             self._memories.pop(uid, None)
+        metrics.forget(namespace, name)
 
     # --- steps -------------------------------------------------------------------------------
 
@@ -248,11 +251,11 @@ class ResourceReconciler:
             created=created,
         )
         if len(declared) <= 1:
-            return [r for p in declared for r in run_part(p, ctx)], dropped
+            return [r for p in declared for r in _timed_run(p, ctx)], dropped
         reports: list[PartReport] = []
         pool = ThreadPoolExecutor(max_workers=len(declared), thread_name_prefix="part")
         try:
-            futures = [(p, pool.submit(run_part, p, ctx)) for p in declared]
+            futures = [(p, pool.submit(_timed_run, p, ctx)) for p in declared]
             deadline = self.config.part_timeout_seconds
             for part, future in futures:
                 try:
@@ -320,6 +323,7 @@ class ResourceReconciler:
         events = [EventSpec("Normal", Reason.RECONCILED, action) for action in actions]
         events += condition_events(current.get("conditions") or [], desired["conditions"])
         self._post(owner, events, now)
+        metrics.record_status(owner.namespace, owner.name, desired)
         ready = _condition_of(desired, types.READY) or {}
         return ReconcileResult(
             outcome=outcome,
@@ -356,6 +360,22 @@ class ResourceReconciler:
                     owner.name,
                     type(error).__name__,
                 )
+
+
+def _timed_run(part: Part, ctx: PartContext) -> list[PartReport]:
+    """run_part, with its duration and outcome recorded in the metrics."""
+    started = time.monotonic()
+    reports = run_part(part, ctx)
+    failed = [r.condition for r in reports if r.condition.status != "True"]
+    metrics.observe_part(
+        ctx.namespace,
+        ctx.name,
+        part.name,
+        time.monotonic() - started,
+        ok=not failed,
+        reason=failed[0].reason if failed else None,
+    )
+    return reports
 
 
 def _override(
