@@ -49,3 +49,30 @@ def test_noop_resyncs_send_no_write_and_leave_the_resource_version_alone(
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
     assert "kopf" not in (after.get("status") or {})
     assert operator.log().count("status unchanged") >= 3
+
+
+def test_restarted_operator_resumes_without_writing(
+    full_example: FullExample, start_operator: OperatorFactory
+) -> None:
+    stack, ns = full_example.stack, full_example.namespace
+    full_example.create_secrets()
+    manifest = render("noop", "lokifistorage.yaml", **full_example.values)
+    kubectl(stack, "apply", "-f", "-", input_text=manifest)
+    first = start_operator(ns, resync_seconds=300)
+    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/steady", "--timeout=120s")
+    time.sleep(2)
+    first.stop()
+    before = get_json(stack, ns, "lks", "steady")
+    assert before is not None
+
+    assert stack.kubeconfig is not None
+    with counting_proxy(stack.kubeconfig) as proxy:
+        second = start_operator(ns, resync_seconds=300, kubeconfig=proxy.kubeconfig)
+        wait_for(lambda: "reconciled " in second.log(), 60, "the resume reconcile")
+        time.sleep(2)
+        second.stop()
+        writes = proxy.writes()
+    after = get_json(stack, ns, "lks", "steady")
+    assert after is not None
+    assert writes == [], [f"{w.method} {w.path}" for w in writes]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
