@@ -191,6 +191,9 @@ async def _lead(
 
 def run_operator(options: RunOptions) -> int:
     """Run until SIGTERM/SIGINT; the exit code says whether it ended cleanly."""
+    # Kopf logs a line per handler call (one per watch event); the controller logs each
+    # reconcile itself, so Kopf's per-object lines are kept for warnings and errors.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
     async def main() -> int:
         stop = asyncio.Event()

@@ -1,0 +1,112 @@
+"""The operator's wiring that needs no server: Kopf settings, and how parts are isolated."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+import pytest
+
+from lokifi_storage.api import conditions as types
+from lokifi_storage.api.spec import LokifiStorageSpec
+from lokifi_storage.api.status import Condition
+from lokifi_storage.clients.errors import ConnectionFailed
+from lokifi_storage.handlers.operator import FINALIZER, build_registry, operator_settings
+from lokifi_storage.reconcile.parts import Part, PartContext, run_part
+from lokifi_storage.reconcile.report import PartReport
+from lokifi_storage.reconcile.secrets import MissingSecretError
+
+SPEC = LokifiStorageSpec.model_validate(
+    {"postgres": {"primary": {"secretRef": {"name": "db", "key": "url"}}}}
+)
+
+
+def test_kopf_posts_no_events_and_keeps_its_bookkeeping_out_of_status() -> None:
+    settings = operator_settings()
+    assert settings.posting.enabled is False
+    assert settings.posting.loggers is False
+    assert isinstance(settings.persistence.progress_storage, kopf.AnnotationsProgressStorage)
+    assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
+    assert settings.persistence.finalizer == FINALIZER
+    assert settings.peering.standalone is True
+
+
+def test_no_timer_or_daemon_is_registered_so_retain_needs_no_finalizer() -> None:
+    registry = build_registry()
+    assert not registry._spawning.get_all_handlers()
+
+
+def context() -> PartContext:
+    return PartContext(
+        spec=SPEC,
+        namespace="ns",
+        name="lks",
+        uid="u",
+        secrets=None,  # type: ignore[arg-type] - the runs below never read a Secret
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+def part(run: Any, conditions: tuple[str, ...] = (types.POSTGRES_READY,)) -> Part:
+    return Part(
+        name="test",
+        module="json",  # any importable module: the run functions ignore it
+        conditions=conditions,
+        status_keys=(),
+        declared=lambda spec: True,
+        run=run,
+    )
+
+
+def test_a_missing_secret_becomes_the_parts_conditions_naming_it() -> None:
+    def run(module: Any, ctx: PartContext) -> list[PartReport]:
+        raise MissingSecretError("SecretNotFound", "Secret 'db' not found in namespace 'ns'")
+
+    reports = run_part(part(run, (types.POSTGRES_READY, types.REPLICAS_READY)), context())
+    assert [r.condition.type for r in reports] == [types.POSTGRES_READY, types.REPLICAS_READY]
+    assert {(r.condition.status, r.condition.reason) for r in reports} == {
+        ("False", "SecretNotFound")
+    }
+    assert "'db'" in reports[0].condition.message
+
+
+def test_a_client_error_keeps_its_reason_and_message() -> None:
+    def run(module: Any, ctx: PartContext) -> list[PartReport]:
+        raise ConnectionFailed("primary db:5432 not answering")
+
+    (report,) = run_part(part(run), context())
+    assert (report.condition.reason, report.condition.message) == (
+        "ConnectionFailed",
+        "primary db:5432 not answering",
+    )
+
+
+def test_an_unexpected_exception_never_puts_its_text_in_the_condition() -> None:
+    def run(module: Any, ctx: PartContext) -> list[PartReport]:
+        raise RuntimeError("could not connect to postgresql://app:hunter2@db/app")
+
+    (report,) = run_part(part(run), context())
+    assert report.condition.reason == "PartFailed"
+    assert "RuntimeError" in report.condition.message
+    assert "hunter2" not in report.condition.message
+
+
+def test_a_part_whose_module_does_not_exist_yet_is_not_called() -> None:
+    missing = Part(
+        name="later",
+        module="lokifi_storage.reconcile.not_written_yet",
+        conditions=(types.REDIS_READY,),
+        status_keys=(),
+        declared=lambda spec: True,
+        run=lambda module, ctx: pytest.fail("called"),  # type: ignore[arg-type,return-value]
+    )
+    assert not missing.available()
+    assert run_part(missing, context()) == []
+
+
+def test_a_successful_part_returns_its_reports_unchanged() -> None:
+    report = PartReport(
+        condition=Condition(type=types.POSTGRES_READY, status="True", reason="Reconciled")
+    )
+    assert run_part(part(lambda module, ctx: [report]), context()) == [report]
