@@ -176,3 +176,29 @@ def test_the_cli_lists_and_restores_with_the_url_only_in_the_environment(
         )
         assert again.returncode == 1
         assert "already has tables" in again.stderr
+
+
+def test_a_corrupt_backup_restores_nothing_into_the_target(
+    stack: StackEnv, pg_database: PgDatabase, s3_bucket: str
+) -> None:
+    from backupkit import fingerprints, fresh_database
+
+    from lokifi_storage.jobs.backup_restore import restore_backup
+
+    seed(pg_database, messages=20_000)
+    key = _backup(stack, pg_database, s3_bucket, "lz4")
+    s3 = stack.s3_client()
+    body = bytearray(s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read())
+    body[len(body) * 3 // 4] ^= 0x5A
+    s3.put_object(Bucket=s3_bucket, Key=key, Body=bytes(body))
+
+    with fresh_database(stack, "corrupt_target") as restored:
+        with pytest.raises(BackupCorruptError, match="is corrupt"):
+            restore_backup(
+                target(stack, s3_bucket).store,
+                key,
+                restored,
+                RestoreOptions(pg_bin=stack.pg_bin),
+                quiet(),
+            )
+        assert fingerprints(restored) == {}

@@ -51,7 +51,10 @@ def test_restores_stop_at_the_first_error_and_run_parallel_only_from_a_file() ->
     assert "--exit-on-error" in argv
     assert "--jobs=3" in argv
     assert argv[-1] == "archive.dump"
-    assert not any(a.startswith("--jobs") for a in pg_restore_argv("r", connection_args(URL)))
+    serial = pg_restore_argv("r", connection_args(URL))
+    assert not any(a.startswith("--jobs") for a in serial)
+    assert "--single-transaction" in serial
+    assert "--single-transaction" not in argv
 
 
 def test_another_database_keeps_server_and_credentials() -> None:

@@ -124,10 +124,17 @@ def pg_restore_argv(
     no_owner: bool = False,
     clean: bool = False,
 ) -> list[str]:
-    """--exit-on-error: a restore that skipped an object is a failed restore, not a warning."""
+    """--exit-on-error: a restore that skipped an object is a failed restore, not a warning.
+
+    A serial restore runs in one transaction, so a failure (or a corrupt object found halfway
+    through the stream) leaves the target as it was; parallel restores cannot (pg_restore
+    refuses --single-transaction with --jobs) and may leave a partial restore behind.
+    """
     argv = [path, "--no-password", "--exit-on-error", f"--dbname={conn.conninfo}"]
     if jobs > 1:
         argv.append(f"--jobs={jobs}")
+    else:
+        argv.append("--single-transaction")
     if no_owner:
         argv += ["--no-owner", "--no-acl"]
     if clean:
