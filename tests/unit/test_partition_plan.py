@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from partition_trees import (
     SEARCH_INDEX,
     THREAD_INDEX,
@@ -22,8 +25,10 @@ from partition_trees import (
 )
 
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.domain.index_defs import derived_name
+from lokifi_storage.api.spec import TableSpec
+from lokifi_storage.domain.index_defs import derived_name, relation_suffix
 from lokifi_storage.domain.partition_actions import (
+    Action,
     ArchivePartition,
     AttachIndex,
     AttachOrphan,
@@ -375,8 +380,8 @@ def test_partitions_wholly_older_than_after_days_are_archived_not_copied() -> No
     assert [a.partition.name for a in archives] == ["ai_messages_p2024_11", "ai_messages_p2024_12"]
     first = archives[0]
     assert first.archive == QName("archive", "ai_messages")
-    assert first.leaves == (first.partition,)
-    assert first.leaves_needing_check == (first.partition,)
+    assert first.leaves_needing_check == (first.partition,)  # made before the operator
+    assert first.leaves_to_validate == (first.partition,)
     assert not first.concurrently  # a DEFAULT partition exists: PostgreSQL refuses CONCURRENTLY
 
 
@@ -401,6 +406,19 @@ def test_a_partition_that_already_has_its_bounds_check_is_not_given_another() ->
         a for a in plan_table(table, state, NOW).actions if isinstance(a, ArchivePartition)
     ]
     assert archive.leaves_needing_check == ()
+    assert archive.leaves_to_validate == ()
+
+
+def test_a_check_added_not_valid_by_an_interrupted_run_is_validated_not_added_again() -> None:
+    table = spec(archive={"afterDays": 365})
+    half = month_partition(2024, 11)
+    half = ObservedRelation(**{**half.__dict__, "unvalidated_checks": (BOUNDS_CHECK,)})
+    state = observed(parent([default_partition(), half]), archive=archived_table())
+    (archive,) = [
+        a for a in plan_table(table, state, NOW).actions if isinstance(a, ArchivePartition)
+    ]
+    assert archive.leaves_needing_check == ()
+    assert archive.leaves_to_validate == (half.qname,)
 
 
 def test_archived_partitions_past_compress_after_days_are_planned_for_the_job() -> None:
@@ -542,3 +560,57 @@ def test_every_planned_action_describes_itself() -> None:
     assert isinstance(plan.actions[0], CreateParentIndex)  # partitions are born indexed
     assert isinstance(plan.actions[1], CreatePartition)
     assert plan.actions[1].partition.bound.is_default
+
+
+# --- properties ------------------------------------------------------------------------------
+
+instants = st.datetimes(
+    min_value=dt.datetime(2000, 1, 1),
+    max_value=dt.datetime(2090, 12, 31),
+    timezones=st.sampled_from(
+        [UTC, dt.timezone(dt.timedelta(hours=14)), dt.timezone(dt.timedelta(hours=-11))]
+    ),
+)
+
+
+def applied(table_spec: TableSpec, actions: tuple[Action, ...]) -> ObservedTable:
+    """The catalog after the CreatePartition actions ran: what PostgreSQL would then show."""
+    children = []
+    for action in actions:
+        assert isinstance(action, CreatePartition | CreateParentIndex)
+        if isinstance(action, CreatePartition):
+            suffix = relation_suffix("ai_messages", action.partition.qname.name)
+            indexes = tuple(
+                observed_index(d, derived_name(d.name, suffix), QName("public", d.name))
+                for d in defs(table_spec)
+            )
+            children.append(
+                leaf(action.partition.qname.name, action.partition.bound, indexes=indexes)
+            )
+    return observed(parent(children, table=table_spec))
+
+
+@given(instants, st.sampled_from(["day", "week", "month", "quarter", "year"]), st.integers(1, 24))
+def test_planning_again_after_a_plan_ran_plans_nothing(
+    now: dt.datetime, interval: str, premake: int
+) -> None:
+    table = spec(
+        partitionBy={"column": "created_at", "interval": interval},
+        premake=premake,
+        indexes=[THREAD_INDEX],
+    )
+    first = plan_table(table, observed(parent([])), now)
+    state = applied(table, first.actions)
+    second = plan_table(table, state, now)
+    assert second.actions == ()
+    assert second.problems == ()
+    assert second.summary.count == premake + 1
+    assert state.relation is not None
+    ranges = sorted(
+        pair
+        for c in state.relation.children
+        if c.bound is not None and (pair := c.bound.time_range()) is not None
+    )
+    assert ranges[0][0] <= now.astimezone(UTC) < ranges[0][1]
+    for (_, end), (start, _) in itertools.pairwise(ranges):
+        assert end == start

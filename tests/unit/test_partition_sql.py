@@ -93,6 +93,11 @@ def test_new_partition_moves_default_rows_and_attaches_in_one_transaction() -> N
         'CREATE TABLE "public"."ai_messages_p2026_01" (LIKE "public"."ai_messages" '
     )
     assert lines[2] == (
+        'ALTER TABLE "public"."ai_messages_p2026_01" ADD CONSTRAINT "lokifi_bounds" CHECK'
+        ' ("created_at" IS NOT NULL AND "created_at" >= \'2026-01-01 00:00:00+00\''
+        " AND \"created_at\" < '2026-02-01 00:00:00+00')"
+    )  # while the table is empty: valid without a scan
+    assert lines[3] == (
         'WITH moved AS (DELETE FROM "public"."ai_messages_default"'
         ' WHERE "created_at" IS NOT NULL'
         " AND \"created_at\" >= '2026-01-01 00:00:00+00'"
@@ -101,12 +106,12 @@ def test_new_partition_moves_default_rows_and_attaches_in_one_transaction() -> N
         ' INSERT INTO "public"."ai_messages_p2026_01" ("id", "user_id", "created_at", "content")'
         ' SELECT "id", "user_id", "created_at", "content" FROM moved'
     )
-    assert lines[3] == (
+    assert lines[4] == (
         'CREATE INDEX "idx_ai_messages_user_thread_time_p2026_01"'
         ' ON "public"."ai_messages_p2026_01"'
         ' USING btree ("user_id", "thread_id", "created_at" DESC)'
     )
-    assert lines[4] == (
+    assert lines[5] == (
         'CREATE INDEX "idx_ai_messages_content_search_p2026_01" ON "public"."ai_messages_p2026_01"'
         " USING gin (to_tsvector('english'::regconfig, \"content\"))"
     )
@@ -204,7 +209,8 @@ def test_hostile_names_are_refused_by_the_spec_before_any_sql() -> None:
         spec(partitionBy={"column": "created_at); DROP TABLE x; --", "interval": "month"})
 
 
-def archive_action(concurrently: bool) -> ArchivePartition:
+def archive_action(concurrently: bool, *, born_checked: bool = False) -> ArchivePartition:
+    leaves = () if born_checked else (JAN,)
     return ArchivePartition(
         T,
         parent=T,
@@ -212,11 +218,21 @@ def archive_action(concurrently: bool) -> ArchivePartition:
         archive=QName("archive", "ai_messages"),
         column="created_at",
         bound=time_bound(*month(2026, 1)),
-        leaves=(JAN,),
-        leaves_needing_check=(JAN,),
+        leaves_needing_check=leaves,
+        leaves_to_validate=leaves,
         descendants=(),
         concurrently=concurrently,
     )
+
+
+def test_archiving_a_partition_born_with_its_check_is_one_metadata_transaction() -> None:
+    (move,) = steps_for(archive_action(concurrently=False, born_checked=True))
+    assert move.transaction
+    assert [line.split(" ")[3:5] for line in texts(move)] == [
+        ["DETACH", "PARTITION"],
+        ["SET", "SCHEMA"],
+        ["ATTACH", "PARTITION"],
+    ]
 
 
 def test_archive_adds_a_validated_check_then_moves_the_partition_in_one_transaction() -> None:

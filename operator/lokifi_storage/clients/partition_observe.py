@@ -80,7 +80,12 @@ SELECT
        FROM unnest(pt.partattrs::int2[]) WITH ORDINALITY AS k(attnum, ord)
        JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum) AS key_types,
     (SELECT coalesce(array_agg(con.conname::text ORDER BY con.conname), '{}')
-       FROM pg_constraint con WHERE con.conrelid = c.oid AND con.contype = 'c') AS checks,
+       FROM pg_constraint con
+      WHERE con.conrelid = c.oid AND con.contype = 'c' AND con.convalidated) AS checks,
+    (SELECT coalesce(array_agg(con.conname::text ORDER BY con.conname), '{}')
+       FROM pg_constraint con
+      WHERE con.conrelid = c.oid AND con.contype = 'c' AND NOT con.convalidated)
+      AS unvalidated_checks,
     (SELECT coalesce(json_agg(json_build_object(
                 'name', a.attname,
                 'type', format_type(a.atttypid, NULL),
@@ -194,6 +199,7 @@ def _relation(row: dict[str, Any], children: tuple[ObservedRelation, ...]) -> Ob
         key_types=tuple(row["key_types"] or ()),
         indexes=indexes,
         checks=tuple(row["checks"] or ()),
+        unvalidated_checks=tuple(row["unvalidated_checks"] or ()),
         columns=columns,
         size_bytes=int(row["total_bytes"] or 0),
         children=children,

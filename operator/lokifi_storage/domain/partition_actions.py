@@ -166,10 +166,12 @@ class FinalizeDetach(Action):
 class ArchivePartition(Action):
     """Move a whole partition to the archive table: no row is copied.
 
-    Steps: a bounds CHECK is added NOT VALID and validated on each leaf (validation scans
-    without blocking readers or writers), so the ATTACH below needs no scan; then DETACH
-    (CONCURRENTLY when the parent has no DEFAULT partition, otherwise plain under a short
-    lock_timeout, retried), SET SCHEMA to the archive schema, and ATTACH to the archive table.
+    Every partition the operator creates is born with a valid bounds CHECK (added while it
+    is empty), so the ATTACH below needs no scan and archival is metadata only. A partition
+    made otherwise first gets the CHECK added NOT VALID and VALIDATEd (a scan that blocks
+    neither reads nor writes). Then, in one transaction: DETACH (CONCURRENTLY when the parent
+    has no DEFAULT partition, otherwise plain under a short lock_timeout, retried), SET
+    SCHEMA to the archive schema, ATTACH to the archive table.
     """
 
     parent: QName
@@ -177,8 +179,8 @@ class ArchivePartition(Action):
     archive: QName
     column: str
     bound: Bound
-    leaves: tuple[QName, ...]  # the tables holding rows: the partition or its sub-partitions
-    leaves_needing_check: tuple[QName, ...]
+    leaves_needing_check: tuple[QName, ...]  # leaves without the bounds CHECK at all
+    leaves_to_validate: tuple[QName, ...]  # leaves whose bounds CHECK is not validated yet
     descendants: tuple[QName, ...]  # sub-partitions that move schema with it
     concurrently: bool
 

@@ -151,7 +151,8 @@ class ObservedRelation:
     key_columns: tuple[str, ...] = ()
     key_types: tuple[str, ...] = ()
     indexes: tuple[ObservedIndex, ...] = ()
-    checks: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ()  # validated CHECK constraints, by name
+    unvalidated_checks: tuple[str, ...] = ()  # CHECK constraints added NOT VALID
     columns: tuple[Column, ...] = ()
     size_bytes: int = 0
     children: tuple[ObservedRelation, ...] = ()

@@ -328,8 +328,12 @@ class _Planner:
                         archive=archive_q,
                         column=column,
                         bound=_time_bound(r, key_type),
-                        leaves=tuple(leaf.qname for leaf in child.leaves()),
                         leaves_needing_check=tuple(
+                            leaf.qname
+                            for leaf in child.leaves()
+                            if BOUNDS_CHECK not in leaf.checks + leaf.unvalidated_checks
+                        ),
+                        leaves_to_validate=tuple(
                             leaf.qname for leaf in child.leaves() if BOUNDS_CHECK not in leaf.checks
                         ),
                         descendants=_descendants(child),
