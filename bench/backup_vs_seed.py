@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -132,6 +131,23 @@ def timed(argv: list[str] | str, env: dict[str, str], *, shell: bool = False) ->
     return seconds
 
 
+AWS_CLI_VENV = Path.home() / ".cache" / "lokifi-storage" / "bench-awscli"
+
+
+def aws_cli() -> str:
+    """The AWS CLI of the seed pipeline, installed from PyPI into its own venv on first use.
+
+    It lives outside the project's venv because awscli pins a botocore older than ours.
+    """
+    aws = AWS_CLI_VENV / "bin" / "aws"
+    if not aws.exists():
+        print(f"installing the AWS CLI into {AWS_CLI_VENV}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(AWS_CLI_VENV)], check=True)
+        pip = [str(AWS_CLI_VENV / "bin" / "python"), "-m", "pip", "install", "-q", "awscli"]
+        subprocess.run(pip, check=True)
+    return str(aws)
+
+
 def main() -> int:
     stack = read_stack_env()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -155,9 +171,7 @@ def main() -> int:
     args = parser.parse_args()
     if not args.url:
         sys.exit("no --url and no stack.env: run `python -m stack up` first")
-    aws = shutil.which("aws")
-    if aws is None:
-        sys.exit("the AWS CLI (`aws`) is needed for the seed pipeline: pip install awscli")
+    aws = aws_cli()
 
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
         if key in stack and key not in os.environ:
