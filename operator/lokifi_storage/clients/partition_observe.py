@@ -4,8 +4,10 @@ a DEFAULT partition has any pages at all) an exact count of its rows per interva
 The catalog query walks pg_inherits from each managed table and each archive table down to the
 leaves, and also finds tables named like our partitions that are not attached anywhere (left by
 an interrupted archive run). For every relation it returns its bound as PostgreSQL prints it,
-its partition key, its CHECK constraint names, the compression of its large columns, its size,
-and its indexes with the parent index each is attached to.
+its partition key, its CHECK constraint names, the compression of its large columns, and its
+indexes with the parent index each is attached to (the key columns only of indexes attached to
+no parent: an attached index matches its parent by construction). Sizes cost a stat() per file,
+so only DEFAULT partitions' heap size is read: zero pages means empty, without a count.
 
 Bounds are printed by `pg_get_expr`, which formats timestamps in the session TimeZone; the
 client pins TimeZone to UTC so the text is stable and parses to the same instants everywhere.
@@ -93,23 +95,25 @@ SELECT
                 'lz4', a.attcompression = 'l') ORDER BY a.attnum), '[]')
        FROM pg_attribute a
       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-        AND (t.depth = 0 OR format_type(a.atttypid, NULL) = ANY(%(toastable)s::text[]))
+        AND (t.depth = 0 OR a.atttypid = ANY(%(toastable)s::regtype[]))
     ) AS columns,
-    CASE WHEN c.relkind = 'r' THEN pg_relation_size(c.oid) ELSE 0 END AS heap_bytes,
-    CASE WHEN c.relkind = 'r' THEN pg_total_relation_size(c.oid) ELSE 0 END AS total_bytes,
+    CASE WHEN c.relkind = 'r' AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'
+         THEN pg_relation_size(c.oid) ELSE 0 END AS heap_bytes,
     (SELECT coalesce(json_agg(json_build_object(
                 'name', ic.relname,
                 'valid', x.indisvalid,
                 'method', am.amname,
                 'partitioned', ic.relkind = 'I',
-                'predicate', pg_get_expr(x.indpred, x.indrelid, true),
+                'predicate', CASE WHEN ii.inhparent IS NULL
+                                  THEN pg_get_expr(x.indpred, x.indrelid, true) END,
                 'parent_schema', pn.nspname,
                 'parent_name', pic.relname,
-                'keys', (SELECT json_agg(json_build_object(
+                'keys', CASE WHEN ii.inhparent IS NULL THEN
+                        (SELECT json_agg(json_build_object(
                                 'text', pg_get_indexdef(x.indexrelid, k, true),
                                 'desc', (x.indoption[k - 1] & 1) = 1,
                                 'nulls_first', (x.indoption[k - 1] & 2) = 2) ORDER BY k)
-                           FROM generate_series(1, x.indnkeyatts) AS k)
+                           FROM generate_series(1, x.indnkeyatts) AS k) END
             ) ORDER BY ic.relname), '[]')
        FROM pg_index x
        JOIN pg_class ic ON ic.oid = x.indexrelid
@@ -201,7 +205,7 @@ def _relation(row: dict[str, Any], children: tuple[ObservedRelation, ...]) -> Ob
         checks=tuple(row["checks"] or ()),
         unvalidated_checks=tuple(row["unvalidated_checks"] or ()),
         columns=columns,
-        size_bytes=int(row["total_bytes"] or 0),
+        size_bytes=int(row["heap_bytes"] or 0),
         children=children,
     )
 

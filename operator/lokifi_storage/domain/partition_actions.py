@@ -221,7 +221,6 @@ class CompressPartition(Action):
     checks: tuple[tuple[str, str, Bound], ...]
     columns: tuple[Column, ...]
     indexes: tuple[IndexDef, ...]
-    size_bytes: int = 0
 
     deferred: ClassVar[bool] = True
 

@@ -154,7 +154,7 @@ class ObservedRelation:
     checks: tuple[str, ...] = ()  # validated CHECK constraints, by name
     unvalidated_checks: tuple[str, ...] = ()  # CHECK constraints added NOT VALID
     columns: tuple[Column, ...] = ()
-    size_bytes: int = 0
+    size_bytes: int = 0  # heap bytes; observed for DEFAULT partitions only
     children: tuple[ObservedRelation, ...] = ()
 
     @property
@@ -174,9 +174,6 @@ class ObservedRelation:
         if not self.partitioned:
             return [self]
         return [leaf for child in self.children for leaf in child.leaves()]
-
-    def total_size(self) -> int:
-        return self.size_bytes + sum(child.total_size() for child in self.children)
 
     @property
     def lz4(self) -> bool:

@@ -580,7 +580,6 @@ class _Planner:
                     checks=tuple(checks),
                     columns=columns,
                     indexes=self.indexes,
-                    size_bytes=leaf.size_bytes,
                 )
             )
 
