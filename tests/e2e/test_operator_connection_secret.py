@@ -1,0 +1,56 @@
+"""The connection Secret follows replica health: a replica that stops is taken out of it (reads
+fall back to the primary) and put back when it returns, with no spec change."""
+
+from __future__ import annotations
+
+import base64
+
+from e2e_full import FullExample
+from e2e_operator import OperatorFactory, conditions, get_json, kubectl, wait_for
+
+from lokifi_storage.api import conditions as types
+from stackfaults import stopped_pg_replica
+
+
+def secret_data(full_example: FullExample) -> dict[str, str]:
+    secret = get_json(full_example.stack, full_example.namespace, "secret", "lokifi-db-conn")
+    assert secret is not None
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def host_port(url: str) -> str:
+    return url.split("@", 1)[1].split("/", 1)[0]
+
+
+def test_stopped_replica_leaves_the_secret_and_comes_back(
+    full_example: FullExample, start_operator: OperatorFactory
+) -> None:
+    stack, ns = full_example.stack, full_example.namespace
+    full_example.create_secrets()
+    full_example.apply()
+    start_operator(ns, resync_seconds=2)
+    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    primary = host_port(full_example.database.primary_url)
+    replica = host_port(full_example.database.replica_url)
+    assert host_port(secret_data(full_example)["DATABASE_REPLICA_URL"]) == replica
+
+    with stopped_pg_replica():
+        wait_for(
+            lambda: host_port(secret_data(full_example)["DATABASE_REPLICA_URL"]) == primary,
+            60,
+            "DATABASE_REPLICA_URL to fall back to the primary",
+        )
+        data = secret_data(full_example)
+        assert host_port(data["DATABASE_URL"]) == primary
+        assert [host_port(u) for u in data["DATABASE_REPLICA_URLS"].split(",")] == [primary]
+        conds = conditions(full_example.get())
+        assert conds[types.REPLICAS_READY]["status"] == "False"
+        assert "replica-1" in conds[types.REPLICAS_READY]["message"]
+        assert conds[types.POSTGRES_READY]["status"] == "True"
+
+    wait_for(
+        lambda: host_port(secret_data(full_example)["DATABASE_REPLICA_URL"]) == replica,
+        120,
+        "the replica to be back in the Secret",
+    )
+    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=60s")
