@@ -61,6 +61,10 @@ def run(
     lease_namespace: Annotated[
         str | None, typer.Option(help="Namespace of the Lease (default POD_NAMESPACE).")
     ] = None,
+    lease_seconds: Annotated[
+        int,
+        typer.Option(min=3, help="A leader silent this long is replaced by a standby."),
+    ] = 30,
     health_port: Annotated[
         int, typer.Option(help="Port of /healthz and /readyz; 0 turns them off.")
     ] = 8080,
@@ -88,6 +92,7 @@ def run(
         resync_seconds=resync_seconds,
         standalone=standalone,
         lease_namespace=lease_namespace,
+        lease_seconds=lease_seconds,
         health_port=health_port,
         metrics_port=metrics_port,
         workers=workers,

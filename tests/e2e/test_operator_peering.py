@@ -68,3 +68,26 @@ def test_second_operator_stays_passive_and_takes_over_when_the_first_stops(
         wait_for(lambda: converged(full_example, "45 2 * * *"), 60, "the change after take-over")
         assert proxy.writes(path_contains="/cronjobs/lokifi-prod-backup-daily")
         second.stop()
+
+
+def test_standby_takes_over_when_the_leader_dies_without_releasing_the_lease(
+    full_example: FullExample, start_operator: OperatorFactory
+) -> None:
+    stack, ns = full_example.stack, full_example.namespace
+    full_example.create_secrets()
+    full_example.apply()
+    lease = ["--lease-seconds", "6"]
+    first = start_operator(ns, standalone=False, extra=lease)
+    wait_for(lambda: role(first) == "leader", 30, "the first operator to lead")
+    second = start_operator(ns, standalone=False, extra=lease)
+    wait_for(lambda: role(second) == "standby", 30, "the second operator to stand by")
+    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=2m")
+
+    assert first.proc is not None
+    first.proc.kill()  # SIGKILL: no chance to release the Lease
+    first.proc.wait(timeout=10)
+    killed = time.monotonic()
+    wait_for(lambda: role(second) == "leader", 60, "the standby to take over")
+    assert time.monotonic() - killed >= 3  # it waited for the Lease to expire
+    full_example.apply(daily_schedule="45 2 * * *")
+    wait_for(lambda: converged(full_example, "45 2 * * *"), 60, "the change after take-over")
