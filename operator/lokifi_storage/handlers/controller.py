@@ -21,6 +21,7 @@ import contextlib
 import logging
 import threading
 import time
+import traceback
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -186,9 +187,15 @@ class Controller:
             entry.due = time.monotonic() + (delay or self.config.resync_seconds)
             log.warning("resync of %s/%s failed: %s", entry.namespace, entry.name, error.message)
         except Exception as error:
+            # The type and the frames, not the message: an unknown exception's text could
+            # quote a connection string.
             entry.due = time.monotonic() + self.config.resync_seconds
-            log.exception(
-                "resync of %s/%s crashed: %s", entry.namespace, entry.name, type(error).__name__
+            log.error(
+                "resync of %s/%s crashed with %s\n%s",
+                entry.namespace,
+                entry.name,
+                type(error).__name__,
+                "".join(traceback.format_tb(error.__traceback__)),
             )
         finally:
             entry.lock.release()
