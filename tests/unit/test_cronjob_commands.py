@@ -1,0 +1,89 @@
+"""What the CronJobs run is a command line this project's CLI accepts, with the credentials
+in the environment variables the CLI reads: the builders and the CLI cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import typer
+
+from lokifi_storage.api.spec import LokifiStorageSpec
+from lokifi_storage.builders.cronjobs import JobSettings, desired_cronjobs
+from lokifi_storage.builders.labels import Owner
+from lokifi_storage.cli import app
+from lokifi_storage.jobs.backup_cli import DEFAULT_URL_ENV
+
+SPEC = LokifiStorageSpec.model_validate(
+    {
+        "postgres": {"primary": {"secretRef": {"name": "lokifi-db", "key": "url"}}},
+        "objectStorage": {
+            "endpoint": "https://s3.example",
+            "region": "eu-west-1",
+            "credentialsSecretRef": {"name": "lokifi-s3"},
+        },
+        "backups": {
+            "bucket": "lokifi-backups",
+            "verifyRestore": True,
+            "schedules": [
+                {"name": "daily", "schedule": "0 2 * * *", "keep": 7},
+                {"name": "monthly", "schedule": "0 4 1 * *", "keep": 12, "storageClass": "GLACIER"},
+            ],
+        },
+        "maintenance": {
+            "vacuum": {"schedule": "0 5 * * 0", "tables": ["ai_messages", "ai_threads"]}
+        },
+    }
+)
+JOBS = desired_cronjobs(Owner("ns", "lokifi-prod", "uid"), SPEC, JobSettings())
+
+
+def container(job: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    return dict(spec["containers"][0])
+
+
+def parse(args: list[str]) -> Any:
+    """Parse `lokifi-storage <args>` down to the leaf command, as click would, without running
+    it; a usage error (unknown option, missing required one, bad choice) raises."""
+    command: Any = typer.main.get_command(app)
+    ctx = command.make_context("lokifi-storage", list(args))
+    while hasattr(command, "resolve_command"):  # a group: descend into the sub-command
+        pending = [*getattr(ctx, "_protected_args", []), *ctx.args]
+        _, sub, rest = command.resolve_command(ctx, pending)
+        assert sub is not None
+        command = sub
+        ctx = command.make_context(command.name, rest, parent=ctx)
+    return ctx
+
+
+@pytest.mark.parametrize("job", JOBS, ids=lambda j: j["metadata"]["name"])
+def test_cronjob_arguments_parse_with_the_cli(job: dict[str, Any]) -> None:
+    c = container(job)
+    assert c["command"] == ["lokifi-storage"]
+    ctx = parse(c["args"])
+    assert ctx.command.name in ("create", "vacuum")
+
+
+def test_backup_job_passes_schedule_name_and_storage_class_the_cli_understands() -> None:
+    monthly = next(j for j in JOBS if j["metadata"]["name"] == "lokifi-prod-backup-monthly")
+    params = parse(container(monthly)["args"]).params
+    assert params["schedule"] == "monthly"
+    assert params["name"] == "lokifi-prod"
+    assert params["storage_class"] == "GLACIER"
+    assert params["keep"] == 12
+    assert params["verify"] is True
+    assert params["endpoint"] == "https://s3.example"
+
+
+def test_vacuum_job_lists_the_tables() -> None:
+    vacuum = next(j for j in JOBS if j["metadata"]["name"] == "lokifi-prod-vacuum")
+    params = parse(container(vacuum)["args"]).params
+    assert params["tables"] == ["ai_messages", "ai_threads"]
+    assert params["analyze"] is True
+
+
+@pytest.mark.parametrize("job", JOBS, ids=lambda j: j["metadata"]["name"])
+def test_the_database_url_arrives_in_the_variable_the_cli_reads(job: dict[str, Any]) -> None:
+    env = {e["name"]: e for e in container(job)["env"]}
+    assert env[DEFAULT_URL_ENV]["valueFrom"]["secretKeyRef"] == {"name": "lokifi-db", "key": "url"}
