@@ -189,7 +189,7 @@ class ResourceReconciler:
         try:
             spec = LokifiStorageSpec.model_validate(body.get("spec") or {})
         except ValidationError:
-            return []  # the operator never acted on this spec, so it created nothing
+            return []  # an unreadable spec cannot say what to remove: remove nothing
         now = self._clock()
         ctx = PartContext(
             spec=spec,
