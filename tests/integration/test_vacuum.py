@@ -61,6 +61,23 @@ def test_every_partition_is_vacuumed_and_the_parent_gets_statistics(
     assert "vacuum finished: 6 statement(s)" in run.stdout
 
 
+def test_without_tables_every_user_table_and_partition_is_vacuumed(
+    stack: StackEnv, pg_database: PgDatabase
+) -> None:
+    seed(pg_database)
+
+    run = _vacuum(stack, pg_database)
+
+    assert run.returncode == 0, run.stderr
+    counts = _vacuum_counts(pg_database)
+    assert counts, "the seeded database has user tables"
+    # The partitioned parent holds no rows of its own: it gets ANALYZE, its partitions VACUUM.
+    counts.pop("public.ai_messages")
+    assert {name: n for name, n in counts.items() if n != 1} == {}
+    assert "no tables listed: vacuuming all" in run.stdout
+    assert _parent_has_statistics(pg_database)
+
+
 def test_a_locked_partition_is_skipped_after_the_lock_timeout_and_the_rest_vacuumed(
     stack: StackEnv, pg_database: PgDatabase
 ) -> None:

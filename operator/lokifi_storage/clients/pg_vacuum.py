@@ -60,6 +60,21 @@ class RelationGoneError(NotFound):
     """The relation was dropped (e.g. an expired partition) between planning and its turn."""
 
 
+# Every table an empty `tables` list means: top-level tables (partitions come through their
+# parent) outside the system schemas and not owned by an extension.
+_ALL_TABLES = """
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND NOT EXISTS (
+    SELECT 1 FROM pg_depend d
+    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+  )
+ORDER BY 1, 2
+"""
+
+
 class VacuumSession:
     """One autocommit connection with lock_timeout set."""
 
@@ -76,6 +91,18 @@ class VacuumSession:
             conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(millis)))
             conn.execute("SET statement_timeout = 0")
             yield cls(conn, target)
+
+    def all_tables(self) -> list[TableName]:
+        """Every user table of the database, schema-qualified."""
+        try:
+            rows = self._conn.execute(_ALL_TABLES).fetchall()
+        except psycopg.OperationalError as error:
+            raise ConnectionFailed(f"{self.target}: connection lost") from error
+        except psycopg.Error as error:
+            raise ClientError(
+                f"{self.target}: catalog query failed ({type(error).__name__})"
+            ) from error
+        return [TableName(str(schema), str(table)) for schema, table in rows]
 
     def resolve(self, names: Sequence[TableName]) -> dict[TableName, Relation | None]:
         found: dict[TableName, Relation | None] = {}

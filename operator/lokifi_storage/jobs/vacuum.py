@@ -59,6 +59,9 @@ def run_vacuum(
     result = VacuumResult()
     started = time.monotonic()
     with VacuumSession.open(url, lock_timeout_seconds=lock_timeout_seconds) as session:
+        if not tables:
+            tables = session.all_tables()
+            reporter.info(f"no tables listed: vacuuming all {len(tables)} tables")
         steps, missing = plan_vacuum(tables, session.resolve(tables), analyze=analyze)
         result.missing = [str(name) for name in missing]
         for name in missing:
@@ -92,9 +95,10 @@ def vacuum(
         typer.Option(
             help="Table to vacuum, as schema.table or table (search_path); repeat the flag or "
             "separate names with commas. "
-            "Partitioned tables are vacuumed partition by partition.",
+            "Partitioned tables are vacuumed partition by partition. "
+            "Without it, every user table of the database.",
         ),
-    ],
+    ] = [],  # noqa: B006 - typer reads the default, it is never mutated
     analyze: Annotated[
         bool, typer.Option(help="Also refresh planner statistics (ANALYZE).")
     ] = True,
