@@ -29,6 +29,14 @@ def _root() -> None:
 
 
 @app.command()
+def crd() -> None:
+    """Print the LokifiStorage CRD generated from the models (crds/lokifistorage.yaml)."""
+    from lokifi_storage.api.crd import crd_yaml
+
+    typer.echo(crd_yaml(), nl=False)
+
+
+@app.command()
 def version() -> None:
     """Print the operator's version."""
     from importlib.metadata import version as dist_version

@@ -137,18 +137,12 @@ class FullTextSpec(SpecModel):
 
 
 class WhereSpec(SpecModel):
-    """A partial-index predicate: column = value."""
+    """A partial-index predicate: column = value.
 
-    model_config = ConfigDict(
-        json_schema_extra=cel_rules(
-            cel(
-                "type(self.equals) == bool || type(self.equals) == int "
-                "|| type(self.equals) == string",
-                "where.equals must be true, false, a whole number or a string",
-                field_path=".equals",
-            ),
-        )
-    )
+    `equals` takes three scalar types, which a structural schema can only accept as an
+    untyped field that CEL cannot inspect; the operator's own validation refuses any other
+    value with Stalled/InvalidSpec naming the field.
+    """
 
     column: Identifier = Field(description="Column compared in the predicate.")
     equals: bool | int | str = Field(

@@ -38,8 +38,11 @@ from lokifi_storage.api.spec_base import (
     spec_error,
 )
 
-MAX_LIFECYCLE_RULES: Final = 1000  # S3's limit per bucket
-MAX_BUCKETS: Final = 100
+MAX_LIFECYCLE_RULES: Final = 1000  # S3's limit per bucket, declared and foreign rules together
+# Bounds of the spec itself. The API server multiplies the cost of every CEL rule on a rule by
+# buckets x rules; at 100 x 1000 the transition-order rules exceed its budget 30-fold.
+MAX_DECLARED_RULES: Final = 100
+MAX_BUCKETS: Final = 20
 MAX_SCHEDULES: Final = 16
 IA_CLASSES: Final = ("STANDARD_IA", "ONEZONE_IA")
 IA_MINIMUM_DAYS: Final = 30
@@ -220,8 +223,8 @@ class BucketSpec(SpecModel):
     )
     lifecycle: Annotated[list[LifecycleRuleSpec], Field(json_schema_extra=_list_map("id"))] = Field(
         default_factory=list,
-        max_length=MAX_LIFECYCLE_RULES,
-        description="Lifecycle rules the operator owns, by id; at most 1000.",
+        max_length=MAX_DECLARED_RULES,
+        description=f"Lifecycle rules the operator owns, by id; at most {MAX_DECLARED_RULES}.",
     )
 
     @field_validator("lifecycle")
