@@ -56,15 +56,16 @@ def _database(env: dict[str, str]) -> str:
 
 
 def _chat(url: str) -> int:
-    """A little of the last days' chat, written once the operator has made the partitions."""
+    """A little of the last days' chat, written once (after the operator made the partitions)."""
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO ai_messages (user_id, thread_id, role, content, created_at) "
-            "SELECT g % 50, g % 200, 'user', 'hello number ' || g, "
-            "now() - (g || ' minutes')::interval FROM generate_series(1, 5000) g"
-        )
+        if conn.execute("SELECT 1 FROM ai_messages LIMIT 1").fetchone() is None:
+            conn.execute(
+                "INSERT INTO ai_messages (user_id, thread_id, role, content, created_at) "
+                "SELECT g % 50, g % 200, 'user', 'hello number ' || g, "
+                "now() - (g || ' minutes')::interval FROM generate_series(1, 5000) g"
+            )
         row = conn.execute("SELECT count(*) FROM ai_messages").fetchone()
     return int(row[0]) if row else 0
 
