@@ -161,21 +161,15 @@ def render(feature: str, name: str, **values: Any) -> str:
 
 
 def create_secret(stack: StackEnv, namespace: str, name: str, **data: str) -> None:
-    literals = [f"--from-literal={key}={value}" for key, value in data.items()]
-    manifest = kubectl(
-        stack,
-        "-n",
-        namespace,
-        "create",
-        "secret",
-        "generic",
-        name,
-        *literals,
-        "--dry-run=client",
-        "-o",
-        "yaml",
-    )
-    kubectl(stack, "apply", "-f", "-", input_text=manifest)
+    """Apply a Secret sent on stdin: its values never stand on a command line."""
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "Opaque",
+        "stringData": data,
+    }
+    kubectl(stack, "apply", "-f", "-", input_text=json.dumps(secret))
 
 
 def events(stack: StackEnv, namespace: str, name: str) -> list[dict[str, Any]]:
