@@ -19,7 +19,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "e2e")]
 
-from e2e_operator import OperatorProcess, create_secret, kubectl, render  # noqa: E402
+from e2e_operator import APP_SCHEMA, OperatorProcess, create_secret, kubectl, render  # noqa: E402
 from e2e_proxy import CountingProxy, counting_proxy  # noqa: E402
 
 from lokifi_storage.builders.names import API_GROUP, API_VERSION, PLURAL  # noqa: E402
@@ -33,6 +33,7 @@ from stackfixtures import (  # noqa: E402
 )
 
 __all__ = [
+    "APP_SCHEMA",
     "LKS",
     "CountingProxy",
     "OperatorProcess",

@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 
 from operator_common import (
+    APP_SCHEMA,
     LKS,
     OperatorProcess,
     counting_proxy,
@@ -55,7 +56,7 @@ def measure(shape: str, manifest_file: str, resyncs: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-noop-"))
     try:
         with psycopg.connect(database.primary_url, autocommit=True) as conn:
-            conn.execute(render("ready", "schema.sql").encode())
+            conn.execute(APP_SCHEMA.read_bytes())
         for bucket in buckets.values():
             s3.create_bucket(Bucket=bucket)
         create_secret(env, ns, "lokifi-db", url=database.primary_url)

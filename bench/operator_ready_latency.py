@@ -22,6 +22,7 @@ from pathlib import Path
 import psycopg
 
 from operator_common import (
+    APP_SCHEMA,
     LKS,
     OperatorProcess,
     create_database,
@@ -69,7 +70,7 @@ def main() -> None:
         for i, ns in enumerate(namespaces):
             database = create_database(env, f"bench_lat_{tag}_{i:02d}")
             with psycopg.connect(database.primary_url, autocommit=True) as conn:
-                conn.execute(render("ready", "schema.sql").encode())
+                conn.execute(APP_SCHEMA.read_bytes())
             buckets = {
                 role: f"bench-{role}-{tag}-{i:02d}" for role in ("media", "backups", "archive")
             }

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from e2e_full import FullExample
-from e2e_operator import OperatorFactory, OperatorProcess, kubectl, render
+from e2e_operator import APP_SCHEMA, OperatorFactory, OperatorProcess, kubectl
 
 from stackfixtures import REPO, PgDatabase, StackEnv, empty_and_delete_bucket, unique_name
 
@@ -85,7 +85,7 @@ def full_example(
     import psycopg
 
     with psycopg.connect(pg_database.primary_url, autocommit=True) as conn:
-        conn.execute(render("ready", "schema.sql").encode())
+        conn.execute(APP_SCHEMA.read_bytes())
     s3 = kube_stack.s3_client()
     buckets = {
         role: unique_name(f"{role}-{request.node.name}", 63, sep="-")

@@ -24,6 +24,8 @@ from typing import Any, TypeVar
 from stackfixtures import StackEnv
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+# The application's tables, as the demo creates them too.
+APP_SCHEMA = Path(__file__).resolve().parents[2] / "examples" / "local" / "schema.sql"
 CLI = Path(sys.executable).with_name("lokifi-storage")
 T = TypeVar("T")
 OperatorFactory = Callable[..., "OperatorProcess"]
