@@ -3,12 +3,13 @@ in the environment variables the CLI reads: the builders and the CLI cannot drif
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 import typer
 
-from lokifi_storage.api.spec import LokifiStorageSpec
+from lokifi_storage.api.spec import LokifiStorageSpec, TableSpec
 from lokifi_storage.builders.cronjobs import JobSettings, desired_cronjobs
 from lokifi_storage.builders.labels import Owner
 from lokifi_storage.cli import app
@@ -16,7 +17,21 @@ from lokifi_storage.jobs.backup_cli import DEFAULT_URL_ENV
 
 SPEC = LokifiStorageSpec.model_validate(
     {
-        "postgres": {"primary": {"secretRef": {"name": "lokifi-db", "key": "url"}}},
+        "postgres": {
+            "primary": {"secretRef": {"name": "lokifi-db", "key": "url"}},
+            "tables": [
+                {
+                    "name": "ai_messages",
+                    "partitionBy": {"column": "created_at", "interval": "month"},
+                    "archive": {"afterDays": 365, "schema": "archive", "compressAfterDays": 730},
+                    "retention": {
+                        "dropAfterDays": 2555,
+                        "exportTo": {"bucket": "lokifi-archive"},
+                    },
+                },
+                {"name": "ai_threads"},
+            ],
+        },
         "objectStorage": {
             "endpoint": "https://s3.example",
             "region": "eu-west-1",
@@ -62,7 +77,7 @@ def test_cronjob_arguments_parse_with_the_cli(job: dict[str, Any]) -> None:
     c = container(job)
     assert c["command"] == ["lokifi-storage"]
     ctx = parse(c["args"])
-    assert ctx.command.name in ("create", "vacuum")
+    assert ctx.command.name in ("create", "vacuum", "compress", "export")
 
 
 def test_backup_job_passes_schedule_name_and_storage_class_the_cli_understands() -> None:
@@ -87,3 +102,32 @@ def test_vacuum_job_lists_the_tables() -> None:
 def test_the_database_url_arrives_in_the_variable_the_cli_reads(job: dict[str, Any]) -> None:
     env = {e["name"]: e for e in container(job)["env"]}
     assert env[DEFAULT_URL_ENV]["valueFrom"]["secretKeyRef"] == {"name": "lokifi-db", "key": "url"}
+
+
+def _job(name: str) -> dict[str, Any]:
+    return next(job for job in JOBS if job["metadata"]["name"] == name)
+
+
+def test_partition_work_runs_daily_for_the_tables_that_ask_for_it() -> None:
+    compress = container(_job("lokifi-prod-partitions-compress"))
+    export = container(_job("lokifi-prod-partitions-export"))
+    assert compress["args"] == ["partitions", "compress"]
+    assert export["args"][:2] == ["partitions", "export"]
+    assert export["args"][-2:] == ["--endpoint", "https://s3.example"]
+    tables_json = next(e["value"] for e in export["env"] if e["name"] == "LOKIFI_TABLES_JSON")
+    tables = [TableSpec.model_validate(t) for t in json.loads(tables_json)]
+    assert [t.name for t in tables] == ["ai_messages"]
+    assert tables[0].archive is not None
+    assert tables[0].archive.schema_ == "archive"
+    secret_refs = {e["name"] for e in export["env"] if "valueFrom" in e}
+    assert secret_refs == {"LOKIFI_PRIMARY_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+
+
+def test_no_partition_jobs_without_archive_compression_or_retention() -> None:
+    spec = SPEC.model_copy(
+        update={"postgres": SPEC.postgres.model_copy(update={"tables": []})}  # type: ignore[union-attr]
+    )
+    names = [
+        j["metadata"]["name"] for j in desired_cronjobs(Owner("ns", "x", "u"), spec, JobSettings())
+    ]
+    assert not [n for n in names if "-partitions-" in n]

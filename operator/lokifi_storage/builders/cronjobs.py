@@ -18,6 +18,7 @@ Every CronJob is built the same way:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -28,7 +29,11 @@ from lokifi_storage.api.spec import (
     SecretKeyRef,
 )
 from lokifi_storage.builders.labels import Owner, labels_for, owner_reference
-from lokifi_storage.builders.names import backup_cronjob_name, vacuum_cronjob_name
+from lokifi_storage.builders.names import (
+    backup_cronjob_name,
+    partitions_cronjob_name,
+    vacuum_cronjob_name,
+)
 from lokifi_storage.domain.schedule_diff import with_desired_hash
 
 __all__ = [
@@ -39,11 +44,17 @@ __all__ = [
     "backup_command",
     "build_cronjob",
     "desired_cronjobs",
+    "partition_commands",
     "vacuum_command",
 ]
 
 BACKUP_COMPONENT: Final = "backup"
 VACUUM_COMPONENT: Final = "vacuum"
+PARTITIONS_COMPONENT: Final = "partitions"
+# The heavy partition work (lz4 rewrite of archived partitions, verified export then drop) runs
+# daily at 01:30 UTC, before the default backup hour; the reconciler reports what is pending.
+PARTITION_JOBS_SCHEDULE: Final = "30 1 * * *"
+ENV_TABLES_JSON: Final = "LOKIFI_TABLES_JSON"
 
 DEFAULT_IMAGE: Final = "ghcr.io/lokifi/lokifi-storage-operator:latest"
 CLI: Final = "lokifi-storage"
@@ -161,6 +172,51 @@ def vacuum_command(spec: LokifiStorageSpec) -> JobCommand:
     )
 
 
+def partition_commands(spec: LokifiStorageSpec) -> list[tuple[str, JobCommand]]:
+    """`lokifi-storage partitions compress|export`, each only when some table asks for it.
+
+    The tables travel as LOKIFI_TABLES_JSON (no credentials in them); the primary's URL and
+    the S3 keys come from Secrets.
+    """
+    if spec.postgres is None:
+        return []
+    tables = spec.postgres.tables
+    compress = [t for t in tables if t.archive is not None and t.archive.compressAfterDays]
+    export = [t for t in tables if t.retention is not None]
+    commands: list[tuple[str, JobCommand]] = []
+    for work, chosen in (("compress", compress), ("export", export)):
+        if not chosen:
+            continue
+        tables_json = json.dumps(
+            [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in chosen],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        args = ["partitions", work]
+        plain: list[tuple[str, str]] = [(ENV_TABLES_JSON, tables_json)]
+        secret_env = _database_env(spec)
+        if work == "export":
+            s3_plain, s3_refs = _storage_env(spec)
+            plain += s3_plain
+            secret_env += s3_refs
+            if spec.objectStorage is not None:
+                args += ["--region", spec.objectStorage.region]
+                if spec.objectStorage.endpoint:
+                    args += ["--endpoint", spec.objectStorage.endpoint]
+        commands.append(
+            (
+                work,
+                JobCommand(
+                    component=PARTITIONS_COMPONENT,
+                    args=tuple(args),
+                    env=tuple(plain),
+                    secret_env=tuple(secret_env),
+                ),
+            )
+        )
+    return commands
+
+
 def _env(command: JobCommand) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": name, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}}
@@ -249,7 +305,8 @@ def build_cronjob(
 def desired_cronjobs(
     owner: Owner, spec: LokifiStorageSpec, settings: JobSettings
 ) -> list[dict[str, Any]]:
-    """Every CronJob the spec asks for, in a stable order (backups by schedule, then vacuum).
+    """Every CronJob the spec asks for, in a stable order (backups by schedule, vacuum, then the
+    partition work: compress, export).
 
     Backups and vacuum need the primary's URL, so without `spec.postgres` there is nothing to run.
     """
@@ -276,6 +333,17 @@ def desired_cronjobs(
                 spec.maintenance.vacuum.schedule,
                 vacuum_command(spec),
                 settings,
+            )
+        )
+    for work, command in partition_commands(spec):
+        jobs.append(
+            build_cronjob(
+                owner,
+                partitions_cronjob_name(owner.name, work),
+                PARTITION_JOBS_SCHEDULE,
+                command,
+                settings,
+                schedule_label=work,
             )
         )
     return jobs

@@ -60,3 +60,8 @@ def backup_cronjob_name(resource: str, schedule: str) -> str:
 def vacuum_cronjob_name(resource: str) -> str:
     """`<resource>-vacuum`."""
     return bounded_name(f"{resource}-vacuum", CRONJOB_NAME_LIMIT)
+
+
+def partitions_cronjob_name(resource: str, work: str) -> str:
+    """`<resource>-partitions-<work>`, e.g. lokifi-prod-partitions-export."""
+    return bounded_name(f"{resource}-partitions-{work}", CRONJOB_NAME_LIMIT)
