@@ -88,6 +88,8 @@ def test_connection_secret_and_cronjobs_are_written_and_owned(
         "lokifi-prod-backup-weekly",
         "lokifi-prod-backup-monthly",
         "lokifi-prod-vacuum",
+        "lokifi-prod-partitions-compress",
+        "lokifi-prod-partitions-export",
     }
     daily = by_name["lokifi-prod-backup-daily"]
     assert daily["spec"]["schedule"] == "0 2 * * *"

@@ -85,6 +85,8 @@ def test_removed_schedule_deletes_its_cronjob(
         "lokifi-prod-backup-daily",
         "lokifi-prod-backup-weekly",
         "lokifi-prod-vacuum",
+        "lokifi-prod-partitions-compress",
+        "lokifi-prod-partitions-export",
     }
 
 
