@@ -36,6 +36,20 @@ def crd() -> None:
     typer.echo(crd_yaml(), nl=False)
 
 
+docs_app = typer.Typer(help="Print documentation generated from the code.", no_args_is_help=True)
+
+
+@docs_app.command("api")
+def docs_api() -> None:
+    """Print the LokifiStorage API reference generated from the models (docs/api.md)."""
+    from lokifi_storage.api.reference import api_reference
+
+    typer.echo(api_reference(), nl=False)
+
+
+app.add_typer(docs_app, name="docs")
+
+
 @app.command()
 def version() -> None:
     """Print the operator's version."""
