@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the project needs on a fresh Debian 12 machine (run as root), and nothing
 # twice: Debian packages for the local stack, the Python venv with the project and its dev tools,
-# and the Kubernetes control plane built once from the Go module proxy (cached by version).
+# and the Kubernetes control plane and the kstatus checker built once from the Go module proxy
+# (cached by version).
 # Safe to run again: each step checks first and prints how long it took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,6 +79,11 @@ done_step
 # --- Kubernetes control plane ----------------------------------------------------------------------
 step "Kubernetes control plane (kube-apiserver, kube-controller-manager, kubectl, etcd)"
 bash stack/k8s/build.sh >/dev/null
+done_step
+
+# --- kstatus checker ------------------------------------------------------------------------------
+step "kstatus checker (sigs.k8s.io/cli-utils status.Compute, for the GitOps e2e test)"
+bash tools/kstatus/build.sh >/dev/null
 done_step
 
 echo "== install done in $(( $(date +%s) - total_start ))s"
