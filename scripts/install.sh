@@ -86,4 +86,10 @@ step "kstatus checker (sigs.k8s.io/cli-utils status.Compute, for the GitOps e2e 
 bash tools/kstatus/build.sh >/dev/null
 done_step
 
+# --- Helm ------------------------------------------------------------------------------------------
+# Lints and renders the chart in the tests (scripts/helm.sh pins the version).
+step "Helm"
+bash scripts/helm.sh version --short
+done_step
+
 echo "== install done in $(( $(date +%s) - total_start ))s"

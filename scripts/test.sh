@@ -9,7 +9,7 @@ bash scripts/install.sh
 .venv/bin/python -m stack up
 
 echo "== ruff"
-.venv/bin/ruff check operator tests stack bench
+.venv/bin/ruff check operator tests stack bench scripts
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"

@@ -170,6 +170,9 @@ def _start_apiserver(state: State, bins: Path, pki: Pki) -> None:
             f"--service-account-key-file={pki.sa_pub}",
             f"--service-account-signing-key-file={pki.sa_key}",
             "--disable-admission-plugins=ServiceAccount",
+            # As on OpenShift and hardened clusters: setting blockOwnerDeletion on an owned
+            # object needs `update` on the owner's finalizers, which the chart's RBAC grants.
+            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
             "--allow-privileged=true",
             "--profiling=false",
             "--v=0",

@@ -6,6 +6,7 @@ Each command group lives beside the layer it drives; this module only wires them
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -65,6 +66,15 @@ app.add_typer(partitions_cli.app, name="partitions")
 app.command("plan")(partitions_cli.plan)
 
 
+class LogLevel(StrEnum):
+    """Levels `run --log-level` accepts (the names of Python's logging levels)."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
 @app.command()
 def run(
     namespace: Annotated[
@@ -98,6 +108,10 @@ def run(
         str | None,
         typer.Option(envvar="LOKIFI_JOB_IMAGE", help="Image of the backup and vacuum CronJobs."),
     ] = None,
+    log_level: Annotated[
+        LogLevel,
+        typer.Option(envvar="LOKIFI_LOG_LEVEL", case_sensitive=False, help="Least log severity."),
+    ] = LogLevel.INFO,
 ) -> None:
     """Run the operator: reconcile every LokifiStorage it serves until SIGTERM."""
     import logging
@@ -107,7 +121,9 @@ def run(
     if bool(namespace) == all_namespaces:
         typer.echo("error: pass --namespace NS (one or more) or --all-namespaces", err=True)
         raise typer.Exit(2)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=log_level.value, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     options = RunOptions(
         namespaces=tuple(namespace or ()),
         all_namespaces=all_namespaces,

@@ -44,6 +44,8 @@ class Reason:
     SECRET_CONFLICT: Final = "SecretConflict"  # the connection Secret belongs to another owner
     CLEANUP_FAILED: Final = "CleanupFailed"  # deletionPolicy Delete could not remove something
     CLEANED_UP: Final = "CleanedUp"  # deletionPolicy Delete removed what the operator created
+    # The operator's ServiceAccount may not write an owned object (an RBAC rule is missing).
+    FORBIDDEN: Final = "Forbidden"
 
     # PostgreSQL
     CONNECTION_FAILED: Final = "ConnectionFailed"

@@ -14,6 +14,9 @@ Kopf settings, and why:
   on every resource; the resync is the controller's own loop (handlers/controller.py).
 - Peering: Kopf's peering is off (standalone); two operator processes are kept apart by a Lease
   before Kopf starts at all (handlers/leadership.py).
+- Scanning: off. The operator serves one known resource in namespaces named on the command line
+  (or all), so Kopf has no need to watch CustomResourceDefinitions or Namespaces, and the
+  ServiceAccount is granted neither (least privilege; charts/.../templates/rbac.yaml).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ def operator_settings(workers: int = 8) -> kopf.OperatorSettings:
     settings.persistence.finalizer = FINALIZER
     settings.peering.standalone = True
     settings.peering.mandatory = False
+    settings.scanning.disabled = True
     settings.execution.max_workers = workers
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330

@@ -10,11 +10,16 @@ A Secret of that name controlled by another object is not taken over (SecretConf
 When `connectionSecret.name` changes, the Secret of the old name stays until the resource is
 deleted (it is owned, so the garbage collector removes it then): finding it again would need
 permission to list every Secret of the namespace, which the operator does not ask for.
+
+A 403 from the API server is a missing RBAC rule, which only a human can add: it becomes the
+part's condition (reason Forbidden, with the API server's sentence naming the verb and resource)
+instead of a retry loop that only the operator's log would show.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from lokifi_storage.api.conditions import Reason
@@ -28,7 +33,7 @@ from lokifi_storage.builders.labels import (
     label_value,
 )
 from lokifi_storage.builders.secret import build_connection_secret, decode_secret_data
-from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.errors import ClientError, Refused
 from lokifi_storage.clients.kube import CRONJOBS, SECRETS, KubeClient
 from lokifi_storage.domain.schedule_diff import needs_write, plan_owned_objects
 
@@ -46,10 +51,31 @@ def _controller_uid(obj: Mapping[str, Any]) -> str | None:
     return None
 
 
+@contextmanager
+def _forbidden_is_refusal() -> Iterator[None]:
+    try:
+        yield
+    except Refused as error:
+        if error.reason != "Forbidden":
+            raise
+        raise OwnedObjectRefusedError(
+            f"{error.message}; grant it to the operator's ServiceAccount "
+            "(the Helm chart's templates/rbac.yaml lists every rule the operator needs)",
+            reason=Reason.FORBIDDEN,
+        ) from error
+
+
 def sync_connection_secret(
     kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, data: Mapping[str, str]
 ) -> list[str]:
     """Create or update the connection Secret when its data or metadata differ."""
+    with _forbidden_is_refusal():
+        return _sync_connection_secret(kube, owner, spec, data)
+
+
+def _sync_connection_secret(
+    kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, data: Mapping[str, str]
+) -> list[str]:
     if spec.postgres is None or spec.postgres.connectionSecret is None:
         return []
     if "DATABASE_URL" not in data:
@@ -85,6 +111,13 @@ def sync_cronjobs(
     kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, settings: JobSettings
 ) -> list[str]:
     """Create, update and delete this resource's CronJobs so they match the spec."""
+    with _forbidden_is_refusal():
+        return _sync_cronjobs(kube, owner, spec, settings)
+
+
+def _sync_cronjobs(
+    kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, settings: JobSettings
+) -> list[str]:
     desired = desired_cronjobs(owner, spec, settings)
     observed = kube.list_owned(CRONJOBS, owner.namespace, owner.uid, owned_selector(owner))
     plan = plan_owned_objects(desired, observed)
