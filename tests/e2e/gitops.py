@@ -157,3 +157,32 @@ def _bytes_to_text(value: Any) -> Any:
     if isinstance(value, dict):
         return {_bytes_to_text(k): _bytes_to_text(v) for k, v in value.items()}
     return value
+
+
+KSTATUS_BUILD = REPO / "tools" / "kstatus" / "build.sh"
+
+
+def kstatus_binary() -> Path:
+    """The kstatus checker, built by tools/kstatus/build.sh (instant once cached)."""
+    result = subprocess.run(
+        ["bash", str(KSTATUS_BUILD)], capture_output=True, text=True, timeout=600, check=False
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"building the kstatus checker failed: {result.stderr.strip()}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def kstatus(binary: Path, obj: dict[str, Any]) -> Health:
+    """What sigs.k8s.io/cli-utils' status.Compute says of `obj` (Current, InProgress, ...)."""
+    result = subprocess.run(
+        [str(binary)],
+        input=json.dumps(obj),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"kstatus failed: {result.stderr.strip()}")
+    out = json.loads(result.stdout)
+    return Health(str(out["status"]), str(out["message"]))

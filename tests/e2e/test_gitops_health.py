@@ -4,12 +4,14 @@ objects the operator really wrote, at each moment of a resource's life.
 One resource goes through every state an admin meets: applied before any operator ran, a
 missing Secret, Ready, an unreachable endpoint the operator keeps retrying, a spec change the
 operator has not seen yet (generation ahead), and a spec the models refuse. Each object is read
-with `kubectl get -o json`, turned into a Lua table and handed to the script as Argo CD does.
+with `kubectl get -o json`, turned into a Lua table and handed to the script as Argo CD does,
+and also given to sigs.k8s.io/cli-utils' kstatus (tools/kstatus), which Flux and kpt use.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,12 +24,26 @@ from e2e_operator import (
     kubectl,
     wait_for,
 )
-from gitops import HEALTH_LUA, REPO, Health, argocd_health, lua_literal, round_trip
+from gitops import (
+    HEALTH_LUA,
+    REPO,
+    Health,
+    argocd_health,
+    kstatus,
+    kstatus_binary,
+    lua_literal,
+    round_trip,
+)
 
 from lokifi_storage.api import conditions as types
 from lokifi_storage.builders.names import API_GROUP, KIND
 
 ARGOCD_README = REPO / "deploy" / "argocd" / "README.md"
+
+
+@pytest.fixture(scope="module")
+def kstatus_checker() -> Path:
+    return kstatus_binary()
 
 
 def health_of(full_example: FullExample) -> tuple[dict[str, Any], Health]:
@@ -37,8 +53,9 @@ def health_of(full_example: FullExample) -> tuple[dict[str, Any], Health]:
 
 
 def test_health_follows_the_operator_through_a_resource_lifecycle(
-    full_example: FullExample, start_operator: OperatorFactory
+    full_example: FullExample, start_operator: OperatorFactory, kstatus_checker: Path
 ) -> None:
+    """Argo CD's health and kstatus' verdict (cli-utils, as Flux and kpt compute it) agree."""
     stack, ns = full_example.stack, full_example.namespace
     full_example.create_secrets(skip=["lokifi-db"])
     full_example.apply()
@@ -48,6 +65,9 @@ def test_health_follows_the_operator_through_a_resource_lifecycle(
     assert "status" not in obj
     assert health.status == "Progressing", health
     assert "waiting for the operator" in health.message
+    # kstatus cannot tell "no controller acted yet" from "nothing to report" and calls an object
+    # without status.observedGeneration Current; Argo CD waits, thanks to the script.
+    assert kstatus(kstatus_checker, obj).status == "Current"
 
     # (b) The primary's Secret is missing: Stalled, and the message names the Secret.
     operator = start_operator(ns)
@@ -61,6 +81,7 @@ def test_health_follows_the_operator_through_a_resource_lifecycle(
     stalled = conditions(obj)[types.STALLED]
     assert health == Health("Degraded", f"{stalled['reason']}: {stalled['message']}")
     assert "'lokifi-db'" in health.message
+    assert kstatus(kstatus_checker, obj) == Health("Failed", stalled["message"])
 
     # (c) Ready once the Secret exists.
     create_secret(stack, ns, "lokifi-db", url=full_example.database.primary_url)
@@ -68,6 +89,7 @@ def test_health_follows_the_operator_through_a_resource_lifecycle(
     obj, health = health_of(full_example)
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert health == Health("Healthy", f"Reconciled: {conditions(obj)[types.READY]['message']}")
+    assert kstatus(kstatus_checker, obj).status == "Current"
 
     # (e) The object storage endpoint stops answering: the operator retries (Reconciling).
     closed = f"http://127.0.0.1:{free_port()}"
@@ -88,6 +110,9 @@ def test_health_follows_the_operator_through_a_resource_lifecycle(
         health.message
         == f"{conds[types.RECONCILING]['reason']}: {conds[types.RECONCILING]['message']}"
     )
+    assert kstatus(kstatus_checker, obj) == Health(
+        "InProgress", conds[types.RECONCILING]["message"]
+    )
 
     # (a') A spec change the operator has not observed: generation ahead of the status.
     operator.stop()
@@ -96,6 +121,7 @@ def test_health_follows_the_operator_through_a_resource_lifecycle(
     assert obj["metadata"]["generation"] == 3
     assert obj["status"]["observedGeneration"] == 2
     assert health == Health("Progressing", "waiting for the operator to observe generation 3")
+    assert kstatus(kstatus_checker, obj).status == "InProgress"
 
     # (d) The spec passed admission but the models refuse it: Stalled/InvalidSpec.
     start_operator(ns)
@@ -111,6 +137,9 @@ def test_health_follows_the_operator_through_a_resource_lifecycle(
     assert health.status == "Degraded", health
     assert health.message.startswith("InvalidSpec: ")
     assert "spec.backups.schedules.0.schedule" in health.message
+    assert kstatus(kstatus_checker, obj) == Health(
+        "Failed", conditions(obj)[types.STALLED]["message"]
+    )
 
 
 @pytest.mark.parametrize(
