@@ -1,0 +1,58 @@
+"""The Dockerfile and the chart agree: the user the pod runs as, the command, the ports, and the
+PostgreSQL client tools the backup jobs look for. (There is no container engine in CI, so the
+image itself is not built here; these checks keep the two files from drifting apart.)"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from helmchart import CHART, one, render
+from stackfixtures import REPO
+
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+
+
+def instruction(name: str) -> list[str]:
+    """Arguments of every `NAME ...` line of the Dockerfile's last stage."""
+    last_stage = DOCKERFILE.rsplit("\nFROM ", 1)[1]
+    return [m.group(1).strip() for m in re.finditer(rf"^{name} (.+)$", last_stage, re.M)]
+
+
+def test_image_runs_as_the_user_the_chart_requires() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert instruction("USER") == [
+        f"{values['podSecurityContext']['runAsUser']}:{values['podSecurityContext']['runAsGroup']}"
+    ]
+
+
+def test_image_entrypoint_is_the_cli_and_the_chart_runs_its_run_command(tmp_path: Path) -> None:
+    assert json.loads(instruction("ENTRYPOINT")[0]) == ["lokifi-storage"]
+    args = one(render(tmp_path), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    # Every flag the chart passes is one `lokifi-storage run` accepts.
+    help_text = subprocess.run(
+        [str(Path(sys.executable).with_name("lokifi-storage")), *args[:1], "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    for flag in args[1:]:
+        assert flag.split("=")[0] in help_text, flag
+
+
+def test_image_exposes_the_charts_health_and_metrics_ports() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    exposed = {int(p) for line in instruction("EXPOSE") for p in line.split()}
+    assert exposed == {values["healthPort"], values["metrics"]["port"]}
+
+
+def test_image_points_the_backup_jobs_at_its_postgresql_client_tools() -> None:
+    assert "postgresql-client-${PG_MAJOR}" in DOCKERFILE
+    assert "LOKIFI_PG_BIN=/usr/lib/postgresql/${PG_MAJOR}/bin" in DOCKERFILE
+    assert "pg_dump --version; pg_restore --version" in DOCKERFILE
