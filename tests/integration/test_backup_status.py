@@ -157,3 +157,27 @@ def test_a_missing_bucket_is_reported_as_bucket_not_found(stack: StackEnv) -> No
     with pytest.raises(NotFound) as raised:
         _reconcile(stack, "no-such-bucket-lokifi-test", datetime.now(UTC))
     assert raised.value.reason == Reason.BUCKET_NOT_FOUND
+
+
+def test_a_bucket_objectstorage_will_create_is_pending_not_missing(stack: StackEnv) -> None:
+    """The first pass runs the parts side by side: the backups part may list the bucket before
+    the objectStorage part has created it (create: true). That is no backup yet, not a missing
+    bucket; a bucket nobody creates is still BucketNotFound (the test above)."""
+    bucket = "lokifi-test-created-later"
+    storage = ObjectStorageSpec.model_validate(
+        {
+            **_storage(stack).model_dump(mode="json", exclude_none=True),
+            "buckets": [{"name": bucket, "create": True}],
+        }
+    )
+    report = reconcile_backups(
+        _spec(bucket),
+        storage,
+        stack.aws_access_key_id,
+        stack.aws_secret_access_key,
+        name="lks",
+        now=datetime.now(UTC),
+        since=datetime.now(UTC),
+    )
+    assert report.condition.reason == Reason.BACKUP_PENDING
+    assert [s["schedule"] for s in report.status["backups"]] == ["daily", "weekly"]

@@ -14,15 +14,22 @@ from __future__ import annotations
 from datetime import datetime
 
 from lokifi_storage.api import conditions as types
+from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import BackupsSpec, ObjectStorageSpec
 from lokifi_storage.api.status import Condition
 from lokifi_storage.clients.backup_store import BackupStore
+from lokifi_storage.clients.errors import NotFound
 from lokifi_storage.clients.s3 import S3Client, make_client
 from lokifi_storage.domain.backup_catalog import catalog, name_prefix
 from lokifi_storage.domain.backup_health import assess_backups
 from lokifi_storage.reconcile.report import PartReport
 
 __all__ = ["reconcile_backups"]
+
+
+def _created_here(spec: BackupsSpec, object_storage: ObjectStorageSpec | None) -> bool:
+    buckets = object_storage.buckets if object_storage else []
+    return any(b.name == spec.bucket and b.create for b in buckets)
 
 
 def reconcile_backups(
@@ -45,7 +52,16 @@ def reconcile_backups(
         secret_key,
     )
     store = BackupStore(s3, spec.bucket)
-    runs = catalog(spec.prefix, name, store.list_objects(name_prefix(spec.prefix, name)))
+    try:
+        objects = store.list_objects(name_prefix(spec.prefix, name))
+    except NotFound as missing:
+        if missing.reason != Reason.BUCKET_NOT_FOUND or not _created_here(spec, object_storage):
+            raise
+        # objectStorage creates this bucket (create: true), in this same pass or a later one:
+        # it holds no backups yet, which is BackupPending, not a missing bucket to warn about.
+        # Should creating it fail, ObjectStorageReady says why.
+        objects = []
+    runs = catalog(spec.prefix, name, objects)
     health = assess_backups(spec.schedules, runs, now, since=since)
     return PartReport(
         condition=Condition(
