@@ -131,3 +131,30 @@ def test_no_partition_jobs_without_archive_compression_or_retention() -> None:
         j["metadata"]["name"] for j in desired_cronjobs(Owner("ns", "x", "u"), spec, JobSettings())
     ]
     assert not [n for n in names if "-partitions-" in n]
+
+
+def test_partition_jobs_follow_maintenance_partitions_schedule() -> None:
+    assert _job("lokifi-prod-partitions-export")["spec"]["schedule"] == "30 1 * * *"
+    spec = LokifiStorageSpec.model_validate(
+        {
+            **SPEC.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "maintenance": {"partitions": {"schedule": "15 3 * * 6"}},
+        }
+    )
+    jobs = desired_cronjobs(Owner("ns", "lokifi-prod", "uid"), spec, JobSettings())
+    schedules = {
+        j["metadata"]["name"]: j["spec"]["schedule"]
+        for j in jobs
+        if "-partitions-" in j["metadata"]["name"]
+    }
+    assert schedules == {
+        "lokifi-prod-partitions-compress": "15 3 * * 6",
+        "lokifi-prod-partitions-export": "15 3 * * 6",
+    }
+
+
+def test_a_bad_partitions_schedule_names_the_field() -> None:
+    with pytest.raises(ValueError, match=r"maintenance\.partitions\.schedule"):
+        LokifiStorageSpec.model_validate(
+            {"maintenance": {"partitions": {"schedule": "61 * * * *"}}}
+        )

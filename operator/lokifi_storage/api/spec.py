@@ -129,10 +129,31 @@ class VacuumSpec(SpecModel):
     analyze: bool = Field(default=True, description="VACUUM (ANALYZE): refresh planner stats.")
 
 
+# Daily at 01:30 UTC: before the usual backup hour, so a backup sees the night's exports done.
+DEFAULT_PARTITION_JOBS_SCHEDULE = "30 1 * * *"
+
+
+class PartitionJobsSpec(SpecModel):
+    """When the heavy partition work runs: the lz4 rewrite of archived partitions
+    (`compressAfterDays`) and the verified export then drop (`retention.exportTo`). The
+    reconciler only plans and reports this work; CronJobs do it, off the reconcile path."""
+
+    schedule: Schedule = Field(
+        default=DEFAULT_PARTITION_JOBS_SCHEDULE,
+        description="Cron schedule in UTC of the partitions compress and export CronJobs, "
+        'e.g. "30 1 * * *".',
+    )
+
+
 class MaintenanceSpec(SpecModel):
     """Scheduled database maintenance."""
 
     vacuum: VacuumSpec | None = Field(default=None, description="Scheduled VACUUM.")
+    partitions: PartitionJobsSpec | None = Field(
+        default=None,
+        description="Schedule of the partitions compress/export CronJobs (created only for "
+        "tables with compressAfterDays or retention.exportTo); default daily at 01:30 UTC.",
+    )
 
 
 def _quantity_text(value: object) -> object:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from lokifi_storage.api.spec import (
+    DEFAULT_PARTITION_JOBS_SCHEDULE,
     BackupScheduleSpec,
     LokifiStorageSpec,
     SecretKeyRef,
@@ -51,9 +52,6 @@ __all__ = [
 BACKUP_COMPONENT: Final = "backup"
 VACUUM_COMPONENT: Final = "vacuum"
 PARTITIONS_COMPONENT: Final = "partitions"
-# The heavy partition work (lz4 rewrite of archived partitions, verified export then drop) runs
-# daily at 01:30 UTC, before the default backup hour; the reconciler reports what is pending.
-PARTITION_JOBS_SCHEDULE: Final = "30 1 * * *"
 ENV_TABLES_JSON: Final = "LOKIFI_TABLES_JSON"
 
 DEFAULT_IMAGE: Final = "ghcr.io/lokifi/lokifi-storage-operator:latest"
@@ -335,12 +333,14 @@ def desired_cronjobs(
                 settings,
             )
         )
+    maintenance = spec.maintenance.partitions if spec.maintenance else None
+    partition_schedule = maintenance.schedule if maintenance else DEFAULT_PARTITION_JOBS_SCHEDULE
     for work, command in partition_commands(spec):
         jobs.append(
             build_cronjob(
                 owner,
                 partitions_cronjob_name(owner.name, work),
-                PARTITION_JOBS_SCHEDULE,
+                partition_schedule,
                 command,
                 settings,
                 schedule_label=work,
