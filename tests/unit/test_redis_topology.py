@@ -52,3 +52,14 @@ def test_cluster_info_counters_are_read_despite_crlf_line_ends() -> None:
     assert info.state == "fail"
     assert (info.slots_assigned, info.slots_ok, info.slots_fail) == (16384, 10923, 5461)
     assert info.known_nodes == 6
+
+
+def test_a_node_that_never_met_another_gets_the_address_it_was_asked_on() -> None:
+    text = "0dde28ea0000 :7100@17100 myself,master - 0 0 0 connected\n"
+    assert parse_cluster_nodes(text)[0].host == ""
+    (node,) = parse_cluster_nodes(text, asked="10.0.0.7")
+    assert (node.host, node.port) == ("10.0.0.7", 7100)
+    assert node.addressable
+    # Only `myself` is filled in: another node without an address stays without one.
+    other = "1111 :7101@17101 master - 0 0 0 connected\n"
+    assert parse_cluster_nodes(other, asked="10.0.0.7")[0].host == ""

@@ -68,14 +68,20 @@ def _address(field: str) -> tuple[str, int]:
         return host, 0
 
 
-def parse_cluster_nodes(text: str) -> list[ClusterNode]:
-    """Every node of CLUSTER NODES output, in the order given."""
+def parse_cluster_nodes(text: str, asked: str | None = None) -> list[ClusterNode]:
+    """Every node of CLUSTER NODES output, in the order given.
+
+    A node that has not yet met another one does not know its own IP and lists itself as
+    `:port@cport`; `asked` (the host the command was sent to) fills that in for the `myself`
+    line, as redis-cli does, so a lone or freshly created node is still addressable."""
     nodes = []
     for line in text.splitlines():
         fields = line.split()
         if len(fields) < 8:
             continue
         host, port = _address(fields[1])
+        if not host and asked and "myself" in fields[2].split(","):
+            host = asked
         nodes.append(
             ClusterNode(
                 node_id=fields[0],

@@ -58,7 +58,7 @@ def _discover(
     for seed in spec.nodes:
         node = nodes.node(seed.host, seed.port)
         try:
-            return parse_cluster_nodes(node.cluster_nodes()), parse_cluster_info(
+            return parse_cluster_nodes(node.cluster_nodes(), seed.host), parse_cluster_info(
                 node.cluster_info()
             )
         except AuthenticationFailed as error:
