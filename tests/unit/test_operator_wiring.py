@@ -32,6 +32,13 @@ def test_kopf_posts_no_events_and_keeps_its_bookkeeping_out_of_status() -> None:
     assert settings.peering.standalone is True
 
 
+def test_kopf_watches_namespaces_only_when_a_glob_needs_resolving() -> None:
+    assert operator_settings().scanning.disabled is True
+    assert operator_settings(namespaces=["lokifi", "lokifi-staging"]).scanning.disabled is True
+    assert operator_settings(namespaces=["lokifi", "team-*"]).scanning.disabled is False
+    assert operator_settings(namespaces=["!kube-system"]).scanning.disabled is False
+
+
 def test_no_timer_or_daemon_is_registered_so_retain_needs_no_finalizer() -> None:
     registry = build_registry()
     assert not registry._spawning.get_all_handlers()

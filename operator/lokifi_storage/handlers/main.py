@@ -149,7 +149,9 @@ async def _lead(
     operator = asyncio.create_task(
         kopf.operator(
             registry=build_registry(),
-            settings=operator_settings(workers=max(4, options.workers * 2)),
+            settings=operator_settings(
+                workers=max(4, options.workers * 2), namespaces=options.namespaces
+            ),
             standalone=True,
             clusterwide=options.all_namespaces,
             namespaces=list(options.namespaces),

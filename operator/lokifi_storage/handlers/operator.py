@@ -14,15 +14,17 @@ Kopf settings, and why:
   on every resource; the resync is the controller's own loop (handlers/controller.py).
 - Peering: Kopf's peering is off (standalone); two operator processes are kept apart by a Lease
   before Kopf starts at all (handlers/leadership.py).
-- Scanning: off. The operator serves one known resource in namespaces named on the command line
-  (or all), so Kopf has no need to watch CustomResourceDefinitions or Namespaces, and the
-  ServiceAccount is granted neither (least privilege; charts/.../templates/rbac.yaml).
+- Scanning: off when every namespace is named exactly (or all are served): the operator serves
+  one known resource, so Kopf has no need to watch CustomResourceDefinitions or Namespaces, and
+  the chart's ServiceAccount is granted neither (least privilege; templates/rbac.yaml). A glob
+  (`--namespace 'team-*'`) needs Kopf to watch Namespaces to resolve it, so it keeps scanning
+  on, and then the operator needs list/watch on namespaces.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import kopf
@@ -37,7 +39,7 @@ FINALIZER: Final = "storage.lokifi.ai/cleanup"
 log = logging.getLogger(__name__)
 
 
-def operator_settings(workers: int = 8) -> kopf.OperatorSettings:
+def operator_settings(workers: int = 8, namespaces: Sequence[str] = ()) -> kopf.OperatorSettings:
     """Kopf's settings for this operator (see the module docstring for each choice)."""
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
@@ -51,12 +53,17 @@ def operator_settings(workers: int = 8) -> kopf.OperatorSettings:
     settings.persistence.finalizer = FINALIZER
     settings.peering.standalone = True
     settings.peering.mandatory = False
-    settings.scanning.disabled = True
+    settings.scanning.disabled = not any(_is_pattern(ns) for ns in namespaces)
     settings.execution.max_workers = workers
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
     return settings
+
+
+def _is_pattern(namespace: str) -> bool:
+    """Kopf reads `*`, `?`, `[...]` and a leading `!` in a namespace as a glob to resolve."""
+    return namespace.startswith("!") or any(c in namespace for c in "*?[,")
 
 
 def _delete_policy(spec: Mapping[str, Any], **_: Any) -> bool:
