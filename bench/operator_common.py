@@ -19,6 +19,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "e2e")]
 
+from e2e_full import create_example_secrets  # noqa: E402
 from e2e_operator import APP_SCHEMA, OperatorProcess, create_secret, kubectl, render  # noqa: E402
 from e2e_proxy import CountingProxy, counting_proxy  # noqa: E402
 
@@ -40,6 +41,7 @@ __all__ = [
     "StackEnv",
     "counting_proxy",
     "create_database",
+    "create_example_secrets",
     "create_secret",
     "drop_database",
     "empty_and_delete_bucket",

@@ -27,7 +27,7 @@ from operator_common import (
     OperatorProcess,
     counting_proxy,
     create_database,
-    create_secret,
+    create_example_secrets,
     drop_database,
     empty_and_delete_bucket,
     install_crd,
@@ -59,16 +59,7 @@ def measure(shape: str, manifest_file: str, resyncs: int) -> None:
             conn.execute(APP_SCHEMA.read_bytes())
         for bucket in buckets.values():
             s3.create_bucket(Bucket=bucket)
-        create_secret(env, ns, "lokifi-db", url=database.primary_url)
-        create_secret(env, ns, "lokifi-db-replica-1", url=database.replica_url)
-        create_secret(env, ns, "lokifi-redis", password=env.redis_password)
-        create_secret(
-            env,
-            ns,
-            "lokifi-s3",
-            AWS_ACCESS_KEY_ID=env.aws_access_key_id,
-            AWS_SECRET_ACCESS_KEY=env.aws_secret_access_key,
-        )
+        create_example_secrets(env, ns, database)
         manifest = render(
             "ready" if manifest_file == "full" else "noop",
             "lokifistorage.yaml",

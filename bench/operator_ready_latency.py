@@ -26,7 +26,7 @@ from operator_common import (
     LKS,
     OperatorProcess,
     create_database,
-    create_secret,
+    create_example_secrets,
     drop_database,
     empty_and_delete_bucket,
     install_crd,
@@ -76,16 +76,7 @@ def main() -> None:
             }
             for bucket in buckets.values():
                 s3.create_bucket(Bucket=bucket)
-            create_secret(env, ns, "lokifi-db", url=database.primary_url)
-            create_secret(env, ns, "lokifi-db-replica-1", url=database.replica_url)
-            create_secret(env, ns, "lokifi-redis", password=env.redis_password)
-            create_secret(
-                env,
-                ns,
-                "lokifi-s3",
-                AWS_ACCESS_KEY_ID=env.aws_access_key_id,
-                AWS_SECRET_ACCESS_KEY=env.aws_secret_access_key,
-            )
+            create_example_secrets(env, ns, database)
             manifest = render(
                 "ready",
                 "lokifistorage.yaml",

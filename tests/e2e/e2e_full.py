@@ -12,6 +12,24 @@ from e2e_operator import create_secret, get_json, kubectl, render
 from stackfixtures import PgDatabase, StackEnv
 
 
+def create_example_secrets(
+    stack: StackEnv, namespace: str, database: PgDatabase, *, skip: Sequence[str] = ()
+) -> None:
+    """The four Secrets the full example names, holding the stack's credentials (sent on stdin)."""
+    secrets = {
+        "lokifi-db": {"url": database.primary_url},
+        "lokifi-db-replica-1": {"url": database.replica_url},
+        "lokifi-redis": {"password": stack.redis_password},
+        "lokifi-s3": {
+            "AWS_ACCESS_KEY_ID": stack.aws_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": stack.aws_secret_access_key,
+        },
+    }
+    for name, data in secrets.items():
+        if name not in skip:
+            create_secret(stack, namespace, name, **data)
+
+
 class FullExample:
     """The full example of DESIGN.md in a test namespace, pointed at the stack's servers.
 
@@ -42,18 +60,7 @@ class FullExample:
         }
 
     def create_secrets(self, *, skip: Sequence[str] = ()) -> None:
-        secrets = {
-            "lokifi-db": {"url": self.database.primary_url},
-            "lokifi-db-replica-1": {"url": self.database.replica_url},
-            "lokifi-redis": {"password": self.stack.redis_password},
-            "lokifi-s3": {
-                "AWS_ACCESS_KEY_ID": self.stack.aws_access_key_id,
-                "AWS_SECRET_ACCESS_KEY": self.stack.aws_secret_access_key,
-            },
-        }
-        for name, data in secrets.items():
-            if name not in skip:
-                create_secret(self.stack, self.namespace, name, **data)
+        create_example_secrets(self.stack, self.namespace, self.database, skip=skip)
 
     def manifest(self, **overrides: object) -> str:
         return render("ready", "lokifistorage.yaml", **{**self.values, **overrides})
