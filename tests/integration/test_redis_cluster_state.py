@@ -1,7 +1,7 @@
 """RedisReady=False with ClusterNotOk, on a real redis-server whose cluster really is not ok.
 
 The shared 6-node cluster must stay healthy for every other test, so this one starts its own
-cluster-enabled redis-server on a free loopback port: with no hash slots assigned it reports
+cluster-enabled redis-server on free loopback ports: with no hash slots assigned it reports
 `cluster_state:fail`, exactly as a cluster that lost slot coverage does. Assigning all 16384
 slots to it (CLUSTER ADDSLOTSRANGE) makes the state `ok`, and the next pass says so.
 """
@@ -25,22 +25,32 @@ from lokifi_storage.reconcile.redis import reconcile_redis
 REDIS_SERVER = "/usr/bin/redis-server"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports, held open together so the kernel cannot hand one out twice."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 @pytest.fixture
 def lone_cluster_node(tmp_path: Path) -> Iterator[tuple[int, str]]:
-    """A cluster-enabled redis-server with no slots: (port, password)."""
-    port, password = _free_port(), secrets.token_hex(16)
+    """A cluster-enabled redis-server with no slots: (port, password).
+
+    The cluster bus port is set explicitly: by default it is port + 10000, which is past 65535
+    for half of the kernel's ephemeral range, and redis-server then refuses to start.
+    """
+    (port, bus_port), password = _free_ports(2), secrets.token_hex(16)
     conf = tmp_path / "redis.conf"
     conf.write_text(
         "\n".join(
             [
                 f"port {port}",
+                f"cluster-port {bus_port}",
                 "bind 127.0.0.1",
                 f"dir {tmp_path}",
                 "cluster-enabled yes",
@@ -53,10 +63,10 @@ def lone_cluster_node(tmp_path: Path) -> Iterator[tuple[int, str]]:
         )
     )
     conf.chmod(0o600)
-    proc = subprocess.Popen(
-        [REDIS_SERVER, str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    client = redis.Redis(port=port, password=password)
+    log = tmp_path / "redis.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([REDIS_SERVER, str(conf)], stdout=out, stderr=subprocess.STDOUT)
+    client = redis.Redis(host="127.0.0.1", port=port, password=password)
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -64,6 +74,8 @@ def lone_cluster_node(tmp_path: Path) -> Iterator[tuple[int, str]]:
                 client.ping()
                 break
             except redis.ConnectionError:
+                if proc.poll() is not None:
+                    pytest.fail(f"redis-server exited {proc.returncode}: {log.read_text()[-2000:]}")
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
@@ -86,7 +98,7 @@ def test_a_cluster_without_slot_coverage_is_cluster_not_ok_until_it_is(
     assert "fail" in failed.condition.message
     assert password not in failed.condition.message
 
-    node = redis.Redis(port=port, password=password, decode_responses=True)
+    node = redis.Redis(host="127.0.0.1", port=port, password=password, decode_responses=True)
     try:
         node.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
         deadline = time.monotonic() + 10
