@@ -64,6 +64,7 @@ def test_default_release_serves_every_namespace_with_only_the_verbs_it_uses(
         ("", "secrets", "get"),
         ("", "secrets", "create"),
         ("", "secrets", "patch"),
+        ("", "secrets", "delete"),
         ("batch", "cronjobs", "get"),
         ("batch", "cronjobs", "list"),
         ("batch", "cronjobs", "create"),

@@ -57,6 +57,7 @@ class FullExample:
             "maxmemory": "2gb",
             "daily_schedule": "0 2 * * *",
             "premake": 3,
+            "conn_secret": "lokifi-db-conn",
         }
 
     def create_secrets(self, *, skip: Sequence[str] = ()) -> None:

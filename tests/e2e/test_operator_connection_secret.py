@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 
 from e2e_full import FullExample
-from e2e_operator import OperatorFactory, conditions, get_json, kubectl, wait_for
+from e2e_operator import OperatorFactory, conditions, events, get_json, kubectl, wait_for
 
 from lokifi_storage.api import conditions as types
 from stackfaults import stopped_pg_replica
@@ -54,3 +54,58 @@ def test_stopped_replica_leaves_the_secret_and_comes_back(
         "the replica to be back in the Secret",
     )
     kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=60s")
+
+
+def secret_exists(full_example: FullExample, name: str) -> bool:
+    return get_json(full_example.stack, full_example.namespace, "secret", name) is not None
+
+
+def recorded_secret(full_example: FullExample) -> str | None:
+    obj = full_example.get() or {}
+    name = (obj.get("status", {}).get("connectionSecret") or {}).get("name")
+    return None if name is None else str(name)
+
+
+def test_renamed_connection_secret_replaces_the_old_one_unless_another_owner_took_it(
+    full_example: FullExample, start_operator: OperatorFactory
+) -> None:
+    stack, ns = full_example.stack, full_example.namespace
+    full_example.create_secrets()
+    full_example.apply()
+    operator = start_operator(ns, resync_seconds=2)
+    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    assert recorded_secret(full_example) == "lokifi-db-conn"
+
+    full_example.apply(conn_secret="lokifi-db-conn-v2")
+    wait_for(
+        lambda: (
+            recorded_secret(full_example) == "lokifi-db-conn-v2"
+            and not secret_exists(full_example, "lokifi-db-conn")
+        ),
+        60,
+        "lokifi-db-conn-v2 recorded and lokifi-db-conn deleted",
+    )
+    v2 = get_json(stack, ns, "secret", "lokifi-db-conn-v2")
+    assert v2 is not None
+    assert "DATABASE_URL" in v2["data"]
+    messages = [e.get("message", "") for e in events(stack, ns, "lokifi-prod")]
+    assert "deleted connection Secret lokifi-db-conn: renamed to lokifi-db-conn-v2" in messages
+
+    # While the operator is down, someone takes v2 over (drops its ownerReference) and the spec
+    # is renamed again: the new Secret is written, the taken-over one is left alone.
+    operator.stop()
+    kubectl(
+        stack, "-n", ns, "patch", "secret", "lokifi-db-conn-v2", "--type=json",
+        "-p", '[{"op": "remove", "path": "/metadata/ownerReferences"}]',
+    )  # fmt: skip
+    full_example.apply(conn_secret="lokifi-db-conn-v3")
+    start_operator(ns, resync_seconds=2)
+    wait_for(
+        lambda: recorded_secret(full_example) == "lokifi-db-conn-v3",
+        60,
+        "lokifi-db-conn-v3 recorded",
+    )
+    assert secret_exists(full_example, "lokifi-db-conn-v3")
+    kept = get_json(stack, ns, "secret", "lokifi-db-conn-v2")
+    assert kept is not None, "a Secret this resource no longer controls was deleted"
+    assert "ownerReferences" not in kept["metadata"]

@@ -46,7 +46,8 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{/*
 What the operator does in a namespace it serves: read LokifiStorage and patch its status and
 Kopf's annotations/finalizer; read the credential Secrets and write the connection Secret
-(never list or watch Secrets, never delete them: garbage collection does);
+(never list or watch Secrets; delete only the connection Secret of a name the spec renamed away
+from, which status.connectionSecret records; garbage collection removes the rest);
 own CronJobs; post Events. Nothing else: no Pods, no Jobs, no CRDs, no Namespaces.
 Server-side apply of an object that does not exist yet needs `create` besides `patch`.
 */}}
@@ -61,9 +62,10 @@ Server-side apply of an object that does not exist yet needs `create` besides `p
 - apiGroups: ["storage.lokifi.ai"]
   resources: ["lokifistorages/finalizers"]
   verbs: ["update"]
+# delete: only the connection Secret of a name the spec no longer uses (checked by uid).
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "create", "patch"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
   verbs: ["get", "list", "create", "patch", "delete"]

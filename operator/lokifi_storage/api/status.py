@@ -148,6 +148,18 @@ class ObjectStorageStatus(StatusModel):
     buckets: list[BucketStatus] = Field(default_factory=list)
 
 
+class ConnectionSecretStatus(StatusModel):
+    """The connection Secret the operator keeps for application pods."""
+
+    name: str = Field(
+        description=(
+            "The Secret written from spec.postgres.connectionSecret. Recorded so that a rename can "
+            "delete the Secret of the old name once the new one exists: finding it otherwise "
+            "would need permission to list every Secret of the namespace."
+        )
+    )
+
+
 class SummaryStatus(StatusModel):
     """Totals for `kubectl get lks` columns; derived from the rest of the status."""
 
@@ -195,6 +207,7 @@ class LokifiStorageStatus(StatusModel):
     backups: list[BackupStatus] = Field(default_factory=list)
     redis: RedisStatus | None = None
     objectStorage: ObjectStorageStatus | None = None
+    connectionSecret: ConnectionSecretStatus | None = None
     summary: SummaryStatus | None = Field(
         default=None, description="Totals for kubectl get columns; derived, never set by hand."
     )

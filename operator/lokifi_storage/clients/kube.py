@@ -233,19 +233,26 @@ class KubeClient:
         )
         return result
 
-    def delete(self, resource: Resource, namespace: str, name: str) -> bool:
-        """Delete with background propagation; False when it was already gone."""
+    def delete(self, resource: Resource, namespace: str, name: str, uid: str | None = None) -> bool:
+        """Delete with background propagation; False when it was already gone.
+
+        With `uid`, only that very object: if the name now belongs to an object created since
+        it was read, the API server refuses (409) and nothing is deleted.
+        """
+        options: dict[str, Any] = {
+            "kind": "DeleteOptions",
+            "apiVersion": "v1",
+            "propagationPolicy": "Background",
+        }
+        if uid is not None:
+            options["preconditions"] = {"uid": uid}
         try:
-            self._request(
-                "DELETE",
-                resource.path(namespace, name),
-                body={
-                    "kind": "DeleteOptions",
-                    "apiVersion": "v1",
-                    "propagationPolicy": "Background",
-                },
-            )
+            self._request("DELETE", resource.path(namespace, name), body=options)
         except NotFound:
+            return False
+        except Conflict:
+            if uid is None:
+                raise
             return False
         return True
 

@@ -7,9 +7,13 @@ Event. An unchanged object costs a GET (or a LIST for CronJobs) and no write.
 The connection Secret is never written without DATABASE_URL: when the primary's Secret is
 missing the application keeps the Secret it has rather than getting one without a database.
 A Secret of that name controlled by another object is not taken over (SecretConflict).
-When `connectionSecret.name` changes, the Secret of the old name stays until the resource is
-deleted (it is owned, so the garbage collector removes it then): finding it again would need
-permission to list every Secret of the namespace, which the operator does not ask for.
+The name written is recorded in status.connectionSecret. When `connectionSecret.name` changes,
+the Secret of the old name is deleted once the new one exists, and only if this resource still
+controls it (checked by uid, deleted with a uid precondition): the record is how it is found
+without permission to list every Secret of the namespace. A crash between the two steps resumes:
+the record still names the old Secret until the status patch that follows the delete. When
+`connectionSecret` is removed from the spec the Secret is left for the pods that read it; it is
+owned, so the garbage collector removes it with the resource.
 
 A 403 from the API server is a missing RBAC rule, which only a human can add: it becomes the
 part's condition (reason Forbidden, with the API server's sentence naming the verb and resource)
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from lokifi_storage.api.conditions import Reason
@@ -37,7 +42,12 @@ from lokifi_storage.clients.errors import ClientError, Refused
 from lokifi_storage.clients.kube import CRONJOBS, SECRETS, KubeClient
 from lokifi_storage.domain.schedule_diff import needs_write, plan_owned_objects
 
-__all__ = ["OwnedObjectRefusedError", "sync_connection_secret", "sync_cronjobs"]
+__all__ = [
+    "OwnedObjectRefusedError",
+    "SecretSync",
+    "sync_connection_secret",
+    "sync_cronjobs",
+]
 
 
 class OwnedObjectRefusedError(ClientError):
@@ -65,21 +75,45 @@ def _forbidden_is_refusal() -> Iterator[None]:
         ) from error
 
 
+@dataclass(frozen=True)
+class SecretSync:
+    """What syncing the connection Secret did.
+
+    `status`: the status.connectionSecret block to write; None keeps the recorded one (the
+    Secret was not written, so the record must still name the Secret that exists).
+    """
+
+    actions: list[str] = field(default_factory=list)
+    status: dict[str, str] | None = None
+
+
 def sync_connection_secret(
-    kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, data: Mapping[str, str]
-) -> list[str]:
-    """Create or update the connection Secret when its data or metadata differ."""
+    kube: KubeClient,
+    owner: Owner,
+    spec: LokifiStorageSpec,
+    data: Mapping[str, str],
+    recorded: str | None = None,
+) -> SecretSync:
+    """Create or update the connection Secret when its data or metadata differ.
+
+    `recorded`: the name in status.connectionSecret; when it differs from the spec's name, that
+    Secret is the one of before a rename, deleted once the new one exists.
+    """
     with _forbidden_is_refusal():
-        return _sync_connection_secret(kube, owner, spec, data)
+        written = _sync_connection_secret(kube, owner, spec, data)
+        if written.status is None or recorded is None or recorded == written.status["name"]:
+            return written
+        deleted = _delete_renamed(kube, owner, recorded, written.status["name"])
+        return SecretSync(written.actions + deleted, written.status)
 
 
 def _sync_connection_secret(
     kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, data: Mapping[str, str]
-) -> list[str]:
+) -> SecretSync:
     if spec.postgres is None or spec.postgres.connectionSecret is None:
-        return []
+        return SecretSync()
     if "DATABASE_URL" not in data:
-        return []
+        return SecretSync()
     name = spec.postgres.connectionSecret.name
     desired = build_connection_secret(owner, name, data)
     observed = kube.get_secret(owner.namespace, name)
@@ -91,15 +125,26 @@ def _sync_connection_secret(
                 "choose another postgres.connectionSecret.name or delete that Secret",
                 reason=Reason.SECRET_CONFLICT,
             )
+    status = {"name": name}
     if not needs_write(desired, observed):
-        return []
+        return SecretSync(status=status)
     kube.apply(SECRETS, desired)
     if observed is None:
-        return [f"created connection Secret {name} ({len(data)} keys)"]
+        return SecretSync([f"created connection Secret {name} ({len(data)} keys)"], status)
     before = decode_secret_data(observed)
     changed = sorted(k for k in set(before) | set(data) if before.get(k) != data.get(k))
     what = ", ".join(changed) if changed else "metadata"
-    return [f"updated connection Secret {name}: {what}"]
+    return SecretSync([f"updated connection Secret {name}: {what}"], status)
+
+
+def _delete_renamed(kube: KubeClient, owner: Owner, old: str, new: str) -> list[str]:
+    """Delete the Secret of the name before a rename, if this resource still controls it."""
+    observed = kube.get_secret(owner.namespace, old)
+    if observed is None or _controller_uid(observed) != owner.uid:
+        return []  # gone already, or taken over by someone else: not ours to delete
+    if not kube.delete(SECRETS, owner.namespace, old, uid=observed["metadata"]["uid"]):
+        return []
+    return [f"deleted connection Secret {old}: renamed to {new}"]
 
 
 def owned_selector(owner: Owner) -> str:

@@ -158,12 +158,13 @@ class ResourceReconciler:
 
         reports, dropped = self._run_parts(owner, spec, now, current, _created(meta))
         actions = [action for report in reports for action in report.actions]
-        reports, owned_actions = self._sync_owned(owner, spec, reports)
+        reports, owned_actions, blocks = self._sync_owned(owner, spec, reports, current)
         actions += owned_actions
 
-        blocks: dict[str, Any] = {}
         for report in reports:
             blocks.update(report.status)
+        if spec.postgres is None or spec.postgres.connectionSecret is None:
+            dropped.append("connectionSecret")
         desired = build_status(
             current,
             generation,
@@ -277,20 +278,33 @@ class ResourceReconciler:
         return reports, dropped
 
     def _sync_owned(
-        self, owner: Owner, spec: LokifiStorageSpec, reports: list[PartReport]
-    ) -> tuple[list[PartReport], list[str]]:
-        """Write the connection Secret and CronJobs; a refusal becomes a part's condition."""
+        self,
+        owner: Owner,
+        spec: LokifiStorageSpec,
+        reports: list[PartReport],
+        current: Mapping[str, Any],
+    ) -> tuple[list[PartReport], list[str], dict[str, Any]]:
+        """Write the connection Secret and CronJobs; a refusal becomes a part's condition.
+
+        Returns the reports, the actions taken and the status blocks of the owned objects.
+        """
         actions: list[str] = []
+        blocks: dict[str, Any] = {}
         data = build_connection_secret_data(*(r.secret_data for r in reports))
+        recorded = (current.get("connectionSecret") or {}).get("name")
         try:
-            actions += sync_connection_secret(self.kube, owner, spec, data)
+            secret = sync_connection_secret(self.kube, owner, spec, data, recorded)
         except OwnedObjectRefusedError as refused:
             reports = _override(reports, types.POSTGRES_READY, refused)
+        else:
+            actions += secret.actions
+            if secret.status is not None:
+                blocks["connectionSecret"] = secret.status
         try:
             actions += sync_cronjobs(self.kube, owner, spec, self.config.job_settings)
         except OwnedObjectRefusedError as refused:
             reports = _override(reports, types.BACKUPS_READY, refused)
-        return reports, actions
+        return reports, actions, blocks
 
     def _finish(
         self,
