@@ -56,7 +56,13 @@ class ReplicaStatus(StatusModel):
 
     name: str
     healthy: bool
-    lagSeconds: float | None = None
+    lagSeconds: float | None = Field(
+        default=None,
+        description=(
+            "Replay lag behind the primary, to two significant digits; under a second reads 0, "
+            "so a busy but healthy replica does not rewrite status on every pass."
+        ),
+    )
     streaming: bool | None = None
     reason: str | None = None
 
@@ -123,7 +129,13 @@ class RedisStatus(StatusModel):
     slotsFail: int | None = None
     masters: int | None = None
     replicas: int | None = None
-    usedMemoryBytes: dict[str, int] = Field(default_factory=dict)
+    usedMemoryBytes: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            "used_memory per node (host:port), in whole MiB, to two significant digits of MiB "
+            "from 10 MiB up, so it changes only when memory moves by a few percent."
+        ),
+    )
 
 
 class BucketStatus(StatusModel):

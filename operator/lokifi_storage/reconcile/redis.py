@@ -22,6 +22,7 @@ from lokifi_storage.api.status import Condition, RedisStatus
 from lokifi_storage.clients.errors import AuthenticationFailed, ClientError, ConnectionFailed
 from lokifi_storage.clients.redis import RedisNode, RedisNodes
 from lokifi_storage.domain.connection_secret import redis_entries
+from lokifi_storage.domain.quantize import memory_for_status
 from lokifi_storage.domain.redis_config import plan_node_settings, same_value
 from lokifi_storage.domain.redis_topology import (
     ClusterInfo,
@@ -32,10 +33,6 @@ from lokifi_storage.domain.redis_topology import (
 from lokifi_storage.reconcile.report import PartReport
 
 __all__ = ["reconcile_redis"]
-
-# used_memory moves by a few bytes all the time; status carries it rounded to whole MiB so a
-# quiet cluster's status stays byte-identical between passes and is not re-written.
-MEMORY_ROUNDING = 1024 * 1024
 
 
 @dataclass
@@ -103,7 +100,7 @@ def _apply_on_node(
                 found.rewrite_failed.append(f"{node.address}: {error.message}")
     memory = node.info("memory").get("used_memory")
     if memory is not None and memory.isdigit():
-        found.used_memory[node.address] = round(int(memory) / MEMORY_ROUNDING) * MEMORY_ROUNDING
+        found.used_memory[node.address] = memory_for_status(int(memory))
 
 
 def _status(topology: list[ClusterNode], info: ClusterInfo, found: _Findings) -> RedisStatus:

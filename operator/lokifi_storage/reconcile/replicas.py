@@ -25,6 +25,7 @@ from lokifi_storage.clients.pg_probe import (
     open_primary,
 )
 from lokifi_storage.domain.connection_secret import database_entries
+from lokifi_storage.domain.quantize import lag_for_status
 from lokifi_storage.domain.replica_health import (
     PrimaryObservation,
     ReplicaHealth,
@@ -166,8 +167,7 @@ def _replicas_condition(verdicts: list[ReplicaHealth]) -> Condition:
 
 
 def _replica_status(verdict: ReplicaHealth) -> dict[str, object]:
-    # Rounded so a steady replica's status does not change (and is not re-written) every pass.
-    lag = None if verdict.lag_seconds is None else round(verdict.lag_seconds, 1)
+    lag = None if verdict.lag_seconds is None else lag_for_status(verdict.lag_seconds)
     return ReplicaStatus(
         name=verdict.name,
         healthy=verdict.healthy,
