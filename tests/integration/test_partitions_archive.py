@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import threading
 
 import psycopg
 import pytest
 from partitionkit import (
+    NOW,
+    THREAD_INDEX,
     create_messages_table,
     fingerprint,
     insert_messages,
@@ -32,11 +33,6 @@ from lokifi_storage.jobs.partitions_cli import plans_for
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from stackfixtures import PgDatabase
 
-NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
-THREAD_INDEX = {
-    "name": "idx_ai_messages_user_thread_time",
-    "columns": ["user_id", "thread_id", "created_at DESC"],
-}
 ARCHIVE = {"afterDays": 365, "schema": "archive"}
 OLD_MONTHS = ["ai_messages_p2024_10", "ai_messages_p2024_11", "ai_messages_p2024_12"]
 

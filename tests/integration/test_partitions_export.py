@@ -14,6 +14,7 @@ import psycopg
 import pytest
 import zstandard
 from partitionkit import (
+    NOW,
     create_messages_table,
     fingerprint,
     insert_messages,
@@ -43,7 +44,6 @@ from stackfixtures import PgDatabase, StackEnv
 # and dropped after 441 (archive.afterDays 365, compressAfterDays 400, dropAfterDays 440).
 ARCHIVE_TIME = dt.datetime(2025, 12, 1, tzinfo=dt.UTC)
 COMPRESS_TIME = dt.datetime(2025, 12, 10, tzinfo=dt.UTC)
-NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
 OCTOBER = "(SELECT * FROM ai_messages WHERE created_at < '2024-11-01') AS m"
 
 

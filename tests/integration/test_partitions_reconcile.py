@@ -9,6 +9,9 @@ import time
 import psycopg
 import pytest
 from partitionkit import (
+    NOW,
+    SEARCH_INDEX,
+    THREAD_INDEX,
     catalog_snapshot,
     create_messages_table,
     fingerprint,
@@ -24,16 +27,6 @@ from lokifi_storage.api.conditions import PARTITIONS_READY, Reason
 from lokifi_storage.api.spec import PostgresSpec
 from lokifi_storage.reconcile.partitions import reconcile_partitions, reconcile_tables
 from stackfixtures import PgDatabase
-
-NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=dt.UTC)
-THREAD_INDEX = {
-    "name": "idx_ai_messages_user_thread_time",
-    "columns": ["user_id", "thread_id", "created_at DESC"],
-}
-SEARCH_INDEX = {
-    "name": "idx_ai_messages_content_search",
-    "fullText": {"column": "content", "language": "english"},
-}
 
 
 def postgres_spec(*tables: dict[str, object]) -> PostgresSpec:
