@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the project needs on a fresh Debian 12 machine (run as root), and nothing
 # twice: Debian packages for the local stack, the Python venv with the project and its dev tools,
-# and the Kubernetes control plane and the kstatus checker built once from the Go module proxy
+# and the Kubernetes control plane and the GitOps health checkers built once from the Go module proxy
 # (cached by version).
 # Safe to run again: each step checks first and prints how long it took.
 set -euo pipefail
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     postgresql-15 postgresql-15-partman postgresql-client-15
     redis-server redis-tools
-    openssl lua5.4
+    openssl
 )
 
 step_start=0
@@ -81,9 +81,9 @@ step "Kubernetes control plane (kube-apiserver, kube-controller-manager, kubectl
 bash stack/k8s/build.sh >/dev/null
 done_step
 
-# --- kstatus checker ------------------------------------------------------------------------------
-step "kstatus checker (sigs.k8s.io/cli-utils status.Compute, for the GitOps e2e test)"
-bash tools/kstatus/build.sh >/dev/null
+# --- GitOps health checkers ----------------------------------------------------------------------
+step "GitOps health checkers (kstatus and Argo CD's gopher-lua, for the GitOps e2e test)"
+bash tools/gitops/build.sh >/dev/null
 done_step
 
 # --- Helm ------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 -- Argo CD health check for LokifiStorage (storage.lokifi.ai).
 --
--- Written for Lua 5.1 (Argo CD's gopher-lua); tested with Lua 5.4, which reads it alike.
+-- Written for Lua 5.1 with only the base and table libraries, as Argo CD's gopher-lua runs it.
 -- Argo CD sets the global `obj` to the live object and reads the returned table:
 -- hs.status in Healthy | Progressing | Degraded | Suspended, hs.message shown in the UI.
 -- The operator writes the kstatus trio (Ready, Reconciling, Stalled) and

@@ -1,8 +1,9 @@
-module lokifi.ai/storage-operator/tools/kstatus
+module lokifi.ai/storage-operator/tools/gitops
 
 go 1.22.0
 
 require (
+	github.com/yuin/gopher-lua v1.1.1
 	k8s.io/apimachinery v0.30.1
 	sigs.k8s.io/cli-utils v0.37.2
 )
