@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -33,6 +34,7 @@ from lokifi_storage.domain.replica_health import PrimaryObservation, ReplicaObse
 
 __all__ = [
     "PrimaryProbe",
+    "connect_autocommit",
     "describe_target",
     "observe_replica",
     "open_primary",
@@ -104,10 +106,14 @@ def _map_connect_error(error: psycopg.Error, target: Target, role: str) -> Clien
     return ConnectionFailed(f"{role} {target}: connection refused or server not answering")
 
 
-@contextmanager
-def _connect(
-    url: str, role: str
-) -> Iterator[tuple[psycopg.Connection[tuple[object, ...]], Target]]:
+def connect_autocommit(url: str, role: str) -> tuple[psycopg.Connection[tuple[Any, ...]], Target]:
+    """Open an autocommit connection under the operator's application_name and connect timeout.
+
+    The probes and the partition client (clients/postgres.py) both connect through here, so a
+    failed connect is classified the same way for both: the clients' error tree, with a message
+    naming `role` and the target, never the URL or libpq's text (which can quote the password).
+    The caller closes the connection.
+    """
     target = describe_target(url)
     try:
         conn = psycopg.connect(
@@ -118,6 +124,14 @@ def _connect(
         )
     except psycopg.Error as error:
         raise _map_connect_error(error, target, role) from error
+    return conn, target
+
+
+@contextmanager
+def _connect(
+    url: str, role: str
+) -> Iterator[tuple[psycopg.Connection[tuple[object, ...]], Target]]:
+    conn, target = connect_autocommit(url, role)
     try:
         conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
         yield conn, target

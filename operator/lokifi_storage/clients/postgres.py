@@ -29,10 +29,8 @@ from psycopg.rows import dict_row
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.clients.errors import (
-    AuthenticationFailed,
     ClientError,
     ConnectionFailed,
-    NotFound,
 )
 from lokifi_storage.clients.partition_observe import (
     CATALOG_QUERY,
@@ -44,13 +42,7 @@ from lokifi_storage.clients.partition_observe import (
     roots_for,
 )
 from lokifi_storage.clients.partition_sql import Check, Step, steps_for
-from lokifi_storage.clients.pg_probe import (
-    APPLICATION_NAME,
-    CONNECT_TIMEOUT_SECONDS,
-    Target,
-    describe_target,
-    libpq_url,
-)
+from lokifi_storage.clients.pg_probe import Target, connect_autocommit
 from lokifi_storage.domain.partition_actions import Action
 from lokifi_storage.domain.partition_catalog import ObservedTable, QName
 
@@ -343,31 +335,10 @@ def _primary_message(error: psycopg.Error) -> str:
     return str(primary) if primary else type(error).__name__
 
 
-def _connect_error(error: psycopg.Error, target: Target) -> ClientError:
-    """Classify a failed connect from the SQLSTATE and libpq's text, never echoing it."""
-    text = str(error).lower()
-    if isinstance(error, pg_errors.InvalidPassword | pg_errors.InvalidAuthorizationSpecification):
-        return AuthenticationFailed(f"primary {target}: authentication failed")
-    if "authentication failed" in text or "pg_hba.conf" in text or "no password" in text:
-        return AuthenticationFailed(f"primary {target}: authentication failed")
-    if isinstance(error, pg_errors.InvalidCatalogName) or "does not exist" in text:
-        return NotFound(f"primary {target}: database does not exist")
-    return ConnectionFailed(f"primary {target}: connection refused or server not answering")
-
-
 @contextmanager
 def open_partition_database(url: str, **options: Any) -> Iterator[PartitionDatabase]:
     """Connect to the primary in autocommit, TimeZone UTC; raise the clients' error tree."""
-    target = describe_target(url)
-    try:
-        conn = psycopg.connect(
-            libpq_url(url),
-            autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            application_name=APPLICATION_NAME,
-        )
-    except psycopg.Error as error:
-        raise _connect_error(error, target) from error
+    conn, target = connect_autocommit(url, "primary")
     db = PartitionDatabase(conn, target, **options)
     try:
         db._execute("SET TimeZone = 'UTC'")
