@@ -113,6 +113,21 @@ class Controller:
             entry.failures += 1
         entry.due = None if delay is None else time.monotonic() + delay
 
+    def _count_failure(self, entry: _Entry) -> float | None:
+        """Count one more attempt for `entry` that a ClientError cut short; return the backoff.
+
+        The handlers (through Kopf's retry) and the resync loop both back off from such an
+        error as from a not-Ready reconcile, and share `entry.failures`, so a flapping server
+        is retried on one schedule whichever path met it.
+        """
+        entry.failures += 1
+        return next_delay(
+            Outcome.NOT_READY,
+            entry.failures,
+            self.config.resync_seconds,
+            self.config.first_retry_seconds,
+        )
+
     def _run(self, entry: _Entry) -> ReconcileResult:
         started = time.monotonic()
         result = self.reconciler.reconcile(entry.namespace, entry.name)
@@ -138,13 +153,7 @@ class Controller:
             try:
                 result = self._run(entry)
             except ClientError as error:
-                entry.failures += 1
-                delay = next_delay(
-                    Outcome.NOT_READY,
-                    entry.failures,
-                    self.config.resync_seconds,
-                    self.config.first_retry_seconds,
-                )
+                delay = self._count_failure(entry)
                 raise kopf.TemporaryError(
                     f"Kubernetes API: {error.message}", delay=delay or 10
                 ) from None
@@ -159,13 +168,7 @@ class Controller:
             try:
                 actions = self.reconciler.clean_up(namespace, name)
             except ClientError as error:
-                entry.failures += 1
-                delay = next_delay(
-                    Outcome.NOT_READY,
-                    entry.failures,
-                    self.config.resync_seconds,
-                    self.config.first_retry_seconds,
-                )
+                delay = self._count_failure(entry)
                 raise kopf.TemporaryError(f"cleanup: {error.message}", delay=delay or 10) from None
         log.info("cleaned up %s/%s: %s", namespace, name, "; ".join(actions) or "nothing to do")
 
@@ -177,13 +180,7 @@ class Controller:
         try:
             self._run(entry)
         except ClientError as error:
-            entry.failures += 1
-            delay = next_delay(
-                Outcome.NOT_READY,
-                entry.failures,
-                self.config.resync_seconds,
-                self.config.first_retry_seconds,
-            )
+            delay = self._count_failure(entry)
             entry.due = time.monotonic() + (delay or self.config.resync_seconds)
             log.warning("resync of %s/%s failed: %s", entry.namespace, entry.name, error.message)
         except Exception as error:

@@ -93,6 +93,10 @@ Jobs = Annotated[
 Workdir = Annotated[
     str | None, typer.Option(help="Directory for the temporary dump file of --jobs > 1.")
 ]
+# How verify and restore pick the backup they read: --backup names one, --schedule takes the
+# newest of that schedule, neither takes the newest of all.
+BackupKey = Annotated[str | None, typer.Option(help="Dump key; default the newest.")]
+OfSchedule = Annotated[str | None, typer.Option(help="Newest backup of this schedule.")]
 
 T = TypeVar("T")
 
@@ -241,8 +245,8 @@ def verify_(
     name: Name = None,
     endpoint: Endpoint = None,
     region: Region = None,
-    backup: Annotated[str | None, typer.Option(help="Dump key; default the newest.")] = None,
-    schedule: Annotated[str | None, typer.Option(help="Newest backup of this schedule.")] = None,
+    backup: BackupKey = None,
+    schedule: OfSchedule = None,
     jobs: Jobs = 1,
     workdir: Workdir = None,
     url_env: Annotated[
@@ -302,8 +306,8 @@ def restore(
     name: Name = None,
     endpoint: Endpoint = None,
     region: Region = None,
-    backup: Annotated[str | None, typer.Option(help="Dump key; default the newest.")] = None,
-    schedule: Annotated[str | None, typer.Option(help="Newest backup of this schedule.")] = None,
+    backup: BackupKey = None,
+    schedule: OfSchedule = None,
     jobs: Jobs = 1,
     workdir: Workdir = None,
     create_db: Annotated[
