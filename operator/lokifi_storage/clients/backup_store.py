@@ -17,15 +17,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import botocore.exceptions
-
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import (
     AuthenticationFailed,
     ClientError,
-    ConnectionFailed,
     NotFound,
 )
+from lokifi_storage.clients.s3 import botocore_errors
 from lokifi_storage.domain.backup_catalog import ListedObject
 from lokifi_storage.domain.backup_retention import PendingUpload
 
@@ -34,9 +32,10 @@ if TYPE_CHECKING:
 else:
     S3Client = Any
 
-# The client itself comes from clients/s3.py's make_client. Errors are mapped here rather than
-# with its s3_errors because backups need key-level answers: a missing manifest (NoSuchKey) or
-# an upload already gone (NoSuchUpload) are NotFound, not bucket or lifecycle problems.
+# The client itself comes from clients/s3.py's make_client, and errors go through its
+# botocore_errors. Refused requests are classified here rather than as its s3_errors does,
+# because backups need key-level answers: a missing manifest (NoSuchKey) or an upload already
+# gone (NoSuchUpload) are NotFound, not bucket or lifecycle problems.
 
 __all__ = ["ARCHIVE_CLASSES", "BackupStore", "MultipartUpload", "ObjectReader", "s3_errors"]
 
@@ -44,35 +43,25 @@ _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
 _MISSING = {"NoSuchBucket", "NoSuchKey", "NoSuchUpload", "404", "NotFound"}
 
 
+def _key_level(what: str, code: str, document: Mapping[str, Any]) -> ClientError | None:
+    """Codes as backup reads and uploads see them: anything missing is NotFound."""
+    if code in _DENIED:
+        return AuthenticationFailed(f"{what}: access denied ({code})", reason=Reason.ACCESS_DENIED)
+    if code in _MISSING:
+        reason = Reason.BUCKET_NOT_FOUND if code == "NoSuchBucket" else None
+        return NotFound(f"{what}: not found ({code})", reason=reason)
+    return None
+
+
 @contextmanager
 def s3_errors(what: str) -> Iterator[None]:
-    """Translate botocore's errors into the clients' tree, naming what was being done."""
-    try:
+    """botocore_errors for backup objects, with the credentials hint a CronJob's log needs."""
+    with botocore_errors(
+        what,
+        _key_level,
+        no_credentials="no S3 credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
+    ):
         yield
-    except botocore.exceptions.ClientError as error:
-        code = str(error.response.get("Error", {}).get("Code", ""))
-        if code in _DENIED:
-            raise AuthenticationFailed(
-                f"{what}: access denied ({code})", reason=Reason.ACCESS_DENIED
-            ) from error
-        if code in _MISSING:
-            reason = Reason.BUCKET_NOT_FOUND if code == "NoSuchBucket" else None
-            raise NotFound(f"{what}: not found ({code})", reason=reason) from error
-        raise ClientError(f"{what}: S3 error {code or 'unknown'}") from error
-    except (
-        botocore.exceptions.EndpointConnectionError,
-        botocore.exceptions.ConnectTimeoutError,
-        botocore.exceptions.ReadTimeoutError,
-        botocore.exceptions.ConnectionClosedError,
-    ) as error:
-        raise ConnectionFailed(
-            f"{what}: S3 endpoint not answering", reason=Reason.ENDPOINT_UNREACHABLE
-        ) from error
-    except botocore.exceptions.NoCredentialsError as error:
-        raise AuthenticationFailed(
-            f"{what}: no S3 credentials (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
-            reason=Reason.ACCESS_DENIED,
-        ) from error
 
 
 class MultipartUpload:

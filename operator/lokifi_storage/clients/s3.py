@@ -1,8 +1,8 @@
 """S3 (or any S3-compatible store) through boto3: a client factory, the error mapping, a request
 counter, and the bucket/lifecycle calls the object-storage reconciler makes.
 
-`make_client` and `s3_errors` are general on purpose: backups and partition exports talk to the
-same store with the same credentials and should map errors the same way.
+`make_client` and `botocore_errors` are general on purpose: backups and partition exports talk
+to the same store with the same credentials and should map errors the same way.
 
 Error messages name the operation and the bucket, plus S3's own message only where it explains
 a refused document (InvalidLifecycle); never a key, and never the request that was signed.
@@ -11,7 +11,7 @@ a refused document (InvalidLifecycle); never a key, and never the request that w
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +37,14 @@ __all__ = [
     "LifecycleDocument",
     "RequestCounter",
     "S3Client",
+    "botocore_errors",
     "bucket_exists",
     "create_bucket",
     "delete_lifecycle",
     "get_lifecycle",
     "make_client",
     "put_lifecycle",
+    "s3_error_code",
     "s3_errors",
 ]
 
@@ -125,25 +127,34 @@ class RequestCounter:
         self.http_methods.clear()
 
 
+def s3_error_code(error: botocore.exceptions.ClientError) -> str:
+    """S3's code for a refused request ("AccessDenied", "NoSuchKey", or the bare HTTP status
+    such as "404" for a HEAD, whose reply has no body); "" when S3 sent none."""
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
 @contextmanager
-def s3_errors(what: str) -> Iterator[None]:
-    """Translate botocore's errors into the clients' tree; `what` says what was being done."""
+def botocore_errors(
+    what: str,
+    refused: Callable[[str, str, Mapping[str, Any]], ClientError | None],
+    *,
+    no_credentials: str = "no S3 credentials",
+) -> Iterator[None]:
+    """Translate botocore's exceptions into the clients' tree; `what` says what was being done.
+
+    The one translation for every S3 caller, so an unreachable endpoint or missing credentials
+    read the same from the bucket reconciler, backups and exports. What a refused request means
+    depends on the caller (a missing key is NotFound for a backup read, a missing bucket is a
+    bucket problem for the reconciler), so `refused(what, code, document)` maps S3's code and
+    its error document to the error to raise; None leaves the generic "S3 error <code>".
+    """
     try:
         yield
     except botocore.exceptions.ClientError as error:
-        err = error.response.get("Error", {})
-        code = _code(error)
-        if code in _DENIED:
-            raise AuthenticationFailed(
-                f"{what}: access denied ({code})", reason=Reason.ACCESS_DENIED
-            ) from error
-        if code in _NO_BUCKET:
-            raise NotFound(f"{what}: bucket not found", reason=Reason.BUCKET_NOT_FOUND) from error
-        if code in _BAD_DOCUMENT:
-            detail = str(err.get("Message", ""))[:300]
-            raise Refused(
-                f"{what}: refused by S3 ({code}): {detail}", reason=Reason.INVALID_LIFECYCLE
-            ) from error
+        code = s3_error_code(error)
+        mapped = refused(what, code, error.response.get("Error", {}))
+        if mapped is not None:
+            raise mapped from error
         raise ClientError(f"{what}: S3 error {code or 'unknown'}") from error
     except _UNREACHABLE as error:
         raise ConnectionFailed(
@@ -151,8 +162,27 @@ def s3_errors(what: str) -> Iterator[None]:
         ) from error
     except botocore.exceptions.NoCredentialsError as error:
         raise AuthenticationFailed(
-            f"{what}: no S3 credentials", reason=Reason.ACCESS_DENIED
+            f"{what}: {no_credentials}", reason=Reason.ACCESS_DENIED
         ) from error
+
+
+def _bucket_level(what: str, code: str, document: Mapping[str, Any]) -> ClientError | None:
+    """Codes as the bucket and lifecycle calls see them: a 404 is the bucket missing."""
+    if code in _DENIED:
+        return AuthenticationFailed(f"{what}: access denied ({code})", reason=Reason.ACCESS_DENIED)
+    if code in _NO_BUCKET:
+        return NotFound(f"{what}: bucket not found", reason=Reason.BUCKET_NOT_FOUND)
+    if code in _BAD_DOCUMENT:
+        detail = str(document.get("Message", ""))[:300]
+        return Refused(f"{what}: refused by S3 ({code}): {detail}", reason=Reason.INVALID_LIFECYCLE)
+    return None
+
+
+@contextmanager
+def s3_errors(what: str) -> Iterator[None]:
+    """botocore_errors for bucket-level calls (a 404 means the bucket is missing)."""
+    with botocore_errors(what, _bucket_level):
+        yield
 
 
 def bucket_exists(client: S3Client, bucket: str) -> bool:
@@ -163,10 +193,6 @@ def bucket_exists(client: S3Client, bucket: str) -> bool:
     except NotFound:
         return False
     return True
-
-
-def _code(error: botocore.exceptions.ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
 
 
 def create_bucket(client: S3Client, bucket: str, region: str) -> None:
@@ -181,7 +207,7 @@ def create_bucket(client: S3Client, bucket: str, region: str) -> None:
                     CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]
                 )
         except botocore.exceptions.ClientError as error:
-            if _code(error) != "BucketAlreadyOwnedByYou":
+            if s3_error_code(error) != "BucketAlreadyOwnedByYou":
                 raise
 
 
@@ -199,7 +225,7 @@ def get_lifecycle(client: S3Client, bucket: str) -> LifecycleDocument:
         try:
             reply = client.get_bucket_lifecycle_configuration(Bucket=bucket)
         except botocore.exceptions.ClientError as error:
-            if _code(error) == "NoSuchLifecycleConfiguration":
+            if s3_error_code(error) == "NoSuchLifecycleConfiguration":
                 return LifecycleDocument([], {})
             raise
     options = {
