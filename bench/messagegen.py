@@ -16,11 +16,14 @@ from pathlib import Path
 
 from psycopg import sql
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 
-# The seed's table and its two indexes come from the partition tests' kit, so the benchmarks
-# measure the very table the integration tests prove correct.
-from partitionkit import MESSAGES_DDL, SEARCH_INDEX, THREAD_INDEX
+# The seed's table and the example's two indexes come from the partition tests' kit, so the
+# benchmarks measure the very table the integration tests prove correct.
+from partitionkit import MESSAGES_DDL
+
+from example_indexes import SEARCH_INDEX, THREAD_INDEX
 
 __all__ = [
     "POOL_TABLE",

@@ -20,17 +20,6 @@ UTC = dt.UTC
 # archive.afterDays of 365 while the current month and those premade ahead are not.
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
-# The two indexes of the full example (examples/local/lokifistorage.yaml), as TableSpec.indexes
-# entries; one definition so the tests and benchmarks build the indexes the operator ships with.
-THREAD_INDEX: dict[str, Any] = {
-    "name": "idx_ai_messages_user_thread_time",
-    "columns": ["user_id", "thread_id", "created_at DESC"],
-}
-SEARCH_INDEX: dict[str, Any] = {
-    "name": "idx_ai_messages_content_search",
-    "fullText": {"column": "content", "language": "english"},
-}
-
 MESSAGES_DDL = """
 CREATE TABLE ai_messages (
     id bigserial NOT NULL,

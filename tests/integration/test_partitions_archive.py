@@ -9,7 +9,6 @@ import psycopg
 import pytest
 from partitionkit import (
     NOW,
-    THREAD_INDEX,
     create_messages_table,
     fingerprint,
     insert_messages,
@@ -21,6 +20,7 @@ from partitionkit import (
 )
 from typer.testing import CliRunner
 
+from example_indexes import THREAD_INDEX
 from lokifi_storage.cli import app
 from lokifi_storage.domain.partition_actions import (
     ArchivePartition,

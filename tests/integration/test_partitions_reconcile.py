@@ -10,8 +10,6 @@ import psycopg
 import pytest
 from partitionkit import (
     NOW,
-    SEARCH_INDEX,
-    THREAD_INDEX,
     catalog_snapshot,
     create_messages_table,
     fingerprint,
@@ -23,6 +21,7 @@ from partitionkit import (
     table_spec,
 )
 
+from example_indexes import SEARCH_INDEX, THREAD_INDEX
 from lokifi_storage.api.conditions import PARTITIONS_READY, Reason
 from lokifi_storage.api.spec import PostgresSpec
 from lokifi_storage.reconcile.partitions import reconcile_partitions, reconcile_tables

@@ -34,15 +34,6 @@ COLUMNS = (
     Column("search", "tsvector", generated=True),
 )
 
-THREAD_INDEX: dict[str, Any] = {
-    "name": "idx_ai_messages_user_thread_time",
-    "columns": ["user_id", "thread_id", "created_at DESC"],
-}
-SEARCH_INDEX: dict[str, Any] = {
-    "name": "idx_ai_messages_content_search",
-    "fullText": {"column": "content", "language": "english"},
-}
-
 
 def spec(**fields: Any) -> TableSpec:
     base: dict[str, Any] = {

@@ -9,8 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from partition_trees import (
-    SEARCH_INDEX,
-    THREAD_INDEX,
     default_partition,
     defs,
     leaf,
@@ -24,6 +22,7 @@ from partition_trees import (
     time_bound,
 )
 
+from example_indexes import SEARCH_INDEX, THREAD_INDEX
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.domain.index_defs import derived_name, relation_suffix

@@ -7,8 +7,6 @@ import datetime as dt
 import pytest
 from partition_trees import (
     COLUMNS,
-    SEARCH_INDEX,
-    THREAD_INDEX,
     month,
     observed,
     parent,
@@ -17,6 +15,7 @@ from partition_trees import (
 )
 from psycopg import sql
 
+from example_indexes import SEARCH_INDEX, THREAD_INDEX
 from lokifi_storage.api.spec import IndexSpec
 from lokifi_storage.clients.partition_sql import (
     Check,
