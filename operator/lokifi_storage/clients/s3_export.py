@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import botocore.exceptions
 
 from lokifi_storage.clients.backup_store import MultipartUpload
-from lokifi_storage.clients.s3 import S3Client, s3_errors
+from lokifi_storage.clients.s3 import S3Client, s3_error_code, s3_errors
 from lokifi_storage.domain.upload_parts import part_size
 
 __all__ = ["DEFAULT_PART_SIZE", "ExportStore", "ObjectHead"]
@@ -47,7 +47,7 @@ class ExportStore:
             try:
                 reply = self.client.head_object(Bucket=self.bucket, Key=key)
             except botocore.exceptions.ClientError as error:
-                if str(error.response.get("Error", {}).get("Code", "")) in _MISSING:
+                if s3_error_code(error) in _MISSING:
                     return None
                 raise
         return ObjectHead(
