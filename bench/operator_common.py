@@ -19,7 +19,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "tests" / "e2e")]
 
-from e2e_full import create_example_secrets  # noqa: E402
+from e2e_full import create_example_secrets, example_values  # noqa: E402
 from e2e_operator import APP_SCHEMA, OperatorProcess, create_secret, kubectl, render  # noqa: E402
 from e2e_proxy import CountingProxy, counting_proxy  # noqa: E402
 
@@ -45,6 +45,7 @@ __all__ = [
     "create_secret",
     "drop_database",
     "empty_and_delete_bucket",
+    "example_values",
     "install_crd",
     "kube_client",
     "kubectl",

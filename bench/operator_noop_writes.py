@@ -30,6 +30,7 @@ from operator_common import (
     create_example_secrets,
     drop_database,
     empty_and_delete_bucket,
+    example_values,
     install_crd,
     kube_client,
     kubectl,
@@ -63,15 +64,7 @@ def measure(shape: str, manifest_file: str, resyncs: int) -> None:
         manifest = render(
             "ready" if manifest_file == "full" else "noop",
             "lokifistorage.yaml",
-            namespace=ns,
-            s3_endpoint=env.s3_endpoint,
-            region=env.aws_region,
-            media_bucket=buckets["media"],
-            backup_bucket=buckets["backups"],
-            archive_bucket=buckets["archive"],
-            maxmemory="2gb",
-            daily_schedule="0 2 * * *",
-            premake=3,
+            **example_values(env, ns, buckets),
         )
         name = "lokifi-prod" if manifest_file == "full" else "steady"
         kubectl(env, "apply", "-f", "-", input_text=manifest)

@@ -29,6 +29,7 @@ from operator_common import (
     create_example_secrets,
     drop_database,
     empty_and_delete_bucket,
+    example_values,
     install_crd,
     kube_client,
     kubectl,
@@ -77,19 +78,7 @@ def main() -> None:
             for bucket in buckets.values():
                 s3.create_bucket(Bucket=bucket)
             create_example_secrets(env, ns, database)
-            manifest = render(
-                "ready",
-                "lokifistorage.yaml",
-                namespace=ns,
-                s3_endpoint=env.s3_endpoint,
-                region=env.aws_region,
-                media_bucket=buckets["media"],
-                backup_bucket=buckets["backups"],
-                archive_bucket=buckets["archive"],
-                maxmemory="2gb",
-                daily_schedule="0 2 * * *",
-                premake=3,
-            )
+            manifest = render("ready", "lokifistorage.yaml", **example_values(env, ns, buckets))
             before_apply = time.monotonic()
             kubectl(env, "apply", "-f", "-", input_text=manifest)
             applied = time.monotonic()

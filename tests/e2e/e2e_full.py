@@ -30,6 +30,24 @@ def create_example_secrets(
             create_secret(stack, namespace, name, **data)
 
 
+def example_values(stack: StackEnv, namespace: str, buckets: dict[str, str]) -> dict[str, object]:
+    """What fixtures/ready/lokifistorage.yaml is rendered with by default: the stack's endpoints,
+    the test's buckets and the example's settings. One place, so the e2e fixture and the operator
+    benchmarks render the same resource."""
+    return {
+        "namespace": namespace,
+        "s3_endpoint": stack.s3_endpoint,
+        "region": stack.aws_region,
+        "media_bucket": buckets["media"],
+        "backup_bucket": buckets["backups"],
+        "archive_bucket": buckets["archive"],
+        "maxmemory": "2gb",
+        "daily_schedule": "0 2 * * *",
+        "premake": 3,
+        "conn_secret": "lokifi-db-conn",
+    }
+
+
 class FullExample:
     """The full example of DESIGN.md in a test namespace, pointed at the stack's servers.
 
@@ -47,18 +65,7 @@ class FullExample:
         self.namespace = namespace
         self.database = database
         self.buckets = buckets
-        self.values: dict[str, object] = {
-            "namespace": namespace,
-            "s3_endpoint": stack.s3_endpoint,
-            "region": stack.aws_region,
-            "media_bucket": buckets["media"],
-            "backup_bucket": buckets["backups"],
-            "archive_bucket": buckets["archive"],
-            "maxmemory": "2gb",
-            "daily_schedule": "0 2 * * *",
-            "premake": 3,
-            "conn_secret": "lokifi-db-conn",
-        }
+        self.values = example_values(stack, namespace, buckets)
 
     def create_secrets(self, *, skip: Sequence[str] = ()) -> None:
         create_example_secrets(self.stack, self.namespace, self.database, skip=skip)
