@@ -1,4 +1,5 @@
-"""The full example of DESIGN.md as a test fixture: its database, buckets, Secrets and YAML."""
+"""The full example (examples/lokifistorage-full.yaml) as a test fixture: its database, buckets,
+Secrets and YAML."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def example_values(stack: StackEnv, namespace: str, buckets: dict[str, str]) -> 
 
 
 class FullExample:
-    """The full example of DESIGN.md in a test namespace, pointed at the stack's servers.
+    """The full example in a test namespace, pointed at the stack's servers.
 
     Creates the application's tables in a fresh database, three fresh buckets and the four
     Secrets the example names; `apply(**overrides)` renders fixtures/ready/lokifistorage.yaml

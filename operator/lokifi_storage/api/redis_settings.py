@@ -5,7 +5,7 @@ capability. Allowed are the knobs of a cache: memory limit and eviction, expiry 
 freeing, client timeouts, keyspace notifications, slow-log and latency monitoring, encoding
 thresholds and active defragmentation.
 
-Never allowed, and why (DESIGN.md: Redis config keys are allow-listed):
+Never allowed, and why (Redis config keys are allow-listed, docs/api.md):
 - Anything that names a file or directory (`dir`, `dbfilename`, `logfile`, `appendfilename`,
   `aclfile`, ...): CONFIG SET dir + dbfilename + SAVE is the classic way to write an arbitrary
   file as the redis user.

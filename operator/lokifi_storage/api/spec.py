@@ -1,7 +1,7 @@
 """The desired state of a LokifiStorage resource: the contract admins write.
 
 These models are the single source of truth: the CRD's OpenAPI schema, its CEL rules and
-docs/api.md are generated from them. Field names follow DESIGN.md and never change; new fields
+docs/api.md are generated from them. Field names are the v1alpha1 API and never change; new fields
 may be added. Docstrings and field descriptions become the CRD's descriptions, so they are
 written for the cluster admin reading `kubectl explain`.
 

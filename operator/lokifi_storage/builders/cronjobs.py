@@ -1,6 +1,6 @@
 """CronJobs the operator owns: one per backup schedule and one for VACUUM.
 
-Heavy work runs in these Jobs, never in the operator (DESIGN.md). Their command is this
+Heavy work runs in these Jobs, never in the operator (docs/architecture.md). Their command is this
 project's own CLI, so what a CronJob runs is what an admin can run by hand.
 
 Every CronJob is built the same way:
@@ -63,7 +63,7 @@ ENV_AWS_ACCESS_KEY_ID: Final = "AWS_ACCESS_KEY_ID"
 ENV_AWS_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a name
 ENV_AWS_REGION: Final = "AWS_DEFAULT_REGION"
 
-# Keys of the object-storage credentials Secret (DESIGN.md: credentialsSecretRef).
+# Keys of the object-storage credentials Secret (`objectStorage.credentialsSecretRef`, docs/api.md).
 S3_ACCESS_KEY_ID_KEY: Final = "AWS_ACCESS_KEY_ID"
 S3_SECRET_ACCESS_KEY_KEY: Final = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a name
 

@@ -1,6 +1,6 @@
 """A bucket's lifecycle configuration: the spec's rules merged into what S3 has. Pure.
 
-Ownership (DESIGN.md): the operator manages the rules whose ids the spec declares and keeps
+Ownership: the operator manages the rules whose ids the spec declares and keeps
 every other rule of the bucket untouched. S3 has no per-rule write (PutBucketLifecycleConfiguration
 replaces the whole document), so the plan is the whole merged document:
 
