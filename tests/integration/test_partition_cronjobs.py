@@ -7,6 +7,7 @@ variables from the Secret values the test owns, and runs it as the pod would.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -82,5 +83,9 @@ def test_the_export_cronjob_command_exports_verifies_and_drops_the_expired_parti
     for month in months:
         assert any(f"ai_messages_p{month}" in o["Key"] for o in listed), (month, listed)
     assert query(pg_database, "SELECT count(*) FROM ai_messages") == [(0,)]
-    exported = [s3.head_object(Bucket=s3_bucket, Key=o["Key"])["Metadata"] for o in listed]
-    assert sum(int(m["row-count"]) for m in exported) == 1500, exported
+    manifests = [o["Key"] for o in listed if o["Key"].endswith(".manifest.json")]
+    assert len(manifests) == len(months), manifests
+    exported = [
+        json.loads(s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read()) for key in manifests
+    ]
+    assert sum(m["rows"] for m in exported) == 1500, exported

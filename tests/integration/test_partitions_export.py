@@ -9,7 +9,9 @@ import io
 import json
 import os
 from collections.abc import Iterator
+from typing import Any
 
+import botocore.exceptions
 import psycopg
 import pytest
 import zstandard
@@ -27,11 +29,13 @@ from partitionkit import (
 from typer.testing import CliRunner
 
 from lokifi_storage.cli import app
+from lokifi_storage.clients.errors import Conflict
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.clients.s3_export import ExportStore
 from lokifi_storage.domain.partition_actions import CompressPartition, ExportPartition
 from lokifi_storage.jobs.partition_compress import compress_leaf
 from lokifi_storage.jobs.partition_export import (
+    ExportConflictError,
     ExportNotVerifiedError,
     ExportResult,
     export_and_drop,
@@ -47,14 +51,18 @@ COMPRESS_TIME = dt.datetime(2025, 12, 10, tzinfo=dt.UTC)
 OCTOBER = "(SELECT * FROM ai_messages WHERE created_at < '2024-11-01') AS m"
 
 
-def lifecycle_spec(bucket: str) -> object:
+def lifecycle_spec(bucket: str, storage_class: str = "DEEP_ARCHIVE") -> object:
     return table_spec(
         archive={"afterDays": 365, "schema": "archive", "compressAfterDays": 400},
         retention={
             "dropAfterDays": 440,
-            "exportTo": {"bucket": bucket, "storageClass": "DEEP_ARCHIVE", "prefix": "exports"},
+            "exportTo": {"bucket": bucket, "storageClass": storage_class, "prefix": "exports"},
         },
     )
+
+
+def system_identifier(url: str) -> str:
+    return str(query(url, "SELECT system_identifier::text FROM pg_control_system()")[0][0])
 
 
 def store_for(stack: StackEnv, bucket: str) -> ExportStore:
@@ -104,8 +112,16 @@ def test_partition_goes_through_archive_compress_export_with_rows_and_checksum_c
         assert status["pendingExport"] == 1
         (export,) = exports(db, spec)
         assert export.partition.name == "ai_messages_p2024_10"
-        assert export.key == f"exports/{pg_database.name}/archive/ai_messages_p2024_10.csv.zst"
+        source = system_identifier(pg_database)
+        assert export.key == (
+            f"exports/{source}/{pg_database.name}/archive/ai_messages_p2024_10.csv.zst"
+        )
+        db.statements.clear()
         result = export_and_drop(db, store_for(stack, s3_bucket), export)
+        # One read of the partition: no count(*), no checksum pass before the upload.
+        reads = [s for s in db.statements if s.startswith(("COPY", "SELECT count"))]
+        assert len(reads) == 1, reads
+        assert reads[0].startswith("COPY"), reads
     assert result.uploaded
     assert result.rows == october_rows[0]
     assert "ai_messages_p2024_10" not in dict(partitions_of(pg_database, "archive.ai_messages"))
@@ -113,13 +129,23 @@ def test_partition_goes_through_archive_compress_export_with_rows_and_checksum_c
     s3 = stack.s3_client()
     head = s3.head_object(Bucket=s3_bucket, Key=export.key)
     assert head["StorageClass"] == "DEEP_ARCHIVE"
-    assert head["Metadata"]["row-count"] == str(october_rows[0])
     assert head["Metadata"]["compression"] == "zstd"
+    assert head["Metadata"]["source-system-identifier"] == source
+    manifest = json.loads(s3.get_object(Bucket=s3_bucket, Key=export.manifest_key)["Body"].read())
+    assert manifest["rows"] == october_rows[0]
+    assert manifest["source"] == {
+        "systemIdentifier": source,
+        "database": pg_database.name,
+        "partition": "archive.ai_messages_p2024_10",
+        "bounds": manifest["source"]["bounds"],
+    }
+    assert manifest["objectBytes"] == head["ContentLength"]
     # DEEP_ARCHIVE objects are read only after a restore request, as on AWS.
     s3.restore_object(Bucket=s3_bucket, Key=export.key, RestoreRequest={"Days": 1})
     body = s3.get_object(Bucket=s3_bucket, Key=export.key)["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == manifest["objectSha256"]
     text = zstandard.ZstdDecompressor().decompressobj().decompress(body)
-    assert hashlib.sha256(text).hexdigest() == head["Metadata"]["sha256"] == result.sha256
+    assert hashlib.sha256(text).hexdigest() == manifest["csvSha256"] == result.sha256
     reader = csv.reader(io.StringIO(text.decode()))
     header = next(reader)
     assert header[:3] == ["id", "thread_id", "user_id"]
@@ -163,26 +189,138 @@ def test_failure_between_export_and_drop_leaves_the_partition(
     assert "ai_messages_p2024_10" not in dict(partitions_of(pg_database, "archive.ai_messages"))
 
 
-def test_an_object_that_does_not_match_the_partition_is_replaced_not_trusted(
+def partitions_ready(url: str, spec: object) -> dict[str, str]:
+    with partition_db(url) as db:
+        condition = reconcile_tables(db, [spec], NOW).report().condition  # type: ignore[list-item]
+    return {"status": condition.status, "reason": condition.reason, "message": condition.message}
+
+
+def test_an_object_that_does_not_match_the_partition_is_kept_and_reported_not_replaced(
     pg_database: PgDatabase, s3_bucket: str, stack: StackEnv
 ) -> None:
+    """Path 1: another database's export at the key is never overwritten; the partition stays
+    and PartitionsReady names the reason and the key."""
     spec = lifecycle_spec(s3_bucket)
     seeded(pg_database, spec, rows=1000)
+    october = fingerprint(pg_database, "archive.ai_messages_p2024_10")
     with partition_db(pg_database) as db:
         (export,) = exports(db, spec)
-    stack.s3_client().put_object(
+    s3 = stack.s3_client()
+    s3.put_object(
         Bucket=s3_bucket,
         Key=export.key,
-        Body=b"not the partition",
+        Body=b"another database's export",
         Metadata={"row-count": "3", "sha256": "0" * 64},
-        StorageClass="DEEP_ARCHIVE",
     )
+    before = s3.head_object(Bucket=s3_bucket, Key=export.key)
+    with (
+        partition_db(pg_database) as db,
+        pytest.raises(ExportConflictError, match="partition kept"),
+    ):
+        export_and_drop(db, store_for(stack, s3_bucket), export)
+    after = s3.head_object(Bucket=s3_bucket, Key=export.key)
+    assert after["ETag"] == before["ETag"]
+    assert s3.get_object(Bucket=s3_bucket, Key=export.key)["Body"].read() == (
+        b"another database's export"
+    )
+    assert "Contents" not in s3.list_objects_v2(Bucket=s3_bucket, Prefix=export.manifest_key)
+    assert fingerprint(pg_database, "archive.ai_messages_p2024_10") == october
+    ready = partitions_ready(pg_database, spec)
+    assert ready["status"] == "False"
+    assert ready["reason"] == "ExportConflict"
+    assert export.key in ready["message"]
+    assert "ai_messages_p2024_10" in ready["message"]
+
+    # The admin moves the foreign object away; the next run exports, verifies and drops.
+    s3.delete_object(Bucket=s3_bucket, Key=export.key)
     with partition_db(pg_database) as db:
         result = export_and_drop(db, store_for(stack, s3_bucket), export)
     assert result.uploaded
-    head = stack.s3_client().head_object(Bucket=s3_bucket, Key=export.key)
-    assert head["Metadata"]["sha256"] == result.sha256
-    assert head["ContentLength"] == result.stored_bytes
+    assert result.rows == october[0]
+    assert partitions_ready(pg_database, spec)["reason"] != "ExportConflict"
+
+
+def test_an_object_written_during_the_export_is_not_replaced(
+    pg_database: PgDatabase, s3_bucket: str, stack: StackEnv
+) -> None:
+    """Path 1: the upload completes with If-None-Match: * - a writer that takes the key
+    while the partition streams wins, and the partition is kept."""
+    spec = lifecycle_spec(s3_bucket, storage_class="STANDARD")
+    seeded(pg_database, spec, rows=500)
+    with partition_db(pg_database) as db:
+        (export,) = exports(db, spec)
+    store = store_for(stack, s3_bucket)
+    real_upload = store.upload
+    s3 = stack.s3_client()
+
+    def racing_upload(key: str, chunks: Iterator[bytes], **options: Any) -> int:
+        def racing() -> Iterator[bytes]:
+            yield from chunks
+            s3.put_object(Bucket=s3_bucket, Key=key, Body=b"the other writer")
+
+        return real_upload(key, racing(), **options)
+
+    store.upload = racing_upload  # type: ignore[method-assign, assignment]
+    with partition_db(pg_database) as db, pytest.raises(ExportConflictError, match="another"):
+        export_and_drop(db, store, export)
+    body = s3.get_object(Bucket=s3_bucket, Key=export.key)["Body"].read()
+    assert body == b"the other writer"
+    assert "ai_messages_p2024_10" in dict(partitions_of(pg_database, "archive.ai_messages"))
+    assert s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
+
+
+def test_an_earlier_export_whose_bytes_were_damaged_is_not_trusted_by_its_metadata(
+    pg_database: PgDatabase, s3_bucket: str, stack: StackEnv
+) -> None:
+    """Path 1: "verified" means the bytes read back, not HEAD metadata."""
+    spec = lifecycle_spec(s3_bucket, storage_class="STANDARD")
+    seeded(pg_database, spec, rows=800)
+    october = fingerprint(pg_database, "archive.ai_messages_p2024_10")
+
+    def crash(_: ExportResult) -> None:
+        raise RuntimeError("the node was drained")
+
+    with partition_db(pg_database) as db:
+        (export,) = exports(db, spec)
+        with pytest.raises(RuntimeError, match="drained"):
+            export_and_drop(db, store_for(stack, s3_bucket), export, before_drop=crash)
+    s3 = stack.s3_client()
+    head = s3.head_object(Bucket=s3_bucket, Key=export.key)
+    good = s3.get_object(Bucket=s3_bucket, Key=export.key)["Body"].read()
+    damaged = good[: len(good) // 2]
+    # Same metadata, half the bytes: what a HEAD alone would accept.
+    s3.put_object(Bucket=s3_bucket, Key=export.key, Body=damaged, Metadata=head["Metadata"])
+    with partition_db(pg_database) as db, pytest.raises(ExportNotVerifiedError):
+        export_and_drop(db, store_for(stack, s3_bucket), export)
+    assert fingerprint(pg_database, "archive.ai_messages_p2024_10") == october
+    ready = partitions_ready(pg_database, spec)
+    assert (ready["status"], ready["reason"]) == ("False", "ExportNotVerified")
+    assert export.key in ready["message"]
+
+
+def test_the_stack_s3_server_honours_create_only_writes(s3_bucket: str, stack: StackEnv) -> None:
+    """What the export relies on: If-None-Match: * refused over an existing object, both for
+    a PUT and for the completion of a multipart upload."""
+    s3 = stack.s3_client()
+    s3.put_object(Bucket=s3_bucket, Key="k", Body=b"first")
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        s3.put_object(Bucket=s3_bucket, Key="k", Body=b"second", IfNoneMatch="*")
+    assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
+    upload = s3.create_multipart_upload(Bucket=s3_bucket, Key="k")["UploadId"]
+    etag = s3.upload_part(Bucket=s3_bucket, Key="k", UploadId=upload, PartNumber=1, Body=b"third")[
+        "ETag"
+    ]
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        s3.complete_multipart_upload(
+            Bucket=s3_bucket,
+            Key="k",
+            UploadId=upload,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+            IfNoneMatch="*",
+        )
+    assert refused.value.response["Error"]["Code"] == "PreconditionFailed"
+    assert s3.get_object(Bucket=s3_bucket, Key="k")["Body"].read() == b"first"
+    s3.abort_multipart_upload(Bucket=s3_bucket, Key="k", UploadId=upload)
 
 
 def test_an_object_that_fails_verification_blocks_the_drop(
@@ -248,6 +386,9 @@ def test_uploads_stream_in_parts_and_vanish_when_the_stream_fails(
     assert head is not None
     assert head.storage_class == "STANDARD"
     assert head.metadata == {"row-count": "1"}
+    with pytest.raises(Conflict):  # create-only: an upload never replaces an object
+        store.upload("big.bin", [b"x"], metadata={}, storage_class="STANDARD")
+    assert s3.get_object(Bucket=s3_bucket, Key="big.bin")["Body"].read() == data
 
     def broken() -> Iterator[bytes]:
         yield os.urandom(6 * 1024 * 1024)

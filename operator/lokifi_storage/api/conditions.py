@@ -63,6 +63,8 @@ class Reason:
     PARTITION_ACTION_FAILED: Final = "PartitionActionFailed"
     EXPORT_FAILED: Final = "ExportFailed"
     EXPORT_NOT_VERIFIED: Final = "ExportNotVerified"
+    # The export key holds an object that is not this partition's export: the partition is kept.
+    EXPORT_CONFLICT: Final = "ExportConflict"
 
     # Replicas
     REPLICA_UNREACHABLE: Final = "ReplicaUnreachable"

@@ -21,6 +21,7 @@ from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import (
     AuthenticationFailed,
     ClientError,
+    Conflict,
     NotFound,
 )
 from lokifi_storage.clients.s3 import botocore_errors
@@ -41,6 +42,7 @@ __all__ = ["ARCHIVE_CLASSES", "BackupStore", "MultipartUpload", "ObjectReader", 
 
 _DENIED = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
 _MISSING = {"NoSuchBucket", "NoSuchKey", "NoSuchUpload", "404", "NotFound"}
+_TAKEN = {"PreconditionFailed", "412"}
 
 
 def _key_level(what: str, code: str, document: Mapping[str, Any]) -> ClientError | None:
@@ -50,6 +52,8 @@ def _key_level(what: str, code: str, document: Mapping[str, Any]) -> ClientError
     if code in _MISSING:
         reason = Reason.BUCKET_NOT_FOUND if code == "NoSuchBucket" else None
         return NotFound(f"{what}: not found ({code})", reason=reason)
+    if code in _TAKEN:
+        return Conflict(f"{what}: refused, an object is already there ({code})")
     return None
 
 
@@ -87,19 +91,29 @@ class MultipartUpload:
             )
         self._parts[number] = reply["ETag"]
 
+    def record_part(self, number: int, etag: str) -> None:
+        """A part made another way (UploadPartCopy)."""
+        self._parts[number] = etag
+
     @property
     def parts(self) -> int:
         return len(self._parts)
 
-    def complete(self) -> None:
-        """Make the object visible: the one moment a backup comes into existence."""
+    def complete(self, *, if_absent: bool = False) -> None:
+        """Make the object visible: the one moment a backup comes into existence.
+
+        `if_absent` sends `If-None-Match: *`: a server that honours it refuses (Conflict) when
+        an object already exists at the key, instead of replacing it.
+        """
         parts = [{"PartNumber": n, "ETag": self._parts[n]} for n in sorted(self._parts)]
+        condition = {"IfNoneMatch": "*"} if if_absent else {}
         with s3_errors(f"complete upload of s3://{self.bucket}/{self.key}"):
             self._client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=self.key,
                 UploadId=self.upload_id,
                 MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+                **condition,  # type: ignore[arg-type]
             )
         self.completed = True
 

@@ -4,7 +4,8 @@
     ├── ConnectionFailed        server unreachable (reason ConnectionFailed / EndpointUnreachable)
     ├── AuthenticationFailed    credentials refused
     ├── NotFound                the thing addressed does not exist
-    └── Refused                 the server understood and said no (e.g. CONFIG SET refused)
+    ├── Refused                 the server understood and said no (e.g. CONFIG SET refused)
+    └── Conflict                a conditional write found the object already there
 
 Messages never contain credentials: clients build them from host, port and names only, never
 from a URL or the library's own message when that could echo a password.
@@ -42,3 +43,7 @@ class NotFound(ClientError):
 
 class Refused(ClientError):
     reason = "Refused"
+
+
+class Conflict(ClientError):
+    reason = "Conflict"

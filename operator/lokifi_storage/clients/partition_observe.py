@@ -97,6 +97,7 @@ SELECT
       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
         AND (t.depth = 0 OR a.atttypid = ANY(%(toastable)s::regtype[]))
     ) AS columns,
+    obj_description(c.oid, 'pg_class') AS comment,
     CASE WHEN c.relkind = 'r' AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'
          THEN pg_relation_size(c.oid) ELSE 0 END AS heap_bytes,
     (SELECT coalesce(json_agg(json_build_object(
@@ -207,6 +208,7 @@ def _relation(row: dict[str, Any], children: tuple[ObservedRelation, ...]) -> Ob
         columns=columns,
         size_bytes=int(row["heap_bytes"] or 0),
         children=children,
+        comment=row.get("comment"),
     )
 
 

@@ -83,10 +83,20 @@ class PartitionDatabase:
         self.sleep = sleep
         self.statements: list[str] = []
         self.writes: list[str] = []  # the statements of action steps: DDL, DML, LOCK
+        self.last_copy_rows = 0  # rows of the last COPY ... TO STDOUT, as the server counted
+        self._system_identifier: str | None = None
 
     @property
     def database(self) -> str:
         return self.target.dbname
+
+    def system_identifier(self) -> str:
+        """The cluster's id from pg_control_system(): fixed at initdb, shared by its
+        streaming replicas, different on any other server."""
+        if self._system_identifier is None:
+            rows = self.query("SELECT system_identifier::text FROM pg_control_system()")
+            self._system_identifier = str(rows[0][0])
+        return self._system_identifier
 
     # -- execution ----------------------------------------------------------------------------
 
@@ -302,6 +312,19 @@ class PartitionDatabase:
                 reason=Reason.PARTITION_ACTION_FAILED,
             ) from error
 
+    def write_now(self, statement: sql.Composable) -> None:
+        """One changing statement in its own transaction, errors mapped (a kept export's mark)."""
+        try:
+            with self.conn.transaction():
+                self._execute(statement, write=True)
+        except psycopg.OperationalError as error:
+            raise ConnectionFailed(f"primary {self.target}: connection lost") from error
+        except psycopg.Error as error:
+            raise ClientError(
+                f"primary {self.target}: {type(error).__name__}: {_primary_message(error)}",
+                reason=Reason.PARTITION_ACTION_FAILED,
+            ) from error
+
     def execute_write(self, statement: sql.Composable) -> None:
         """One changing statement in the current transaction (errors map in the caller's
         `locked_snapshot`)."""
@@ -311,10 +334,13 @@ class PartitionDatabase:
         """Stream `COPY ... TO STDOUT` in the chunks the server sends."""
         text = self._text(statement)
         self.statements.append(text)
+        self.last_copy_rows = 0
         try:
-            with self.conn.cursor() as cur, cur.copy(text) as copy:
-                for chunk in copy:
-                    yield bytes(chunk)
+            with self.conn.cursor() as cur:
+                with cur.copy(text) as copy:
+                    for chunk in copy:
+                        yield bytes(chunk)
+                self.last_copy_rows = max(cur.rowcount, 0)
         except psycopg.OperationalError as error:
             raise ConnectionFailed(f"primary {self.target}: connection lost during COPY") from error
         except psycopg.Error as error:

@@ -66,6 +66,9 @@ STALLING_REASONS: Final = frozenset(
         Reason.INDEX_MISMATCH,
         Reason.RANGE_CONFLICT,
         Reason.SECRET_CONFLICT,
+        # An export refused because of what the bucket holds: a human looks at the object.
+        Reason.EXPORT_CONFLICT,
+        Reason.EXPORT_NOT_VERIFIED,
         # Backups are taken by CronJobs: the operator cannot retry its way out of these.
         Reason.BACKUP_MISSING,
         Reason.BACKUP_STALE,

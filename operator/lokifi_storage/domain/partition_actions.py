@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from lokifi_storage.domain.export_layout import manifest_key
 from lokifi_storage.domain.index_defs import IndexDef
 from lokifi_storage.domain.partition_catalog import Bound, Column, QName
 
@@ -239,8 +240,14 @@ class ExportPartition(Action):
     bucket: str
     key: str
     storage_class: str
+    source: str = ""  # the server's system_identifier, part of `key`
+    database: str = ""
 
     deferred: ClassVar[bool] = True
+
+    @property
+    def manifest_key(self) -> str:
+        return manifest_key(self.key)
 
     def describe(self) -> str:
         return (

@@ -156,6 +156,7 @@ class ObservedRelation:
     columns: tuple[Column, ...] = ()
     size_bytes: int = 0  # heap bytes; observed for DEFAULT partitions only
     children: tuple[ObservedRelation, ...] = ()
+    comment: str | None = None  # COMMENT ON TABLE: where a kept export says why
 
     @property
     def partitioned(self) -> bool:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import TableSpec
+from lokifi_storage.domain.export_layout import export_key, parse_kept_mark
 from lokifi_storage.domain.index_defs import IndexDef, index_def_from_spec
 from lokifi_storage.domain.index_plan import Problem, plan_indexes
 from lokifi_storage.domain.partition_actions import (
@@ -131,22 +132,17 @@ def _parse_indexes(spec: TableSpec, problems: list[Problem]) -> tuple[IndexDef, 
     return tuple(defs)
 
 
-def _export_key(prefix: str, database: str, partition: QName) -> str:
-    head = prefix if not prefix or prefix.endswith("/") else prefix + "/"
-    db = f"{database}/" if database else ""
-    return f"{head}{db}{partition.schema}/{partition.name}.csv.zst"
-
-
 class _Planner:
     """One table's plan in the making; methods follow the numbered order of the module doc."""
 
     def __init__(
-        self, spec: TableSpec, observed: ObservedTable, now: dt.datetime, database: str
+        self, spec: TableSpec, observed: ObservedTable, now: dt.datetime, database: str, source: str
     ) -> None:
         self.spec = spec
         self.observed = observed
         self.now = to_utc(now)
         self.database = database
+        self.source = source
         self.table = QName.parse(spec.name)
         self.actions: list[Action] = []
         self.deferred: list[Action] = []
@@ -592,6 +588,9 @@ class _Planner:
         if retention.exportTo is not None:
             target = retention.exportTo
             for parent, child, r in expiring:
+                key = export_key(
+                    target.prefix, self.source, self.database, child.qname.schema, child.qname.name
+                )
                 self.deferred.append(
                     ExportPartition(
                         self.table,
@@ -599,10 +598,15 @@ class _Planner:
                         partition=child.qname,
                         bound=_time_bound(r, key_type),
                         bucket=target.bucket,
-                        key=_export_key(target.prefix, self.database, child.qname),
+                        key=key,
                         storage_class=target.storageClass,
+                        source=self.source,
+                        database=self.database,
                     )
                 )
+                kept = parse_kept_mark(child.comment)
+                if kept is not None:
+                    self.problems.append(Problem(kept[0], f"{child.qname} kept: {kept[1]}"))
             return len(expiring)
         if retention.dropWithoutExport:
             for parent, child, r in expiring:
@@ -626,7 +630,16 @@ def _walk(rel: ObservedRelation) -> list[ObservedRelation]:
 
 
 def plan_table(
-    spec: TableSpec, observed: ObservedTable, now: dt.datetime, *, database: str = ""
+    spec: TableSpec,
+    observed: ObservedTable,
+    now: dt.datetime,
+    *,
+    database: str = "",
+    source: str = "",
 ) -> TablePlan:
-    """Everything one reconcile should do for `spec`, given what the catalog shows `now`."""
-    return _Planner(spec, observed, now, database).plan()
+    """Everything one reconcile should do for `spec`, given what the catalog shows `now`.
+
+    `database` and `source` (the server's system_identifier) name exports; the reconciler,
+    which only counts them, may leave `source` out.
+    """
+    return _Planner(spec, observed, now, database, source).plan()

@@ -137,7 +137,11 @@ def plans_for(
     db: PartitionDatabase, tables: list[TableSpec], now: dt.datetime
 ) -> dict[str, TablePlan]:
     observed = db.observe(tables)
-    return {t.name: plan_table(t, observed[t.name], now, database=db.database) for t in tables}
+    source = db.system_identifier() if any(t.retention for t in tables) else ""
+    return {
+        t.name: plan_table(t, observed[t.name], now, database=db.database, source=source)
+        for t in tables
+    }
 
 
 def _open(url: str, lock_timeout_ms: int) -> Any:
