@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from lokifi_storage.jobs import backup_cli, partitions_cli, vacuum
+from lokifi_storage.jobs import backup_cli, migrate_cli, partitions_cli, vacuum
 
 app = typer.Typer(
     name="lokifi-storage",
@@ -64,6 +64,7 @@ app.command("restore")(backup_cli.restore)
 app.command("vacuum")(vacuum.vacuum)
 app.add_typer(partitions_cli.app, name="partitions")
 app.command("plan")(partitions_cli.plan)
+app.add_typer(migrate_cli.app, name="migrate")
 
 
 class LogLevel(StrEnum):

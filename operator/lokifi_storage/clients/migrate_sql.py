@@ -1,0 +1,193 @@
+"""The SQL of `migrate sqlite`, as psycopg.sql compositions. No I/O happens here.
+
+Like partition_sql.py it sits in clients/ only because it needs psycopg.sql. Partitions are not
+made here: the partition planner and partition_sql.py make them, as the reconciler would.
+
+The canonical expression of a column prints a stored value exactly as the converter of
+domain/sqlite_values.py wrote it into COPY (escaped the same way), so the digest of a row is
+md5 of the same bytes on both sides. The digest of a table is the sum of the first 64 bits of
+every row's md5, as a signed bigint: order-independent, and duplicates count twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from psycopg import sql
+
+from lokifi_storage.domain.migrate_schema import SourceIndex, TargetColumn, TargetTable
+from lokifi_storage.domain.partition_catalog import QName
+
+__all__ = [
+    "STATE_SCHEMA",
+    "canonical_expression",
+    "copy_statement",
+    "create_table",
+    "digest_query",
+    "foreign_key",
+    "ident",
+    "index_statement",
+    "set_sequences",
+    "state_tables",
+]
+
+STATE_SCHEMA = "lokifi_migrate"
+
+
+def ident(name: QName) -> sql.Identifier:
+    return sql.Identifier(name.schema, name.name)
+
+
+def ident_text(name: QName) -> str:
+    """`name` quoted as regclass input reads it (pg_get_serial_sequence takes text)."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in (name.schema, name.name))
+
+
+def state_tables() -> list[sql.Composed]:
+    """The checkpoints (one row per source table) and the rejects, in their own schema."""
+    schema = sql.Identifier(STATE_SCHEMA)
+    return [
+        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.checkpoints ("
+            " source_table text PRIMARY KEY,"
+            " target_table text NOT NULL,"
+            " last_rowid bigint,"
+            " rows_copied bigint NOT NULL DEFAULT 0,"
+            " rows_rejected bigint NOT NULL DEFAULT 0,"
+            " digest numeric,"
+            " finished boolean NOT NULL DEFAULT false,"
+            " created boolean NOT NULL DEFAULT false,"
+            " updated_at timestamptz NOT NULL DEFAULT now())"
+        ).format(schema),
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.rejects ("
+            " id bigserial PRIMARY KEY,"
+            " source_table text NOT NULL,"
+            " target_table text NOT NULL,"
+            " row_key text NOT NULL,"
+            " column_name text,"
+            " reason text NOT NULL,"
+            " value text,"
+            " rejected_at timestamptz NOT NULL DEFAULT now())"
+        ).format(schema),
+    ]
+
+
+def create_table(table: TargetTable) -> sql.Composed:
+    columns = [
+        sql.SQL("{} {}{}").format(
+            sql.Identifier(c.name),
+            sql.SQL("bigserial" if c.serial else c.type),
+            sql.SQL(" NOT NULL") if c.not_null and not c.serial else sql.SQL(""),
+        )
+        for c in table.columns
+    ]
+    if table.primary_key:
+        columns.append(
+            sql.SQL("PRIMARY KEY ({})").format(
+                sql.SQL(", ").join(sql.Identifier(k) for k in table.primary_key)
+            )
+        )
+    partition = (
+        sql.SQL(" PARTITION BY RANGE ({})").format(sql.Identifier(table.partition_column))
+        if table.partition_column
+        else sql.SQL("")
+    )
+    return sql.SQL("CREATE TABLE {} ({}){}").format(
+        ident(table.qname), sql.SQL(", ").join(columns), partition
+    )
+
+
+def _escaped(value: sql.Composable) -> sql.Composable:
+    # COPY's text escapes, applied in the same order as copy_escape().
+    out = value
+    for raw, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
+        out = sql.SQL("replace({}, {}, {})").format(out, sql.Literal(raw), sql.Literal(escaped))
+    return out
+
+
+def canonical_expression(column: TargetColumn) -> sql.Composable:
+    """The column's value as the text the converter sent for it, NULL as COPY's \\N."""
+    col = sql.Identifier(column.name)
+    base = column.type.partition("(")[0].strip()
+    expression: sql.Composable
+    if base in ("text", "character varying", "json"):
+        expression = _escaped(col)
+    elif base == "jsonb":
+        expression = _escaped(sql.SQL("{}::text").format(col))
+    elif base == "boolean":
+        expression = sql.SQL("CASE WHEN {} THEN 't' ELSE 'f' END").format(col)
+    elif base == "timestamp with time zone":
+        expression = sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US') || '+00'").format(col)
+    elif base == "timestamp without time zone":
+        expression = sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')").format(col)
+    elif base == "date":
+        expression = sql.SQL("to_char({}, 'YYYY-MM-DD')").format(col)
+    elif base == "bytea":
+        expression = sql.SQL("{} || encode({}, 'hex')").format(sql.Literal("\\\\x"), col)
+    else:  # integers, double precision, numeric, uuid
+        expression = sql.SQL("{}::text").format(col)
+    return sql.SQL("coalesce({}, {})").format(expression, sql.Literal("\\N"))
+
+
+def digest_query(relations: Sequence[QName], columns: Sequence[TargetColumn]) -> sql.Composed:
+    """count(*) and the digest over the union of `relations` (a table and its archive)."""
+    line = sql.SQL(" || E'\\t' || ").join(canonical_expression(c) for c in columns)
+    parts = [
+        sql.SQL("SELECT {} AS line FROM {}").format(line, ident(relation)) for relation in relations
+    ]
+    return sql.SQL(
+        "SELECT count(*), coalesce(sum(('x' || substr(md5(line), 1, 16))::bit(64)::bigint), 0)"
+        " FROM ({}) AS rows"
+    ).format(sql.SQL(" UNION ALL ").join(parts))
+
+
+def copy_statement(relation: QName, columns: Sequence[str]) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(
+        ident(relation), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
+
+
+def index_statement(table: QName, index: SourceIndex) -> sql.Composed:
+    return sql.SQL("CREATE {}INDEX IF NOT EXISTS {} ON {} ({})").format(
+        sql.SQL("UNIQUE ") if index.unique else sql.SQL(""),
+        sql.Identifier(index.name),
+        ident(table),
+        sql.SQL(", ").join(sql.Identifier(c) for c in index.columns),
+    )
+
+
+def foreign_key(
+    table: QName, name: str, columns: Sequence[str], target: QName, references: Sequence[str]
+) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})").format(
+        ident(table),
+        sql.Identifier(name),
+        sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+        ident(target),
+        sql.SQL(", ").join(sql.Identifier(c) for c in references),
+    )
+
+
+def set_sequences(table: QName, relations: Sequence[QName], columns: Sequence[str]) -> sql.Composed:
+    """setval of every sequence behind `columns` (serial or identity) past the loaded maximum,
+    counting the archive's rows too."""
+    statements = []
+    for column in columns:
+        maximum = sql.SQL("greatest({})").format(
+            sql.SQL(", ").join(
+                sql.SQL("(SELECT max({}) FROM {})").format(sql.Identifier(column), ident(r))
+                for r in relations
+            )
+        )
+        statements.append(
+            sql.SQL(
+                "SELECT setval(pg_get_serial_sequence({}, {}), coalesce({}, 0) + 1, false)"
+            ).format(
+                sql.Literal(ident_text(table)),
+                sql.Literal(column),
+                maximum,
+            )
+        )
+    return sql.SQL("; ").join(statements)

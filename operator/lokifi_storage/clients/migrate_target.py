@@ -1,0 +1,404 @@
+"""The PostgreSQL side of `migrate sqlite`: target tables, chunked COPY with checkpoints, digests.
+
+A chunk is one transaction: its COPYs (into the table, or into the table and its archive), its
+rejects and its checkpoint row commit together, so a kill -9 at any point leaves either the whole
+chunk or none of it, and a re-run continues after the last committed rowid without duplicates.
+
+A COPY that PostgreSQL refuses for one row (a value the converters let through but the server
+does not take, a constraint of an existing table) would otherwise fail the whole chunk: the
+chunk is then split in halves under savepoints until the refused rows are single, and each goes
+to the rejects table with the server's one-line message and the column it names.
+
+Messages carry host, port, database and relation names only, never the URL.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from lokifi_storage.clients.errors import ClientError, ConnectionFailed
+from lokifi_storage.clients.migrate_sql import (
+    STATE_SCHEMA,
+    copy_statement,
+    digest_query,
+    ident,
+    state_tables,
+)
+from lokifi_storage.clients.pg_probe import Target, connect_autocommit
+from lokifi_storage.domain.migrate_schema import TargetColumn, TargetTable
+from lokifi_storage.domain.partition_catalog import QName
+
+__all__ = [
+    "Checkpoint",
+    "Chunk",
+    "MigrateTarget",
+    "Reject",
+    "RouteRows",
+]
+
+_COLUMN_IN_CONTEXT = re.compile(r'column (\w+|"[^"]+")')
+
+Conn = psycopg.Connection[Any]
+
+
+@dataclass(frozen=True)
+class Reject:
+    row_key: str
+    column: str | None
+    reason: str
+    value: str | None = None
+
+
+@dataclass
+class RouteRows:
+    """Lines (COPY text, no newline) bound for one relation, with their rowids and digests."""
+
+    lines: list[bytes] = field(default_factory=list)
+    rowids: list[int] = field(default_factory=list)
+    hashes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Chunk:
+    source_table: str
+    target: QName
+    columns: tuple[str, ...]
+    last_rowid: int
+    routes: dict[QName, RouteRows]
+    rejects: list[Reject]
+    key_column: str  # how a rowid is named in a reject's key
+    hashed: bool
+
+    @property
+    def rows(self) -> int:
+        return sum(len(r.lines) for r in self.routes.values()) + len(self.rejects)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    source_table: str
+    target_table: str
+    last_rowid: int | None
+    rows_copied: int
+    rows_rejected: int
+    digest: int | None
+    finished: bool
+    created: bool = False
+
+
+def _primary_message(error: psycopg.Error) -> str:
+    diag = getattr(error, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    return str(primary) if primary else type(error).__name__
+
+
+def _column_of(error: psycopg.Error) -> str | None:
+    diag = error.diag
+    if diag.column_name:
+        return str(diag.column_name)
+    match = _COLUMN_IN_CONTEXT.search(diag.context or "")
+    return match.group(1).strip('"') if match else None
+
+
+class MigrateTarget:
+    """One autocommit connection to the primary for the rows and the checkpoints."""
+
+    def __init__(self, conn: Conn, target: Target) -> None:
+        self.conn = conn
+        self.target = target
+
+    @classmethod
+    def open(cls, url: str) -> MigrateTarget:
+        conn, target = connect_autocommit(url, "primary")
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute("SET DateStyle = 'ISO, YMD'")
+        conn.execute("SET extra_float_digits = 1")
+        # A chunk lost to a server crash is lost with its checkpoint: the re-run redoes it.
+        conn.execute("SET synchronous_commit = off")
+        return cls(conn, target)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _fail(self, error: psycopg.Error, what: str) -> ClientError:
+        if isinstance(error, psycopg.OperationalError) and self.conn.broken:
+            return ConnectionFailed(f"primary {self.target}: connection lost ({what})")
+        return ClientError(f"{what}: {type(error).__name__}: {_primary_message(error)}")
+
+    def query(self, statement: sql.Composed | str, params: Any = None) -> list[tuple[Any, ...]]:
+        try:
+            cursor = self.conn.execute(statement, params)
+            return list(cursor.fetchall()) if cursor.description else []
+        except psycopg.Error as error:
+            raise self._fail(error, "query") from error
+
+    def execute(self, statement: sql.Composed | str, what: str) -> None:
+        try:
+            self.conn.execute(statement)
+        except psycopg.Error as error:
+            raise self._fail(error, what) from error
+
+    # -- target tables ------------------------------------------------------------------------
+
+    def observe(self, qname: QName) -> TargetTable | None:
+        rows = self.query(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,"
+            " a.atthasdef OR a.attidentity <> '', a.attgenerated <> '',"
+            " pg_get_serial_sequence(quote_ident(n.nspname) || '.' || quote_ident(c.relname),"
+            "   a.attname) IS NOT NULL"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+            " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')"
+            " ORDER BY a.attnum",
+            (qname.schema, qname.name),
+        )
+        if not rows:
+            return None
+        key = self.query(
+            "SELECT p.partattrs::int2[] FROM pg_partitioned_table p"
+            " JOIN pg_class c ON c.oid = p.partrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = %s",
+            (qname.schema, qname.name),
+        )
+        columns = tuple(
+            TargetColumn(
+                name=name,
+                type=pg_type,
+                not_null=bool(not_null),
+                has_default=bool(has_default),
+                generated=bool(generated),
+                serial=bool(serial),
+            )
+            for name, pg_type, not_null, has_default, generated, serial in rows
+        )
+        partition_column = None
+        if key and key[0][0] and len(key[0][0]) == 1 and key[0][0][0] > 0:
+            partition_column = columns[key[0][0][0] - 1].name
+        return TargetTable(
+            qname=qname, columns=columns, partition_column=partition_column, exists=True
+        )
+
+    def has_rows(self, relations: Sequence[QName]) -> bool:
+        for relation in relations:
+            rows = self.query(sql.SQL("SELECT EXISTS (SELECT FROM {})").format(ident(relation)))
+            if rows[0][0]:
+                return True
+        return False
+
+    def relation_exists(self, qname: QName) -> bool:
+        rows = self.query(
+            "SELECT to_regclass(quote_ident(%s) || '.' || quote_ident(%s)) IS NOT NULL",
+            (qname.schema, qname.name),
+        )
+        return bool(rows[0][0])
+
+    # -- checkpoints --------------------------------------------------------------------------
+
+    def state_exists(self) -> bool:
+        return self.relation_exists(QName(STATE_SCHEMA, "checkpoints"))
+
+    def ensure_state(self) -> None:
+        try:
+            with self.conn.transaction():
+                for statement in state_tables():
+                    self.conn.execute(statement)
+        except psycopg.Error as error:
+            raise self._fail(error, f"creating {STATE_SCHEMA}") from error
+
+    def checkpoints(self) -> dict[str, Checkpoint]:
+        if not self.state_exists():
+            return {}
+        rows = self.query(
+            sql.SQL(
+                "SELECT source_table, target_table, last_rowid, rows_copied, rows_rejected,"
+                " digest, finished, created FROM {}.checkpoints"
+            ).format(sql.Identifier(STATE_SCHEMA))
+        )
+        return {
+            r[0]: Checkpoint(
+                source_table=r[0],
+                target_table=r[1],
+                last_rowid=r[2],
+                rows_copied=int(r[3]),
+                rows_rejected=int(r[4]),
+                digest=int(r[5]) if r[5] is not None else None,
+                finished=bool(r[6]),
+                created=bool(r[7]),
+            )
+            for r in rows
+        }
+
+    def start_table(self, source_table: str, target: QName) -> None:
+        self.execute(
+            sql.SQL(
+                "INSERT INTO {}.checkpoints (source_table, target_table, digest)"
+                " VALUES ({}, {}, 0) ON CONFLICT (source_table) DO NOTHING"
+            ).format(
+                sql.Identifier(STATE_SCHEMA), sql.Literal(source_table), sql.Literal(str(target))
+            ),
+            f"checkpoint of {source_table}",
+        )
+
+    def create_table(self, statement: sql.Composed, source_table: str, target: QName) -> None:
+        """CREATE TABLE and its checkpoint row (marked `created`) in one transaction, so a
+        re-run knows the table is this migration's own even if it was killed right after."""
+        try:
+            with self.conn.transaction():
+                self.conn.execute(statement)
+                self.conn.execute(
+                    sql.SQL(
+                        "INSERT INTO {}.checkpoints (source_table, target_table, digest, created)"
+                        " VALUES ({}, {}, 0, true)"
+                    ).format(
+                        sql.Identifier(STATE_SCHEMA),
+                        sql.Literal(source_table),
+                        sql.Literal(str(target)),
+                    )
+                )
+        except psycopg.Error as error:
+            raise self._fail(error, f"creating {target}") from error
+
+    def rejected_rowids(self, source_table: str) -> set[int]:
+        rows = self.query(
+            sql.SQL("SELECT row_key FROM {}.rejects WHERE source_table = %s").format(
+                sql.Identifier(STATE_SCHEMA)
+            ),
+            (source_table,),
+        )
+        return {int(key.rpartition("=")[2]) for (key,) in rows}
+
+    def constraint_exists(self, table: QName, name: str) -> bool:
+        rows = self.query(
+            "SELECT EXISTS (SELECT FROM pg_constraint c JOIN pg_class r ON r.oid = c.conrelid"
+            " JOIN pg_namespace n ON n.oid = r.relnamespace"
+            " WHERE n.nspname = %s AND r.relname = %s AND c.conname = %s)",
+            (table.schema, table.name, name),
+        )
+        return bool(rows[0][0])
+
+    def finish_table(self, source_table: str) -> None:
+        self.execute(
+            sql.SQL(
+                "UPDATE {}.checkpoints SET finished = true, updated_at = now()"
+                " WHERE source_table = {}"
+            ).format(sql.Identifier(STATE_SCHEMA), sql.Literal(source_table)),
+            f"checkpoint of {source_table}",
+        )
+
+    # -- rows ---------------------------------------------------------------------------------
+
+    def write_chunk(self, chunk: Chunk) -> tuple[int, int, list[Reject]]:
+        """COPY the chunk, record its rejects and checkpoint, commit. Returns rows copied, the
+        digest of the copied rows and every reject (the converters' and the server's).
+
+        The first attempt sends each route in one COPY without savepoints; only when the server
+        refuses a row is the chunk redone, bisected under savepoints."""
+        try:
+            return self._write(chunk, careful=False)
+        except (pg_errors.DataException, pg_errors.IntegrityConstraintViolation):
+            pass
+        except psycopg.Error as error:
+            raise self._fail(error, f"loading {chunk.target}") from error
+        try:
+            return self._write(chunk, careful=True)
+        except psycopg.Error as error:
+            raise self._fail(error, f"loading {chunk.target}") from error
+
+    def _write(self, chunk: Chunk, *, careful: bool) -> tuple[int, int, list[Reject]]:
+        rejects = list(chunk.rejects)
+        copied = 0
+        digest = 0
+        with self.conn.transaction():
+            for relation, rows in chunk.routes.items():
+                if not rows.lines:
+                    continue
+                statement = copy_statement(relation, chunk.columns)
+                if careful:
+                    refused, refused_rejects = self._bisect(statement, rows, chunk)
+                else:
+                    self._copy(statement, rows.lines)
+                    refused, refused_rejects = [], []
+                rejects.extend(refused_rejects)
+                copied += len(rows.lines) - len(refused)
+                if chunk.hashed:
+                    digest += sum(rows.hashes) - sum(rows.hashes[i] for i in refused)
+            self._record(chunk, copied, digest, rejects)
+        return copied, digest, rejects
+
+    def _copy(self, statement: sql.Composed, lines: list[bytes]) -> None:
+        with self.conn.cursor() as cur, cur.copy(statement) as copy:
+            copy.write(b"\n".join(lines) + b"\n")
+
+    def _bisect(
+        self, statement: sql.Composed, rows: RouteRows, chunk: Chunk
+    ) -> tuple[list[int], list[Reject]]:
+        """COPY `rows` in halves under savepoints until the refused rows stand alone."""
+        refused: list[int] = []
+        rejects: list[Reject] = []
+        pending = [(0, len(rows.lines))]
+        while pending:
+            start, end = pending.pop()
+            try:
+                with self.conn.transaction():
+                    self._copy(statement, rows.lines[start:end])
+            except (pg_errors.DataException, pg_errors.IntegrityConstraintViolation) as error:
+                if end - start == 1:
+                    refused.append(start)
+                    rejects.append(
+                        Reject(
+                            row_key=f"{chunk.key_column}={rows.rowids[start]}",
+                            column=_column_of(error),
+                            reason=f"refused by PostgreSQL: {_primary_message(error)}",
+                        )
+                    )
+                    continue
+                middle = (start + end) // 2
+                pending.extend([(middle, end), (start, middle)])
+        return refused, rejects
+
+    def _record(self, chunk: Chunk, copied: int, digest: int, rejects: list[Reject]) -> None:
+        schema = sql.Identifier(STATE_SCHEMA)
+        if rejects:
+            with self.conn.cursor() as cur:
+                cur.executemany(
+                    sql.SQL(
+                        "INSERT INTO {}.rejects (source_table, target_table, row_key,"
+                        " column_name, reason, value) VALUES (%s, %s, %s, %s, %s, %s)"
+                    ).format(schema),
+                    [
+                        (
+                            chunk.source_table,
+                            str(chunk.target),
+                            r.row_key,
+                            r.column,
+                            r.reason,
+                            r.value,
+                        )
+                        for r in rejects
+                    ],
+                )
+        self.conn.execute(
+            sql.SQL(
+                "UPDATE {}.checkpoints SET last_rowid = %s, rows_copied = rows_copied + %s,"
+                " rows_rejected = rows_rejected + %s,"
+                " digest = CASE WHEN %s THEN digest + %s END, updated_at = now()"
+                " WHERE source_table = %s"
+            ).format(schema),
+            (chunk.last_rowid, copied, len(rejects), chunk.hashed, digest, chunk.source_table),
+        )
+
+    # -- after the rows -----------------------------------------------------------------------
+
+    def digest(
+        self, relations: Sequence[QName], columns: Sequence[TargetColumn]
+    ) -> tuple[int, int]:
+        rows = self.query(digest_query(relations, columns))
+        return int(rows[0][0]), int(rows[0][1])

@@ -1,0 +1,222 @@
+"""The SQLite file being migrated: opened read-only, its schema, its rows in rowid order.
+
+The file is opened with `mode=ro` (a Job can mount it read-only) and read inside one read
+transaction, so every count, every chunk and the verification see the same snapshot even if
+something still writes to the file. TEXT comes back as `bytearray` and BLOB as `bytes`: the
+converters of domain/sqlite_values.py tell text from binary by that, and text that is not UTF-8
+reaches them as bytes instead of failing the whole read.
+
+Errors are the migrate command's own: `SourceCorrupt` (not a SQLite file, or damaged),
+`SourceLocked` (another process holds a lock that keeps readers out), each with one line naming
+the file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.domain.migrate_schema import (
+    ForeignKey,
+    SourceColumn,
+    SourceIndex,
+    SourceTable,
+)
+
+__all__ = ["SourceCorrupt", "SourceLocked", "SqliteSource"]
+
+_ISO_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
+_MS_FROM = 100_000_000_000
+
+
+class SourceCorrupt(ClientError):
+    reason = "SourceCorrupt"
+
+
+class SourceLocked(ClientError):
+    reason = "SourceLocked"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class SqliteSource:
+    """One read-only connection and one read transaction over the file."""
+
+    def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
+        self.path = path
+        if not path.is_file():
+            raise SourceCorrupt(f"{path}: no such file")
+        uri = f"file:{path.resolve().as_posix()}?mode=ro"
+        try:
+            self.conn = sqlite3.connect(
+                uri,
+                uri=True,
+                timeout=busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as error:
+            raise self._map(error) from error
+        self.conn.text_factory = bytearray
+        try:
+            self.conn.execute("BEGIN")
+            self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.Error as error:
+            self.conn.close()
+            raise self._map(error) from error
+
+    def _map(self, error: sqlite3.Error) -> ClientError:
+        text = str(error).lower()
+        if "locked" in text or "busy" in text:
+            return SourceLocked(
+                f"{self.path}: the SQLite database is locked by another process "
+                "(stop the app writing to it, then run again)"
+            )
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return SourceCorrupt(
+                f"{self.path}: not a SQLite database or damaged ({str(error).strip()})"
+            )
+        return ClientError(f"{self.path}: SQLite error: {str(error).strip()}")
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def query(self, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self.conn.execute(statement, params).fetchall()
+        except sqlite3.Error as error:
+            raise self._map(error) from error
+
+    def check_integrity(self) -> None:
+        """`PRAGMA quick_check`: damage found now, before anything is written."""
+        rows = self.query("PRAGMA quick_check")
+        found = [bytes(r[0]).decode("utf-8", "replace") for r in rows]
+        if found != ["ok"]:
+            raise SourceCorrupt(f"{self.path}: SQLite integrity check failed: {found[0][:200]}")
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def table_names(self) -> list[str]:
+        rows = self.query(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%' "
+            "ORDER BY rowid"
+        )
+        return [bytes(r[0]).decode() for r in rows]
+
+    def table(self, name: str) -> SourceTable:
+        q = _quote(name)
+        columns = tuple(
+            SourceColumn(
+                name=bytes(row[1]).decode(),
+                declared=bytes(row[2] or b"").decode(),
+                not_null=bool(row[3]),
+                default=bytes(row[4]).decode() if row[4] is not None else None,
+                pk=int(row[5]),
+                hidden=int(row[6]) != 0,
+            )
+            for row in self.query(f"PRAGMA table_xinfo({q})")
+        )
+        sql_text = self.query("SELECT sql FROM sqlite_master WHERE name = ?", (name,))
+        ddl = bytes(sql_text[0][0] or b"").decode().upper() if sql_text else ""
+        keys: dict[int, list[tuple[str, str, str | None]]] = {}
+        for row in self.query(f"PRAGMA foreign_key_list({q})"):
+            to = bytes(row[4]).decode() if row[4] is not None else None
+            keys.setdefault(int(row[0]), []).append(
+                (bytes(row[2]).decode(), bytes(row[3]).decode(), to)
+            )
+        fks = tuple(
+            ForeignKey(
+                columns=tuple(c for _, c, _ in parts),
+                table=parts[0][0],
+                references=tuple(t for _, _, t in parts),
+            )
+            for parts in keys.values()
+        )
+        indexes: list[SourceIndex] = []
+        for row in self.query(f"PRAGMA index_list({q})"):
+            index_name, unique, origin = bytes(row[1]).decode(), bool(row[2]), bytes(row[3])
+            if origin == b"pk":
+                continue
+            cols = self.query(f"PRAGMA index_info({_quote(index_name)})")
+            names = [bytes(c[2]).decode() if c[2] is not None else None for c in cols]
+            if any(n is None for n in names):
+                continue  # an expression index: not carried over
+            indexed = tuple(n for n in names if n)
+            if index_name.startswith("sqlite_autoindex_"):
+                # A UNIQUE constraint's index: named as PostgreSQL names a unique key.
+                index_name = f"{name}_{'_'.join(indexed)}_key"[:63]
+            indexes.append(SourceIndex(index_name, indexed, unique))
+        return SourceTable(
+            name=name,
+            columns=columns,
+            rowid="WITHOUT ROWID" not in ddl.replace("\n", " "),
+            foreign_keys=fks,
+            indexes=tuple(indexes),
+        )
+
+    # -- data ---------------------------------------------------------------------------------
+
+    def count(self, table: str) -> int:
+        return int(self.query(f"SELECT count(*) FROM {_quote(table)}")[0][0])
+
+    def rows(
+        self, table: SourceTable, after_rowid: int | None, batch: int = 5000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """(*columns, rowid) in rowid order after `after_rowid`, `batch` rows at a time."""
+        cols = ", ".join(_quote(c.name) for c in table.copied)
+        where = "" if after_rowid is None else " WHERE rowid > ?"
+        params: tuple[Any, ...] = () if after_rowid is None else (after_rowid,)
+        try:
+            cursor = self.conn.execute(
+                f"SELECT {cols}, rowid FROM {_quote(table.name)}{where} ORDER BY rowid", params
+            )
+            while True:
+                block = cursor.fetchmany(batch)
+                if not block:
+                    return
+                yield block
+        except sqlite3.Error as error:
+            raise self._map(error) from error
+
+    def _hour_expression(self, c: str) -> str:
+        return (
+            f"CASE WHEN typeof({c}) IN ('integer', 'real') THEN "
+            f"strftime('%Y-%m-%d %H', CASE WHEN abs({c}) >= {_MS_FROM} THEN {c} / 1000.0 "
+            f"ELSE {c} END, 'unixepoch') "
+            f"WHEN typeof({c}) = 'text' AND {c} GLOB '{_ISO_GLOB}' "
+            f"THEN strftime('%Y-%m-%d %H', {c}) END"
+        )
+
+    def hour_buckets(self, table: str, column: str) -> dict[dt.datetime, int]:
+        """Rows per UTC hour of a timestamp column, counted by SQLite itself (ISO text with any
+        zone, Unix seconds or milliseconds). Hours are exact for every partition interval;
+        `unread_times` yields the values SQLite could not read, for the caller to convert."""
+        c = _quote(column)
+        hours: dict[dt.datetime, int] = {}
+        for hour, n in self.query(
+            f"SELECT {self._hour_expression(c)} AS h, count(*) FROM {_quote(table)} "
+            f"WHERE {c} IS NOT NULL GROUP BY h"
+        ):
+            if hour is None:
+                continue
+            instant = dt.datetime.strptime(bytes(hour).decode(), "%Y-%m-%d %H")
+            hours[instant.replace(tzinfo=dt.UTC)] = int(n)
+        return hours
+
+    def unread_times(self, table: str, column: str) -> Iterator[Any]:
+        c = _quote(column)
+        try:
+            cursor = self.conn.execute(
+                f"SELECT {c} FROM {_quote(table)} "
+                f"WHERE {c} IS NOT NULL AND ({self._hour_expression(c)}) IS NULL"
+            )
+            for row in cursor:
+                yield row[0]
+        except sqlite3.Error as error:
+            raise self._map(error) from error

@@ -1,0 +1,601 @@
+"""`lokifi-storage migrate sqlite`: every row of the app's SQLite file into the managed PostgreSQL.
+
+Order of work, each step finished before the next starts:
+  1. read-only checks, nothing written: the file is SQLite and not damaged (quick_check) nor
+     locked; every table the resource declares exists in it; every existing target table fits
+     its SQLite table column by column and holds no rows unless an earlier run left a checkpoint;
+  2. target tables created from the SQLite schema where they do not exist (PARTITION BY RANGE
+     for the declared ones), then their partitions for the whole time range of the data, made
+     and archived by the partition planner as a reconcile would (domain/migrate_plan.py);
+  3. rows in rowid order, chunk by chunk, each chunk one transaction with its checkpoint;
+  4. sequences set past the loaded maximum, SQLite's indexes and foreign keys on the tables
+     this run created;
+  5. verification (default on): per table, the source's row count equals rows copied plus rows
+     rejected, and count and digest of the target equal those of the converted source rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lokifi_storage.api.spec import TableSpec
+from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.migrate_sql import (
+    create_table,
+    foreign_key,
+    index_statement,
+    set_sequences,
+)
+from lokifi_storage.clients.migrate_target import Checkpoint, MigrateTarget
+from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
+from lokifi_storage.clients.sqlite_source import SourceCorrupt, SourceLocked, SqliteSource
+from lokifi_storage.domain.migrate_plan import ArchiveRouter, buckets_of, with_pending_buckets
+from lokifi_storage.domain.migrate_schema import (
+    SourceTable,
+    TargetTable,
+    compatibility_problems,
+    load_order,
+    planned_target,
+    target_name,
+)
+from lokifi_storage.domain.partition_actions import (
+    Action,
+    ArchivePartition,
+    CreatePartition,
+    DropPartition,
+)
+from lokifi_storage.domain.partition_bounds import TimeRange
+from lokifi_storage.domain.partition_catalog import (
+    Column,
+    ObservedRelation,
+    ObservedTable,
+    QName,
+)
+from lokifi_storage.domain.partition_plan import plan_table
+from lokifi_storage.domain.sqlite_values import Rejected, timestamp_instant
+from lokifi_storage.jobs.migrate_convert import ChunkProducer, RowConverter
+from lokifi_storage.jobs.migrate_progress import RowProgress
+from lokifi_storage.jobs.outcome import JobError
+from lokifi_storage.jobs.progress import Reporter
+
+__all__ = [
+    "EXIT_INCOMPATIBLE",
+    "EXIT_LOCKED",
+    "EXIT_MISMATCH",
+    "EXIT_MISSING_TABLE",
+    "EXIT_NOT_SQLITE",
+    "EXIT_REJECTS",
+    "MigrateError",
+    "MigrateOptions",
+    "MigrateSummary",
+    "run_migrate",
+]
+
+EXIT_NOT_SQLITE = 3
+EXIT_MISMATCH = 4
+EXIT_MISSING_TABLE = 5
+EXIT_LOCKED = 6
+EXIT_INCOMPATIBLE = 7
+EXIT_REJECTS = 8
+
+MAX_PARTITION_PASSES = 20
+
+
+class MigrateError(JobError):
+    """A migration that cannot start or did not verify; `exit_code` tells which."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message, reason="MigrateFailed")
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True)
+class MigrateOptions:
+    sqlite_path: Path
+    url: str
+    tables: Sequence[TableSpec] = ()
+    verify: bool = True
+    dry_run: bool = False
+    chunk_rows: int = 20_000
+    chunk_bytes: int = 32 * 1024 * 1024
+    busy_timeout_ms: int = 5_000
+    check_integrity: bool = True
+    now: dt.datetime | None = None
+
+
+@dataclass
+class TableResult:
+    source: str
+    target: QName
+    source_rows: int
+    copied: int = 0
+    rejected: int = 0
+    created: bool = False
+    partitions: int = 0
+    archived_partitions: int = 0
+    verified: bool | None = None
+    mismatch: str | None = None
+
+
+@dataclass
+class MigrateSummary:
+    tables: list[TableResult] = field(default_factory=list)
+    seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def copied(self) -> int:
+        return sum(t.copied for t in self.tables)
+
+    @property
+    def rejected(self) -> int:
+        return sum(t.rejected for t in self.tables)
+
+    @property
+    def exit_code(self) -> int:
+        if any(t.verified is False for t in self.tables):
+            return EXIT_MISMATCH
+        if self.rejected:
+            return EXIT_REJECTS
+        return 0
+
+
+@dataclass
+class _Table:
+    """One SQLite table and everything decided about its target."""
+
+    source: SourceTable
+    spec: TableSpec | None
+    target: TargetTable
+    rows: int
+    buckets: dict[dt.datetime, int] = field(default_factory=dict)
+    archive: QName | None = None
+    router: ArchiveRouter | None = None
+
+    @property
+    def relations(self) -> list[QName]:
+        return [self.target.qname, *([self.archive] if self.archive else [])]
+
+
+# --- 1. read-only checks ---------------------------------------------------------------------
+
+
+def _open_source(options: MigrateOptions) -> SqliteSource:
+    try:
+        source = SqliteSource(options.sqlite_path, busy_timeout_ms=options.busy_timeout_ms)
+        if options.check_integrity:
+            source.check_integrity()
+    except SourceCorrupt as error:
+        raise MigrateError(error.message, EXIT_NOT_SQLITE) from error
+    except SourceLocked as error:
+        raise MigrateError(error.message, EXIT_LOCKED) from error
+    return source
+
+
+def _source_tables(source: SqliteSource, declared: Sequence[TableSpec]) -> list[SourceTable]:
+    names = source.table_names()
+    missing = [s.name for s in declared if QName.parse(s.name).name not in names]
+    if missing:
+        raise MigrateError(
+            f"{source.path} has no table {', '.join(missing)}, which the resource declares "
+            f"(tables in the file: {', '.join(names) or 'none'})",
+            EXIT_MISSING_TABLE,
+        )
+    tables = load_order([source.table(n) for n in names])
+    without_rowid = [t.name for t in tables if not t.rowid]
+    if without_rowid:
+        raise MigrateError(
+            f"{source.path}: WITHOUT ROWID table(s) {', '.join(without_rowid)} are not supported "
+            "(the checkpoints count rows by rowid)",
+            EXIT_INCOMPATIBLE,
+        )
+    return tables
+
+
+def _time_buckets(
+    source: SqliteSource, table: SourceTable, spec: TableSpec
+) -> dict[dt.datetime, int]:
+    assert spec.partitionBy is not None
+    column = spec.partitionBy.column
+    if column not in {c.name for c in table.copied}:
+        raise MigrateError(
+            f"{source.path}: table {table.name} has no column {column}, which the resource "
+            "partitions it by",
+            EXIT_INCOMPATIBLE,
+        )
+    hours = source.hour_buckets(table.name, column)
+    for value in source.unread_times(table.name, column):
+        try:
+            instant = timestamp_instant(value)
+        except Rejected:
+            continue  # the row is rejected when it is loaded
+        hour = instant.replace(minute=0, second=0, microsecond=0)
+        hours[hour] = hours.get(hour, 0) + 1
+    return buckets_of(hours, spec.partitionBy.interval)
+
+
+def _decide(
+    source: SqliteSource,
+    target: MigrateTarget,
+    tables: list[SourceTable],
+    declared: Sequence[TableSpec],
+    checkpoints: dict[str, Checkpoint],
+) -> list[_Table]:
+    problems: list[str] = []
+    out: list[_Table] = []
+    for table in tables:
+        qname, spec = target_name(table.name, declared)
+        existing = target.observe(qname)
+        archive = (
+            QName(spec.archive.schema_, qname.name)
+            if spec is not None and spec.archive is not None
+            else None
+        )
+        if existing is None:
+            decided = planned_target(table, qname, spec)
+        else:
+            decided = existing
+            problems.extend(compatibility_problems(table, existing))
+            by = spec.partitionBy if spec is not None else None
+            if by is not None and existing.partition_column != by.column:
+                problems.append(
+                    f"{qname} exists but is not PARTITION BY RANGE ({by.column}) as the resource "
+                    "declares; recreate it partitioned, or let the migration create it"
+                )
+            if table.name not in checkpoints:
+                relations = [
+                    qname,
+                    *([archive] if archive and target.relation_exists(archive) else []),
+                ]
+                if target.has_rows(relations):
+                    problems.append(
+                        f"{qname} already holds rows and no earlier migrate run left a "
+                        "checkpoint for it; empty it (or drop it) so that rows are not duplicated"
+                    )
+        buckets = (
+            _time_buckets(source, table, spec)
+            if spec is not None and spec.partitionBy is not None
+            else {}
+        )
+        out.append(_Table(table, spec, decided, source.count(table.name), buckets, archive))
+    if problems:
+        raise MigrateError("; ".join(problems), EXIT_INCOMPATIBLE)
+    return out
+
+
+# --- 2. tables and partitions ----------------------------------------------------------------
+
+
+def _virtual_observed(table: _Table) -> ObservedTable:
+    """The catalog as it will look once the table is created, for the dry run's plan."""
+    assert table.spec is not None
+    assert table.spec.partitionBy is not None
+    relation = ObservedRelation(
+        qname=table.target.qname,
+        kind="p",
+        key_strategy="r",
+        key_columns=(table.spec.partitionBy.column,),
+        key_types=("timestamp with time zone",),
+        columns=tuple(Column(c.name, c.type) for c in table.target.columns),
+    )
+    return ObservedTable(qname=table.target.qname, relation=relation)
+
+
+def _partition_actions(
+    table: _Table, observed: ObservedTable, now: dt.datetime, database: str
+) -> list[Action]:
+    assert table.spec is not None
+    plan = plan_table(
+        table.spec, with_pending_buckets(observed, table.buckets), now, database=database
+    )
+    if plan.problems:
+        raise MigrateError(
+            "; ".join(f"{table.target.qname}: {p.message}" for p in plan.problems),
+            EXIT_INCOMPATIBLE,
+        )
+    # Dropping is left to the reconciler: the migration never discards rows.
+    return [a for a in plan.actions if not isinstance(a, DropPartition)]
+
+
+def _make_partitions(
+    db: PartitionDatabase, table: _Table, now: dt.datetime, reporter: Reporter
+) -> None:
+    assert table.spec is not None
+    created = archived = 0
+    for _ in range(MAX_PARTITION_PASSES):
+        observed = db.observe([table.spec])[table.spec.name]
+        actions = _partition_actions(table, observed, now, db.database)
+        if not actions:
+            break
+        for action in actions:
+            try:
+                db.apply(action)
+            except ClientError as error:
+                raise MigrateError(f"{table.target.qname}: {error.message}") from error
+            created += isinstance(action, CreatePartition) and action.parent == table.target.qname
+            archived += isinstance(action, ArchivePartition)
+    else:
+        raise MigrateError(
+            f"{table.target.qname}: partitions still planned after {MAX_PARTITION_PASSES} passes"
+        )
+    if created or archived:
+        reporter.info(
+            f"{table.target.qname}: {created} partitions made, {archived} of them archived "
+            f"to {table.archive}"
+        )
+    observed = db.observe([table.spec])[table.spec.name]
+    ranges: list[TimeRange] = []
+    if observed.archive is not None:
+        for child in observed.archive.children:
+            pair = child.bound.time_range() if child.bound else None
+            if pair is not None and pair[0] < pair[1]:
+                ranges.append(TimeRange(pair[0], pair[1]))
+    if ranges and table.archive is not None:
+        key_type = observed.archive.key_types[0] if observed.archive else ""
+        table.router = ArchiveRouter(ranges, width=10 if key_type == "date" else 26)
+
+
+def _dry_run_partitions(
+    table: _Table, observed: ObservedTable, now: dt.datetime
+) -> tuple[int, int]:
+    """Partitions the run would make for the data, and how many of them go to the archive."""
+    assert table.spec is not None
+    assert table.spec.partitionBy is not None
+    actions = _partition_actions(table, observed, now, "")
+    made = [a for a in actions if isinstance(a, CreatePartition) and a.parent == table.target.qname]
+    archive = table.spec.archive
+    if archive is None:
+        return len(made), 0
+    before = now - dt.timedelta(days=archive.afterDays)
+    drop = table.spec.retention.dropAfterDays if table.spec.retention else None
+    drop_before = now - dt.timedelta(days=drop) if drop else None
+    count = 0
+    for action in made:
+        pair = action.partition.bound.time_range()
+        if pair is None:
+            continue
+        if pair[1] <= before and not (drop_before and pair[1] <= drop_before):
+            count += 1
+    return len(made), count
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def run_migrate(options: MigrateOptions, reporter: Reporter) -> MigrateSummary:
+    started = time.monotonic()
+    now = options.now or dt.datetime.now(dt.UTC)
+    summary = MigrateSummary()
+    source = _open_source(options)
+    try:
+        tables = _source_tables(source, options.tables)
+        target = MigrateTarget.open(options.url)
+        try:
+            checkpoints = target.checkpoints()
+            decided = _decide(source, target, tables, options.tables, checkpoints)
+            with open_partition_database(options.url) as db:
+                if options.dry_run:
+                    _print_plan(db, decided, checkpoints, now, reporter)
+                    summary.seconds = time.monotonic() - started
+                    return summary
+                target.ensure_state()
+                for table in decided:
+                    result = TableResult(table.source.name, table.target.qname, table.rows)
+                    summary.tables.append(result)
+                    if not table.target.exists:
+                        target.create_table(
+                            create_table(table.target), table.source.name, table.target.qname
+                        )
+                        reporter.info(f"created {table.target.qname}")
+                    if table.spec is not None and table.spec.partitionBy is not None:
+                        _make_partitions(db, table, now, reporter)
+            total = sum(t.rows for t in decided)
+            done = sum(c.rows_copied + c.rows_rejected for c in checkpoints.values())
+            with RowProgress(reporter, total, done) as progress:
+                for table in decided:
+                    _load(source, target, table, options, progress, reporter)
+            checkpoints = target.checkpoints()
+            for table, result in zip(decided, summary.tables, strict=True):
+                point = checkpoints[table.source.name]
+                result.copied, result.rejected = point.rows_copied, point.rows_rejected
+                result.created = point.created
+                _finish_table(target, table, point.created, reporter)
+            created_now = {r.source for r in summary.tables if r.created}
+            summary.warnings.extend(_foreign_keys(target, decided, created_now, reporter))
+            if options.verify:
+                for table, result in zip(decided, summary.tables, strict=True):
+                    _verify(source, target, table, checkpoints[table.source.name], result, reporter)
+        finally:
+            target.close()
+    except ClientError as error:
+        raise MigrateError(error.message) from error
+    finally:
+        source.close()
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _load(
+    source: SqliteSource,
+    target: MigrateTarget,
+    table: _Table,
+    options: MigrateOptions,
+    progress: RowProgress,
+    reporter: Reporter,
+) -> None:
+    checkpoints = target.checkpoints()
+    point = checkpoints.get(table.source.name)
+    if point is not None and point.finished:
+        reporter.info(f"{table.target.qname}: already loaded by an earlier run")
+        return
+    if point is None:
+        target.start_table(table.source.name, table.target.qname)
+    hashed = options.verify and (point is None or point.digest is not None)
+    converter = RowConverter(
+        table.source, table.target, archive=table.archive, router=table.router, hashed=hashed
+    )
+    producer = ChunkProducer(
+        source,
+        converter,
+        after_rowid=point.last_rowid if point else None,
+        chunk_rows=options.chunk_rows,
+        chunk_bytes=options.chunk_bytes,
+    )
+    progress.table(str(table.target.qname))
+    for chunk in producer.chunks():
+        _, _, rejects = target.write_chunk(chunk)
+        progress.advance(chunk.rows)
+        for reject in rejects[:3]:
+            reporter.info(
+                f"rejected {table.source.name} {reject.row_key} column {reject.column}: "
+                f"{reject.reason}"
+            )
+        if len(rejects) > 3:
+            reporter.info(f"... and {len(rejects) - 3} more rejected rows in this chunk")
+    target.finish_table(table.source.name)
+
+
+def _finish_table(target: MigrateTarget, table: _Table, created: bool, reporter: Reporter) -> None:
+    observed = target.observe(table.target.qname)
+    serial = [c.name for c in observed.columns if c.serial] if observed else []
+    if serial:
+        target.execute(
+            set_sequences(table.target.qname, table.relations, serial),
+            f"setting the sequences of {table.target.qname}",
+        )
+    if created and table.target.partition_column is None:
+        for index in table.source.indexes:
+            target.execute(
+                index_statement(table.target.qname, index), f"creating index {index.name}"
+            )
+
+
+def _foreign_keys(
+    target: MigrateTarget, tables: list[_Table], created: set[str], reporter: Reporter
+) -> list[str]:
+    """SQLite's foreign keys on the tables this run created, added after the rows (so the load
+    does not check every row). One that does not hold is reported, not forced."""
+    warnings: list[str] = []
+    by_source = {t.source.name: t for t in tables}
+    for table in tables:
+        if table.source.name not in created:
+            continue
+        for fk in table.source.foreign_keys:
+            referenced = by_source.get(fk.table)
+            if referenced is None:
+                warnings.append(
+                    f"{table.target.qname}: foreign key to {fk.table} skipped (no such table)"
+                )
+                continue
+            columns = [
+                r if r is not None else (referenced.source.primary_key or ("",))[i]
+                for i, r in enumerate(fk.references)
+            ]
+            name = f"{table.target.qname.name}_{'_'.join(fk.columns)}_fkey"[:63]
+            if target.constraint_exists(table.target.qname, name):
+                continue
+            try:
+                target.execute(
+                    foreign_key(
+                        table.target.qname, name, fk.columns, referenced.target.qname, columns
+                    ),
+                    f"foreign key {name}",
+                )
+                reporter.info(f"{table.target.qname}: foreign key {name} added")
+            except ClientError as error:
+                warnings.append(
+                    f"{table.target.qname}: foreign key {name} not added: {error.message}"
+                )
+    for warning in warnings:
+        reporter.info(f"WARNING {warning}")
+    return warnings
+
+
+def _verify(
+    source: SqliteSource,
+    target: MigrateTarget,
+    table: _Table,
+    point: Checkpoint,
+    result: TableResult,
+    reporter: Reporter,
+) -> None:
+    expected_digest = point.digest
+    if expected_digest is None:
+        expected_digest = _source_digest(source, table, target)
+    columns = [table.target.column(c.name) for c in table.source.copied]
+    count, digest = target.digest(table.relations, [c for c in columns if c is not None])
+    problems = []
+    if table.rows != point.rows_copied + point.rows_rejected:
+        problems.append(
+            f"SQLite has {table.rows} rows, {point.rows_copied} copied + {point.rows_rejected} "
+            "rejected"
+        )
+    if count != point.rows_copied:
+        problems.append(f"{count} rows in PostgreSQL, {point.rows_copied} copied")
+    elif digest != expected_digest:
+        problems.append("row digests differ (a value changed on the way)")
+    result.verified = not problems
+    result.mismatch = "; ".join(problems) or None
+    if problems:
+        reporter.info(f"VERIFY FAILED {table.target.qname}: {result.mismatch}")
+    else:
+        shown = digest & 0xFFFFFFFFFFFFFFFF
+        reporter.info(f"verified {table.target.qname}: {count} rows, digest {shown:016x}")
+
+
+def _source_digest(source: SqliteSource, table: _Table, target: MigrateTarget) -> int:
+    """The source side's digest recomputed (an earlier run loaded without hashing), skipping
+    the rows the rejects table names."""
+    refused = target.rejected_rowids(table.source.name)
+    converter = RowConverter(table.source, table.target, hashed=True)
+    total = 0
+    for rows in source.rows(table.source, None):
+        block = converter.block([r for r in rows if r[-1] not in refused])
+        for route in block.routes.values():
+            total += sum(route.hashes)
+    return total
+
+
+def _print_plan(
+    db: PartitionDatabase,
+    tables: list[_Table],
+    checkpoints: dict[str, Checkpoint],
+    now: dt.datetime,
+    reporter: Reporter,
+) -> None:
+    for table in tables:
+        state = "exists" if table.target.exists else "to create"
+        point = checkpoints.get(table.source.name)
+        resume = ""
+        if point is not None:
+            resume = (
+                " (already loaded)"
+                if point.finished
+                else f" (resuming after rowid {point.last_rowid}, {point.rows_copied} rows in)"
+            )
+        reporter.info(
+            f"{table.source.name} -> {table.target.qname} ({state}): {table.rows} rows{resume}"
+        )
+        for column in table.source.copied:
+            pg = table.target.column(column.name)
+            reporter.info(
+                f"  {column.name} {column.declared or '(untyped)'} -> "
+                f"{pg.type if pg else '?'}{' NOT NULL' if pg and pg.not_null else ''}"
+            )
+        if table.spec is not None and table.spec.partitionBy is not None:
+            observed = (
+                db.observe([table.spec])[table.spec.name]
+                if table.target.exists
+                else _virtual_observed(table)
+            )
+            made, archived = _dry_run_partitions(table, observed, now)
+            first = min(table.buckets) if table.buckets else None
+            last = max(table.buckets) if table.buckets else None
+            span = f", data from {first.date()} to {last.date()}" if first and last else ""
+            where = f", {archived} of them into {table.archive}" if table.archive else ""
+            reporter.info(f"  partitions to make: {made}{where}{span}")
+    reporter.info("dry run: nothing was changed")

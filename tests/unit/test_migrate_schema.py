@@ -1,0 +1,162 @@
+"""From the SQLite schema to target tables: types, keys of partitioned tables, compatibility
+of an existing table, load order, and the routing of old rows to the archive."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from lokifi_storage.api.spec import TableSpec
+from lokifi_storage.domain.migrate_plan import ArchiveRouter, buckets_of, with_pending_buckets
+from lokifi_storage.domain.migrate_schema import (
+    ForeignKey,
+    SourceColumn,
+    SourceTable,
+    TargetColumn,
+    TargetTable,
+    compatibility_problems,
+    load_order,
+    pg_type_for,
+    planned_target,
+    target_name,
+)
+from lokifi_storage.domain.partition_bounds import TimeRange
+from lokifi_storage.domain.partition_catalog import ObservedTable, QName
+
+UTC = dt.UTC
+
+MESSAGES = SourceTable(
+    name="ai_messages",
+    columns=(
+        SourceColumn("id", "INTEGER", pk=1),
+        SourceColumn("thread_id", "INTEGER", not_null=True),
+        SourceColumn("user_id", "INTEGER", not_null=True),
+        SourceColumn("content", "TEXT"),
+        SourceColumn("metadata", "JSON"),
+        SourceColumn("created_at", "DATETIME", not_null=True),
+    ),
+    foreign_keys=(ForeignKey(("thread_id",), "ai_threads", ("id",)),),
+)
+
+
+@pytest.mark.parametrize(
+    ("declared", "expected"),
+    [
+        ("INTEGER", "bigint"),
+        ("BIGINT", "bigint"),
+        ("BOOLEAN", "boolean"),
+        ("DATETIME", "timestamp with time zone"),
+        ("TIMESTAMP", "timestamp with time zone"),
+        ("DATE", "date"),
+        ("JSON", "jsonb"),
+        ("VARCHAR(255)", "text"),
+        ("TEXT", "text"),
+        ("CLOB", "text"),
+        ("BLOB", "bytea"),
+        ("", "text"),
+        ("REAL", "double precision"),
+        ("FLOAT", "double precision"),
+        ("NUMERIC(10,2)", "numeric"),
+        ("DECIMAL", "numeric"),
+        ("CHAR(36) UUID", "uuid"),
+    ],
+)
+def test_declared_types_map_by_sqlite_affinity_and_app_names(declared: str, expected: str) -> None:
+    assert pg_type_for(declared) == expected
+
+
+def test_partitioned_target_keys_include_the_partition_columns() -> None:
+    spec = TableSpec.model_validate(
+        {
+            "name": "ai_messages",
+            "partitionBy": {"column": "created_at", "interval": "month"},
+            "subpartitionBy": {"column": "user_id", "rangeSize": 1000, "count": 4},
+        }
+    )
+    target = planned_target(MESSAGES, QName("public", "ai_messages"), spec)
+    assert target.primary_key == ("id", "created_at", "user_id")
+    assert target.partition_column == "created_at"
+    assert target.column("id") == TargetColumn(
+        "id", "bigint", not_null=True, has_default=True, serial=True
+    )
+    assert target.column("metadata") == TargetColumn("metadata", "jsonb")
+
+
+def test_plain_target_keeps_the_sqlite_primary_key() -> None:
+    target = planned_target(MESSAGES, QName("public", "ai_messages"), None)
+    assert target.primary_key == ("id",)
+    assert target.partition_column is None
+
+
+def test_declared_table_is_found_in_its_schema() -> None:
+    spec = TableSpec.model_validate({"name": "chat.ai_messages"})
+    assert target_name("ai_messages", [spec]) == (QName("chat", "ai_messages"), spec)
+    assert target_name("users", [spec]) == (QName("public", "users"), None)
+
+
+def test_existing_table_misfits_are_named_by_table_and_column() -> None:
+    existing = TargetTable(
+        QName("public", "ai_messages"),
+        (
+            TargetColumn("id", "bigint", not_null=True, has_default=True),
+            TargetColumn("thread_id", "bigint"),
+            TargetColumn("user_id", "interval"),
+            TargetColumn("metadata", "jsonb"),
+            TargetColumn("created_at", "timestamp with time zone", not_null=True),
+            TargetColumn("tenant", "text", not_null=True),
+        ),
+        exists=True,
+    )
+    problems = compatibility_problems(MESSAGES, existing)
+    assert len(problems) == 3
+    assert problems[0].startswith("public.ai_messages.user_id is interval")
+    assert "public.ai_messages.content: the SQLite column ai_messages.content" in problems[1]
+    assert problems[2].startswith("public.ai_messages.tenant is NOT NULL without a default")
+
+
+def test_a_fitting_table_has_no_problems() -> None:
+    target = planned_target(MESSAGES, QName("public", "ai_messages"), None)
+    assert compatibility_problems(MESSAGES, target) == []
+
+
+def test_referenced_tables_load_first() -> None:
+    threads = SourceTable(
+        "ai_threads",
+        (SourceColumn("id", "INTEGER", pk=1),),
+        foreign_keys=(ForeignKey(("user_id",), "users", ("id",)),),
+    )
+    users = SourceTable("users", (SourceColumn("id", "INTEGER", pk=1),))
+    assert [t.name for t in load_order([MESSAGES, threads, users])] == [
+        "users",
+        "ai_threads",
+        "ai_messages",
+    ]
+
+
+def test_hours_become_partition_buckets_handed_to_the_planner() -> None:
+    hours = {
+        dt.datetime(2024, 1, 31, 23, tzinfo=UTC): 2,
+        dt.datetime(2024, 2, 1, 0, tzinfo=UTC): 3,
+        dt.datetime(2024, 2, 9, 5, tzinfo=UTC): 1,
+    }
+    buckets = buckets_of(hours, "month")
+    assert buckets == {
+        dt.datetime(2024, 1, 1, tzinfo=UTC): 2,
+        dt.datetime(2024, 2, 1, tzinfo=UTC): 4,
+    }
+    observed = with_pending_buckets(ObservedTable(QName("public", "t")), buckets)
+    assert observed.default_rows == 6
+
+
+def test_router_sends_rows_of_archived_ranges_to_the_archive() -> None:
+    router = ArchiveRouter(
+        [
+            TimeRange(dt.datetime(2023, 1, 1, tzinfo=UTC), dt.datetime(2023, 2, 1, tzinfo=UTC)),
+            TimeRange(dt.datetime(2023, 2, 1, tzinfo=UTC), dt.datetime(2023, 3, 1, tzinfo=UTC)),
+        ]
+    )
+    assert router.archived(b"2023-01-01 00:00:00.000000+00")
+    assert router.archived(b"2023-02-28 23:59:59.999999+00")
+    assert not router.archived(b"2023-03-01 00:00:00.000000+00")
+    assert not router.archived(b"2022-12-31 23:59:59.999999+00")
