@@ -7,6 +7,7 @@ integration tests check the same fields against what PostgreSQL prints back.
 from __future__ import annotations
 
 import datetime as dt
+import struct
 
 import pytest
 
@@ -14,6 +15,7 @@ from lokifi_storage.domain.sqlite_values import (
     Rejected,
     converter_for,
     copy_escape,
+    float_bits,
     jsonb_text,
     pg_float_text,
     timestamp_instant,
@@ -131,8 +133,11 @@ def test_integers_from_loose_values_and_their_ranges() -> None:
         (float("inf"), "Infinity"),
     ],
 )
-def test_floats_print_as_postgresql_prints_double_precision(value: float, expected: str) -> None:
+def test_floats_are_written_as_text_postgresql_reads_back_exactly(
+    value: float, expected: str
+) -> None:
     assert pg_float_text(value) == expected
+    assert float_bits(expected.encode()) == struct.pack(">d", value).hex().encode()
 
 
 def test_numeric_keeps_scale_and_refuses_rounding() -> None:

@@ -4,9 +4,11 @@ Like partition_sql.py it sits in clients/ only because it needs psycopg.sql. Par
 made here: the partition planner and partition_sql.py make them, as the reconciler would.
 
 The canonical expression of a column prints a stored value exactly as the converter of
-domain/sqlite_values.py wrote it into COPY (escaped the same way), so the digest of a row is
-md5 of the same bytes on both sides. The digest of a table is the sum of the first 64 bits of
-every row's md5, as a signed bigint: order-independent, and duplicates count twice.
+domain/sqlite_values.py wrote it into COPY (escaped the same way), except for double precision,
+whose canonical form is its eight bytes in hex on both sides (jobs/migrate_convert.py); so the
+digest of a row is md5 of the same bytes on both sides. The digest of a table is the sum of the
+first 64 bits of every row's md5, as a signed bigint: order-independent, and duplicates count
+twice.
 """
 
 from __future__ import annotations
@@ -117,16 +119,19 @@ def canonical_expression(column: TargetColumn) -> sql.Composable:
     elif base == "jsonb":
         expression = _escaped(sql.SQL("{}::text").format(col))
     elif base == "boolean":
-        expression = sql.SQL("CASE WHEN {} THEN 't' ELSE 'f' END").format(col)
+        expression = sql.SQL("CASE WHEN {0} THEN 't' WHEN NOT {0} THEN 'f' END").format(col)
     elif base == "timestamp with time zone":
         expression = sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US') || '+00'").format(col)
     elif base == "timestamp without time zone":
         expression = sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')").format(col)
     elif base == "date":
         expression = sql.SQL("to_char({}, 'YYYY-MM-DD')").format(col)
+    elif base == "double precision":
+        # PostgreSQL's shortest float text is not always Python's: compare the exact bits.
+        expression = sql.SQL("encode(float8send({}), 'hex')").format(col)
     elif base == "bytea":
         expression = sql.SQL("{} || encode({}, 'hex')").format(sql.Literal("\\\\x"), col)
-    else:  # integers, double precision, numeric, uuid
+    else:  # integers, numeric, uuid
         expression = sql.SQL("{}::text").format(col)
     return sql.SQL("coalesce({}, {})").format(expression, sql.Literal("\\N"))
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg import sql
 
 from lokifi_storage.clients.errors import ClientError, ConnectionFailed
@@ -303,7 +302,7 @@ class MigrateTarget:
         refuses a row is the chunk redone, bisected under savepoints."""
         try:
             return self._write(chunk, careful=False)
-        except (pg_errors.DataException, pg_errors.IntegrityConstraintViolation):
+        except (psycopg.DataError, psycopg.IntegrityError):
             pass
         except psycopg.Error as error:
             raise self._fail(error, f"loading {chunk.target}") from error
@@ -349,7 +348,7 @@ class MigrateTarget:
             try:
                 with self.conn.transaction():
                     self._copy(statement, rows.lines[start:end])
-            except (pg_errors.DataException, pg_errors.IntegrityConstraintViolation) as error:
+            except (psycopg.DataError, psycopg.IntegrityError) as error:
                 if end - start == 1:
                     refused.append(start)
                     rejects.append(

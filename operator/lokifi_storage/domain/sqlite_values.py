@@ -10,8 +10,10 @@ row goes to the rejects table.
 
 The field each converter returns is also exactly what PostgreSQL prints back for the stored value
 through the canonical expression of clients/migrate_sql.py (timestamps in UTC with six
-fractional digits, floats in PostgreSQL's shortest form, jsonb with its key order and spacing).
-That is what makes the verification digest of a row the same on both sides.
+fractional digits, jsonb with its key order and spacing); double precision is compared by its
+bits (`float_bits`), since PostgreSQL's shortest float text differs from Python's in places
+(1e23 prints as 9.999999999999999e+22). That is what makes the verification digest of a row
+the same on both sides.
 
 Decisions where SQLite leaves it open:
 - zoneless timestamps are UTC (as the partition planner reads them);
@@ -28,6 +30,7 @@ import datetime as dt
 import json
 import math
 import re
+import struct
 import uuid
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -39,6 +42,7 @@ __all__ = [
     "Rejected",
     "converter_for",
     "copy_escape",
+    "float_bits",
     "jsonb_text",
     "pg_float_text",
     "timestamp_instant",
@@ -186,9 +190,15 @@ def _integer(kind: str) -> Converter:
     return convert
 
 
+def float_bits(field: bytes) -> bytes:
+    """A double precision COPY field as the hex of its eight bytes, as float8send gives them."""
+    return struct.pack(">d", float(field)).hex().encode()
+
+
 def pg_float_text(value: float) -> str:
-    """`value` as PostgreSQL prints a double precision (shortest exact digits, extra_float_digits
-    1): fixed notation for decimal exponents -4..14, else d.ddde+XX."""
+    """`value` as text PostgreSQL reads back to the same double: Python's shortest round-trip
+    digits, laid out as PostgreSQL does in most cases (fixed notation for decimal exponents
+    -4..14, else d.ddde+XX) and with its spellings of NaN and the infinities."""
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):

@@ -19,7 +19,7 @@ from lokifi_storage.clients.sqlite_source import SqliteSource
 from lokifi_storage.domain.migrate_plan import ArchiveRouter
 from lokifi_storage.domain.migrate_schema import SourceTable, TargetTable
 from lokifi_storage.domain.partition_catalog import QName
-from lokifi_storage.domain.sqlite_values import Converter, Rejected, converter_for
+from lokifi_storage.domain.sqlite_values import Converter, Rejected, converter_for, float_bits
 
 __all__ = ["ChunkProducer", "RowConverter", "row_digest"]
 
@@ -69,12 +69,15 @@ class RowConverter:
         self.columns = tuple(c.name for c in source.copied)
         self.converters: list[Converter] = []
         self.not_null: list[int] = []
+        self.bits: list[int] = []  # double precision columns: digested by their bits
         for i, name in enumerate(self.columns):
             column = target.column(name)
             assert column is not None, f"{target.qname}.{name} checked before the load"
             self.converters.append(converter_for(column.type))
             if column.not_null:
                 self.not_null.append(i)
+            if column.type == "double precision":
+                self.bits.append(i)
         self.key_column = source.rowid_alias or "rowid"
         self.archive = archive if router else None
         self.router = router if archive is not None and router else None
@@ -114,6 +117,7 @@ class RowConverter:
         router = self.router
         pidx = self.partition_index
         hashed = self.hashed
+        bits = self.bits
         md5 = hashlib.md5
         from_bytes = int.from_bytes
         size = 0
@@ -137,6 +141,12 @@ class RowConverter:
             target.lines.append(line)
             target.rowids.append(rowid)
             if hashed:
+                if bits:
+                    canon = list(fields)
+                    for i in bits:
+                        if canon[i] != NULL:
+                            canon[i] = float_bits(canon[i])
+                    line = b"\t".join(canon)
                 target.hashes.append(
                     from_bytes(md5(line, usedforsecurity=False).digest()[:8], "big", signed=True)
                 )
