@@ -139,6 +139,15 @@ def _kind_name(value: Any) -> str:
 
 def _text(max_chars: int | None) -> Converter:
     def convert(value: Any) -> bytes:
+        if type(value) is bytearray and max_chars is None:
+            # The common case, kept free of copies: ASCII text without COPY specials.
+            if not value.isascii():
+                _utf8(value)
+            elif b"\x00" in value:
+                raise Rejected("text contains a NUL byte, which PostgreSQL text cannot hold")
+            if b"\\" in value or b"\t" in value or b"\n" in value or b"\r" in value:
+                return copy_escape(bytes(value))
+            return value  # type: ignore[return-value]  # bytes-like: joined as it is
         if isinstance(value, bytes | bytearray):
             data = _utf8(value)
         elif isinstance(value, int):
@@ -164,6 +173,8 @@ def _integer(kind: str) -> Converter:
 
     def convert(value: Any) -> bytes:
         if type(value) is int:
+            if low <= value <= high:
+                return b"%d" % value
             number = value
         elif isinstance(value, float):
             if not value.is_integer():
@@ -359,11 +370,29 @@ def _stamp(t: dt.datetime) -> str:
     )
 
 
+def _naive_iso(value: Any) -> bytes | None:
+    """`YYYY-MM-DD HH:MM:SS` (or with T), the app's most common spelling, validated and laid
+    out without building a datetime's text; None for anything else."""
+    if type(value) is bytearray and len(value) == 19 and value[10] in (32, 84):
+        try:
+            dt.datetime.fromisoformat(value.decode("ascii"))
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return bytes(value[:10]) + b" " + bytes(value[11:]) + b".000000"
+    return None
+
+
 def _timestamptz(value: Any) -> bytes:
+    fast = _naive_iso(value)
+    if fast is not None:
+        return fast + b"+00"
     return (_stamp(timestamp_instant(value)) + "+00").encode()
 
 
 def _timestamp(value: Any) -> bytes:
+    fast = _naive_iso(value)
+    if fast is not None:
+        return fast
     return _stamp(timestamp_instant(value)).encode()
 
 
@@ -450,7 +479,37 @@ def _parse_json(value: Any) -> Any:
         raise Rejected("JSON nested too deeply") from None
 
 
+_FLAT: Final = (str, int, bool, type(None))
+_JSONB_ENCODER: Final = json.JSONEncoder(separators=(", ", ": "), ensure_ascii=False).encode
+
+
+def _ascii_key(key: str) -> tuple[int, str]:
+    return len(key), key
+
+
+def _flat_jsonb(value: bytearray) -> bytes | None:
+    """The app's metadata: one flat object with ASCII keys and string, integer, boolean or null
+    values. Printed by the C encoder with the keys in jsonb order; None for anything else."""
+    if not value.isascii() or b"\\u" in value or value[:1] != b"{":
+        return None
+    try:
+        parsed = json.loads(value.decode("ascii"))
+    except ValueError:
+        return None
+    if type(parsed) is not dict:
+        return None
+    for item in parsed.values():
+        if type(item) not in _FLAT:
+            return None
+    keys = sorted(parsed, key=_ascii_key)
+    return copy_escape(_JSONB_ENCODER({k: parsed[k] for k in keys}).encode())
+
+
 def _jsonb(value: Any) -> bytes:
+    if type(value) is bytearray:
+        fast = _flat_jsonb(value)
+        if fast is not None:
+            return fast
     return copy_escape(jsonb_text(_parse_json(value)).encode("utf-8"))
 
 
