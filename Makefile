@@ -4,11 +4,15 @@
 
 PY := .venv/bin/python
 
-.PHONY: demo test install stack-up stack-down lint typecheck unit crd
+.PHONY: demo demo-cluster test install stack-up stack-down node-up image lint typecheck unit crd
 
 ## Set up everything, start the local stack and the operator, reconcile the sample resource.
 demo:
 	bash scripts/demo.sh
+
+## The same with the operator installed by its Helm chart as a Pod in the stack's node.
+demo-cluster:
+	bash scripts/demo.sh --cluster
 
 ## Run every check and test (what CI runs).
 test:
@@ -22,6 +26,14 @@ stack-up: install
 
 stack-down:
 	$(PY) -m stack down
+
+## The stack plus its node (containerd, kubelet, scheduler): Pods run.
+node-up: install
+	$(PY) -m stack up --node
+
+## The operator image as an OCI archive, built from Debian's packages and PyPI (no registry).
+image: install
+	$(PY) -m stack image
 
 lint:
 	.venv/bin/ruff check operator tests stack bench

@@ -1,7 +1,9 @@
 """`python -m stack up|down|status|env`: the local stack every test and the demo talk to.
 
 up      start (or reuse) PostgreSQL, Redis Cluster, S3, then Kubernetes; write stack.env
-down    stop what `up` started (by pid file), nothing else
+        (`up --node`: also the node - containerd, kubelet, scheduler - so Pods run)
+down    stop what `up` started (by pid file), nothing else; the node's host changes undone
+image   build the operator image as an OCI archive (`image --import`: into the node)
 status  one line per service; exit 1 when a selected service is not up
 env     print the path of stack.env (`set -a; . "$(python -m stack env)"; set +a`)
 demo    the operator reconciling examples/local/lokifistorage.yaml (`demo --stop` ends it)
@@ -17,13 +19,16 @@ from types import ModuleType
 
 from stack.state import StackError, State
 
-# Fastest first, so the services most tests need are ready soonest.
-SERVICES = ("pg", "redis", "s3", "kube")
+# Fastest first, so the services most tests need are ready soonest. The node comes up only
+# when asked for (`--node`, `--only node`): most tests need no Pod to run.
+SERVICES = ("pg", "redis", "s3", "kube", "node")
+DEFAULT_SERVICES = ("pg", "redis", "s3", "kube")
 MODULES = {
     "pg": "stack.postgres",
     "redis": "stack.redis_cluster",
     "s3": "stack.s3",
     "kube": "stack.kube",
+    "node": "stack.node",
 }
 
 
@@ -32,7 +37,9 @@ def _module(name: str) -> ModuleType:
 
 
 def _selected(args: argparse.Namespace) -> list[str]:
-    chosen = list(SERVICES)
+    chosen = list(SERVICES if getattr(args, "node", False) else DEFAULT_SERVICES)
+    if args.command == "down" or (args.command == "status" and _node_started()):
+        chosen = list(SERVICES)
     if args.only:
         wanted = [part.strip() for part in args.only.split(",") if part.strip()]
         unknown = sorted(set(wanted) - set(SERVICES))
@@ -40,14 +47,21 @@ def _selected(args: argparse.Namespace) -> list[str]:
             raise SystemExit(f"unknown service(s) {unknown}; choose from {', '.join(SERVICES)}")
         chosen = [s for s in SERVICES if s in wanted]
     if getattr(args, "no_kube", False):
-        chosen = [s for s in chosen if s != "kube"]
+        chosen = [s for s in chosen if s not in ("kube", "node")]
     return chosen
+
+
+def _node_started() -> bool:
+    state = State.default()
+    return any(state.running_pid(name) for name in ("containerd", "kubelet"))
 
 
 def _write_env(state: State) -> None:
     """stack.env holds the variables of every service that is up now, started by whichever run."""
     values: dict[str, str] = {}
     for name in SERVICES:
+        if name == "node" and not _node_started():
+            continue
         module = _module(name)
         if all(ok for _, ok, _ in module.status(state)):
             values.update(module.env_values(state))
@@ -108,7 +122,7 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from stack.demo import demo
 
-    return demo(stop=args.stop, timeout=args.timeout)
+    return demo(stop=args.stop, timeout=args.timeout, cluster=args.cluster)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,9 +144,18 @@ def main(argv: list[str] | None = None) -> int:
         if name == "demo":
             p.add_argument("--stop", action="store_true", help="stop the demo's operator")
             p.add_argument("--timeout", type=float, default=300, help="seconds to wait for Ready")
+            p.add_argument("--cluster", action="store_true",
+                           help="install the operator in the node with the chart")  # fmt: skip
         elif name != "env":
             p.add_argument("--only", help="comma-separated subset of " + ",".join(SERVICES))
             p.add_argument("--no-kube", action="store_true", help="leave Kubernetes out")
+            p.add_argument("--node", action="store_true", help="also the node (Pods run)")
+    sub.add_parser("image", help="see `python -m stack image --help`", add_help=False)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["image"]:
+        from stack.image import main as image_main
+
+        return image_main(argv[1:])
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

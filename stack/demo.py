@@ -6,6 +6,12 @@ manages tables, it never creates them), the CRD, a namespace, the Secrets the re
 resource itself; then the operator in the background (`lokifi-storage run`), a wait for
 condition Ready, and what `kubectl get` and `kubectl describe` show. Running it again reuses
 everything that is already there; `demo --stop` stops the operator it started.
+
+`demo --cluster` (`make demo-cluster`) does what a cluster admin does instead: the operator
+image built by `python -m stack image` and imported into the stack's node, `helm upgrade
+--install` of the chart in namespace lokifi-cluster (Pod Security Standard "restricted"
+enforced), and the same resource with the addresses a Pod reaches the stack at (the node's
+gateway). `demo --cluster --stop` uninstalls the release.
 """
 
 from __future__ import annotations
@@ -23,9 +29,11 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "local" / "lokifistorage.yaml"
 SCHEMA = REPO / "examples" / "local" / "schema.sql"
 NAMESPACE = "lokifi"
+CLUSTER_NAMESPACE = "lokifi-cluster"
 RESOURCE = "lokifi-demo"
 DATABASE = "lokifi_demo"
 OPERATOR = "demo-operator"
+RELEASE = "lokifi-storage-operator"
 
 
 def _kubectl(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
@@ -70,38 +78,77 @@ def _chat(url: str) -> int:
     return int(row[0]) if row else 0
 
 
-def _secret(name: str, data: dict[str, str]) -> dict[str, object]:
+def _secret(name: str, data: dict[str, str], namespace: str) -> dict[str, object]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "type": "Opaque",
         "stringData": data,
     }
 
 
-def _apply_objects(env: dict[str, str], primary_url: str) -> None:
+def _apply_objects(
+    env: dict[str, str], primary_url: str, namespace: str = NAMESPACE, gateway: str | None = None
+) -> None:
+    """CRD, namespace, Secrets and the example; with `gateway`, every 127.0.0.1 becomes the
+    address Pods reach the stack at, and the namespace enforces the restricted standard."""
+
+    def reach(text: str) -> str:
+        return text.replace("127.0.0.1", gateway) if gateway else text
+
     _kubectl(env, "apply", "-f", str(REPO / "crds"))
     _kubectl(env, "wait", "--for=condition=Established", "crd/lokifistorages.storage.lokifi.ai")
-    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    ns: dict[str, object] = {"name": namespace}
+    if gateway:
+        ns["labels"] = {"pod-security.kubernetes.io/enforce": "restricted"}
+    ns_object = {"apiVersion": "v1", "kind": "Namespace", "metadata": ns}
     secrets = [
-        _secret("lokifi-db", {"url": primary_url}),
+        _secret("lokifi-db", {"url": reach(primary_url)}, namespace),
         _secret(
             "lokifi-db-replica-1",
-            {"url": _with_dbname(env["LOKIFI_PG_REPLICA_URL"], DATABASE)},
+            {"url": reach(_with_dbname(env["LOKIFI_PG_REPLICA_URL"], DATABASE))},
+            namespace,
         ),
-        _secret("lokifi-redis", {"password": env["LOKIFI_REDIS_PASSWORD"]}),
+        _secret("lokifi-redis", {"password": env["LOKIFI_REDIS_PASSWORD"]}, namespace),
         _secret(
             "lokifi-s3",
             {
                 "AWS_ACCESS_KEY_ID": env["AWS_ACCESS_KEY_ID"],
                 "AWS_SECRET_ACCESS_KEY": env["AWS_SECRET_ACCESS_KEY"],
             },
+            namespace,
         ),
     ]
-    items = {"apiVersion": "v1", "kind": "List", "items": [namespace, *secrets]}
+    items = {"apiVersion": "v1", "kind": "List", "items": [ns_object, *secrets]}
     _kubectl(env, "apply", "-f", "-", stdin=json.dumps(items))
-    _kubectl(env, "apply", "-f", str(EXAMPLE))
+    example = EXAMPLE.read_text().replace(f"namespace: {NAMESPACE}\n", f"namespace: {namespace}\n")
+    _kubectl(env, "apply", "-f", "-", stdin=reach(example))
+
+
+def _helm(env: dict[str, str], *args: str) -> None:
+    argv = ["bash", str(REPO / "scripts" / "helm.sh"), *args, "--kubeconfig", env["KUBECONFIG"]]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"helm {' '.join(args)} failed: {done.stderr.strip()}")
+
+
+def _install_chart(env: dict[str, str]) -> None:
+    """The image built and imported into the node, then the chart installed with it."""
+    from stack import image, node
+
+    state = State.default()
+    started = time.monotonic()
+    archive = image.build()
+    node.import_image(state, archive, image.image_name())
+    print(f"image {image.image_name()} built and imported ({time.monotonic() - started:.0f}s)")
+    repository, _, tag = image.image_name().rpartition(":")
+    _helm(
+        env, "upgrade", "--install", RELEASE, str(REPO / "charts" / "lokifi-storage-operator"),
+        "--namespace", CLUSTER_NAMESPACE, "--wait", "--timeout", "180s",
+        "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
+        "--set", "image.pullPolicy=Never", "--set", f"watchNamespaces={{{CLUSTER_NAMESPACE}}}",
+    )  # fmt: skip
 
 
 def _start_operator(state: State, env: dict[str, str]) -> int:
@@ -127,8 +174,11 @@ def _start_operator(state: State, env: dict[str, str]) -> int:
     return pid
 
 
-def demo(stop: bool = False, timeout: float = 300) -> int:
+def demo(stop: bool = False, timeout: float = 300, cluster: bool = False) -> int:
     state = State.default()
+    env = read_env_file(state.env_file)
+    if cluster:
+        return _demo_cluster(env, stop, timeout)
     if stop:
         pid = state.running_pid(OPERATOR)
         if pid is not None:
@@ -136,7 +186,6 @@ def demo(stop: bool = False, timeout: float = 300) -> int:
             print(f"stopped operator (pid {pid})")
         state.forget_pid(OPERATOR)
         return 0
-    env = read_env_file(state.env_file)
     if "KUBECONFIG" not in env:
         print("Kubernetes is not up: run `python -m stack up` first", file=sys.stderr)
         return 1
@@ -144,6 +193,31 @@ def demo(stop: bool = False, timeout: float = 300) -> int:
     primary_url = _database(env)
     _apply_objects(env, primary_url)
     _start_operator(state, env)
+    return _wait_and_show(env, NAMESPACE, primary_url, started, timeout)
+
+
+def _demo_cluster(env: dict[str, str], stop: bool, timeout: float) -> int:
+    if stop:
+        _helm(env, "uninstall", RELEASE, "--namespace", CLUSTER_NAMESPACE, "--ignore-not-found")
+        print(f"uninstalled {RELEASE} from {CLUSTER_NAMESPACE}")
+        return 0
+    if "LOKIFI_NODE_GATEWAY" not in env:
+        print("the node is not up: run `python -m stack up --node` first", file=sys.stderr)
+        return 1
+    started = time.monotonic()
+    primary_url = _database(env)
+    _apply_objects(env, primary_url, CLUSTER_NAMESPACE, env["LOKIFI_NODE_GATEWAY"])
+    _install_chart(env)
+    code = _wait_and_show(env, CLUSTER_NAMESPACE, primary_url, started, timeout)
+    print(f"$ kubectl get pods -n {CLUSTER_NAMESPACE} -o wide")
+    print(_kubectl(env, "-n", CLUSTER_NAMESPACE, "get", "pods", "-o", "wide"))
+    print("`.venv/bin/python -m stack demo --cluster --stop` uninstalls the release.")
+    return code
+
+
+def _wait_and_show(
+    env: dict[str, str], namespace: str, primary_url: str, started: float, timeout: float
+) -> int:
     print(f"waiting up to {timeout:.0f}s for lks/{RESOURCE} to be Ready ...", flush=True)
     waited = subprocess.run(
         [
@@ -151,7 +225,7 @@ def demo(stop: bool = False, timeout: float = 300) -> int:
             "--kubeconfig",
             env["KUBECONFIG"],
             "-n",
-            NAMESPACE,
+            namespace,
             "wait",
             "--for=condition=Ready",
             f"lks/{RESOURCE}",
@@ -161,14 +235,15 @@ def demo(stop: bool = False, timeout: float = 300) -> int:
     )
     if waited.returncode == 0:
         print(f"ai_messages now holds {_chat(primary_url)} rows, routed into the new partitions")
-    print(f"\n$ kubectl get lks -n {NAMESPACE}   ({time.monotonic() - started:.1f}s after start)")
-    print(_kubectl(env, "-n", NAMESPACE, "get", "lks"))
-    print(f"$ kubectl get secrets,cronjobs -n {NAMESPACE}")
-    print(_kubectl(env, "-n", NAMESPACE, "get", "secrets,cronjobs"))
-    print(f"$ kubectl describe lks {RESOURCE} -n {NAMESPACE}")
-    print(_kubectl(env, "-n", NAMESPACE, "describe", "lks", RESOURCE))
-    print(
-        "The operator keeps running in the background; "
-        "`.venv/bin/python -m stack demo --stop` stops it."
-    )
+    print(f"\n$ kubectl get lks -n {namespace}   ({time.monotonic() - started:.1f}s after start)")
+    print(_kubectl(env, "-n", namespace, "get", "lks"))
+    print(f"$ kubectl get secrets,cronjobs -n {namespace}")
+    print(_kubectl(env, "-n", namespace, "get", "secrets,cronjobs"))
+    print(f"$ kubectl describe lks {RESOURCE} -n {namespace}")
+    print(_kubectl(env, "-n", namespace, "describe", "lks", RESOURCE))
+    if namespace == NAMESPACE:
+        print(
+            "The operator keeps running in the background; "
+            "`.venv/bin/python -m stack demo --stop` stops it."
+        )
     return waited.returncode

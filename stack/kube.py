@@ -1,8 +1,14 @@
 """Kubernetes: etcd + kube-apiserver + kube-controller-manager on loopback, the envtest way.
 
-No kubelet or scheduler: pods never run, but every API object, RBAC decision, admission check,
-ownerReference garbage collection and namespace deletion is the real thing. When KUBECONFIG
-already points at a reachable cluster, that cluster is used and nothing is started.
+No kubelet or scheduler here (stack/node.py adds them): without the node pods never run, but
+every API object, RBAC decision, admission check, ownerReference garbage collection and namespace
+deletion is the real thing. When KUBECONFIG already points at a reachable cluster, that cluster
+is used and nothing is started.
+
+The API server is configured for the node whether or not it runs: the ServiceAccount admission
+plugin mounts tokens in Pods, the Node authorizer serves kubelets, and it reaches a kubelet
+(`kubectl logs`) at the node's InternalIP with the admin certificate. A server started by an
+older version of this file, with other flags, is restarted by `up` (a few seconds).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import os
 import shutil
 import ssl
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,6 +32,7 @@ ETCD_PEER_PORT = 52380
 APISERVER_PORT = 56443
 CONTROLLER_MANAGER_PORT = 50257
 SERVER = f"https://{HOST}:{APISERVER_PORT}"
+SERVICE_CIDR = "10.0.0.0/24"
 BUILD_SCRIPT = Path(__file__).resolve().parent / "k8s" / "build.sh"
 
 
@@ -116,7 +124,35 @@ def _running(state: State, name: str, port: int) -> bool:
     return state.running_pid(name) is not None and port_open(port)
 
 
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode() for part in raw.split(b"\0") if part]
+
+
+def _current(state: State, name: str, port: int, argv: list[str]) -> bool:
+    """Running, and with exactly the command line this version of the stack would start."""
+    pid = state.running_pid(name)
+    return pid is not None and port_open(port) and _cmdline(pid) == argv
+
+
+def _stop_outdated(state: State, name: str, port: int, argv: list[str]) -> None:
+    """Stop our own server whose flags differ from `argv`, so it is started again with them."""
+    pid = state.running_pid(name)
+    if pid is not None and _cmdline(pid) != argv:
+        # The API server lingers up to 30 s after SIGTERM for requests in flight; its state is
+        # in etcd, so after 5 s it is killed and comes back at once with the new flags.
+        stop_pid(pid, timeout=5)
+        state.forget_pid(name)
+        deadline = time.monotonic() + 10
+        while port_open(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
 def _start(state: State, name: str, argv: list[str], port: int) -> Path:
+    _stop_outdated(state, name, port, argv)
     if port_open(port):
         raise StackError(f"port {port} is taken by a process this stack did not start")
     log = _kube_dir(state) / f"{name}.log"
@@ -148,67 +184,70 @@ def _start_etcd(state: State, bins: Path) -> None:
     wait_for("etcd", _etcd_ok, 60, log)
 
 
+def _apiserver_argv(state: State, bins: Path, pki: Pki) -> list[str]:
+    return [
+        str(bins / "kube-apiserver"),
+        f"--etcd-servers=http://{HOST}:{ETCD_CLIENT_PORT}",
+        f"--bind-address={HOST}",
+        f"--advertise-address={HOST}",
+        f"--secure-port={APISERVER_PORT}",
+        f"--cert-dir={_kube_dir(state) / 'apiserver-certs'}",
+        f"--tls-cert-file={pki.serving_crt}",
+        f"--tls-private-key-file={pki.serving_key}",
+        f"--client-ca-file={pki.ca_crt}",
+        "--authorization-mode=Node,RBAC",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        f"--service-account-issuer={SERVER}",
+        f"--service-account-key-file={pki.sa_pub}",
+        f"--service-account-signing-key-file={pki.sa_key}",
+        # As on OpenShift and hardened clusters: setting blockOwnerDeletion on an owned
+        # object needs `update` on the owner's finalizers, which the chart's RBAC grants.
+        "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
+        f"--kubelet-client-certificate={pki.admin_crt}",
+        f"--kubelet-client-key={pki.admin_key}",
+        # The node's Hostname address is the machine's name, which may resolve anywhere.
+        "--kubelet-preferred-address-types=InternalIP",
+        "--allow-privileged=true",
+        "--profiling=false",
+        "--v=0",
+    ]
+
+
 def _start_apiserver(state: State, bins: Path, pki: Pki) -> None:
-    if _running(state, "kube-apiserver", APISERVER_PORT):
+    argv = _apiserver_argv(state, bins, pki)
+    if _current(state, "kube-apiserver", APISERVER_PORT, argv):
         return
-    log = _start(
-        state,
-        "kube-apiserver",
-        [
-            str(bins / "kube-apiserver"),
-            f"--etcd-servers=http://{HOST}:{ETCD_CLIENT_PORT}",
-            f"--bind-address={HOST}",
-            f"--advertise-address={HOST}",
-            f"--secure-port={APISERVER_PORT}",
-            f"--cert-dir={_kube_dir(state) / 'apiserver-certs'}",
-            f"--tls-cert-file={pki.serving_crt}",
-            f"--tls-private-key-file={pki.serving_key}",
-            f"--client-ca-file={pki.ca_crt}",
-            "--authorization-mode=RBAC",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            f"--service-account-issuer={SERVER}",
-            f"--service-account-key-file={pki.sa_pub}",
-            f"--service-account-signing-key-file={pki.sa_key}",
-            "--disable-admission-plugins=ServiceAccount",
-            # As on OpenShift and hardened clusters: setting blockOwnerDeletion on an owned
-            # object needs `update` on the owner's finalizers, which the chart's RBAC grants.
-            "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
-            "--allow-privileged=true",
-            "--profiling=false",
-            "--v=0",
-        ],
-        APISERVER_PORT,
-    )
+    log = _start(state, "kube-apiserver", argv, APISERVER_PORT)
     wait_for("kube-apiserver /readyz", lambda: _https_ok(pki, f"{SERVER}/readyz", True), 120, log)
 
 
-def _start_controller_manager(state: State, bins: Path, pki: Pki) -> None:
-    if _running(state, "kube-controller-manager", CONTROLLER_MANAGER_PORT):
-        return
+def _controller_manager_argv(state: State, bins: Path, pki: Pki) -> list[str]:
     kubeconfig = str(_kubeconfig(state))
-    log = _start(
-        state,
-        "kube-controller-manager",
-        [
-            str(bins / "kube-controller-manager"),
-            f"--kubeconfig={kubeconfig}",
-            f"--authentication-kubeconfig={kubeconfig}",
-            f"--authorization-kubeconfig={kubeconfig}",
-            f"--bind-address={HOST}",
-            f"--secure-port={CONTROLLER_MANAGER_PORT}",
-            f"--cert-dir={_kube_dir(state) / 'controller-manager-certs'}",
-            "--controllers=*",
-            f"--service-account-private-key-file={pki.sa_key}",
-            f"--root-ca-file={pki.ca_crt}",
-            f"--cluster-signing-cert-file={pki.ca_crt}",
-            f"--cluster-signing-key-file={pki.ca_key}",
-            "--use-service-account-credentials=false",
-            "--leader-elect=false",
-            "--profiling=false",
-            "--v=0",
-        ],
-        CONTROLLER_MANAGER_PORT,
-    )
+    return [
+        str(bins / "kube-controller-manager"),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        f"--bind-address={HOST}",
+        f"--secure-port={CONTROLLER_MANAGER_PORT}",
+        f"--cert-dir={_kube_dir(state) / 'controller-manager-certs'}",
+        "--controllers=*",
+        f"--service-account-private-key-file={pki.sa_key}",
+        f"--root-ca-file={pki.ca_crt}",
+        f"--cluster-signing-cert-file={pki.ca_crt}",
+        f"--cluster-signing-key-file={pki.ca_key}",
+        "--use-service-account-credentials=false",
+        "--leader-elect=false",
+        "--profiling=false",
+        "--v=0",
+    ]
+
+
+def _start_controller_manager(state: State, bins: Path, pki: Pki) -> None:
+    argv = _controller_manager_argv(state, bins, pki)
+    if _current(state, "kube-controller-manager", CONTROLLER_MANAGER_PORT, argv):
+        return
+    log = _start(state, "kube-controller-manager", argv, CONTROLLER_MANAGER_PORT)
     url = f"https://{HOST}:{CONTROLLER_MANAGER_PORT}/healthz"
     wait_for("kube-controller-manager /healthz", lambda: _https_ok(pki, url, False), 60, log)
 
@@ -233,10 +272,18 @@ def up(state: State) -> bool:
     _external_marker(state).unlink(missing_ok=True)
     if _use_external(state):
         return True
-    names = (("etcd", ETCD_CLIENT_PORT), ("kube-apiserver", APISERVER_PORT),
-             ("kube-controller-manager", CONTROLLER_MANAGER_PORT))  # fmt: skip
-    if all(_running(state, name, port) for name, port in names) and _kubectl_ready(
-        str(_kubeconfig(state))
+    bins = cache_dir()
+    pki = Pki(_kube_dir(state) / "pki")
+    if (
+        _running(state, "etcd", ETCD_CLIENT_PORT)
+        and _current(state, "kube-apiserver", APISERVER_PORT, _apiserver_argv(state, bins, pki))
+        and _current(
+            state,
+            "kube-controller-manager",
+            CONTROLLER_MANAGER_PORT,
+            _controller_manager_argv(state, bins, pki),
+        )
+        and _kubectl_ready(str(_kubeconfig(state)))
     ):
         return True
     bins = ensure_binaries()

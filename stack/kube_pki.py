@@ -138,12 +138,34 @@ def ensure_pki(directory: Path) -> Pki:
     return pki
 
 
+def ensure_node_cert(pki: Pki, node_name: str) -> tuple[Path, Path]:
+    """The kubelet's client cert: user system:node:<name> in group system:nodes, which the Node
+    authorizer gives exactly what a kubelet needs (its pods' Secrets, its own Node and Lease)."""
+    crt, key = pki.dir / f"node-{node_name}.crt", pki.dir / f"node-{node_name}.key"
+    if not crt.exists():
+        _new_key(key)
+        _sign(
+            pki, key, crt, f"/O=system:nodes/CN=system:node:{node_name}",
+            [
+                "basicConstraints=critical,CA:FALSE",
+                "keyUsage=critical,digitalSignature,keyEncipherment",
+                "extendedKeyUsage=clientAuth",
+            ],
+        )  # fmt: skip
+    return crt, key
+
+
 def _b64(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
 
 
-def write_kubeconfig(pki: Pki, server: str, path: Path) -> None:
-    """The admin kubeconfig, credentials embedded so the file alone is enough (mode 0600)."""
+def write_kubeconfig(
+    pki: Pki, server: str, path: Path, cert: Path | None = None, key: Path | None = None
+) -> None:
+    """A kubeconfig (the admin's unless `cert`/`key` say otherwise), credentials embedded so
+    the file alone is enough (mode 0600)."""
+    cert = cert or pki.admin_crt
+    key = key or pki.admin_key
     text = f"""apiVersion: v1
 kind: Config
 clusters:
@@ -154,8 +176,8 @@ clusters:
 users:
 - name: lokifi-stack-admin
   user:
-    client-certificate-data: {_b64(pki.admin_crt)}
-    client-key-data: {_b64(pki.admin_key)}
+    client-certificate-data: {_b64(cert)}
+    client-key-data: {_b64(key)}
 contexts:
 - name: lokifi-stack
   context:

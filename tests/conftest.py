@@ -5,7 +5,8 @@ not answer) and `kube_stack` (the same plus a reachable Kubernetes API server).
 Per test: `pg_database`, `redis_prefix`, `s3_bucket`, `k8s_namespace` - each unique to the test
 and removed afterwards, so tests never see each other's data.
 
-Tests under tests/integration are marked `integration`, tests under tests/e2e `e2e`.
+Tests under tests/integration are marked `integration`, tests under tests/e2e `e2e`, tests under
+tests/node (Pods in the stack's node) `node`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         elif parts[0] == "e2e":
             item.add_marker(pytest.mark.e2e)
+        elif parts[0] == "node":
+            item.add_marker(pytest.mark.node)
 
 
 @pytest.fixture(scope="session")

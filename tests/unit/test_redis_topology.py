@@ -63,3 +63,18 @@ def test_a_node_that_never_met_another_gets_the_address_it_was_asked_on() -> Non
     # Only `myself` is filled in: another node without an address stays without one.
     other = "1111 :7101@17101 master - 0 0 0 connected\n"
     assert parse_cluster_nodes(other, asked="10.0.0.7")[0].host == ""
+
+
+def test_a_cluster_formed_over_loopback_is_addressed_where_it_was_reached() -> None:
+    # A Pod reaches its host's cluster at the host's address; 127.0.0.1 would be the Pod itself.
+    nodes = {n.node_id: n for n in parse_cluster_nodes(NODES, asked="10.244.0.1")}
+    assert nodes["726dde7b"].address == "10.244.0.1:7000"
+    assert nodes["ca75ce46"].address == "10.244.0.1:7005"
+    assert (nodes["aa11bb22"].host, nodes["aa11bb22"].port) == ("10.244.0.1", 7002)
+    # A node announcing a real address keeps it, and a node without one stays without.
+    assert nodes["222be7ae"].address == "10.1.2.3:7001"
+    assert not nodes["e1e1e1e1"].addressable
+    # Asked over loopback, loopback addresses are already right.
+    local = {n.node_id: n for n in parse_cluster_nodes(NODES, asked="127.0.0.1")}
+    assert local["ca75ce46"].address == "127.0.0.1:7005"
+    assert local["aa11bb22"].host == "::1"

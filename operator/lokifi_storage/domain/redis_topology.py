@@ -6,6 +6,7 @@ trouble) are unit-tested against recorded server output without a cluster.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 
 __all__ = ["ClusterInfo", "ClusterNode", "parse_cluster_info", "parse_cluster_nodes"]
@@ -68,19 +69,35 @@ def _address(field: str) -> tuple[str, int]:
         return host, 0
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def parse_cluster_nodes(text: str, asked: str | None = None) -> list[ClusterNode]:
     """Every node of CLUSTER NODES output, in the order given.
 
     A node that has not yet met another one does not know its own IP and lists itself as
     `:port@cport`; `asked` (the host the command was sent to) fills that in for the `myself`
-    line, as redis-cli does, so a lone or freshly created node is still addressable."""
+    line, as redis-cli does, so a lone or freshly created node is still addressable.
+
+    A cluster formed over loopback lists every node at 127.0.0.1. Nodes that meet over loopback
+    share one machine, so when that machine was reached at another address (`asked`, e.g. a
+    Pod reaching its host's cluster at the host's address), every such node is addressed there:
+    127.0.0.1 would be the asker's own loopback."""
+    remap_loopback = bool(asked) and not _loopback(asked or "")
     nodes = []
     for line in text.splitlines():
         fields = line.split()
         if len(fields) < 8:
             continue
         host, port = _address(fields[1])
-        if not host and asked and "myself" in fields[2].split(","):
+        if asked and (
+            (not host and "myself" in fields[2].split(","))
+            or (remap_loopback and host and _loopback(host))
+        ):
             host = asked
         nodes.append(
             ClusterNode(
