@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from lokifi_storage.admin import plan_cli
 from lokifi_storage.jobs import backup_cli, migrate_cli, partitions_cli, vacuum
 
 app = typer.Typer(
@@ -63,7 +64,7 @@ app.add_typer(backup_cli.app, name="backup")
 app.command("restore")(backup_cli.restore)
 app.command("vacuum")(vacuum.vacuum)
 app.add_typer(partitions_cli.app, name="partitions")
-app.command("plan")(partitions_cli.plan)
+app.command("plan")(plan_cli.plan)
 app.add_typer(migrate_cli.app, name="migrate")
 
 

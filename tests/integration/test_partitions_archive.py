@@ -316,22 +316,29 @@ spec:
     )
     result = CliRunner().invoke(
         app,
-        ["plan", "-f", str(manifest), "--now", NOW.isoformat()],
+        ["plan", "-f", str(manifest), "--offline", "--now", NOW.isoformat()],
         env={"LOKIFI_PRIMARY_URL": str(pg_database)},
     )
-    assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == [
-        "ai_messages:",
-        "  - create index idx_ai_messages_user_thread_time on only public.ai_messages",
-        "  - create DEFAULT partition public.ai_messages_default of public.ai_messages",
-        "  - create partition public.ai_messages_p2026_01 of public.ai_messages for "
+    # Exit 2: something would change (the database is reachable, so the plan is complete).
+    assert result.exit_code == 2, result.output
+    lines = result.stdout.splitlines()
+    start = lines.index("partitions")
+    assert lines[start : start + 6] == [
+        "partitions",
+        "  ai_messages",
+        "    + create index idx_ai_messages_user_thread_time on only public.ai_messages",
+        "    + create DEFAULT partition public.ai_messages_default of public.ai_messages",
+        "    + create partition public.ai_messages_p2026_01 of public.ai_messages for "
         "[2026-01-01 00:00:00+00, 2026-02-01 00:00:00+00)",
-        "  - create partition public.ai_messages_p2026_02 of public.ai_messages for "
+        "    + create partition public.ai_messages_p2026_02 of public.ai_messages for "
         "[2026-02-01 00:00:00+00, 2026-03-01 00:00:00+00)",
     ]
+    assert lines[-1] == "Plan: 4 to create, 0 to change, 0 to delete (partitions 4)."
     assert partitions_of(pg_database, "ai_messages") == []
-    missing = CliRunner().invoke(app, ["plan", "-f", str(manifest)], env={"LOKIFI_PRIMARY_URL": ""})
-    assert missing.exit_code == 2
+    missing = CliRunner().invoke(
+        app, ["plan", "-f", str(manifest), "--offline"], env={"LOKIFI_PRIMARY_URL": ""}
+    )
+    assert missing.exit_code == 1
     assert "LOKIFI_PRIMARY_URL" in missing.output
 
 

@@ -46,6 +46,9 @@ class Reason:
     CLEANED_UP: Final = "CleanedUp"  # deletionPolicy Delete removed what the operator created
     # The operator's ServiceAccount may not write an owned object (an RBAC rule is missing).
     FORBIDDEN: Final = "Forbidden"
+    # spec.dryRun: the part has changes planned and, by request, not applied.
+    DRY_RUN: Final = "DryRun"
+    PLANNED: Final = "Planned"  # the Event of one planned change (dry-run)
 
     # PostgreSQL
     CONNECTION_FAILED: Final = "ConnectionFailed"

@@ -253,6 +253,12 @@ class LokifiStorageSpec(SpecModel):
     monitoring: MonitoringSpec | None = Field(
         default=None, description="Database growth and the capacity alert."
     )
+    dryRun: bool = Field(
+        default=False,
+        description="true: observe and plan every part, report the plan in status.plan and "
+        "Events, and change nothing (no DDL, CONFIG SET, S3 write, Secret or CronJob write). "
+        "Apply a change with dryRun: true, read `kubectl describe`, then set it back to false.",
+    )
     deletionPolicy: DeletionPolicy = Field(
         default="Retain",
         description="What deleting the resource does: Retain keeps everything; Delete removes "

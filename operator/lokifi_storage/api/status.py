@@ -172,6 +172,35 @@ class ConnectionSecretStatus(StatusModel):
     )
 
 
+class PlannedFieldStatus(StatusModel):
+    """One field a planned change touches; old and new are absent for Secret keys."""
+
+    name: str
+    old: str | None = None
+    new: str | None = None
+
+
+class PlannedChangeStatus(StatusModel):
+    """One write the operator would make and, in dry-run, did not."""
+
+    part: str = Field(description="partitions, redis, objectStorage, connectionSecret or cronJobs.")
+    target: str = Field(description="The table, Redis node, bucket or object it applies to.")
+    kind: Literal["create", "update", "delete"]
+    detail: str
+    fields: list[PlannedFieldStatus] = Field(default_factory=list)
+
+
+class PlanStatus(StatusModel):
+    """What a reconcile would change, written while spec.dryRun is true."""
+
+    observedGeneration: int | None = Field(
+        default=None, description="The generation of the spec this plan is for."
+    )
+    summary: str = Field(description="`Plan: N to create, N to change, N to delete (...)`.")
+    changes: int = Field(description="How many changes are planned (items lists the first 50).")
+    items: list[PlannedChangeStatus] = Field(default_factory=list)
+
+
 class SummaryStatus(StatusModel):
     """Totals for `kubectl get lks` columns; derived from the rest of the status."""
 
@@ -220,6 +249,10 @@ class LokifiStorageStatus(StatusModel):
     redis: RedisStatus | None = None
     objectStorage: ObjectStorageStatus | None = None
     connectionSecret: ConnectionSecretStatus | None = None
+    plan: PlanStatus | None = Field(
+        default=None,
+        description="While spec.dryRun is true: the changes the operator found and did not make.",
+    )
     summary: SummaryStatus | None = Field(
         default=None, description="Totals for kubectl get columns; derived, never set by hand."
     )

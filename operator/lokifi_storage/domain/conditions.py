@@ -135,7 +135,10 @@ def summarize(parts: Sequence[Condition], invalid_spec: str | None = None) -> li
     gating = _gating(parts)
     failing = [c for c in gating if c.status != "True"]
     stalling = [c for c in failing if c.reason in STALLING_REASONS]
-    retrying = [c for c in failing if c.reason not in STALLING_REASONS]
+    # A dry-run's pending plan is neither a failure to retry nor one to fix: Ready says it.
+    retrying = [
+        c for c in failing if c.reason not in STALLING_REASONS and c.reason != Reason.DRY_RUN
+    ]
 
     if not failing:
         count = len(gating)

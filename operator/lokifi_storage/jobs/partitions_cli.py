@@ -1,8 +1,7 @@
-"""`lokifi-storage partitions compress|export` (the Jobs) and `lokifi-storage plan` (humans).
+"""`lokifi-storage partitions compress|export`: the Jobs doing the heavy partition work.
 
-All three observe the live database and plan with the same pure planner the reconciler uses,
-so what `plan` prints is what the next reconcile does, and what compress/export do is exactly
-the work the reconciler reported as pending.
+Both observe the live database and plan with the same pure planner the reconciler uses,
+so what compress/export do is exactly the work the reconciler reported as pending.
 
 Inputs: the managed tables come from `-f resource.yaml` (a LokifiStorage manifest, or just its
 spec) or from LOKIFI_TABLES_JSON (a JSON list of spec.postgres.tables entries, which is what the
@@ -38,7 +37,7 @@ from lokifi_storage.jobs.partition_compress import compress_leaf
 from lokifi_storage.jobs.partition_export import export_and_drop
 from lokifi_storage.jobs.progress import human_bytes
 
-__all__ = ["app", "plan"]
+__all__ = ["app", "plans_for"]
 
 DEFAULT_URL_ENV = "LOKIFI_PRIMARY_URL"
 TABLES_ENV = "LOKIFI_TABLES_JSON"
@@ -249,51 +248,3 @@ def export(
         raise _fail(error.message, 1) from None
     if failures:
         raise typer.Exit(1)
-
-
-def plan(
-    file: Annotated[
-        Path, typer.Option("--file", "-f", help="LokifiStorage manifest (or its spec).")
-    ],
-    table: Tables = None,
-    url_env: UrlEnv = DEFAULT_URL_ENV,
-    now: Now = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per table.")] = False,
-) -> None:
-    """Print what a reconcile of spec.postgres.tables would do now, without doing it.
-
-    Reads the live database named by $LOKIFI_PRIMARY_URL (or --url-env): one catalog query
-    and, when a DEFAULT partition has pages, a count of its rows. Nothing is changed.
-    """
-    tables, _ = load_spec(file)
-    tables = _select(tables, table)
-    try:
-        with _open(_url(url_env), 2000) as db:
-            plans = plans_for(db, tables, _now(now))
-            assert db.writes == []
-    except ClientError as error:
-        raise _fail(error.message, 1) from None
-    for name, p in plans.items():
-        if as_json:
-            typer.echo(
-                json.dumps(
-                    {
-                        "table": name,
-                        "actions": [a.describe() for a in p.actions],
-                        "deferred": [a.describe() for a in p.deferred],
-                        "problems": [
-                            {"reason": x.reason, "message": x.message} for x in p.problems
-                        ],
-                        "notes": list(p.notes),
-                    }
-                )
-            )
-            continue
-        typer.echo(f"{name}:")
-        lines = (
-            [f"  - {a.describe()}" for a in p.actions]
-            + [f"  - (job) {a.describe()}" for a in p.deferred]
-            + [f"  ! {x.reason}: {x.message}" for x in p.problems]
-            + [f"  * {n}" for n in p.notes]
-        )
-        typer.echo("\n".join(lines) if lines else "  nothing to do")

@@ -5,6 +5,10 @@ observe (HeadBucket, GetBucketLifecycleConfiguration) -> plan (domain/lifecycle.
 only when the merged document differs) -> report (ObjectStorageReady, status.objectStorage, the
 S3_BUCKET_<NAME> keys of the connection Secret).
 
+With apply off (`lokifi-storage plan`, spec.dryRun) the bucket creation and the lifecycle write
+are reported as planned changes (rules added, changed, removed, kept) and not made; status keeps
+the rules managed so far, since nothing was written.
+
 The operator manages only the rules whose ids the spec declares; every other rule of a bucket
 is kept as it is and counted in status (foreignRules). The credentials come in as parameters;
 the handler reads them from the Secret spec.objectStorage.credentialsSecretRef names.
@@ -30,8 +34,9 @@ from lokifi_storage.clients.s3 import (
     make_client,
     put_lifecycle,
 )
+from lokifi_storage.domain.change_plan import Change, FieldChange
 from lokifi_storage.domain.connection_secret import SecretKeyCollisionError, bucket_entries
-from lokifi_storage.domain.lifecycle import plan_lifecycle
+from lokifi_storage.domain.lifecycle import LifecyclePlan, plan_lifecycle
 from lokifi_storage.reconcile.report import PartReport
 
 __all__ = ["reconcile_object_storage"]
@@ -52,6 +57,25 @@ class _Pass:
     actions: list[str] = field(default_factory=list)
     buckets: list[BucketStatus] = field(default_factory=list)
     foreign_kept: int = 0
+    apply: bool = True
+    planned: list[Change] = field(default_factory=list)
+
+
+def _lifecycle_change(plan: LifecyclePlan) -> Change:
+    """The lifecycle write as a planned change: a field per rule added, changed, removed, kept."""
+    fields = [FieldChange(f"rule {rule_id}", None, "added") for rule_id in plan.added]
+    fields += [
+        FieldChange(f"rule {rule_id}", "declared before", "changed") for rule_id in plan.replaced
+    ]
+    fields += [FieldChange(f"rule {rule_id}", "managed", None) for rule_id in plan.removed]
+    fields += [FieldChange(f"rule {rule_id}", "kept", "kept") for rule_id in plan.foreign]
+    return Change(
+        "objectStorage",
+        plan.bucket,
+        "update" if plan.write == "put" else "delete",
+        f"update {plan.describe()}",
+        tuple(fields),
+    )
 
 
 def _reconcile_bucket(
@@ -73,8 +97,18 @@ def _reconcile_bucket(
                 BucketStatus(name=bucket.name, exists=False, reason=Reason.BUCKET_NOT_FOUND)
             )
             return
-        create_bucket(client, bucket.name, region)
-        found.actions.append(f"created bucket {bucket.name}")
+        if found.apply:
+            create_bucket(client, bucket.name, region)
+            found.actions.append(f"created bucket {bucket.name}")
+        else:
+            found.planned.append(
+                Change("objectStorage", bucket.name, "create", f"create bucket {bucket.name}")
+            )
+            missing = plan_lifecycle(bucket.name, bucket.lifecycle, [], previously_managed)
+            if missing.write is not None:
+                found.planned.append(_lifecycle_change(missing))
+            found.buckets.append(BucketStatus(name=bucket.name, exists=False))
+            return
 
     if not bucket.lifecycle and not previously_managed:
         found.buckets.append(BucketStatus(name=bucket.name, exists=True))
@@ -82,6 +116,19 @@ def _reconcile_bucket(
 
     current = get_lifecycle(client, bucket.name)
     plan = plan_lifecycle(bucket.name, bucket.lifecycle, current.rules, previously_managed)
+    if not found.apply and not plan.problems:
+        if plan.write is not None:
+            found.planned.append(_lifecycle_change(plan))
+        found.foreign_kept += len(plan.foreign)
+        found.buckets.append(
+            BucketStatus(
+                name=bucket.name,
+                exists=True,
+                managedRules=list(previously_managed) if plan.write else plan.managed,
+                foreignRules=len(plan.foreign),
+            )
+        )
+        return
     found.foreign_kept += len(plan.foreign)
     status = BucketStatus(
         name=bucket.name,
@@ -133,16 +180,18 @@ def reconcile_object_storage(
     *,
     previously_managed: Mapping[str, Collection[str]] | None = None,
     client: S3Client | None = None,
+    apply: bool = True,
 ) -> PartReport:
     """One pass over every bucket. `previously_managed` is status.objectStorage's
-    `managedRules` per bucket from the last pass; pass `client` to count its requests."""
+    `managedRules` per bucket from the last pass; pass `client` to count its requests;
+    `apply=False` writes nothing and returns what it would write as `planned`."""
     s3 = (
         client
         if client is not None
         else make_client(spec.endpoint, spec.region, access_key, secret_key)
     )
     managed_before = previously_managed or {}
-    found = _Pass()
+    found = _Pass(apply=apply)
     secret_data: dict[str, str] = {}
     try:
         secret_data = bucket_entries(bucket.name for bucket in spec.buckets)
@@ -180,4 +229,5 @@ def reconcile_object_storage(
         status={"objectStorage": status.model_dump(exclude_none=True)},
         actions=found.actions,
         secret_data=secret_data,
+        planned=found.planned,
     )

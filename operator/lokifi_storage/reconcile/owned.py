@@ -15,6 +15,10 @@ the record still names the old Secret until the status patch that follows the de
 `connectionSecret` is removed from the spec the Secret is left for the pods that read it; it is
 owned, so the garbage collector removes it with the resource.
 
+With apply off (`lokifi-storage plan`, spec.dryRun) the same reads and comparisons run and the
+writes come back as planned changes: the Secret's changed keys (never values), the CronJobs'
+changed fields.
+
 A 403 from the API server is a missing RBAC rule, which only a human can add: it becomes the
 part's condition (reason Forbidden, with the API server's sentence naming the verb and resource)
 instead of a retry loop that only the operator's log would show.
@@ -40,9 +44,11 @@ from lokifi_storage.builders.labels import (
 from lokifi_storage.builders.secret import build_connection_secret, decode_secret_data
 from lokifi_storage.clients.errors import ClientError, Refused
 from lokifi_storage.clients.kube import CRONJOBS, SECRETS, KubeClient
+from lokifi_storage.domain.change_plan import Change, FieldChange, changed_fields
 from lokifi_storage.domain.schedule_diff import needs_write, plan_owned_objects
 
 __all__ = [
+    "CronJobSync",
     "OwnedObjectRefusedError",
     "SecretSync",
     "sync_connection_secret",
@@ -85,6 +91,7 @@ class SecretSync:
 
     actions: list[str] = field(default_factory=list)
     status: dict[str, str] | None = None
+    planned: list[Change] = field(default_factory=list)
 
 
 def sync_connection_secret(
@@ -93,22 +100,65 @@ def sync_connection_secret(
     spec: LokifiStorageSpec,
     data: Mapping[str, str],
     recorded: str | None = None,
+    *,
+    apply: bool = True,
 ) -> SecretSync:
     """Create or update the connection Secret when its data or metadata differ.
 
     `recorded`: the name in status.connectionSecret; when it differs from the spec's name, that
-    Secret is the one of before a rename, deleted once the new one exists.
+    Secret is the one of before a rename, deleted once the new one exists. `apply=False`:
+    nothing is written; `planned` says what would be (and status keeps the recorded name).
     """
     with _forbidden_is_refusal():
-        written = _sync_connection_secret(kube, owner, spec, data)
+        written = _sync_connection_secret(kube, owner, spec, data, apply)
         if written.status is None or recorded is None or recorded == written.status["name"]:
             return written
+        if not apply:
+            planned = [
+                *written.planned,
+                Change(
+                    "connectionSecret",
+                    recorded,
+                    "delete",
+                    f"delete connection Secret {recorded}: renamed to {written.status['name']}",
+                ),
+            ]
+            return SecretSync(planned=planned, status={"name": recorded})
         deleted = _delete_renamed(kube, owner, recorded, written.status["name"])
         return SecretSync(written.actions + deleted, written.status)
 
 
+def _secret_change(
+    name: str, observed: Mapping[str, Any] | None, data: Mapping[str, str]
+) -> Change:
+    """The Secret write as a change naming the keys that differ (values never)."""
+    if observed is None:
+        keys = tuple(FieldChange(k, secret=True) for k in sorted(data))
+        return Change(
+            "connectionSecret",
+            name,
+            "create",
+            f"create connection Secret {name} ({len(data)} keys)",
+            keys,
+        )
+    before = decode_secret_data(observed)
+    changed = sorted(k for k in set(before) | set(data) if before.get(k) != data.get(k))
+    what = ", ".join(changed) if changed else "metadata"
+    return Change(
+        "connectionSecret",
+        name,
+        "update",
+        f"update connection Secret {name}: {what}",
+        tuple(FieldChange(k, secret=True) for k in changed),
+    )
+
+
 def _sync_connection_secret(
-    kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, data: Mapping[str, str]
+    kube: KubeClient,
+    owner: Owner,
+    spec: LokifiStorageSpec,
+    data: Mapping[str, str],
+    apply: bool = True,
 ) -> SecretSync:
     if spec.postgres is None or spec.postgres.connectionSecret is None:
         return SecretSync()
@@ -128,6 +178,9 @@ def _sync_connection_secret(
     status = {"name": name}
     if not needs_write(desired, observed):
         return SecretSync(status=status)
+    if not apply:
+        recorded = None if observed is None else status
+        return SecretSync(status=recorded, planned=[_secret_change(name, observed, data)])
     kube.apply(SECRETS, desired)
     if observed is None:
         return SecretSync([f"created connection Secret {name} ({len(data)} keys)"], status)
@@ -152,12 +205,69 @@ def owned_selector(owner: Owner) -> str:
     return f"{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={label_value(owner.name)}"
 
 
+@dataclass(frozen=True)
+class CronJobSync:
+    """What syncing the CronJobs did (`actions`) or, with apply off, would do (`planned`)."""
+
+    actions: list[str] = field(default_factory=list)
+    planned: list[Change] = field(default_factory=list)
+
+
 def sync_cronjobs(
     kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, settings: JobSettings
 ) -> list[str]:
     """Create, update and delete this resource's CronJobs so they match the spec."""
+    return plan_or_sync_cronjobs(kube, owner, spec, settings).actions
+
+
+def plan_or_sync_cronjobs(
+    kube: KubeClient,
+    owner: Owner,
+    spec: LokifiStorageSpec,
+    settings: JobSettings,
+    *,
+    apply: bool = True,
+) -> CronJobSync:
+    """`sync_cronjobs`, or with `apply=False` the same comparison returning planned changes."""
     with _forbidden_is_refusal():
-        return _sync_cronjobs(kube, owner, spec, settings)
+        if apply:
+            return CronJobSync(actions=_sync_cronjobs(kube, owner, spec, settings))
+        return CronJobSync(planned=_plan_cronjobs(kube, owner, spec, settings))
+
+
+def _plan_cronjobs(
+    kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, settings: JobSettings
+) -> list[Change]:
+    desired = desired_cronjobs(owner, spec, settings)
+    observed = {
+        o["metadata"]["name"]: o
+        for o in kube.list_owned(CRONJOBS, owner.namespace, owner.uid, owned_selector(owner))
+    }
+    plan = plan_owned_objects(desired, observed.values())
+    changes = [
+        Change(
+            "cronJobs",
+            obj["metadata"]["name"],
+            "create",
+            f"create CronJob {obj['metadata']['name']} ({obj['spec']['schedule']})",
+            (FieldChange("spec.schedule", None, obj["spec"]["schedule"]),),
+        )
+        for obj in plan.create
+    ]
+    for obj in plan.patch:
+        name = obj["metadata"]["name"]
+        fields = changed_fields(
+            {"spec": obj["spec"], "metadata": {"labels": obj["metadata"].get("labels", {})}},
+            observed[name],
+        )
+        what = ", ".join(f.name for f in fields) or "metadata"
+        changes.append(
+            Change("cronJobs", name, "update", f"update CronJob {name}: {what}", tuple(fields))
+        )
+    changes += [
+        Change("cronJobs", name, "delete", f"delete CronJob {name}") for name in plan.delete
+    ]
+    return changes
 
 
 def _sync_cronjobs(

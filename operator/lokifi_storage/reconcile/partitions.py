@@ -6,6 +6,9 @@ report always describes the catalog as it is after the last change. A pass that 
 ends it; a reconcile with nothing to do is one catalog query (plus a DEFAULT count when DEFAULT
 has pages) and no statement that changes anything.
 
+With apply off (`lokifi-storage plan`, spec.dryRun) it is one observe and plan, and the actions
+come back as planned changes instead of being taken.
+
 Failures are per table: an action that fails stops the rest of that table's plan (later actions
 may depend on it) while the other tables go on. Compression and export are only planned here and
 reported as pending; the CLI Jobs carry them out.
@@ -22,6 +25,8 @@ from lokifi_storage.api.spec import PostgresSpec, TableSpec
 from lokifi_storage.api.status import Condition, ConditionStatus, PartitionStatus
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
+from lokifi_storage.domain.change_plan import Change, ChangeKind
+from lokifi_storage.domain.partition_actions import Action
 from lokifi_storage.domain.partition_plan import TablePlan, plan_table
 from lokifi_storage.reconcile.report import PartReport
 
@@ -37,12 +42,14 @@ class PartitionOutcome:
     plans: dict[str, TablePlan] = field(default_factory=dict)
     done: list[str] = field(default_factory=list)
     failures: dict[str, ClientError] = field(default_factory=dict)
+    planned: list[Change] = field(default_factory=list)
 
     def report(self) -> PartReport:
         return PartReport(
             condition=self.condition(),
             status={"partitions": [self.status_of(p).model_dump() for p in self.plans.values()]},
             actions=list(self.done),
+            planned=list(self.planned),
         )
 
     @staticmethod
@@ -108,15 +115,44 @@ def _condition(status: ConditionStatus, reason: str, message: str, notes: list[s
     )
 
 
+def _kind(action: Action) -> ChangeKind:
+    name = type(action).__name__
+    if name.startswith("Create") or name.startswith("Build"):
+        return "create"
+    if name.startswith("Drop"):
+        return "delete"
+    return "update"
+
+
+def planned_changes(plans: dict[str, TablePlan]) -> list[Change]:
+    """The immediate actions of `plans` as changes (deferred Job work is not a reconcile's)."""
+    return [
+        Change("partitions", name, _kind(action), action.describe())
+        for name, plan in plans.items()
+        for action in plan.actions
+    ]
+
+
 def reconcile_tables(
     db: PartitionDatabase,
     tables: Sequence[TableSpec],
     now: dt.datetime,
     *,
     max_passes: int = MAX_PASSES,
+    apply: bool = True,
 ) -> PartitionOutcome:
-    """Observe, plan and apply up to `max_passes` times; the last plans describe the end state."""
+    """Observe, plan and apply up to `max_passes` times; the last plans describe the end state.
+
+    `apply=False`: one observation and plan; its actions become `planned`, none is taken."""
     outcome = PartitionOutcome()
+    if not apply:
+        observed = db.observe(tables)
+        outcome.plans = {
+            spec.name: plan_table(spec, observed[spec.name], now, database=db.database)
+            for spec in tables
+        }
+        outcome.planned = planned_changes(outcome.plans)
+        return outcome
     for attempt in range(max_passes + 1):
         observed = db.observe(tables)
         outcome.plans = {
@@ -142,7 +178,11 @@ def reconcile_tables(
 
 
 def reconcile_partitions(
-    postgres: PostgresSpec, primary_url: str, *, now: dt.datetime | None = None
+    postgres: PostgresSpec,
+    primary_url: str,
+    *,
+    now: dt.datetime | None = None,
+    apply: bool = True,
 ) -> PartReport:
     """The PartitionsReady condition and status.partitions for `postgres.tables`."""
     if not postgres.tables:
@@ -157,4 +197,4 @@ def reconcile_partitions(
         )
     moment = now or dt.datetime.now(dt.UTC)
     with open_partition_database(primary_url) as db:
-        return reconcile_tables(db, postgres.tables, moment).report()
+        return reconcile_tables(db, postgres.tables, moment, apply=apply).report()

@@ -58,6 +58,7 @@ class PartContext:
     memory: dict[str, Any] = field(default_factory=dict)
     status: Mapping[str, Any] = field(default_factory=dict)
     created: datetime | None = None
+    apply: bool = True  # False: observe and plan only (spec.dryRun, `lokifi-storage plan`)
 
 
 RunFn = Callable[[Any, PartContext], list[PartReport]]
@@ -174,14 +175,14 @@ def _run_redis(module: Any, ctx: PartContext) -> list[PartReport]:
     redis = ctx.spec.redis
     assert redis is not None
     password = ctx.secrets.optional(redis.passwordSecretRef)
-    return [module.reconcile_redis(redis, password)]
+    return [module.reconcile_redis(redis, password, apply=ctx.apply)]
 
 
 def _run_partitions(module: Any, ctx: PartContext) -> list[PartReport]:
     postgres = ctx.spec.postgres
     assert postgres is not None
     primary_url = ctx.secrets.value(postgres.primary.secretRef)
-    return [module.reconcile_partitions(postgres, primary_url, now=ctx.now)]
+    return [module.reconcile_partitions(postgres, primary_url, now=ctx.now, apply=ctx.apply)]
 
 
 def _clean_up_archives(module: Any, ctx: PartContext) -> list[str]:
@@ -220,7 +221,11 @@ def _run_object_storage(module: Any, ctx: PartContext) -> list[PartReport]:
     access_key, secret_key = _s3_credentials(ctx)
     return [
         module.reconcile_object_storage(
-            storage, access_key, secret_key, previously_managed=_managed_rules(ctx)
+            storage,
+            access_key,
+            secret_key,
+            previously_managed=_managed_rules(ctx),
+            apply=ctx.apply,
         )
     ]
 

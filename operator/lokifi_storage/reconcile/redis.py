@@ -5,6 +5,9 @@ every node) -> plan (domain/redis_config.py, per node) -> apply (CONFIG SET only
 differ, read them back, CONFIG REWRITE where the node has a config file) -> report (RedisReady
 and status.redis).
 
+With apply off (`lokifi-storage plan`, spec.dryRun) the same observation and per-node plan run,
+and each CONFIG SET is reported as a planned change (old -> new) instead of being sent.
+
 Nodes are handled one by one and a failing node never stops the others: a node that is down
 is reported while the settings still land on the rest, and are repaired on it by a later pass
 once it is back. The password comes in as a parameter (the handler reads it from the Secret).
@@ -21,6 +24,7 @@ from lokifi_storage.api.spec import RedisSpec
 from lokifi_storage.api.status import Condition, RedisStatus
 from lokifi_storage.clients.errors import AuthenticationFailed, ClientError, ConnectionFailed
 from lokifi_storage.clients.redis import RedisNode, RedisNodes
+from lokifi_storage.domain.change_plan import Change, FieldChange
 from lokifi_storage.domain.connection_secret import redis_entries
 from lokifi_storage.domain.quantize import memory_for_status
 from lokifi_storage.domain.redis_config import plan_node_settings, same_value
@@ -46,6 +50,7 @@ class _Findings:
     rewrite_failed: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     used_memory: dict[str, int] = field(default_factory=dict)
+    planned: list[Change] = field(default_factory=list)
 
 
 def _discover(
@@ -65,15 +70,36 @@ def _discover(
     return None
 
 
+def _plan_on_node(
+    node: RedisNode, to_set: tuple[tuple[str, str], ...], current: dict[str, str], found: _Findings
+) -> None:
+    for key, value in to_set:
+        found.planned.append(
+            Change(
+                "redis",
+                node.address,
+                "update",
+                f"CONFIG SET {key} {current.get(key, '')} -> {value} on {node.address}",
+                (FieldChange(key, current.get(key), value),),
+            )
+        )
+
+
 def _apply_on_node(
-    node: RedisNode, desired: dict[str, str], rewrite_config: bool, found: _Findings
+    node: RedisNode,
+    desired: dict[str, str],
+    rewrite_config: bool,
+    found: _Findings,
+    apply: bool = True,
 ) -> None:
     current = node.config_get(desired) if desired else {}
     plan = plan_node_settings(node.address, desired, current)
     for key in plan.unknown:
         found.refused.append(f"{node.address} does not know the setting {key!r}")
     written: list[str] = []
-    for key, value in plan.to_set:
+    if not apply:
+        _plan_on_node(node, plan.to_set, current, found)
+    for key, value in plan.to_set if apply else ():
         try:
             node.config_set(key, value)
         except (ConnectionFailed, AuthenticationFailed):
@@ -164,8 +190,10 @@ def reconcile_redis(
     *,
     nodes: RedisNodes | None = None,
     rewrite_config: bool = True,
+    apply: bool = True,
 ) -> PartReport:
-    """One pass over the whole cluster. Pass `nodes` to keep (and inspect) the connections."""
+    """One pass over the whole cluster. Pass `nodes` to keep (and inspect) the connections;
+    `apply=False` sends no CONFIG SET and returns the ones it would send as `planned`."""
     own = nodes is None
     client = nodes if nodes is not None else RedisNodes(password)
     found = _Findings()
@@ -186,7 +214,7 @@ def reconcile_redis(
                 continue
             try:
                 _apply_on_node(
-                    client.node(member.host, member.port), desired, rewrite_config, found
+                    client.node(member.host, member.port), desired, rewrite_config, found, apply
                 )
                 reached += 1
             except AuthenticationFailed as error:
@@ -205,4 +233,5 @@ def reconcile_redis(
         status=status,
         actions=found.actions,
         secret_data=redis_entries(spec.nodes, spec.contextTTLSeconds),
+        planned=found.planned,
     )

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lokifi_storage.api.status import Condition
+from lokifi_storage.domain.change_plan import Change
 
 
 @dataclass(frozen=True)
@@ -16,10 +17,12 @@ class PartReport:
     observedGeneration and lastTransitionTime). `status` holds the keys this part owns in
     `.status` (e.g. {"partitions": [...]}). `actions` are short human sentences of what was
     changed, one Event each; empty when nothing was written. `secret_data` is this part's
-    contribution to the connection Secret.
+    contribution to the connection Secret. `planned` are the writes a pass with apply off
+    found to do and did not do (`lokifi-storage plan`, spec.dryRun); empty when applying.
     """
 
     condition: Condition
     status: dict[str, Any] = field(default_factory=dict)
     actions: list[str] = field(default_factory=list)
     secret_data: dict[str, str] = field(default_factory=dict)
+    planned: list[Change] = field(default_factory=list)

@@ -12,6 +12,12 @@ The steps, each returning early when it must:
 5. Build the desired status and patch only the keys that changed; nothing changed -> no PATCH.
 6. Post an Event per action taken and per condition that became False or recovered.
 
+With spec.dryRun the same steps run with apply off (observe -> plan -> report, no apply): every
+part and owned object reports the writes it would make, status.plan lists them, a part with
+changes pending reads False/DryRun, and Events (one per planned change) are posted when the plan
+changes. Nothing is written but the status and those Events. `plan()` is the same pass for a
+manifest, for `lokifi-storage plan` and `kubectl lks plan`.
+
 Kubernetes API errors while writing (the API server unreachable, a conflict) propagate: the
 caller retries the whole reconcile with backoff, which is safe because every step is idempotent.
 """
@@ -24,7 +30,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -39,6 +45,7 @@ from lokifi_storage.builders.cronjobs import JobSettings
 from lokifi_storage.builders.labels import Owner
 from lokifi_storage.builders.names import API_GROUP, API_VERSION, KIND, PLURAL
 from lokifi_storage.clients.kube import KubeClient, ObjectRef, Resource
+from lokifi_storage.domain.change_plan import Change, plan_status, plan_summary
 from lokifi_storage.domain.conditions import (
     EventSpec,
     build_status,
@@ -50,8 +57,8 @@ from lokifi_storage.domain.connection_secret import build_connection_secret_data
 from lokifi_storage.domain.requeue import Outcome
 from lokifi_storage.reconcile.owned import (
     OwnedObjectRefusedError,
+    plan_or_sync_cronjobs,
     sync_connection_secret,
-    sync_cronjobs,
 )
 from lokifi_storage.reconcile.parts import (
     CleanupIncompleteError,
@@ -68,6 +75,7 @@ __all__ = [
     "LOKIFI_STORAGES",
     "ReconcileResult",
     "ReconcilerConfig",
+    "ResourcePlan",
     "ResourceReconciler",
     "format_validation_error",
 ]
@@ -97,6 +105,22 @@ class ReconcileResult:
     actions: tuple[str, ...] = ()
     events: tuple[EventSpec, ...] = ()
     gone: bool = False
+
+
+@dataclass(frozen=True)
+class ResourcePlan:
+    """What a pass with apply off found: each part's report, and every change it would make."""
+
+    reports: tuple[PartReport, ...]
+    changes: tuple[Change, ...]
+
+    @property
+    def summary(self) -> str:
+        return plan_summary(self.changes)
+
+
+# Planned-change Events posted when a dry-run plan changes; the rest are in status.plan.
+MAX_PLAN_EVENTS: Final = 20
 
 
 def format_validation_error(error: ValidationError) -> str:
@@ -156,10 +180,16 @@ class ResourceReconciler:
             desired = build_status(current, generation, [], {}, [], rfc3339(now), message)
             return self._finish(owner, current, desired, [], Outcome.INVALID, now)
 
-        reports, dropped = self._run_parts(owner, spec, now, current, _created(meta))
+        apply = not spec.dryRun
+        reports, dropped = self._run_parts(owner, spec, now, current, _created(meta), apply)
         actions = [action for report in reports for action in report.actions]
-        reports, owned_actions, blocks = self._sync_owned(owner, spec, reports, current)
+        reports, owned_actions, blocks = self._sync_owned(owner, spec, reports, current, apply)
         actions += owned_actions
+        plan_events: list[EventSpec] = []
+        if apply:
+            dropped.append("plan")
+        else:
+            reports, blocks["plan"], plan_events = _dry_run(reports, generation, current)
 
         for report in reports:
             blocks.update(report.status)
@@ -175,7 +205,37 @@ class ResourceReconciler:
         )
         ready = _condition_of(desired, types.READY)
         outcome = Outcome.READY if ready and ready.get("status") == "True" else Outcome.NOT_READY
-        return self._finish(owner, current, desired, actions, outcome, now)
+        return self._finish(owner, current, desired, actions, outcome, now, plan_events)
+
+    def plan(
+        self,
+        body: Mapping[str, Any],
+        namespace: str,
+        *,
+        secrets: SecretReader | None = None,
+        owned: bool = True,
+    ) -> ResourcePlan:
+        """The pass a reconcile of `body` would make now, with apply off: nothing is written.
+
+        `body` is a LokifiStorage (from the API server or a manifest; its uid and status, when
+        it has them, are what the owned objects and managed rules are compared with).
+        `secrets`: where credentials come from (default: the Secrets in `namespace`);
+        `owned=False` leaves out the owned objects (no Kubernetes API to compare them with).
+        Raises pydantic's ValidationError for an invalid spec.
+        """
+        meta = body.get("metadata") or {}
+        spec = LokifiStorageSpec.model_validate(body.get("spec") or {})
+        owner = Owner(
+            namespace=namespace, name=str(meta.get("name", "")), uid=str(meta.get("uid") or "")
+        )
+        current: Mapping[str, Any] = body.get("status") or {}
+        reports, _ = self._run_parts(
+            owner, spec, self._clock(), current, _created(meta), False, secrets
+        )
+        if owned:
+            reports, _, _ = self._sync_owned(owner, spec, reports, current, False)
+        changes = tuple(change for report in reports for change in report.planned)
+        return ResourcePlan(reports=tuple(reports), changes=changes)
 
     def clean_up(self, namespace: str, name: str) -> list[str]:
         """deletionPolicy Delete: each part removes what the operator created.
@@ -230,6 +290,8 @@ class ResourceReconciler:
         now: datetime,
         current: Mapping[str, Any],
         created: datetime | None,
+        apply: bool = True,
+        secrets: SecretReader | None = None,
     ) -> tuple[list[PartReport], list[str]]:
         """Every declared part in parallel; status keys of undeclared parts to drop."""
         declared = [p for p in self.parts if p.conditions and p.declared(spec) and p.available()]
@@ -245,11 +307,12 @@ class ResourceReconciler:
             namespace=owner.namespace,
             name=owner.name,
             uid=owner.uid,
-            secrets=SecretReader(self.kube, owner.namespace),
+            secrets=secrets or SecretReader(self.kube, owner.namespace),
             now=now,
             memory=self._memory(owner.uid),
             status=current,
             created=created,
+            apply=apply,
         )
         if len(declared) <= 1:
             return [r for p in declared for r in _timed_run(p, ctx)], dropped
@@ -283,27 +346,38 @@ class ResourceReconciler:
         spec: LokifiStorageSpec,
         reports: list[PartReport],
         current: Mapping[str, Any],
+        apply: bool = True,
     ) -> tuple[list[PartReport], list[str], dict[str, Any]]:
         """Write the connection Secret and CronJobs; a refusal becomes a part's condition.
 
         Returns the reports, the actions taken and the status blocks of the owned objects.
+        With apply off the writes they would make are added to the reports' `planned`
+        (the Secret's to PostgresReady's report, the CronJobs' to BackupsReady's or, without
+        backups, PostgresReady's).
         """
         actions: list[str] = []
         blocks: dict[str, Any] = {}
         data = build_connection_secret_data(*(r.secret_data for r in reports))
         recorded = (current.get("connectionSecret") or {}).get("name")
         try:
-            secret = sync_connection_secret(self.kube, owner, spec, data, recorded)
+            secret = sync_connection_secret(self.kube, owner, spec, data, recorded, apply=apply)
         except OwnedObjectRefusedError as refused:
             reports = _override(reports, types.POSTGRES_READY, refused)
         else:
             actions += secret.actions
+            reports = _add_planned(reports, (types.POSTGRES_READY,), secret.planned)
             if secret.status is not None:
                 blocks["connectionSecret"] = secret.status
         try:
-            actions += sync_cronjobs(self.kube, owner, spec, self.config.job_settings)
+            cronjobs = plan_or_sync_cronjobs(
+                self.kube, owner, spec, self.config.job_settings, apply=apply
+            )
         except OwnedObjectRefusedError as refused:
             reports = _override(reports, types.BACKUPS_READY, refused)
+        else:
+            actions += cronjobs.actions
+            kinds = (types.BACKUPS_READY, types.POSTGRES_READY)
+            reports = _add_planned(reports, kinds, cronjobs.planned)
         return reports, actions, blocks
 
     def _finish(
@@ -314,6 +388,7 @@ class ResourceReconciler:
         actions: list[str],
         outcome: Outcome,
         now: datetime,
+        plan_events: Sequence[EventSpec] = (),
     ) -> ReconcileResult:
         patch = status_patch(current, desired)
         memory = self._memory(owner.uid)
@@ -336,6 +411,7 @@ class ResourceReconciler:
                 memory["last_status"] = (desired, stored.get("status") or {})
         events = [EventSpec("Normal", Reason.RECONCILED, action) for action in actions]
         events += condition_events(current.get("conditions") or [], desired["conditions"])
+        events += plan_events
         self._post(owner, events, now)
         metrics.record_status(owner.namespace, owner.name, desired)
         ready = _condition_of(desired, types.READY) or {}
@@ -401,3 +477,51 @@ def _override(
     kept = [r for r in reports if r.condition.type == kind]
     status = kept[0].status if kept else {}
     return [*out, PartReport(condition=failed, status=status)]
+
+
+def _add_planned(
+    reports: list[PartReport], kinds: Sequence[str], planned: Sequence[Change]
+) -> list[PartReport]:
+    """Add `planned` to the report of the first condition of `kinds` present (else to the
+    first report: the changes are listed even when their part timed out)."""
+    if not planned or not reports:
+        return reports
+    kinds_present = [r.condition.type for r in reports]
+    kind = next((k for k in kinds if k in kinds_present), kinds_present[0])
+    index = kinds_present.index(kind)
+    updated = replace(reports[index], planned=[*reports[index].planned, *planned])
+    return [*reports[:index], updated, *reports[index + 1 :]]
+
+
+def _dry_run(
+    reports: list[PartReport], generation: int | None, current: Mapping[str, Any]
+) -> tuple[list[PartReport], dict[str, Any], list[EventSpec]]:
+    """Dry-run reports: a part with changes pending reads False/DryRun (unless it already
+    failed for its own reason); status.plan; and Events when the plan differs from the one in
+    status (a steady dry-run posts nothing)."""
+    changes = [change for report in reports for change in report.planned]
+    out: list[PartReport] = []
+    for report in reports:
+        pending = report.condition.status == "True" or report.condition.reason == Reason.PROGRESSING
+        if report.planned and pending:
+            first = "; ".join(c.describe() for c in report.planned[:3])
+            more = f" and {len(report.planned) - 3} more" if len(report.planned) > 3 else ""
+            condition = Condition(
+                type=report.condition.type,
+                status="False",
+                reason=Reason.DRY_RUN,
+                message=f"dry run: {len(report.planned)} change(s) planned, none applied: "
+                f"{first}{more}",
+            )
+            report = replace(report, condition=condition)
+        out.append(report)
+    block = plan_status(changes, generation)
+    previous = current.get("plan") or {}
+    events: list[EventSpec] = []
+    if {k: v for k, v in previous.items()} != block:
+        events.append(EventSpec("Normal", Reason.DRY_RUN, f"dry run: {block['summary']}"))
+        events += [
+            EventSpec("Normal", Reason.PLANNED, f"would {change.describe()}")
+            for change in sorted(changes, key=lambda c: (c.part, c.target))[:MAX_PLAN_EVENTS]
+        ]
+    return out, block, events

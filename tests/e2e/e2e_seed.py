@@ -1,0 +1,49 @@
+"""The seed's resource (fixtures/seed/: examples/lokifistorage-full.yaml on the local stack) and
+the commands admins run against it: `lokifi-storage plan` and the `kubectl lks` plugin."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from e2e_full import FullExample
+from e2e_operator import CLI, render
+
+from stackfixtures import StackEnv
+
+BIN = Path(sys.executable).parent
+
+
+def seed_manifest(example: FullExample, **overrides: object) -> str:
+    values = {"dry_run": "false", "abort_days": 7, **example.values, **overrides}
+    return render("seed", "lokifistorage.yaml", **values)
+
+
+def _env(stack: StackEnv) -> dict[str, str]:
+    assert stack.kubeconfig is not None
+    assert stack.kubectl is not None
+    # kubectl finds plugins on PATH: this checkout's venv first, so the plugin under test runs.
+    path = os.pathsep.join([str(BIN), str(Path(stack.kubectl).parent), os.environ["PATH"]])
+    return {**os.environ, "KUBECONFIG": stack.kubeconfig, "PATH": path, "NO_COLOR": ""}
+
+
+def lokifi_storage(stack: StackEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    """`lokifi-storage ARGS` with the stack's kubeconfig; stdout is a pipe (no colour)."""
+    return subprocess.run(
+        [str(CLI), *args], capture_output=True, text=True, timeout=180, env=_env(stack), check=False
+    )
+
+
+def kubectl_lks(stack: StackEnv, *args: str) -> subprocess.CompletedProcess[str]:
+    """`kubectl lks ARGS`: kubectl itself, finding the plugin on PATH as an admin's would."""
+    assert stack.kubectl is not None
+    return subprocess.run(
+        [stack.kubectl, "lks", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=_env(stack),
+        check=False,
+    )

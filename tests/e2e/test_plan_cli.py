@@ -1,0 +1,125 @@
+"""`lokifi-storage plan -f resource.yaml` on the seed's resource against the live stack.
+
+Before the operator ever ran, the plan lists every part's writes (partitions to create, Redis
+CONFIG SET per node old -> new, the bucket's lifecycle rule, the connection Secret's keys, the
+CronJobs), exits 2, and changes nothing. After the operator reconciled the same manifest, the
+plan is empty and exits 0: the plan and the reconcile are the same pass, one without apply.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from e2e_full import FullExample, partitions
+from e2e_operator import OperatorFactory, get_json, kubectl
+from e2e_seed import lokifi_storage, seed_manifest
+
+MAXMEMORY = "1234mb"
+
+
+def _maxmemory(full_example: FullExample) -> dict[str, str]:
+    cluster = full_example.stack.redis_cluster()
+    try:
+        per_node = cluster.config_get("maxmemory", target_nodes=cluster.ALL_NODES)
+    finally:
+        cluster.close()
+    return {node: values["maxmemory"] for node, values in per_node.items()}
+
+
+def test_plan_lists_every_part_changes_nothing_and_is_empty_once_reconciled(
+    full_example: FullExample, start_operator: OperatorFactory, tmp_path: Path
+) -> None:
+    stack, ns = full_example.stack, full_example.namespace
+    full_example.create_secrets()
+    manifest = tmp_path / "lokifistorage.yaml"
+    manifest.write_text(seed_manifest(full_example, maxmemory=MAXMEMORY))
+    before = _maxmemory(full_example)
+    assert MAXMEMORY not in before.values()
+
+    result = lokifi_storage(stack, "plan", "-f", str(manifest), "-o", "json")
+    assert result.returncode == 2, result.stdout + result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["complete"] is True, plan["notPlanned"]
+    changes = plan["changes"]
+    by_part: dict[str, list[dict[str, object]]] = {}
+    for change in changes:
+        by_part.setdefault(str(change["part"]), []).append(change)
+    assert set(by_part) == {"partitions", "redis", "objectStorage", "connectionSecret", "cronJobs"}
+
+    # Redis: one CONFIG SET per node of the cluster, old -> new.
+    redis: dict[str, list[object]] = {}
+    for change in by_part["redis"]:
+        redis.setdefault(str(change["target"]), []).extend(change["fields"])  # type: ignore[arg-type]
+    assert set(redis) == set(before), "every node the cluster has, masters and replicas"
+    for node, fields in redis.items():
+        assert {"name": "maxmemory", "old": before[node], "new": MAXMEMORY} in fields
+    # S3: the media bucket's declared rule is added.
+    (bucket,) = by_part["objectStorage"]
+    assert bucket["target"] == full_example.buckets["media"]
+    assert {"name": "rule ArchiveOldFiles", "new": "added"} in bucket["fields"]
+    # The connection Secret: created, its keys named, no value anywhere in the output.
+    (secret,) = by_part["connectionSecret"]
+    assert (secret["kind"], secret["target"]) == ("create", "lokifi-db-conn")
+    keys = {f["name"] for f in secret["fields"]}
+    assert {"DATABASE_URL", "REDIS_CLUSTER_NODES"} <= keys
+    assert all(set(f) == {"name"} for f in secret["fields"])
+    assert full_example.database.primary_url not in result.stdout
+    assert stack.redis_password not in result.stdout
+    assert stack.aws_secret_access_key not in result.stdout
+    # CronJobs: three backups, VACUUM, and the partitions compress and export Jobs.
+    assert {c["target"] for c in by_part["cronJobs"]} == {
+        "lokifi-prod-backup-daily",
+        "lokifi-prod-backup-weekly",
+        "lokifi-prod-backup-monthly",
+        "lokifi-prod-vacuum",
+        "lokifi-prod-partitions-compress",
+        "lokifi-prod-partitions-export",
+    }
+    # Partitions: the months ahead, each split in user ranges, and the archive table.
+    details = [str(c["detail"]) for c in by_part["partitions"]]
+    assert any("with 3 sub-partitions" in d for d in details), details
+    assert any(d.startswith("create archive table archive.ai_messages") for d in details)
+    assert plan["summary"] == (
+        f"Plan: {plan['counts']['create']} to create, {plan['counts']['update']} to change, "
+        f"{plan['counts']['delete']} to delete (partitions {len(by_part['partitions'])}, "
+        f"redis {len(by_part['redis'])}, objectStorage 1, connectionSecret 1, cronJobs 6)."
+    )
+
+    # Nothing was changed by planning.
+    assert partitions(full_example, "ai_messages") == set()
+    assert _maxmemory(full_example) == before
+    s3 = stack.s3_client()
+    assert "Rules" not in _lifecycle(s3, full_example.buckets["media"])
+    assert get_json(stack, ns, "secret", "lokifi-db-conn") is None
+    assert json.loads(kubectl(stack, "-n", ns, "get", "cronjobs", "-o", "json"))["items"] == []
+
+    # The text form, piped: plain, grouped, ending with the summary line.
+    text = lokifi_storage(stack, "plan", "-f", str(manifest))
+    assert text.returncode == 2, text.stderr
+    assert "\x1b[" not in text.stdout
+    lines = text.stdout.splitlines()
+    assert lines[-1] == plan["summary"]
+    assert "redis" in lines
+    assert "cronJobs" in lines
+    assert f"        maxmemory: {before['127.0.0.1:7000']} -> {MAXMEMORY}" in lines
+    assert "        DATABASE_URL (value not shown)" in lines
+
+    # The operator reconciles the same manifest; then there is nothing left to plan.
+    kubectl(stack, "apply", "-f", str(manifest))
+    start_operator(ns, resync_seconds=300)
+    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=180s")
+    after = lokifi_storage(stack, "plan", "-f", str(manifest), "-o", "json")
+    assert after.returncode == 0, after.stdout + after.stderr
+    assert json.loads(after.stdout)["changes"] == []
+    assert set(_maxmemory(full_example).values()) == {str(1234 * 1024 * 1024)}
+
+
+def _lifecycle(s3: object, bucket: str) -> dict[str, object]:
+    from botocore.exceptions import ClientError
+
+    try:
+        reply: dict[str, object] = s3.get_bucket_lifecycle_configuration(Bucket=bucket)  # type: ignore[attr-defined]
+    except ClientError:
+        return {}
+    return reply
