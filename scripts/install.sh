@@ -14,6 +14,7 @@ APT_PACKAGES=(
     # The stack's node (`python -m stack up --node`): container runtime, Pod network, the
     # pause image's compiler and the operator image's root filesystem builder.
     containerd runc containernetworking-plugins iproute2 gcc libc6-dev mmdebstrap
+    prometheus
 )
 
 step_start=0
@@ -48,7 +49,8 @@ else
     echo "   already installed"
 fi
 # Debian's own postgresql@15-main (5432) and redis-server (6379) may run; the stack uses other
-# ports, so they are left alone.
+# ports, so they are left alone. `prometheus` is here for its promtool, which tests the shipped
+# alerting rules (tests/chart/test_alert_rules.py); its server is not used.
 done_step
 
 # --- Python venv ---------------------------------------------------------------------------------
@@ -99,6 +101,16 @@ done_step
 # Lints and renders the chart in the tests (scripts/helm.sh pins the version).
 step "Helm"
 bash scripts/helm.sh version --short
+done_step
+
+# --- kubectl plugin ----------------------------------------------------------------------------
+# `kubectl lks ...` runs the first `kubectl-lks` on PATH: the venv has it (a console script of the
+# project); link it where kubectl looks when PATH does not include .venv/bin.
+step "kubectl plugin kubectl-lks"
+plugin_dir="${LOKIFI_PLUGIN_DIR:-$HOME/.local/bin}"
+mkdir -p "$plugin_dir"
+ln -sf "$(pwd)/.venv/bin/kubectl-lks" "$plugin_dir/kubectl-lks"
+echo "   $plugin_dir/kubectl-lks -> .venv/bin/kubectl-lks (put $plugin_dir on PATH)"
 done_step
 
 echo "== install done in $(( $(date +%s) - total_start ))s"
