@@ -14,6 +14,7 @@ APT_PACKAGES=(
     # The stack's node (`python -m stack up --node`): container runtime, Pod network, the
     # pause image's compiler and the operator image's root filesystem builder.
     containerd runc containernetworking-plugins iproute2 gcc libc6-dev mmdebstrap
+    # promtool, for the tests of the shipped alerting rules (its server is not used).
     prometheus
 )
 

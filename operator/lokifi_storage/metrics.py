@@ -82,7 +82,8 @@ RELATION_BYTES = Gauge(
 )
 PARTITIONS = Gauge(
     "lokifi_storage_partitions",
-    "Partitions of a managed table, by state (live: attached to the table; archived).",
+    "Partitions of a managed table, by state (live: attached to the table; archived; "
+    "pending_compress / pending_export: waiting for the partitions Jobs).",
     (*_BASE, "table", "state"),
     registry=REGISTRY,
 )
@@ -309,6 +310,8 @@ def record_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
                 table = str(item.get("table"))
                 counts[(table, "live")] = float(item.get("count") or 0)
                 counts[(table, "archived")] = float(item.get("archived") or 0)
+                counts[(table, "pending_compress")] = float(item.get("pendingCompress") or 0)
+                counts[(table, "pending_export")] = float(item.get("pendingExport") or 0)
                 default_rows[(table,)] = float(item.get("inDefault") or 0)
             _replace(PARTITIONS, namespace, name, counts)
             _replace(DEFAULT_PARTITION_ROWS, namespace, name, default_rows)

@@ -51,7 +51,15 @@ def _documented() -> set[str]:
 
 def _full_status(finished: datetime) -> dict[str, object]:
     return {
-        "partitions": [{"table": "ai_messages", "count": 15, "archived": 12, "inDefault": 3}],
+        "partitions": [
+            {
+                "table": "ai_messages",
+                "count": 15,
+                "archived": 12,
+                "inDefault": 3,
+                "pendingExport": 2,
+            }
+        ],
         "replicas": [{"name": "replica-1", "healthy": True, "lagSeconds": 0.4}],
         "redis": {
             "clusterState": "ok",
@@ -109,7 +117,12 @@ def test_the_endpoint_serves_every_documented_series(endpoint: str) -> None:
         ({"namespace": "ns", "name": "lks"}, 0.8)
     ]
     partitions = {lab["state"]: v for lab, v in scraped["lokifi_storage_partitions"]}
-    assert partitions == {"live": 15.0, "archived": 12.0}
+    assert partitions == {
+        "live": 15.0,
+        "archived": 12.0,
+        "pending_compress": 0.0,
+        "pending_export": 2.0,
+    }
     errors = scraped["lokifi_storage_reconcile_errors_total"]
     assert errors == [
         ({"namespace": "ns", "name": "lks", "part": "backups", "reason": "BackupStale"}, 1.0)
