@@ -230,6 +230,8 @@ def main() -> int:
             schedule,
             "--name",
             "bench",
+            "--namespace",
+            "bench",
             "--compression",
             codec,
             "--keep",
@@ -240,8 +242,12 @@ def main() -> int:
             return timed(argv, ours_env)
 
         def newest(schedule: str = schedule) -> str:
-            listing = s3.list_objects_v2(Bucket=args.bucket, Prefix=f"backups/bench/{schedule}/")
-            dumps = [o["Key"] for o in listing.get("Contents", []) if ".dump" in o["Key"]]
+            listing = s3.list_objects_v2(Bucket=args.bucket, Prefix="backups/bench/bench/")
+            dumps = [
+                o["Key"]
+                for o in listing.get("Contents", [])
+                if f"/{schedule}/" in o["Key"] and ".dump" in o["Key"]
+            ]
             return sorted(dumps)[-1]
 
         times = [ours() for _ in range(args.runs)]

@@ -11,7 +11,9 @@ import psycopg
 from psycopg import sql
 
 from lokifi_storage.clients.backup_store import BackupStore
+from lokifi_storage.clients.pg_backup import server_identity
 from lokifi_storage.clients.s3 import make_client
+from lokifi_storage.domain.backup_catalog import backup_folder, source_id
 from lokifi_storage.jobs.backup_create import BackupTarget
 from lokifi_storage.jobs.progress import Reporter
 from stackfixtures import StackEnv, create_database, drop_database, unique_name
@@ -77,11 +79,79 @@ def fingerprints(url: str) -> dict[str, tuple[int, str]]:
         return result
 
 
-def target(stack: StackEnv, bucket: str, name: str = "lks") -> BackupTarget:
+NAMESPACE = "ns"  # the namespace cli_env's commands use
+
+
+def folder_of(url: str, namespace: str = NAMESPACE, name: str = "lks") -> str:
+    """The folder the CLI computes for the database at `url`: namespace, name, source."""
+    return backup_folder(namespace, name, source_id(*server_identity(url)))
+
+
+def target(stack: StackEnv, bucket: str, name: str = "lks", db: str | None = None) -> BackupTarget:
+    """`name` as the folder, or, with `db`, the folder the CLI uses for that database."""
     client = make_client(
         stack.s3_endpoint, stack.aws_region, stack.aws_access_key_id, stack.aws_secret_access_key
     )
-    return BackupTarget(store=BackupStore(client, bucket), prefix="backups/", name=name)
+    folder = folder_of(db, name=name) if db is not None else name
+    return BackupTarget(store=BackupStore(client, bucket), prefix="backups/", name=folder)
+
+
+@contextmanager
+def scratch_server(stack: StackEnv) -> Iterator[str]:
+    """A second, throwaway PostgreSQL server (its own initdb, so its own system_identifier):
+    what spec.backups.verifyTarget names. Yields its URL; stopped and removed afterwards."""
+    import shutil
+    import socket
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="lokifi-scratch-pg-"))
+    shutil.chown(root, "postgres", "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = root / "data"
+
+    def as_postgres(*argv: str) -> None:
+        subprocess.run(
+            ["runuser", "-u", "postgres", "--", *argv],
+            cwd="/",
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+    pg = Path(stack.pg_bin)
+    as_postgres(
+        str(pg / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        "lokifi",
+        "--auth=trust",
+        "--encoding=UTF8",
+        "--locale=C.UTF-8",
+        "--no-sync",
+    )
+    as_postgres(
+        str(pg / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(root / "log"),
+        "-w",
+        "-t",
+        "60",
+        "-o",
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+        "start",
+    )
+    try:
+        yield f"postgresql://lokifi@127.0.0.1:{port}/postgres"
+    finally:
+        as_postgres(str(pg / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def quiet() -> Reporter:
@@ -123,6 +193,7 @@ def cli_env(stack: StackEnv, url: str, bucket: str, **extra: str) -> dict[str, s
         LOKIFI_PRIMARY_URL=url,
         LOKIFI_BACKUP_BUCKET=bucket,
         LOKIFI_BACKUP_NAME="lks",
+        LOKIFI_BACKUP_NAMESPACE=NAMESPACE,
         LOKIFI_S3_ENDPOINT=stack.s3_endpoint,
         LOKIFI_PG_BIN=stack.pg_bin,
         AWS_ACCESS_KEY_ID=stack.aws_access_key_id,

@@ -108,7 +108,7 @@ def test_a_killed_run_is_never_a_backup_and_the_next_prune_aborts_its_upload(
     assert all_keys(stack, s3_bucket) == []
     assert len(open_uploads(stack, s3_bucket)) == 1
 
-    where = target(stack, s3_bucket)
+    where = target(stack, s3_bucket, db=pg_database)  # the folder the CLI run used
     soon = prune_schedule(where, "daily", 3, datetime.now(UTC) + timedelta(hours=1), quiet())
     assert soon.abort == []  # it might still be running: left alone within the grace period
     later = prune_schedule(where, "daily", 3, datetime.now(UTC) + timedelta(hours=25), quiet())

@@ -50,7 +50,7 @@ def _reconcile(stack: StackEnv, bucket: str, now: datetime, **kw: object):  # ty
         _storage(stack),
         stack.aws_access_key_id,
         stack.aws_secret_access_key,
-        name="lks",
+        folder="lks",
         now=now,
         client=client,
         **kw,  # type: ignore[arg-type]
@@ -136,7 +136,7 @@ def test_a_failed_verification_makes_backups_not_ready_until_one_passes(
     s3.put_object(Bucket=s3_bucket, Key=first.key, Body=bytes(body))
     options = RestoreOptions(pg_bin=stack.pg_bin)
     with pytest.raises(BackupCorruptError):
-        verify_backup(where.store, first.key, pg_database, options, quiet())
+        verify_backup(where.store, first.key, None, options, quiet())
 
     failed, _ = _reconcile(stack, s3_bucket, datetime.now(UTC))
     assert failed.condition.status == "False"
@@ -146,7 +146,7 @@ def test_a_failed_verification_makes_backups_not_ready_until_one_passes(
     second = create_backup(
         pg_database, where, CreateOptions(schedule="daily", pg_bin=stack.pg_bin), quiet()
     )
-    verify_backup(where.store, second.key, pg_database, options, quiet())
+    verify_backup(where.store, second.key, None, options, quiet())
     passed, _ = _reconcile(stack, s3_bucket, datetime.now(UTC))
     assert passed.condition.status == "True"
     assert passed.status["backups"][0]["lastVerifyResult"] == "Passed"
@@ -175,7 +175,7 @@ def test_a_bucket_objectstorage_will_create_is_pending_not_missing(stack: StackE
         storage,
         stack.aws_access_key_id,
         stack.aws_secret_access_key,
-        name="lks",
+        folder="lks",
         now=datetime.now(UTC),
         since=datetime.now(UTC),
     )

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from lokifi_storage.domain.backup_catalog import (
     ListedObject,
+    backup_folder,
     catalog,
     compression_of,
     dump_key,
@@ -18,6 +19,7 @@ from lokifi_storage.domain.backup_catalog import (
     name_prefix,
     parse_stamp,
     sidecar_key,
+    source_id,
     verify_key,
 )
 
@@ -46,8 +48,22 @@ def test_keys_follow_prefix_name_schedule_stamp_layout() -> None:
 def test_names_with_slashes_are_refused() -> None:
     with pytest.raises(ValueError, match="schedule"):
         dump_key("b/", "prod", "da/ily", "20260205T020000.123Z", "gzip")
-    with pytest.raises(ValueError, match="backup name"):
+    with pytest.raises(ValueError, match="backup folder"):
         name_prefix("b/", "../etc")
+    with pytest.raises(ValueError, match="backup name"):
+        backup_folder("lokifi", "a/b", "1-lokifi")
+    with pytest.raises(ValueError, match="namespace"):
+        backup_folder("..", "prod", "1-lokifi")
+
+
+def test_the_folder_carries_namespace_and_source() -> None:
+    """Path 2: same-named resources in two namespaces, or two sources, never share a folder."""
+    staging = backup_folder("staging", "lokifi", source_id("7301", "lokifi"))
+    prod = backup_folder("prod", "lokifi", source_id("7302", "lokifi"))
+    assert staging == "staging/lokifi/7301-lokifi"
+    assert not name_prefix("b/", prod).startswith(name_prefix("b/", staging))
+    assert source_id("1", "a b/c") == "1-a%20b%2Fc"
+    assert name_prefix("", backup_folder("ns", "x", source_id("1", "a b/c"))) == "ns/x/1-a%20b%2Fc/"
 
 
 @given(st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2999, 1, 1)))

@@ -115,3 +115,26 @@ def test_the_most_serious_problem_names_the_reason() -> None:
     assert health.reason == Reason.VERIFY_FAILED
     assert "daily" in health.message
     assert "weekly" in health.message
+
+
+def test_the_status_says_which_kind_of_verification_ran_and_that_glacier_is_not_verified() -> None:
+    """Path 3: Restore, Archive, or NotVerified for a GLACIER schedule."""
+    monthly = BackupScheduleSpec(
+        name="monthly", schedule="0 4 1 * *", keep=12, storageClass="GLACIER"
+    )
+    stamp = format_stamp(NOW - timedelta(hours=20))
+    done = NOW - timedelta(hours=19)
+    marker = verify_key("b/", "p", "daily", stamp, ok=True, kind="archive")
+    daily = [*_run("daily", NOW - timedelta(hours=20)), ListedObject(marker, 1, done)]
+    weekly = _run("weekly", NOW - timedelta(days=2), verified=True)
+    runs = _runs(daily, weekly, _run("monthly", NOW - timedelta(days=3)))
+    health = assess_backups([DAILY, WEEKLY, monthly], runs, NOW, verify=True)
+    kinds = {s.schedule: (s.lastVerifyResult, s.lastVerifyKind) for s in health.statuses}
+    assert kinds == {
+        "daily": ("Passed", "Archive"),
+        "weekly": ("Passed", "Restore"),
+        "monthly": (None, "NotVerified"),
+    }
+    assert health.ok
+    assert "monthly: newest backup" in health.message
+    assert "NOT verified: GLACIER" in health.message

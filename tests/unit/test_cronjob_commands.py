@@ -85,10 +85,36 @@ def test_backup_job_passes_schedule_name_and_storage_class_the_cli_understands()
     params = parse(container(monthly)["args"]).params
     assert params["schedule"] == "monthly"
     assert params["name"] == "lokifi-prod"
+    assert params["namespace"] == "ns"
     assert params["storage_class"] == "GLACIER"
     assert params["keep"] == 12
     assert params["verify"] is True
     assert params["endpoint"] == "https://s3.example"
+
+
+def test_verify_target_arrives_from_its_secret_and_is_named_to_the_cli() -> None:
+    """Path 3: with backups.verifyTarget the job restores there (never on the primary); the
+    URL comes from the Secret, never from an argument."""
+    body = SPEC.model_dump(by_alias=True, exclude_none=True)
+    body["backups"]["verifyTarget"] = {"secretRef": {"name": "lokifi-verify", "key": "url"}}
+    spec = LokifiStorageSpec.model_validate(body)
+    daily = next(
+        j
+        for j in desired_cronjobs(Owner("ns", "lokifi-prod", "uid"), spec, JobSettings())
+        if j["metadata"]["name"] == "lokifi-prod-backup-daily"
+    )
+    params = parse(container(daily)["args"]).params
+    assert params["verify"] is True
+    assert params["verify_target_env"] == "LOKIFI_VERIFY_URL"
+    env = {e["name"]: e for e in container(daily)["env"]}
+    assert env["LOKIFI_VERIFY_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "lokifi-verify",
+        "key": "url",
+    }
+    # Without a target the job verifies without a database: no scratch URL at all.
+    plain = _job("lokifi-prod-backup-daily")
+    assert parse(container(plain)["args"]).params["verify_target_env"] is None
+    assert "LOKIFI_VERIFY_URL" not in {e["name"] for e in container(plain)["env"]}
 
 
 def test_vacuum_job_lists_the_tables() -> None:

@@ -71,6 +71,7 @@ from lokifi_storage.api.spec_s3 import (
     LifecycleRuleSpec,
     ObjectStorageSpec,
     TransitionSpec,
+    VerifyTargetSpec,
 )
 
 __all__ = [
@@ -107,6 +108,7 @@ __all__ = [
     "TransitionSpec",
     "TransitionStorageClass",
     "VacuumSpec",
+    "VerifyTargetSpec",
     "WhereSpec",
 ]
 

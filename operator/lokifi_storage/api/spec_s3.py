@@ -28,6 +28,7 @@ from lokifi_storage.api.names import BucketName, DnsLabel
 from lokifi_storage.api.spec_base import (
     Compression,
     Schedule,
+    SecretKeyRef,
     SecretRef,
     SpecModel,
     StorageClass,
@@ -283,6 +284,15 @@ class BackupScheduleSpec(SpecModel):
     )
 
 
+class VerifyTargetSpec(SpecModel):
+    """A PostgreSQL server that restore verification may write to: never the primary."""
+
+    secretRef: SecretKeyRef = Field(
+        description="Secret key holding the URL (postgresql://...) of a scratch server whose "
+        "role has CREATEDB; the verify job refuses it when it is the primary's server."
+    )
+
+
 class BackupsSpec(SpecModel):
     """pg_dump backups streamed to S3 (with spec.objectStorage's credentials)."""
 
@@ -297,7 +307,14 @@ class BackupsSpec(SpecModel):
     )
     compression: Compression = Field(default="zstd", description="gzip, zstd, lz4 or none.")
     verifyRestore: bool = Field(
-        default=False, description="Restore each backup into a scratch database to prove it."
+        default=False,
+        description="Verify each new backup: restored into a scratch database on verifyTarget, "
+        "or without verifyTarget checked without a database (object digest, the archive read "
+        "in full, row counts against the manifest). Never on the primary.",
+    )
+    verifyTarget: VerifyTargetSpec | None = Field(
+        default=None,
+        description="Server the restore verification writes its scratch databases to.",
     )
 
     @field_validator("schedules")

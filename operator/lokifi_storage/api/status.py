@@ -118,6 +118,10 @@ class BackupStatus(StatusModel):
     lastKey: str | None = None
     count: int | None = None
     lastVerifyResult: Literal["Passed", "Failed"] | None = None
+    # What the last verification was: Restore (into spec.backups.verifyTarget), Archive (no
+    # database: digest, the archive read in full, row counts against the manifest), or
+    # NotVerified for a GLACIER/DEEP_ARCHIVE schedule, whose objects cannot be read back.
+    lastVerifyKind: Literal["Restore", "Archive", "NotVerified"] | None = None
 
 
 class RedisStatus(StatusModel):

@@ -59,6 +59,7 @@ CLI: Final = "lokifi-storage"
 
 # Environment variable names the job commands read; the values come from Secrets.
 ENV_DATABASE_URL: Final = "LOKIFI_PRIMARY_URL"
+ENV_VERIFY_URL: Final = "LOKIFI_VERIFY_URL"
 ENV_AWS_ACCESS_KEY_ID: Final = "AWS_ACCESS_KEY_ID"
 ENV_AWS_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a name
 ENV_AWS_REGION: Final = "AWS_DEFAULT_REGION"
@@ -115,9 +116,13 @@ def _database_env(spec: LokifiStorageSpec) -> list[tuple[str, SecretKeyRef]]:
 
 
 def backup_command(
-    spec: LokifiStorageSpec, schedule: BackupScheduleSpec, resource: str
+    spec: LokifiStorageSpec, schedule: BackupScheduleSpec, resource: str, namespace: str = ""
 ) -> JobCommand:
-    """`lokifi-storage backup create --schedule NAME ...`; everything but credentials as args."""
+    """`lokifi-storage backup create --schedule NAME ...`; everything but credentials as args.
+
+    `--namespace` and `--name` put the backups in this resource's own folder (the job adds
+    the source database's identity itself).
+    """
     backups = spec.backups
     if backups is None:
         raise ValueError("backup_command needs spec.backups")
@@ -128,6 +133,8 @@ def backup_command(
         schedule.name,
         "--name",
         resource,
+        "--namespace",
+        namespace,
         "--bucket",
         backups.bucket,
         "--prefix",
@@ -143,14 +150,18 @@ def backup_command(
         args += ["--region", spec.objectStorage.region]
         if spec.objectStorage.endpoint:
             args += ["--endpoint", spec.objectStorage.endpoint]
+    verify_env: list[tuple[str, SecretKeyRef]] = []
     if backups.verifyRestore:
         args.append("--verify")
+        if backups.verifyTarget is not None:
+            args += ["--verify-target-env", ENV_VERIFY_URL]
+            verify_env.append((ENV_VERIFY_URL, backups.verifyTarget.secretRef))
     plain, s3_refs = _storage_env(spec)
     return JobCommand(
         component=BACKUP_COMPONENT,
         args=tuple(args),
         env=tuple(plain),
-        secret_env=tuple(_database_env(spec) + s3_refs),
+        secret_env=tuple(_database_env(spec) + verify_env + s3_refs),
     )
 
 
@@ -318,7 +329,7 @@ def desired_cronjobs(
                     owner,
                     backup_cronjob_name(owner.name, schedule.name),
                     schedule.schedule,
-                    backup_command(spec, schedule, owner.name),
+                    backup_command(spec, schedule, owner.name, owner.namespace),
                     settings,
                     schedule_label=schedule.name,
                 )

@@ -32,6 +32,8 @@ __all__ = [
     "create_database",
     "database_exists",
     "drop_database",
+    "scratch_databases",
+    "server_identity",
     "user_table_count",
 ]
 
@@ -165,6 +167,26 @@ def count_rows(url: str) -> list[TableRows]:
             raise ClientError(f"{target}: counting rows failed ({type(error).__name__})") from error
 
 
+def server_identity(url: str) -> tuple[str, str]:
+    """(system_identifier, current database) of the server at `url`.
+
+    system_identifier is fixed when the cluster is initialised and shared by its streaming
+    replicas only: two servers never share it, whatever their databases are called.
+    """
+    target = str(describe_target(url))
+    with connect(url) as conn:
+        try:
+            row = conn.execute(
+                "SELECT system_identifier::text, current_database() FROM pg_control_system()"
+            ).fetchone()
+        except psycopg.Error as error:
+            raise ClientError(
+                f"{target}: cannot read the server's system_identifier ({type(error).__name__})"
+            ) from error
+    assert row is not None
+    return str(row[0]), str(row[1])
+
+
 def database_exists(url: str, name: str) -> bool:
     with connect(url) as conn:
         row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
@@ -183,14 +205,24 @@ def create_database(url: str, name: str) -> None:
             ) from error
 
 
-def drop_database(url: str, name: str) -> None:
-    """DROP DATABASE IF EXISTS `name` WITH (FORCE): scratch databases only."""
+def scratch_databases(url: str, prefix: str) -> list[str]:
+    """Databases of the server whose name starts with `prefix`."""
+    with connect(url) as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE left(datname, length(%s)) = %s ORDER BY 1",
+            (prefix, prefix),
+        ).fetchall()
+    return [str(row[0]) for row in rows]
+
+
+def drop_database(url: str, name: str, *, force: bool = True) -> None:
+    """DROP DATABASE IF EXISTS `name` [WITH (FORCE)]: scratch databases only. Without force,
+    a database someone is connected to is refused (ClientError)."""
     target = str(describe_target(url))
+    statement = "DROP DATABASE IF EXISTS {} WITH (FORCE)" if force else "DROP DATABASE IF EXISTS {}"
     with connect(url) as conn:
         try:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+            conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
         except psycopg.Error as error:
             raise ClientError(
                 f"{target}: could not drop database {name!r} ({type(error).__name__})"

@@ -1,13 +1,20 @@
 """Where backups live in the bucket, and what a listing of the bucket says about them.
 
-One backup is up to four objects side by side, all named after the UTC time the run started:
+One backup is up to four objects side by side, all named after the UTC time the run started,
+in the folder of the resource and of the database it dumps:
 
-    <prefix><name>/<schedule>/<stamp>.dump[.zst|.gz|.lz4]   pg_dump custom format, compressed
-    <prefix><name>/<schedule>/<stamp>.manifest.json        size, sha256, versions, row counts
-    <prefix><name>/<schedule>/<stamp>.verify-ok.json       written by a successful verify
-    <prefix><name>/<schedule>/<stamp>.verify-failed.json   written by a failed verify
+    <prefix><folder>/<schedule>/<stamp>.dump[.zst|.gz|.lz4]   pg_dump custom format, compressed
+    <prefix><folder>/<schedule>/<stamp>.manifest.json        size, sha256, versions, row counts
+    <prefix><folder>/<schedule>/<stamp>.verify-ok.json       written by a successful verify
+    <prefix><folder>/<schedule>/<stamp>.verify-failed.json   written by a failed verify
 
-`<stamp>` is `YYYYmmddTHHMMSS.mmmZ`, so the lexical order of keys is the order in time.
+    <folder> = <namespace>/<resource name>/<system_identifier>-<database>
+
+The folder carries the resource's namespace and the identity of the source (PostgreSQL's
+system_identifier of the server, and the database name), so two same-named resources in two
+namespaces sharing a bucket, or one resource whose primary now points at another database,
+never list, prune, restore or report each other's backups: everything here works inside one
+folder. `<stamp>` is `YYYYmmddTHHMMSS.mmmZ`, so the lexical order of keys is the order in time.
 
 Why a sidecar manifest rather than object metadata: S3 fixes user metadata when a multipart
 upload is created, before the size, checksum and end time are known, and rewriting it later
@@ -26,11 +33,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 __all__ = [
     "EXTENSIONS",
     "BackupEntry",
     "ListedObject",
+    "backup_folder",
     "catalog",
     "compression_of",
     "dump_key",
@@ -40,8 +49,10 @@ __all__ = [
     "parse_stamp",
     "schedule_prefix",
     "sidecar_key",
+    "source_id",
     "stamp_of",
     "verify_key",
+    "verify_suffix",
 ]
 
 # The dump object's suffix per compression; the restore side picks the codec from it.
@@ -50,9 +61,14 @@ EXTENSIONS: dict[str, str] = {"zstd": ".zst", "gzip": ".gz", "lz4": ".lz4", "non
 _STAMP_FORMAT = "%Y%m%dT%H%M%S"
 _KEY = re.compile(
     r"^(?P<schedule>[^/]+)/(?P<stamp>\d{8}T\d{6}\.\d{3}Z)"
-    r"\.(?P<kind>dump(?:\.zst|\.gz|\.lz4)?|manifest\.json|verify-ok\.json|verify-failed\.json)$"
+    r"\.(?P<kind>dump(?:\.zst|\.gz|\.lz4)?|manifest\.json"
+    r"|verify-(?:ok|failed)(?:\.archive)?\.json)$"
 )
+# Verify markers: `verify-ok.json`/`verify-failed.json` for a restore into a scratch server,
+# the same with `.archive` before `.json` for a verification without a database.
+VERIFY_KINDS = {"restore": "", "archive": ".archive"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SEGMENT = re.compile(r"^[A-Za-z0-9%][A-Za-z0-9._%-]*$")
 
 
 def _check_name(what: str, value: str) -> str:
@@ -61,11 +77,34 @@ def _check_name(what: str, value: str) -> str:
     return value
 
 
+def _check_folder(value: str) -> str:
+    if not all(_SEGMENT.match(segment) for segment in value.split("/")):
+        raise ValueError(
+            f"backup folder {value!r} must be '/'-separated letters, digits, '.', '_' or '-'"
+        )
+    return value
+
+
+def source_id(system_identifier: str, database: str) -> str:
+    """`<system_identifier>-<database>`, the database name percent-encoded where needed."""
+    return f"{system_identifier}-{quote(database, safe='')}"
+
+
+def backup_folder(namespace: str, name: str, source: str) -> str:
+    """The folder of one resource's backups of one source (see the module doc)."""
+    _check_name("namespace", namespace)
+    _check_name("backup name", name)
+    return _check_folder(f"{namespace}/{name}/{source}")
+
+
 def name_prefix(prefix: str, name: str) -> str:
-    """Every object of one resource's backups starts with this (prefix gets a trailing '/')."""
+    """Every object of one folder's backups starts with this (prefix gets a trailing '/').
+
+    `name` is a folder from `backup_folder` (or any '/'-separated name of safe segments).
+    """
     if prefix and not prefix.endswith("/"):
         prefix += "/"
-    return f"{prefix}{_check_name('backup name', name)}/"
+    return f"{prefix}{_check_folder(name)}/"
 
 
 def schedule_prefix(prefix: str, name: str, schedule: str) -> str:
@@ -99,9 +138,15 @@ def manifest_key(prefix: str, name: str, schedule: str, stamp: str) -> str:
     return f"{schedule_prefix(prefix, name, schedule)}{stamp}.manifest.json"
 
 
-def verify_key(prefix: str, name: str, schedule: str, stamp: str, *, ok: bool) -> str:
-    outcome = "ok" if ok else "failed"
-    return f"{schedule_prefix(prefix, name, schedule)}{stamp}.verify-{outcome}.json"
+def verify_key(
+    prefix: str, name: str, schedule: str, stamp: str, *, ok: bool, kind: str = "restore"
+) -> str:
+    return f"{schedule_prefix(prefix, name, schedule)}{stamp}{verify_suffix(ok, kind)}"
+
+
+def verify_suffix(ok: bool, kind: str) -> str:
+    """`.verify-ok.json`, `.verify-failed.archive.json`, ...: outcome and kind in the name."""
+    return f".verify-{'ok' if ok else 'failed'}{VERIFY_KINDS[kind]}.json"
 
 
 def sidecar_key(dump: str, suffix: str) -> str:
@@ -161,6 +206,14 @@ class BackupEntry:
         return marker is self.verify_ok
 
     @property
+    def verify_kind(self) -> str | None:
+        """ "restore" or "archive": what the most recent verify did."""
+        marker = self._latest_marker()
+        if marker is None:
+            return None
+        return "archive" if marker.key.endswith(".archive.json") else "restore"
+
+    @property
     def verified_at(self) -> datetime | None:
         marker = self._latest_marker()
         return None if marker is None else marker.last_modified
@@ -194,6 +247,12 @@ class BackupEntry:
         return self.dump_keys() + self.sidecar_keys()
 
 
+def _newer(current: ListedObject | None, candidate: ListedObject) -> ListedObject:
+    if current is None or candidate.last_modified >= current.last_modified:
+        return candidate
+    return current
+
+
 def catalog(prefix: str, name: str, objects: Iterable[ListedObject]) -> list[BackupEntry]:
     """Group a LIST of `name_prefix(prefix, name)` into runs, oldest first.
 
@@ -220,8 +279,8 @@ def catalog(prefix: str, name: str, objects: Iterable[ListedObject]) -> list[Bac
                 entry.other.append(obj)
         elif kind == "manifest.json":
             entry.manifest = obj
-        elif kind == "verify-ok.json":
-            entry.verify_ok = obj
+        elif kind.startswith("verify-ok"):
+            entry.verify_ok = _newer(entry.verify_ok, obj)
         else:
-            entry.verify_failed = obj
+            entry.verify_failed = _newer(entry.verify_failed, obj)
     return sorted(entries.values(), key=lambda e: (e.schedule, e.stamp))

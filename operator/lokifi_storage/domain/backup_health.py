@@ -54,8 +54,17 @@ class BackupsHealth:
     message: str
 
 
+# Objects in these classes cannot be read without an S3 restore request: never verified.
+UNREADABLE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+_KIND = {"restore": "Restore", "archive": "Archive"}
+
+
 def _one(
-    spec: BackupScheduleSpec, runs: Sequence[BackupEntry], now: datetime, since: datetime | None
+    spec: BackupScheduleSpec,
+    runs: Sequence[BackupEntry],
+    now: datetime,
+    since: datetime | None,
+    verify: bool,
 ) -> tuple[BackupStatus, str | None, str]:
     """-> (status entry, problem reason or None, one-line summary)."""
     complete = sorted((r for r in runs if r.complete), key=lambda r: r.stamp)
@@ -76,6 +85,17 @@ def _one(
         lastVerifyResult=None
         if last_verify is None
         else ("Passed" if last_verify.verified else "Failed"),
+        lastVerifyKind=None
+        if last_verify is None or last_verify.verify_kind is None
+        else _KIND[last_verify.verify_kind],
+    )
+    unreadable = verify and spec.storageClass in UNREADABLE_CLASSES
+    if unreadable:
+        status.lastVerifyKind = "NotVerified"
+    note = (
+        f" (NOT verified: {spec.storageClass} objects cannot be read without an S3 restore request)"
+        if unreadable
+        else ""
     )
     limit = 2 * schedule_interval(spec.schedule, now)
     if last_verify is not None and last_verify.verified is False:
@@ -86,7 +106,7 @@ def _one(
         )
     if newest is None or newest.finished_at is None:
         if since is not None and now - since <= limit:
-            return status, None, f"{spec.name}: no backup yet, due within {_days(limit)}"
+            return status, None, f"{spec.name}: no backup yet, due within {_days(limit)}{note}"
         return status, Reason.BACKUP_MISSING, f"{spec.name}: no backup in the bucket"
     age = now - newest.finished_at
     if age > limit:
@@ -98,7 +118,7 @@ def _one(
                 f"schedule's interval ({_days(limit / 2)})"
             ),
         )
-    return status, None, f"{spec.name}: newest backup {_iso(newest.finished_at)}"
+    return status, None, f"{spec.name}: newest backup {_iso(newest.finished_at)}{note}"
 
 
 def _days(delta: timedelta) -> str:
@@ -116,13 +136,16 @@ def assess_backups(
     now: datetime,
     *,
     since: datetime | None = None,
+    verify: bool = False,
 ) -> BackupsHealth:
-    """Judge every schedule; `since` is when the resource was created (grace for a first run)."""
+    """Judge every schedule; `since` is when the resource was created (grace for a first run),
+    `verify` is spec.backups.verifyRestore (schedules it cannot cover say so)."""
     statuses: list[BackupStatus] = []
     problems: list[tuple[str, str]] = []
     notes: list[str] = []
     for spec in schedules:
-        status, problem, line = _one(spec, [r for r in runs if r.schedule == spec.name], now, since)
+        mine = [r for r in runs if r.schedule == spec.name]
+        status, problem, line = _one(spec, mine, now, since, verify)
         statuses.append(status)
         if problem:
             problems.append((problem, line))

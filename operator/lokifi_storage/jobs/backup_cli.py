@@ -20,9 +20,11 @@ from rich.table import Table
 from lokifi_storage.api.spec import Compression, StorageClass
 from lokifi_storage.clients.backup_store import ARCHIVE_CLASSES, BackupStore
 from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.pg_backup import server_identity
 from lokifi_storage.clients.pg_probe import describe_target
 from lokifi_storage.clients.pg_tools import connection_args
 from lokifi_storage.clients.s3 import make_client
+from lokifi_storage.domain.backup_catalog import backup_folder, name_prefix, source_id
 from lokifi_storage.jobs.backup_create import (
     BackupTarget,
     CreateOptions,
@@ -32,6 +34,7 @@ from lokifi_storage.jobs.backup_create import (
 from lokifi_storage.jobs.backup_restore import (
     RestoreOptions,
     find_backup,
+    guard_clean,
     list_backups,
     prepare_target,
     restore_backup,
@@ -66,8 +69,23 @@ Name = Annotated[
     str | None,
     typer.Option(
         envvar="LOKIFI_BACKUP_NAME",
-        help="Folder under the prefix (the operator passes the resource name); "
+        help="Name of the LokifiStorage resource (the operator passes it); "
         "defaults to the database name of the URL.",
+    ),
+]
+Namespace = Annotated[
+    str | None,
+    typer.Option(
+        envvar="LOKIFI_BACKUP_NAMESPACE",
+        help="Namespace of the LokifiStorage resource (the operator passes it).",
+    ),
+]
+Source = Annotated[
+    str | None,
+    typer.Option(
+        envvar="LOKIFI_BACKUP_SOURCE",
+        help="<system_identifier>-<database> of the backed-up database, for when it cannot be "
+        "reached (`backup list` names them); default: read from the database URL.",
     ),
 ]
 Endpoint = Annotated[
@@ -92,6 +110,13 @@ Jobs = Annotated[
 ]
 Workdir = Annotated[
     str | None, typer.Option(help="Directory for the temporary dump file of --jobs > 1.")
+]
+VerifyTargetEnv = Annotated[
+    str | None,
+    typer.Option(
+        help="Environment variable with the URL of a scratch server (not the primary's) to "
+        "restore into; without it, verification reads the archive without a database."
+    ),
 ]
 # How verify and restore pick the backup they read: --backup names one, --schedule takes the
 # newest of that schedule, neither takes the newest of all.
@@ -125,21 +150,64 @@ def _url(url_env: str) -> str:
     return url
 
 
+def _usage(message: str) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(2)
+
+
 def _target(
     bucket: str,
     prefix: str,
+    namespace: str | None,
     name: str | None,
+    source: str | None,
     endpoint: str | None,
     region: str | None,
     url: str | None,
 ) -> BackupTarget:
+    """The folder of these backups: namespace, resource name and the source's identity.
+
+    The source comes from the database itself (its system_identifier and name), so a command
+    only ever sees the backups of the database it was pointed at.
+    """
+    if namespace is None:
+        raise _usage(
+            "pass --namespace (or set LOKIFI_BACKUP_NAMESPACE): the namespace of the "
+            "LokifiStorage resource whose backups these are"
+        )
     if name is None:
         if url is None:
-            typer.echo("error: pass --name (or set LOKIFI_BACKUP_NAME)", err=True)
-            raise typer.Exit(2)
+            raise _usage("pass --name (or set LOKIFI_BACKUP_NAME)")
         name = describe_target(url).dbname
     client = make_client(endpoint, region, None, None)
-    return BackupTarget(store=BackupStore(client, bucket), prefix=prefix, name=name)
+    store = BackupStore(client, bucket)
+    if source is None:
+        if url is None:
+            raise _usage(
+                "set LOKIFI_PRIMARY_URL (or --url-env) to the database whose backups these are, "
+                "or pass --source; sources in the bucket: "
+                + (", ".join(_sources(store, prefix, namespace, name)) or "none")
+            )
+        try:
+            source = source_id(*server_identity(url))
+        except ClientError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+    try:
+        folder = backup_folder(namespace, name, source)
+    except ValueError as error:
+        raise _usage(str(error)) from None
+    return BackupTarget(store=store, prefix=prefix, name=folder)
+
+
+def _sources(store: BackupStore, prefix: str, namespace: str, name: str) -> list[str]:
+    """The source folders under one resource's folder, for the hint of a usage error."""
+    try:
+        base = name_prefix(prefix, f"{namespace}/{name}")
+        keys = [o.key[len(base) :] for o in store.list_objects(base)]
+    except (ClientError, ValueError):
+        return []
+    return sorted({key.split("/", 1)[0] for key in keys if "/" in key})
 
 
 @app.command()
@@ -148,6 +216,7 @@ def create(
     bucket: Bucket,
     prefix: Prefix = "backups/",
     name: Name = None,
+    namespace: Namespace = None,
     endpoint: Endpoint = None,
     region: Region = None,
     compression: Annotated[Compression, typer.Option(help="zstd, gzip, lz4 or none.")] = "zstd",
@@ -157,8 +226,13 @@ def create(
         typer.Option(min=1, help="Prune the schedule to this many backups after success."),
     ] = None,
     verify: Annotated[
-        bool, typer.Option(help="Restore the new backup into a scratch database and compare.")
+        bool,
+        typer.Option(
+            help="Verify the new backup: restored on --verify-target-env's server, else read "
+            "in full without a database."
+        ),
     ] = False,
+    verify_target_env: VerifyTargetEnv = None,
     part_size_mb: Annotated[int, typer.Option(min=5, help="First upload part size.")] = 16,
     level: Annotated[int | None, typer.Option(help="Compression level (codec default).")] = None,
     threads: Annotated[int, typer.Option(help="zstd worker threads (0: inline).")] = 0,
@@ -167,7 +241,7 @@ def create(
 ) -> None:
     """pg_dump the database into one new backup, streamed to S3 with no temporary file."""
     url = _url(url_env)
-    target = _target(bucket, prefix, name, endpoint, region, url)
+    target = _target(bucket, prefix, namespace, name, None, endpoint, region, url)
     reporter = Reporter()
     options = CreateOptions(
         schedule=schedule,
@@ -182,13 +256,19 @@ def create(
     result = _run(lambda: create_backup(url, target, options, reporter))
     if verify and storage_class in ARCHIVE_CLASSES:
         reporter.info(
-            f"verify skipped: {storage_class} objects cannot be read without an S3 restore "
+            f"NOT VERIFIED: {storage_class} objects cannot be read without an S3 restore "
             "request (use GLACIER_IR for a schedule that should be verified)"
         )
     elif verify:
+        verify_url = _url(verify_target_env) if verify_target_env else None
         _run(
             lambda: verify_backup(
-                target.store, result.key, url, RestoreOptions(pg_bin=pg_bin), reporter
+                target.store,
+                result.key,
+                verify_url,
+                RestoreOptions(pg_bin=pg_bin),
+                reporter,
+                primary_url=url,
             )
         )
 
@@ -198,6 +278,8 @@ def list_(
     bucket: Bucket,
     prefix: Prefix = "backups/",
     name: Name = None,
+    namespace: Namespace = None,
+    source: Source = None,
     endpoint: Endpoint = None,
     region: Region = None,
     schedule: Annotated[str | None, typer.Option(help="Only this schedule.")] = None,
@@ -205,7 +287,9 @@ def list_(
     url_env: UrlEnv = DEFAULT_URL_ENV,
 ) -> None:
     """List the backups in the bucket, oldest first."""
-    target = _target(bucket, prefix, name, endpoint, region, os.environ.get(url_env))
+    target = _target(
+        bucket, prefix, namespace, name, source, endpoint, region, os.environ.get(url_env)
+    )
     runs = _run(lambda: list_backups(target.store, target.prefix, target.name))
     runs = [r for r in runs if schedule is None or r.schedule == schedule]
     reporter = Reporter()
@@ -243,30 +327,34 @@ def verify_(
     bucket: Bucket,
     prefix: Prefix = "backups/",
     name: Name = None,
+    namespace: Namespace = None,
+    source: Source = None,
     endpoint: Endpoint = None,
     region: Region = None,
     backup: BackupKey = None,
     schedule: OfSchedule = None,
     jobs: Jobs = 1,
     workdir: Workdir = None,
-    url_env: Annotated[
-        str,
-        typer.Option(help="Variable with the URL of the server the scratch database goes on."),
-    ] = DEFAULT_URL_ENV,
+    target_env: VerifyTargetEnv = None,
+    url_env: UrlEnv = DEFAULT_URL_ENV,
     pg_bin: PgBin = None,
 ) -> None:
-    """Restore a backup into a scratch database, compare row counts with its manifest, drop it.
+    """Verify a backup against its manifest, never on the primary.
 
-    Records the outcome next to the backup (the operator reports it in status.backups).
+    With --target-env: restored into a scratch database on that server (refused when it is
+    the primary's), row counts compared, scratch database dropped. Without: the object's
+    digest checked and the archive read in full by pg_restore without a database, row counts
+    compared. Records the outcome and its kind next to the backup (status.backups).
     """
-    url = _url(url_env)
-    target = _target(bucket, prefix, name, endpoint, region, url)
+    url = os.environ.get(url_env)
+    target = _target(bucket, prefix, namespace, name, source, endpoint, region, url)
+    verify_url = _url(target_env) if target_env else None
     reporter = Reporter()
 
     def body() -> None:
         key = find_backup(target.store, target.prefix, target.name, schedule=schedule, key=backup)
         options = RestoreOptions(jobs=jobs, workdir=workdir, pg_bin=pg_bin)
-        verify_backup(target.store, key, url, options, reporter)
+        verify_backup(target.store, key, verify_url, options, reporter, primary_url=url)
 
     _run(body)
 
@@ -278,6 +366,8 @@ def prune(
     bucket: Bucket,
     prefix: Prefix = "backups/",
     name: Name = None,
+    namespace: Namespace = None,
+    source: Source = None,
     endpoint: Endpoint = None,
     region: Region = None,
     url_env: UrlEnv = DEFAULT_URL_ENV,
@@ -285,7 +375,9 @@ def prune(
     """Apply retention to one schedule (create --keep does this after every backup)."""
     from datetime import UTC, datetime
 
-    target = _target(bucket, prefix, name, endpoint, region, os.environ.get(url_env))
+    target = _target(
+        bucket, prefix, namespace, name, source, endpoint, region, os.environ.get(url_env)
+    )
     reporter = Reporter()
     _run(lambda: prune_schedule(target, schedule, keep, datetime.now(UTC), reporter))
 
@@ -304,6 +396,8 @@ def restore(
     ] = None,
     prefix: Prefix = "backups/",
     name: Name = None,
+    namespace: Namespace = None,
+    source: Source = None,
     endpoint: Endpoint = None,
     region: Region = None,
     backup: BackupKey = None,
@@ -319,20 +413,35 @@ def restore(
     no_owner: Annotated[
         bool, typer.Option(help="Skip ownership and grants (target lacks the roles).")
     ] = False,
+    replace_database: Annotated[
+        str | None,
+        typer.Option(
+            help="With --clean over the primary's database (the one $LOKIFI_PRIMARY_URL "
+            "names), or when that cannot be checked: repeat the target database's name."
+        ),
+    ] = None,
     url_env: UrlEnv = DEFAULT_URL_ENV,
     pg_bin: PgBin = None,
 ) -> None:
-    """Restore a backup from S3 into a database (pg_restore, --jobs N in parallel)."""
+    """Restore a backup from S3 into a database (pg_restore, --jobs N in parallel).
+
+    `--clean` over the database a LokifiStorage names as its primary is refused unless
+    --replace-database repeats its name.
+    """
     if (to is None) == (to_env is None):
         typer.echo("error: pass exactly one of --to or --to-env", err=True)
         raise typer.Exit(2)
     to_url = to if to is not None else _url(str(to_env))
-    target = _target(bucket, prefix, name, endpoint, region, os.environ.get(url_env))
+    target = _target(
+        bucket, prefix, namespace, name, source, endpoint, region, os.environ.get(url_env)
+    )
     reporter = Reporter()
     if to is not None and connection_args(to).password is not None:
         reporter.info("WARNING the password in --to is visible in the process list")
 
     def body() -> None:
+        if clean:
+            guard_clean(to_url, os.environ.get(url_env), replace_database)
         key = find_backup(target.store, target.prefix, target.name, schedule=schedule, key=backup)
         prepare_target(to_url, create=create_db, clean=clean)
         options = RestoreOptions(

@@ -38,13 +38,15 @@ def reconcile_backups(
     access_key: str | None,
     secret_key: str | None,
     *,
-    name: str,
+    folder: str,
     now: datetime,
     since: datetime | None = None,
     client: S3Client | None = None,
 ) -> PartReport:
-    """`name` is the resource name (the CronJobs pass it as `--name`), `since` its creation
-    time (a new resource gets twice the schedule's interval before BackupMissing)."""
+    """`folder` is this resource's own (backup_catalog.backup_folder: namespace, name and the
+    primary's identity, as the CronJobs compute it), `since` its creation time (a new resource
+    gets twice the schedule's interval before BackupMissing). Nothing outside the folder is
+    listed, so another resource's backups are never reported as this one's."""
     s3 = client or make_client(
         object_storage.endpoint if object_storage else None,
         object_storage.region if object_storage else None,
@@ -53,7 +55,7 @@ def reconcile_backups(
     )
     store = BackupStore(s3, spec.bucket)
     try:
-        objects = store.list_objects(name_prefix(spec.prefix, name))
+        objects = store.list_objects(name_prefix(spec.prefix, folder))
     except NotFound as missing:
         if missing.reason != Reason.BUCKET_NOT_FOUND or not _created_here(spec, object_storage):
             raise
@@ -61,8 +63,8 @@ def reconcile_backups(
         # it holds no backups yet, which is BackupPending, not a missing bucket to warn about.
         # Should creating it fail, ObjectStorageReady says why.
         objects = []
-    runs = catalog(spec.prefix, name, objects)
-    health = assess_backups(spec.schedules, runs, now, since=since)
+    runs = catalog(spec.prefix, folder, objects)
+    health = assess_backups(spec.schedules, runs, now, since=since, verify=spec.verifyRestore)
     return PartReport(
         condition=Condition(
             type=types.BACKUPS_READY,

@@ -17,6 +17,7 @@ unknown exception's text could quote a connection string).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import logging
 import traceback
@@ -30,6 +31,8 @@ from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import LokifiStorageSpec
 from lokifi_storage.api.status import Condition
 from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.pg_backup import server_identity
+from lokifi_storage.domain.backup_catalog import backup_folder, source_id
 from lokifi_storage.reconcile.report import PartReport
 from lokifi_storage.reconcile.secrets import MissingSecretError, SecretReader
 
@@ -259,9 +262,25 @@ def _clean_up_lifecycle(module: Any, ctx: PartContext) -> list[str]:
     return list(report.actions)
 
 
+def _backup_source(ctx: PartContext) -> str:
+    """The primary's `<system_identifier>-<database>`, read once per primary URL: the folder
+    the backup CronJobs write to, and the only one this resource reports."""
+    postgres = ctx.spec.postgres
+    assert postgres is not None
+    url = ctx.secrets.value(postgres.primary.secretRef)
+    fingerprint = hashlib.sha256(url.encode()).hexdigest()
+    cached = ctx.memory.get("backupSource")
+    if cached is not None and cached[0] == fingerprint:
+        return str(cached[1])
+    source = source_id(*server_identity(url))
+    ctx.memory["backupSource"] = (fingerprint, source)
+    return source
+
+
 def _run_backups(module: Any, ctx: PartContext) -> list[PartReport]:
     backups = ctx.spec.backups
     assert backups is not None
+    folder = backup_folder(ctx.namespace, ctx.name, _backup_source(ctx))
     access_key, secret_key = _s3_credentials(ctx)
     return [
         module.reconcile_backups(
@@ -269,7 +288,7 @@ def _run_backups(module: Any, ctx: PartContext) -> list[PartReport]:
             ctx.spec.objectStorage,
             access_key,
             secret_key,
-            name=ctx.name,
+            folder=folder,
             now=ctx.now,
             since=ctx.created,
         )
