@@ -61,6 +61,9 @@ def test_runbook_fills_in_the_newest_backup_and_the_stores_address() -> None:
     assert "--backup, backups/lokifi-prod/daily/x.dump.zst" in steps
     assert "--endpoint, http://s3.local, --region, eu-west-1, --prefix, backups/" in steps
     assert "--from=cronjob/lokifi-prod-backup-daily" in steps
+    # The backups' folder is the resource's namespace and name: both are passed.
+    assert "--namespace, lokifi, --name, lokifi-prod" in steps
+    assert "backup list --bucket lokifi-backups --namespace lokifi --name lokifi-prod" in steps
     assert "no backup schedule 'hourly'" in restore_runbook(BODY, schedule="hourly")
 
 

@@ -53,9 +53,11 @@ def restore_runbook(
         where += ["--prefix", backups["prefix"]]
     cronjob = backup_cronjob_name(name, chosen)
     target = f"{name}-restore-target"
-    args = ["restore", "--to-env", "RESTORE_URL", "--bucket", backups["bucket"], "--name", name]
+    # Backups live in the folder of the resource's namespace and name (and of its database).
+    owner = ["--namespace", ns, "--name", name]
+    args = ["restore", "--to-env", "RESTORE_URL", "--bucket", backups["bucket"], *owner]
     args += pick + where
-    listing = ["lokifi-storage", "backup", "list", "--bucket", backups["bucket"], "--name", name]
+    listing = ["lokifi-storage", "backup", "list", "--bucket", backups["bucket"], *owner]
     listing += ["--schedule", chosen, *where]
     when = newest.get("lastSuccessfulTime")
     picked = (
