@@ -32,7 +32,6 @@ from lokifi_storage.domain.partition_actions import (
     AttachIndex,
     AttachOrphan,
     BuildIndex,
-    CompressPartition,
     CreateArchiveTable,
     CreateParentIndex,
     CreatePartition,
@@ -43,10 +42,12 @@ from lokifi_storage.domain.partition_actions import (
 )
 from lokifi_storage.domain.partition_catalog import (
     Bound,
+    Column,
     ObservedRelation,
     ObservedTable,
     QName,
 )
+from lokifi_storage.domain.partition_pack import PackPartition
 from lokifi_storage.domain.partition_plan import BOUNDS_CHECK, plan_table
 
 UTC = dt.UTC
@@ -420,11 +421,26 @@ def test_a_check_added_not_valid_by_an_interrupted_run_is_validated_not_added_ag
     assert archive.leaves_to_validate == (half.qname,)
 
 
-def test_archived_partitions_past_compress_after_days_are_planned_for_the_job() -> None:
-    table = spec(archive={"afterDays": 365, "compressAfterDays": 400})
+def test_archived_months_past_compress_after_days_are_packed_whole_by_the_job() -> None:
+    table = spec(
+        archive={"afterDays": 365, "compressAfterDays": 400},
+        subpartitionBy={"column": "user_id", "rangeSize": 100, "count": 2},
+    )
+    october = month_partition(2024, 10, schema="archive", checks=(BOUNDS_CHECK,))
+    sub_october = ObservedRelation(
+        **{
+            **october.__dict__,
+            "kind": "p",
+            "key_columns": ("user_id",),
+            "children": (
+                leaf("ai_messages_p2024_10_s0", Bound("0", "100"), schema="archive"),
+                leaf("ai_messages_p2024_10_sdefault", Bound(is_default=True), schema="archive"),
+            ),
+        }
+    )
     archived = parent(
         [
-            month_partition(2024, 10, schema="archive", checks=(BOUNDS_CHECK,)),
+            sub_october,
             month_partition(2024, 11, schema="archive", checks=(BOUNDS_CHECK,), lz4=True),
             month_partition(2024, 12, schema="archive", checks=(BOUNDS_CHECK,)),
         ],
@@ -436,13 +452,86 @@ def test_archived_partitions_past_compress_after_days_are_planned_for_the_job() 
     )
     plan = plan_table(table, state, NOW)
     assert plan.actions == ()
-    (compress,) = plan.deferred
-    assert isinstance(compress, CompressPartition)
-    assert compress.leaf == QName("archive", "ai_messages_p2024_10")
-    assert compress.parent == QName("archive", "ai_messages")
-    assert compress.checks == ()
-    assert plan.summary.pending_compress == 1
+    # One action per month, sub-partitions included; an lz4-rewritten month is packed too.
+    packs = plan.deferred
+    assert all(isinstance(a, PackPartition) for a in packs)
+    assert [a.month for a in packs if isinstance(a, PackPartition)] == [
+        QName("archive", "ai_messages_p2024_10"),
+        QName("archive", "ai_messages_p2024_11"),
+    ]
+    first = packs[0]
+    assert isinstance(first, PackPartition)
+    assert first.layout.segment == ("user_id", "thread_id")
+    assert first.layout.compression == "pglz"
+    assert first.layout.archive == QName("archive", "ai_messages")
+    assert first.bound.lower == "2024-10-01 00:00:00+00"
+    assert plan.summary.pending_compress == 2
     assert plan.summary.archived == 3
+
+
+def test_packed_months_count_as_archived_and_are_not_packed_again() -> None:
+    table = spec(archive={"afterDays": 365, "compressAfterDays": 400, "packCompression": "lz4"})
+    packed_table = ObservedRelation(
+        qname=QName("archive", "ai_messages_packed"),
+        kind="p",
+        columns=(
+            Column("user_id", "bigint"),
+            Column("thread_id", "bigint"),
+            Column("lokifi_rows", "integer"),
+            Column("id", "bigint[]"),
+        ),
+        children=(month_partition(2024, 10, schema="archive"),),
+    )
+    archived = parent([month_partition(2024, 11, schema="archive")], schema="archive")
+    state = ObservedTable(
+        qname=QName("public", "ai_messages"),
+        relation=parent([default_partition(), *(month_partition(y, m) for y, m in CURRENT)]),
+        archive=archived,
+        packed=packed_table,
+    )
+    plan = plan_table(table, state, NOW)
+    (pack,) = plan.deferred
+    assert isinstance(pack, PackPartition)
+    assert pack.month.name == "ai_messages_p2024_11"
+    assert pack.layout.compression == "lz4"
+    assert plan.summary.archived == 2
+
+
+def test_a_packed_table_grouped_otherwise_keeps_its_grouping_and_says_so() -> None:
+    table = spec(archive={"afterDays": 365, "compressAfterDays": 400, "segmentBy": ["user_id"]})
+    packed_table = ObservedRelation(
+        qname=QName("archive", "ai_messages_packed"),
+        kind="p",
+        columns=(
+            Column("user_id", "bigint"),
+            Column("thread_id", "bigint"),
+            Column("id", "bigint[]"),
+        ),
+    )
+    state = ObservedTable(
+        qname=QName("public", "ai_messages"),
+        relation=parent([default_partition(), *(month_partition(y, m) for y, m in CURRENT)]),
+        archive=parent([month_partition(2024, 11, schema="archive")], schema="archive"),
+        packed=packed_table,
+    )
+    plan = plan_table(table, state, NOW)
+    (pack,) = plan.deferred
+    assert isinstance(pack, PackPartition)
+    assert pack.layout.segment == ("user_id", "thread_id")
+    assert any("groups by user_id, thread_id" in note for note in plan.notes)
+
+
+def test_a_segment_column_the_table_lacks_is_a_problem_not_a_pack() -> None:
+    table = spec(archive={"afterDays": 365, "compressAfterDays": 400, "segmentBy": ["tenant"]})
+    state = observed(
+        parent([default_partition(), *(month_partition(y, m) for y, m in CURRENT)]),
+        archive=parent([month_partition(2024, 11, schema="archive")], schema="archive"),
+    )
+    plan = plan_table(table, state, NOW)
+    assert plan.deferred == ()
+    (problem,) = plan.problems
+    assert problem.reason == "InvalidSpec"
+    assert "archive.segmentBy names tenant" in problem.message
 
 
 def test_expired_partitions_are_exported_by_the_job_never_dropped_here() -> None:
@@ -553,7 +642,7 @@ def test_every_planned_action_describes_itself() -> None:
     plan = plan_table(table, state, NOW)
     kinds = {type(a).__name__ for a in plan.actions + plan.deferred}
     assert {"CreatePartition", "CreateParentIndex", "BuildIndex", "AttachIndex"} <= kinds
-    assert {"ArchivePartition", "CompressPartition", "ExportPartition"} <= kinds
+    assert {"ArchivePartition", "PackPartition", "ExportPartition"} <= kinds
     for action in plan.actions + plan.deferred:
         assert action.describe()
     assert isinstance(plan.actions[0], CreateParentIndex)  # partitions are born indexed

@@ -6,7 +6,6 @@ import datetime as dt
 
 import pytest
 from partition_trees import (
-    COLUMNS,
     month,
     observed,
     parent,
@@ -20,7 +19,6 @@ from lokifi_storage.api.spec import IndexSpec
 from lokifi_storage.clients.partition_sql import (
     Check,
     Step,
-    detoast_expression,
     index_sql,
     steps_for,
 )
@@ -37,7 +35,6 @@ from lokifi_storage.domain.partition_actions import (
     AttachIndex,
     AttachOrphan,
     BuildIndex,
-    CompressPartition,
     CreateArchiveTable,
     CreateParentIndex,
     CreatePartition,
@@ -47,7 +44,7 @@ from lokifi_storage.domain.partition_actions import (
     FinalizeDetach,
     NewRelation,
 )
-from lokifi_storage.domain.partition_catalog import Bound, Column, IndexKey, ObservedIndex, QName
+from lokifi_storage.domain.partition_catalog import Bound, IndexKey, ObservedIndex, QName
 from lokifi_storage.domain.partition_plan import plan_table
 
 T = QName("public", "ai_messages")
@@ -262,54 +259,6 @@ def test_archive_without_a_default_detaches_concurrently_outside_a_transaction()
     )
     assert attach.transaction
     assert texts(attach)[-1].startswith('ALTER TABLE "archive"."ai_messages" ATTACH PARTITION')
-
-
-def test_compression_copies_verifies_and_swaps_in_one_transaction() -> None:
-    leaf = QName("archive", "ai_messages_p2024_01")
-    action = CompressPartition(
-        T,
-        parent=QName("archive", "ai_messages"),
-        leaf=leaf,
-        bound=time_bound(*month(2024, 1)),
-        checks=(),
-        columns=COLUMNS,
-        indexes=(THREAD,),
-    )
-    (step,) = steps_for(action)
-    assert step.transaction
-    lines = texts(step)
-    assert lines[0] == 'LOCK TABLE "archive"."ai_messages_p2024_01" IN SHARE MODE'
-    assert lines[1].startswith('CREATE TABLE "archive"."ai_messages_p2024_01_lz4" (LIKE')
-    assert lines[2] == (
-        'ALTER TABLE "archive"."ai_messages_p2024_01_lz4"'
-        ' ALTER COLUMN "content" SET COMPRESSION lz4,'
-        ' ALTER COLUMN "metadata" SET COMPRESSION lz4'
-    )
-    assert "\"content\" || ''" in lines[3]
-    assert '"metadata"::text::jsonb' in lines[3]
-    assert '"search"' not in lines[3]  # generated columns are computed, not copied
-    assert lines[4].startswith("CHECK: SELECT (SELECT count(*) FROM")
-    order = [line.split(" ")[0:2] for line in lines[5:]]
-    assert order == [
-        ["CREATE", "INDEX"],
-        ["ALTER", "TABLE"],  # DETACH
-        ["DROP", "TABLE"],
-        ["ALTER", "TABLE"],  # RENAME
-        ["ALTER", "INDEX"],  # RENAME
-        ["ALTER", "TABLE"],  # ATTACH
-    ]
-    assert lines[-1].endswith(
-        "FOR VALUES FROM ('2024-01-01 00:00:00+00') TO ('2024-02-01 00:00:00+00')"
-    )
-
-
-def test_detoast_expressions_only_touch_large_columns() -> None:
-    assert detoast_expression(Column("id", "bigint")).as_string() == '"id"'
-    assert detoast_expression(Column("c", "text", toastable=True)).as_string() == "\"c\" || ''"
-    assert (
-        detoast_expression(Column("b", "bytea", toastable=True)).as_string() == "\"b\" || ''::bytea"
-    )
-    assert detoast_expression(Column("j", "json", toastable=True)).as_string() == '"j"::text::json'
 
 
 def test_every_action_type_has_sql() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
@@ -33,6 +33,7 @@ MAX_REPLICAS: Final = 16
 # PostgreSQL's INDEX_MAX_KEYS.
 MAX_INDEX_COLUMNS: Final = 32
 MAX_SUBPARTITIONS: Final = 256
+MAX_SEGMENT_COLUMNS: Final = 8
 _BIGINT_MAX: Final = 2**63 - 1
 
 _LIST_MAP_BY_NAME: Final = {
@@ -219,12 +220,34 @@ class ArchiveSpec(SpecModel):
     compressAfterDays: int | None = Field(
         default=None,
         ge=1,
-        description="Archived partitions older than this are rewritten with lz4 compression; "
-        "greater than afterDays.",
+        description="Archived months older than this are packed by `lokifi-storage partitions "
+        "compress`: one row per segmentBy group holding one array per column, so TOAST "
+        "compresses it; read through the view <schema>.<table>_rows. Greater than afterDays.",
+    )
+    segmentBy: Annotated[
+        list[Identifier], Field(json_schema_extra={"x-kubernetes-list-type": "set"})
+    ] = Field(
+        default_factory=lambda: ["user_id", "thread_id"],
+        min_length=1,
+        max_length=MAX_SEGMENT_COLUMNS,
+        description="Columns whose equal values make one packed group (one stored row per "
+        "group and month, its rows ordered by the partition key): what one lookup reads, "
+        "e.g. one thread. Must not contain the partition key.",
+    )
+    packCompression: Literal["pglz", "lz4"] = Field(
+        default="pglz",
+        description="TOAST compression of the packed arrays: pglz (smaller, the measured "
+        "default) or lz4 (faster to pack and read).",
     )
 
     @model_validator(mode="after")
     def _compress_after_archive(self) -> ArchiveSpec:
+        repeated = duplicates(self.segmentBy)
+        if repeated:
+            raise spec_error(
+                "archive.segmentBy lists {repeated} more than once; list each column once",
+                repeated=", ".join(repeated),
+            )
         if self.compressAfterDays is not None and self.compressAfterDays <= self.afterDays:
             raise spec_error(
                 "archive.compressAfterDays ({compress}) must be greater than archive.afterDays "
@@ -283,6 +306,13 @@ _TABLE_RULES: Final = cel_rules(
         "retention.dropAfterDays must be greater than archive.compressAfterDays: partitions "
         "are compressed before they are dropped",
         field_path=".retention.dropAfterDays",
+    ),
+    cel(
+        "!has(self.archive) || !has(self.partitionBy) || !has(self.archive.segmentBy) || "
+        "!self.archive.segmentBy.exists(c, c == self.partitionBy.column)",
+        "archive.segmentBy must not contain partitionBy.column: rows are ordered by it "
+        "inside each group",
+        field_path=".archive.segmentBy",
     ),
     cel(
         "!has(self.archive) || !has(self.archive.schema) || self.archive.schema != "
@@ -368,6 +398,15 @@ def _table_problems(table: TableSpec) -> list[str]:
                 f"archive.compressAfterDays ({compress}): partitions are compressed before "
                 "they are dropped"
             )
+    if (
+        table.archive is not None
+        and table.partitionBy is not None
+        and table.partitionBy.column in table.archive.segmentBy
+    ):
+        problems.append(
+            f"archive.segmentBy must not contain partitionBy.column ({table.partitionBy.column})"
+            ": rows are ordered by it inside each group"
+        )
     if table.archive is not None and table.archive.schema_ == table.schema_name:
         problems.append(
             f"archive.schema ({table.archive.schema_}) must differ from the table's own "

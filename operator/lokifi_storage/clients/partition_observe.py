@@ -19,12 +19,13 @@ import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg import sql
 
 from lokifi_storage.api.spec import TableSpec
+from lokifi_storage.domain.pack_layout import packed_parent
 from lokifi_storage.domain.partition_bounds import to_utc
 from lokifi_storage.domain.partition_catalog import (
     Column,
@@ -139,9 +140,10 @@ class Roots:
     tables: dict[str, QName]  # spec name -> table
     archives: dict[str, QName]  # spec name -> archive table
     orphan_places: list[tuple[str, str]]  # (schema, "<table>_")
+    packed: dict[str, QName] = field(default_factory=dict)  # spec name -> packed months' table
 
     def params(self) -> dict[str, Any]:
-        names = list(self.tables.values()) + list(self.archives.values())
+        names = [*self.tables.values(), *self.archives.values(), *self.packed.values()]
         return {
             "schemas": [q.schema for q in names],
             "names": [q.name for q in names],
@@ -155,6 +157,7 @@ class Roots:
 def roots_for(specs: Sequence[TableSpec]) -> Roots:
     tables: dict[str, QName] = {}
     archives: dict[str, QName] = {}
+    packed: dict[str, QName] = {}
     places: list[tuple[str, str]] = []
     for spec in specs:
         table = QName.parse(spec.name)
@@ -164,8 +167,9 @@ def roots_for(specs: Sequence[TableSpec]) -> Roots:
         places.append((table.schema, f"{table.name}_"))
         if spec.archive is not None:
             archives[spec.name] = QName(spec.archive.schema_, table.name)
+            packed[spec.name] = packed_parent(archives[spec.name])
             places.append((spec.archive.schema_, f"{table.name}_"))
-    return Roots(tables, archives, sorted(set(places)))
+    return Roots(tables, archives, sorted(set(places)), packed)
 
 
 def _relation(row: dict[str, Any], children: tuple[ObservedRelation, ...]) -> ObservedRelation:
@@ -260,6 +264,7 @@ def assemble(
     for spec in specs:
         table = roots.tables[spec.name]
         archive_q = roots.archives.get(spec.name)
+        packed_q = roots.packed.get(spec.name)
         prefix = f"{table.name}_"
         schemas = {table.schema} | ({archive_q.schema} if archive_q else set())
         orphans = tuple(
@@ -270,12 +275,14 @@ def assemble(
             and tree.bound is None
             and q != table
             and q != archive_q
+            and q != packed_q
         )
         counted, outside = buckets.get(spec.name, ((), 0))
         out[spec.name] = ObservedTable(
             qname=table,
             relation=by_name.get(table),
             archive=by_name.get(archive_q) if archive_q else None,
+            packed=by_name.get(packed_q) if packed_q else None,
             orphans=orphans,
             default_buckets=counted,
             default_rows_outside_buckets=outside,

@@ -40,7 +40,6 @@ from lokifi_storage.domain.partition_actions import (
     AttachIndex,
     AttachOrphan,
     BuildIndex,
-    CompressPartition,
     CreateArchiveTable,
     CreateParentIndex,
     CreatePartition,
@@ -50,7 +49,7 @@ from lokifi_storage.domain.partition_actions import (
     FinalizeDetach,
     NewRelation,
 )
-from lokifi_storage.domain.partition_catalog import Bound, Column, QName
+from lokifi_storage.domain.partition_catalog import Bound, QName
 from lokifi_storage.domain.partition_plan import BOUNDS_CHECK
 
 __all__ = [
@@ -59,7 +58,6 @@ __all__ = [
     "Step",
     "copy_out_query",
     "count_query",
-    "detoast_expression",
     "drop_sql",
     "ident",
     "index_sql",
@@ -162,29 +160,6 @@ def index_sql(
         body=body,
         where=where,
     )
-
-
-_DETOAST = {
-    "text": "{} || ''",
-    "character varying": "{} || ''",
-    "character": "{} || ''",
-    "bytea": "{} || ''::bytea",
-    "json": "{}::text::json",
-    "jsonb": "{}::text::jsonb",
-}
-
-
-def detoast_expression(column: Column) -> sql.Composable:
-    """An expression yielding the column's value as a fresh, uncompressed datum.
-
-    Copying a compressed value (INSERT ... SELECT, VACUUM FULL, CLUSTER) keeps its old
-    compression method; only a newly computed value is compressed with the column's current
-    method. Concatenating an empty string (or a text round trip for json) computes one.
-    """
-    template = _DETOAST.get(column.type) if column.toastable else None
-    if template is None:
-        return sql.Identifier(column.name)
-    return sql.SQL(template).format(sql.Identifier(column.name))
 
 
 def count_query(relation: QName) -> sql.Composed:
@@ -377,82 +352,6 @@ def _attach_orphan(a: AttachOrphan) -> list[Step]:
     return [Step(tuple(statements), lock_target=a.archive)]
 
 
-def _compress(a: CompressPartition) -> list[Step]:
-    """Copy the leaf into a new table whose large columns are lz4, verify the row count, build
-    its indexes, then swap it in: one transaction, so a failure anywhere leaves the old leaf
-    untouched.
-
-    PostgreSQL compresses a value only when its row exceeds TOAST_TUPLE_THRESHOLD (about 2 kB,
-    fixed at compile time; lowering toast_tuple_target does not change that for inserts), so
-    this pays off for the long rows and leaves short chat messages as they are; the job
-    reports the real sizes before and after."""
-    work = QName(a.leaf.schema, derived_name(a.leaf.name, "lz4"))
-    table = a.table
-    cols = [c for c in a.columns if not c.generated]
-    statements: list[Statement] = [
-        sql.SQL("LOCK TABLE {} IN SHARE MODE").format(ident(a.leaf)),
-        sql.SQL("CREATE TABLE {} (LIKE {} {})").format(ident(work), ident(a.leaf), LIKE_OPTIONS),
-    ]
-    large = [c for c in cols if c.toastable]
-    if large:
-        statements.append(
-            sql.SQL("ALTER TABLE {} {}").format(
-                ident(work),
-                sql.SQL(", ").join(
-                    sql.SQL("ALTER COLUMN {} SET COMPRESSION lz4").format(sql.Identifier(c.name))
-                    for c in large
-                ),
-            )
-        )
-    statements.append(
-        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
-            ident(work),
-            sql.SQL(", ").join(sql.Identifier(c.name) for c in cols),
-            sql.SQL(", ").join(detoast_expression(c) for c in cols),
-            ident(a.leaf),
-        )
-    )
-    statements.append(
-        Check(
-            sql.SQL("SELECT (SELECT count(*) FROM {}) = (SELECT count(*) FROM {})").format(
-                ident(a.leaf), ident(work)
-            ),
-            f"row count of the compressed copy of {a.leaf} differs; nothing was changed",
-        )
-    )
-    for name, column, bound in a.checks:
-        statements.append(
-            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
-                ident(work), sql.Identifier(name), _range_predicate(column, bound)
-            )
-        )
-    finals: list[tuple[str, str]] = []
-    for index in a.indexes:
-        final = derived_name(index.name, relation_suffix(table.name, a.leaf.name))
-        temporary = derived_name(final, "lz4")
-        finals.append((temporary, final))
-        statements.append(index_sql(index, temporary, work))
-    statements.extend(
-        [
-            sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(ident(a.parent), ident(a.leaf)),
-            sql.SQL("DROP TABLE {}").format(ident(a.leaf)),
-            sql.SQL("ALTER TABLE {} RENAME TO {}").format(ident(work), sql.Identifier(a.leaf.name)),
-        ]
-    )
-    statements.extend(
-        sql.SQL("ALTER INDEX {} RENAME TO {}").format(
-            _in(a.leaf.schema, temporary), sql.Identifier(final)
-        )
-        for temporary, final in finals
-    )
-    statements.append(
-        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
-            ident(a.parent), ident(a.leaf), _for_values(a.bound)
-        )
-    )
-    return [Step(tuple(statements), lock_target=a.parent)]
-
-
 def steps_for(action: Action) -> list[Step]:
     """The SQL steps of one action, in order."""
     if isinstance(action, CreatePartition):
@@ -495,8 +394,6 @@ def steps_for(action: Action) -> list[Step]:
         return _archive(action)
     if isinstance(action, AttachOrphan):
         return _attach_orphan(action)
-    if isinstance(action, CompressPartition):
-        return _compress(action)
     if isinstance(action, DropPartition | ExportPartition):
         # An ExportPartition's SQL is its final drop; the export job runs it only after the
         # exported object is verified.

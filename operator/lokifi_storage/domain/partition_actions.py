@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from lokifi_storage.domain.export_layout import manifest_key
 from lokifi_storage.domain.index_defs import IndexDef
-from lokifi_storage.domain.partition_catalog import Bound, Column, QName
+from lokifi_storage.domain.partition_catalog import Bound, QName
 
 __all__ = [
     "Action",
@@ -21,7 +21,6 @@ __all__ = [
     "AttachIndex",
     "AttachOrphan",
     "BuildIndex",
-    "CompressPartition",
     "CreateArchiveTable",
     "CreateParentIndex",
     "CreatePartition",
@@ -205,29 +204,6 @@ class AttachOrphan(Action):
 
     def describe(self) -> str:
         return f"attach detached partition {self.orphan} to {self.archive}"
-
-
-@dataclass(frozen=True)
-class CompressPartition(Action):
-    """Rewrite one archived leaf with lz4 for its large columns (copy, verify, swap).
-
-    The copy inherits the leaf's CHECK constraints (the time bounds added at archival);
-    `checks` are (constraint name, column, bound) to add besides, so the ATTACH of the copy
-    needs no scan: the sub-range of a sub-partition, the time bounds when they are missing.
-    """
-
-    parent: QName
-    leaf: QName
-    bound: Bound
-    checks: tuple[tuple[str, str, Bound], ...]
-    columns: tuple[Column, ...]
-    indexes: tuple[IndexDef, ...]
-
-    deferred: ClassVar[bool] = True
-
-    def describe(self) -> str:
-        large = ", ".join(c.name for c in self.columns if c.toastable) or "no large columns"
-        return f"compress {self.leaf} with lz4 ({large}); run `lokifi-storage partitions compress`"
 
 
 @dataclass(frozen=True)

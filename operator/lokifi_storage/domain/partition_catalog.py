@@ -193,6 +193,7 @@ class ObservedTable:
     qname: QName
     relation: ObservedRelation | None = None
     archive: ObservedRelation | None = None
+    packed: ObservedRelation | None = None  # <archive>_packed: packed months as partitions
     orphans: tuple[ObservedRelation, ...] = ()
     default_buckets: tuple[tuple[dt.datetime, int], ...] = ()
     default_rows_outside_buckets: int = 0

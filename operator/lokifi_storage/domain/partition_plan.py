@@ -27,11 +27,11 @@ from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.domain.export_layout import export_key, parse_kept_mark
 from lokifi_storage.domain.index_defs import IndexDef, index_def_from_spec
 from lokifi_storage.domain.index_plan import Problem, plan_indexes
+from lokifi_storage.domain.pack_layout import PackLayout, layout_problem, stored_segment
 from lokifi_storage.domain.partition_actions import (
     Action,
     ArchivePartition,
     AttachOrphan,
-    CompressPartition,
     CreateArchiveTable,
     CreateParentIndex,
     CreatePartition,
@@ -58,6 +58,7 @@ from lokifi_storage.domain.partition_catalog import (
     QName,
     key_type_of,
 )
+from lokifi_storage.domain.partition_pack import PackPartition
 
 __all__ = [
     "BOUNDS_CHECK",
@@ -285,7 +286,10 @@ class _Planner:
         main_children = [c for c in rel.children if not (c.bound and c.bound.is_default)]
         main_ranges = [(c, _time_range(c)) for c in main_children]
         archived = [(c, _time_range(c)) for c in (archive_rel.children if archive_rel else ())]
-        self.plan_ranges(rel, key_type, column, default, main_ranges, archived)
+        packed_rel = self.observed.packed
+        packed = [(c, _time_range(c)) for c in (packed_rel.children if packed_rel else ())]
+        settled = archived + packed  # every range the archive holds, plain or packed
+        self.plan_ranges(rel, key_type, column, default, main_ranges, settled)
 
         # 4. indexes on existing partitions
         self.actions.extend(later_index_actions)
@@ -299,7 +303,7 @@ class _Planner:
         archive_before = (
             self.now - dt.timedelta(days=self.spec.archive.afterDays) if self.spec.archive else None
         )
-        self.plan_orphans(archive_q, archived, column, key_type, archive_before)
+        self.plan_orphans(archive_q, settled, column, key_type, archive_before)
         expiring: list[tuple[QName, ObservedRelation, TimeRange]] = []
         for child, r in main_ranges:
             if r is None or child.detach_pending:
@@ -307,7 +311,7 @@ class _Planner:
             if drop_before is not None and r.wholly_before(drop_before):
                 expiring.append((rel.qname, child, r))
             elif archive_q is not None and archive_before and r.wholly_before(archive_before):
-                clash = [c.qname for c, a in archived if a is not None and a.overlaps(r)]
+                clash = [c.qname for c, a in settled if a is not None and a.overlaps(r)]
                 if clash:
                     self.problems.append(
                         Problem(
@@ -347,9 +351,8 @@ class _Planner:
                 continue
             if drop_before is not None and r.wholly_before(drop_before):
                 expiring.append((archive_rel.qname, child, r))
-            elif compress_before is not None and r.wholly_before(compress_before) and not child.lz4:
-                pending_compress += 1
-                self.plan_compress(archive_rel, child, column, key_type, r)
+            elif compress_before is not None and r.wholly_before(compress_before):
+                pending_compress += self.plan_pack(archive_rel, child, column, key_type, r)
         pending_export = self.plan_retention(expiring, key_type)
 
         starts = [r.start for _, r in main_ranges if r is not None]
@@ -359,7 +362,7 @@ class _Planner:
             oldest=min(starts).date().isoformat() if starts else None,
             newest=max(starts).date().isoformat() if starts else None,
             in_default=self.observed.default_rows,
-            archived=len(archived),
+            archived=len(settled),
             pending_compress=pending_compress,
             pending_export=pending_export,
         )
@@ -543,41 +546,45 @@ class _Planner:
                 )
             )
 
-    def plan_compress(
+    def plan_pack(
         self,
         archive_rel: ObservedRelation,
         part: ObservedRelation,
         column: str,
         key_type: KeyType,
         r: TimeRange,
-    ) -> None:
-        sub = self.spec.subpartitionBy
+    ) -> int:
+        """One PackPartition for an archived month (all its sub-partitions at once)."""
+        assert self.spec.archive is not None
         columns = self.observed.relation.columns if self.observed.relation else ()
-        parents = {part.qname: archive_rel.qname}
-        for node in [part, *(d for d in _walk(part))]:
-            for child in node.children:
-                parents[child.qname] = node.qname
-        for leaf in part.leaves():
-            if all(c.lz4 for c in leaf.columns if c.toastable):
-                continue
-            checks: list[tuple[str, str, Bound]] = []
-            if BOUNDS_CHECK not in leaf.checks:
-                checks.append((BOUNDS_CHECK, column, _time_bound(r, key_type)))
-            sub_leaf = leaf is not part and leaf.bound is not None and not leaf.bound.is_default
-            if sub is not None and sub_leaf and SUB_BOUNDS_CHECK not in leaf.checks:
-                assert leaf.bound is not None
-                checks.append((SUB_BOUNDS_CHECK, sub.column, leaf.bound))
-            self.deferred.append(
-                CompressPartition(
-                    self.table,
-                    parent=parents[leaf.qname],
-                    leaf=leaf.qname,
-                    bound=leaf.bound or Bound(unsupported=True),
-                    checks=tuple(checks),
-                    columns=columns,
-                    indexes=self.indexes,
-                )
+        segment = tuple(self.spec.archive.segmentBy)
+        packed = self.observed.packed
+        if packed is not None and stored_segment(packed.columns) != segment:
+            # Months already packed keep their grouping; every month of one table shares it.
+            stored = stored_segment(packed.columns)
+            self.notes.append(
+                f"{packed.qname} groups by {', '.join(stored)}, not archive.segmentBy "
+                f"({', '.join(segment)}); months are packed as the existing ones. To regroup, "
+                "unpack every month and drop the packed table"
             )
+            segment = stored
+        problem = layout_problem(columns, segment)
+        if problem is not None:
+            self.problems.append(Problem(Reason.INVALID_SPEC, f"{self.table}: {problem}"))
+            return 0
+        layout = PackLayout(
+            archive=archive_rel.qname,
+            columns=columns,
+            segment=segment,
+            time_column=column,
+            compression=self.spec.archive.packCompression,
+        )
+        self.deferred.append(
+            PackPartition(
+                self.table, month=part.qname, bound=_time_bound(r, key_type), layout=layout
+            )
+        )
+        return 1
 
     def plan_retention(
         self, expiring: list[tuple[QName, ObservedRelation, TimeRange]], key_type: KeyType
@@ -619,14 +626,6 @@ class _Planner:
             "or retention.dropWithoutExport: true to drop them without a copy"
         )
         return 0
-
-
-def _walk(rel: ObservedRelation) -> list[ObservedRelation]:
-    out: list[ObservedRelation] = []
-    for child in rel.children:
-        out.append(child)
-        out.extend(_walk(child))
-    return out
 
 
 def plan_table(

@@ -1,26 +1,36 @@
-"""Rewrite archived partitions with lz4 compression, and measure what it saved.
+"""Pack archived months (and unpack them back), and report what it saved.
 
-The rewrite itself is the CompressPartition action (clients/partition_sql.py): one transaction
-that copies the leaf into a table whose large columns are lz4 (values recomputed, so they are
-really recompressed), verifies the row count, builds the indexes and swaps it in. Here: run it
-per leaf and report the real size before and after (heap + TOAST + indexes). PostgreSQL only
-compresses rows longer than about 2 kB, so the saving depends on how many long messages a
-partition holds; bench/RESULTS.md has measured numbers.
+The work itself is one transaction per month (clients/partition_pack_sql.py): build the other
+form, verify it against the old one (row count and a digest of every column of every row),
+swap. Here: make sure the packed table, its view and its read function exist (once per table,
+only when missing), run the step, and measure the month before and after (heap + TOAST +
+indexes, sub-partitions included). bench/RESULTS.md has measured numbers.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lokifi_storage.clients.postgres import PartitionDatabase
-from lokifi_storage.domain.partition_actions import CompressPartition
+from psycopg import sql
 
-__all__ = ["CompressResult", "compress_leaf"]
+from lokifi_storage.clients.partition_pack_sql import (
+    ensure_steps,
+    pack_steps,
+    read_path_statements,
+    unpack_steps,
+)
+from lokifi_storage.clients.partition_sql import Step
+from lokifi_storage.clients.postgres import PartitionDatabase
+from lokifi_storage.domain.pack_layout import PackLayout
+from lokifi_storage.domain.partition_catalog import QName
+from lokifi_storage.domain.partition_pack import PackPartition, UnpackPartition
+
+__all__ = ["PackResult", "ensure_packed_table", "pack_month", "unpack_month"]
 
 
 @dataclass(frozen=True)
-class CompressResult:
-    leaf: str
+class PackResult:
+    month: str
     rows: int
     bytes_before: int
     bytes_after: int
@@ -30,14 +40,62 @@ class CompressResult:
         return self.bytes_before / self.bytes_after if self.bytes_after else 0.0
 
 
-def compress_leaf(db: PartitionDatabase, action: CompressPartition) -> CompressResult:
-    """Compress one archived leaf; the row count is checked inside the rewrite transaction."""
-    before = db.relation_bytes(action.leaf)
-    rows = db.count_rows(action.leaf)
-    db.apply(action)
-    return CompressResult(
-        leaf=str(action.leaf),
-        rows=rows,
+def _exists(db: PartitionDatabase, kind: str, name: QName) -> bool:
+    text = sql.Identifier(name.schema, name.name).as_string(db.conn)
+    lookup = "to_regclass" if kind == "relation" else "to_regproc"
+    rows = db.query(
+        sql.SQL("SELECT {}(%(name)s) IS NOT NULL").format(sql.SQL(lookup)), {"name": text}
+    )
+    return bool(rows[0][0])
+
+
+def ensure_packed_table(db: PartitionDatabase, layout: PackLayout) -> bool:
+    """Create what is missing of the packed table, the view and the function; True if any
+    DDL was sent. Nothing is sent when all three exist."""
+    if not _exists(db, "relation", layout.archive):
+        return False  # nothing archived yet: the view would have nothing to read
+    if not _exists(db, "relation", layout.parent):
+        for step in ensure_steps(layout):
+            db.run_step(step, f"create {layout.parent} and its view {layout.view}")
+        return True
+    if _exists(db, "relation", layout.view) and _exists(db, "function", layout.function):
+        return False
+    step = Step(tuple(read_path_statements(layout)), lock_target=layout.archive)
+    db.run_step(step, f"create the view {layout.view} and the function {layout.function}")
+    return True
+
+
+def _packed_rows(db: PartitionDatabase, month: QName) -> int:
+    rows = db.query(
+        sql.SQL("SELECT coalesce(sum(lokifi_rows), 0) FROM {}").format(
+            sql.Identifier(month.schema, month.name)
+        )
+    )
+    return int(rows[0][0])
+
+
+def pack_month(db: PartitionDatabase, action: PackPartition) -> PackResult:
+    """Pack one archived month; verified inside the swap transaction."""
+    ensure_packed_table(db, action.layout)
+    before = db.relation_bytes(action.month)
+    for step in pack_steps(action):
+        db.run_step(step, action.describe())
+    return PackResult(
+        month=str(action.month),
+        rows=_packed_rows(db, action.month),
         bytes_before=before,
-        bytes_after=db.relation_bytes(action.leaf),
+        bytes_after=db.relation_bytes(action.month),
+    )
+
+
+def unpack_month(db: PartitionDatabase, action: UnpackPartition) -> PackResult:
+    """Restore one packed month to an ordinary partition; verified inside the swap."""
+    before = db.relation_bytes(action.packed)
+    for step in unpack_steps(action):
+        db.run_step(step, action.describe())
+    return PackResult(
+        month=str(action.month.qname),
+        rows=db.count_rows(action.month.qname),
+        bytes_before=before,
+        bytes_after=db.relation_bytes(action.month.qname),
     )

@@ -1,4 +1,5 @@
-"""`lokifi-storage partitions compress|export`: the Jobs doing the heavy partition work.
+"""`lokifi-storage partitions compress|export`: the Jobs doing the heavy partition work;
+`partitions unpack` (humans) restores a packed month.
 
 Both observe the live database and plan with the same pure planner the reconciler uses,
 so what compress/export do is exactly the work the reconciler reported as pending.
@@ -31,9 +32,10 @@ from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.clients.s3_export import ExportStore
-from lokifi_storage.domain.partition_actions import CompressPartition, ExportPartition
+from lokifi_storage.domain.partition_actions import ExportPartition
+from lokifi_storage.domain.partition_pack import PackPartition, plan_unpack
 from lokifi_storage.domain.partition_plan import TablePlan, plan_table
-from lokifi_storage.jobs.partition_compress import compress_leaf
+from lokifi_storage.jobs.partition_compress import PackResult, pack_month, unpack_month
 from lokifi_storage.jobs.partition_export import export_and_drop
 from lokifi_storage.jobs.progress import human_bytes
 
@@ -150,6 +152,14 @@ def _open(url: str, lock_timeout_ms: int) -> Any:
         raise _fail(error.message, 1) from None
 
 
+def _sizes(result: PackResult, verb: str) -> str:
+    return (
+        f"{verb} {result.month}: {result.rows} rows, {human_bytes(result.bytes_before)} -> "
+        f"{human_bytes(result.bytes_after)} ({result.ratio:.1f}x; verified: row count and "
+        "digest of every column)"
+    )
+
+
 @app.command()
 def compress(
     file: File = None,
@@ -157,18 +167,17 @@ def compress(
     url_env: UrlEnv = DEFAULT_URL_ENV,
     now: Now = None,
     lock_timeout_ms: LockTimeoutMs = 2000,
-    dry_run: Annotated[bool, typer.Option(help="Print what would be compressed.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print what would be packed.")] = False,
 ) -> None:
-    """Rewrite archived partitions past archive.compressAfterDays with lz4 compression."""
+    """Pack archived months past archive.compressAfterDays: one row per archive.segmentBy
+    group, one array per column, verified against the month before it is dropped."""
     tables, _ = load_spec(file)
     tables = _select(tables, table)
     failures = 0
     try:
         with _open(_url(url_env), lock_timeout_ms) as db:
             plans = plans_for(db, tables, _now(now))
-            todo = [
-                a for p in plans.values() for a in p.deferred if isinstance(a, CompressPartition)
-            ]
+            todo = [a for p in plans.values() for a in p.deferred if isinstance(a, PackPartition)]
             if not todo:
                 typer.echo("nothing to compress")
             for action in todo:
@@ -176,21 +185,63 @@ def compress(
                     typer.echo(action.describe())
                     continue
                 try:
-                    result = compress_leaf(db, action)
+                    result = pack_month(db, action)
                 except ClientError as error:
                     failures += 1
-                    typer.echo(f"FAILED {action.leaf}: {error.message}", err=True)
+                    typer.echo(f"FAILED {action.month}: {error.message}", err=True)
                     continue
-                change = result.bytes_after - result.bytes_before
-                typer.echo(
-                    f"compressed {result.leaf}: {result.rows} rows, "
-                    f"{human_bytes(result.bytes_before)} -> {human_bytes(result.bytes_after)} "
-                    f"({'saved' if change <= 0 else 'grew by'} {human_bytes(abs(change))})"
-                )
+                typer.echo(_sizes(result, "packed"))
     except ClientError as error:
         raise _fail(error.message, 1) from None
     if failures:
         raise typer.Exit(1)
+
+
+@app.command()
+def unpack(
+    month: Annotated[
+        list[str],
+        typer.Argument(help="Packed month(s) to restore, e.g. ai_messages_p2024_10."),
+    ],
+    file: File = None,
+    table: Annotated[str | None, typer.Option(help="The table (needed with several).")] = None,
+    url_env: UrlEnv = DEFAULT_URL_ENV,
+    lock_timeout_ms: LockTimeoutMs = 2000,
+) -> None:
+    """Restore packed months to ordinary partitions of the archive table (for back-fills,
+    corrections or a change of mind), verified like packing. The next `compress` packs them
+    again while archive.compressAfterDays says so."""
+    tables, _ = load_spec(file)
+    chosen = _select(tables, [table] if table else None)
+    chosen = [t for t in chosen if t.archive is not None and t.partitionBy is not None]
+    if len(chosen) != 1:
+        raise _fail("name the table with --table (one with an archive in the spec)")
+    spec = chosen[0]
+    failures = 0
+    try:
+        with _open(_url(url_env), lock_timeout_ms) as db:
+            for name in month:
+                observed = db.observe([spec])[spec.name]
+                try:
+                    action = plan_unpack(spec, observed, name)
+                except ValueError as error:
+                    failures += 1
+                    typer.echo(f"FAILED {name}: {error}", err=True)
+                    continue
+                try:
+                    result = unpack_month(db, action)
+                except ClientError as error:
+                    failures += 1
+                    typer.echo(f"FAILED {name}: {error.message}", err=True)
+                    continue
+                typer.echo(_sizes(result, "unpacked"))
+    except ClientError as error:
+        raise _fail(error.message, 1) from None
+    if failures:
+        raise typer.Exit(1)
+
+
+app.command("decompress", help="Same as unpack.")(unpack)
 
 
 @app.command()

@@ -1,0 +1,104 @@
+"""The pack and unpack actions of an archived month (see domain/pack_layout.py). Pure data;
+clients/partition_pack_sql.py turns them into SQL, jobs/partition_compress.py runs them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from lokifi_storage.api.spec import TableSpec
+from lokifi_storage.domain.index_defs import IndexDef, index_def_from_spec
+from lokifi_storage.domain.pack_layout import PackLayout, stored_segment
+from lokifi_storage.domain.partition_actions import Action, NewRelation
+from lokifi_storage.domain.partition_catalog import Bound, ObservedTable, QName
+
+__all__ = ["PackPartition", "UnpackPartition", "month_relation", "plan_unpack"]
+
+
+@dataclass(frozen=True)
+class PackPartition(Action):
+    """Pack one archived month, verify the packed form holds exactly its rows (count and a
+    digest of every column of every row), then swap: one transaction."""
+
+    month: QName  # the archived partition (partitioned itself when sub-partitioned)
+    bound: Bound
+    layout: PackLayout
+
+    deferred: ClassVar[bool] = True
+
+    def describe(self) -> str:
+        return (
+            f"pack {self.month} [{self.bound.lower}, {self.bound.upper}) into "
+            f"{self.layout.parent} by {', '.join(self.layout.segment)} "
+            f"({self.layout.compression}); run `lokifi-storage partitions compress`"
+        )
+
+
+@dataclass(frozen=True)
+class UnpackPartition(Action):
+    """Restore a packed month to an ordinary partition of the archive table (with the spec's
+    sub-partitions and indexes), verified like packing: one transaction."""
+
+    packed: QName  # the packed month, a partition of layout.parent
+    month: NewRelation  # the ordinary partition to create, with its sub-partitions
+    layout: PackLayout
+    indexes: tuple[IndexDef, ...]
+
+    def describe(self) -> str:
+        bound = self.month.bound
+        return (
+            f"unpack {self.packed} [{bound.lower}, {bound.upper}) back into {self.layout.archive}"
+        )
+
+
+def month_relation(spec: TableSpec, month: QName, bound: Bound) -> NewRelation:
+    """The ordinary partition a month is restored to: sub-partitioned as the spec says now,
+    named as the partition planner names them."""
+    sub = spec.subpartitionBy
+    if sub is None:
+        return NewRelation(month, bound)
+    children = [
+        NewRelation(
+            QName(month.schema, f"{month.name}_s{i}"),
+            Bound(lower=str(i * sub.rangeSize), upper=str((i + 1) * sub.rangeSize)),
+        )
+        for i in range(sub.count)
+    ]
+    children.append(
+        NewRelation(QName(month.schema, f"{month.name}_sdefault"), Bound(is_default=True))
+    )
+    return NewRelation(month, bound, sub.column, tuple(children))
+
+
+def plan_unpack(spec: TableSpec, observed: ObservedTable, month: str) -> UnpackPartition:
+    """The UnpackPartition for the packed month named `month` (as `<table>_p2024_10`, or
+    schema-qualified); ValueError saying what is wrong otherwise."""
+    if spec.archive is None or spec.partitionBy is None:
+        raise ValueError(f"table {spec.name} has no archive in the spec")
+    table = QName.parse(spec.name)
+    archive = QName(spec.archive.schema_, table.name)
+    wanted = QName.parse(month, default_schema=archive.schema)
+    packed = observed.packed
+    found = next((c for c in packed.children if c.qname == wanted), None) if packed else None
+    if packed is None or found is None or found.bound is None or found.bound.lower is None:
+        names = ", ".join(c.qname.name for c in packed.children) if packed else ""
+        raise ValueError(
+            f"{wanted} is not a packed month of {archive}"
+            + (f"; packed months: {names}" if names else "; nothing is packed")
+        )
+    if observed.relation is None:
+        raise ValueError(f"table {table} does not exist")
+    indexes = tuple(index_def_from_spec(i) for i in spec.indexes)
+    layout = PackLayout(
+        archive=archive,
+        columns=observed.relation.columns,
+        segment=stored_segment(packed.columns),
+        time_column=spec.partitionBy.column,
+    )
+    return UnpackPartition(
+        table,
+        packed=found.qname,
+        month=month_relation(spec, found.qname, found.bound),
+        layout=layout,
+        indexes=indexes,
+    )
