@@ -24,11 +24,11 @@ from example_indexes import THREAD_INDEX
 from lokifi_storage.cli import app
 from lokifi_storage.domain.partition_actions import (
     ArchivePartition,
-    CompressPartition,
     CreateArchiveTable,
 )
+from lokifi_storage.domain.partition_pack import PackPartition
 from lokifi_storage.domain.partition_plan import plan_table
-from lokifi_storage.jobs.partition_compress import compress_leaf
+from lokifi_storage.jobs.partition_compress import pack_month
 from lokifi_storage.jobs.partitions_cli import plans_for
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from stackfixtures import PgDatabase
@@ -188,65 +188,47 @@ def test_expired_partitions_are_dropped_only_with_drop_without_export(
     assert query(pg_database, "SELECT count(*) FROM ai_messages") == survivors
 
 
-def test_compression_rewrites_archived_partitions_with_lz4_and_keeps_every_row(
+def test_compression_packs_archived_months_and_keeps_every_row(
     pg_database: PgDatabase,
 ) -> None:
     seeded(pg_database, rows=6000)
-    # Long assistant answers (code, tables): the rows PostgreSQL compresses at all (> ~2 kB).
-    with psycopg.connect(pg_database, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO ai_messages (thread_id, user_id, role, content, metadata, created_at)"
-            " SELECT g, g, 'assistant', repeat('def handler(event): return event ' || g, 150),"
-            " jsonb_build_object('n', g), timestamptz '2024-10-05' + g * interval '1 minute'"
-            " FROM generate_series(1, 200) g"
-        )
-    assert query(
-        pg_database,
-        "SELECT DISTINCT pg_column_compression(content) FROM ai_messages_p2024_10"
-        " WHERE pg_column_compression(content) IS NOT NULL",
-    ) == [("pglz",)]
     spec = table_spec(indexes=[THREAD_INDEX], archive={"afterDays": 365, "compressAfterDays": 400})
     with partition_db(pg_database) as db:
         outcome = reconcile_tables(db, [spec], NOW)
     assert not outcome.failures
     assert outcome.report().status["partitions"][0]["pendingCompress"] == 2
     before = fingerprint(pg_database, "archive.ai_messages")
-    files = relfilenodes(pg_database, OLD_MONTHS)
     with partition_db(pg_database) as db:
         todo = [
             a
             for p in plans_for(db, [spec], NOW).values()
             for a in p.deferred
-            if isinstance(a, CompressPartition)
+            if isinstance(a, PackPartition)
         ]
-        assert [a.leaf.name for a in todo] == ["ai_messages_p2024_10", "ai_messages_p2024_11"]
-        results = [compress_leaf(db, a) for a in todo]
+        assert [a.month.name for a in todo] == ["ai_messages_p2024_10", "ai_messages_p2024_11"]
+        results = [pack_month(db, a) for a in todo]
     assert all(r.rows > 0 and r.bytes_before > 0 and r.bytes_after > 0 for r in results)
-    assert fingerprint(pg_database, "archive.ai_messages") == before
-    after = relfilenodes(pg_database, OLD_MONTHS)
-    assert after["ai_messages_p2024_10"] != files["ai_messages_p2024_10"]  # rewritten
-    assert after["ai_messages_p2024_12"] == files["ai_messages_p2024_12"]  # not yet due
-    methods = query(
-        pg_database,
-        "SELECT DISTINCT pg_column_compression(content) FROM archive.ai_messages_p2024_10"
-        " WHERE pg_column_compression(content) IS NOT NULL",
+    assert (
+        sum(r.rows for r in results)
+        == query(pg_database, "SELECT count(*) FROM archive.ai_messages_packed p, unnest(p.id)")[0][
+            0
+        ]
     )
-    assert methods == [("lz4",)]  # the long rows were recompressed, not copied as pglz
-    assert query(
-        pg_database,
-        "SELECT a.attname, a.attcompression FROM pg_attribute a WHERE a.attrelid ="
-        " 'archive.ai_messages_p2024_10'::regclass AND a.attname IN ('content', 'metadata')"
-        " ORDER BY 1",
-    ) == [("content", "l"), ("metadata", "l")]
-    assert query(
-        pg_database,
-        "SELECT x.indisvalid FROM pg_index x JOIN pg_inherits i ON i.inhrelid = x.indexrelid"
-        " WHERE x.indrelid = 'archive.ai_messages_p2024_10'::regclass",
-    ) == [(True,)]
+    # Every archived row, plain or packed, through the view.
+    assert fingerprint(pg_database, "archive.ai_messages_rows") == before
+    assert [n for n, _ in partitions_of(pg_database, "archive.ai_messages")] == [
+        "ai_messages_p2024_12"
+    ]
+    assert [n for n, _ in partitions_of(pg_database, "archive.ai_messages_packed")] == [
+        "ai_messages_p2024_10",
+        "ai_messages_p2024_11",
+    ]
     with partition_db(pg_database) as db:
         settled = reconcile_tables(db, [spec], NOW)
         assert db.writes == []
-    assert settled.report().status["partitions"][0]["pendingCompress"] == 0
+    status = settled.report().status["partitions"][0]
+    assert status["pendingCompress"] == 0
+    assert status["archived"] == 3
 
 
 def test_compress_cli_reports_sizes_and_queries_go_on_meanwhile(
@@ -282,7 +264,7 @@ def test_compress_cli_reports_sizes_and_queries_go_on_meanwhile(
         stop.set()
         thread.join(timeout=30)
     assert result.exit_code == 0, result.output
-    assert result.output.count("compressed archive.ai_messages_p2024_1") == 2
+    assert result.output.count("packed archive.ai_messages_p2024_1") == 2
     assert " -> " in result.output
     assert errors == []
     again = CliRunner().invoke(app, ["partitions", "compress", "--now", NOW.isoformat()], env=env)

@@ -32,8 +32,9 @@ from lokifi_storage.cli import app
 from lokifi_storage.clients.errors import Conflict
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.clients.s3_export import ExportStore
-from lokifi_storage.domain.partition_actions import CompressPartition, ExportPartition
-from lokifi_storage.jobs.partition_compress import compress_leaf
+from lokifi_storage.domain.partition_actions import ExportPartition
+from lokifi_storage.domain.partition_pack import PackPartition
+from lokifi_storage.jobs.partition_compress import pack_month
 from lokifi_storage.jobs.partition_export import (
     ExportConflictError,
     ExportNotVerifiedError,
@@ -103,15 +104,16 @@ def test_partition_goes_through_archive_compress_export_with_rows_and_checksum_c
             a
             for p in plans_for(db, [spec], COMPRESS_TIME).values()  # type: ignore[list-item]
             for a in p.deferred
-            if isinstance(a, CompressPartition)
+            if isinstance(a, PackPartition)
         ]
-        assert compress.leaf.name == "ai_messages_p2024_10"
-        compress_leaf(db, compress)
-        assert fingerprint(pg_database, "archive.ai_messages_p2024_10") == october_rows
+        assert compress.month.name == "ai_messages_p2024_10"
+        pack_month(db, compress)
+        assert fingerprint(pg_database, "archive.ai_messages_rows") == october_rows
         status = reconcile_tables(db, [spec], NOW).report().status["partitions"][0]  # type: ignore[list-item]
         assert status["pendingExport"] == 1
         (export,) = exports(db, spec)
         assert export.partition.name == "ai_messages_p2024_10"
+        assert export.unpack is not None  # packed: exported as its original rows
         source = system_identifier(pg_database)
         assert export.key == (
             f"exports/{source}/{pg_database.name}/archive/ai_messages_p2024_10.csv.zst"
@@ -124,7 +126,9 @@ def test_partition_goes_through_archive_compress_export_with_rows_and_checksum_c
         assert reads[0].startswith("COPY"), reads
     assert result.uploaded
     assert result.rows == october_rows[0]
-    assert "ai_messages_p2024_10" not in dict(partitions_of(pg_database, "archive.ai_messages"))
+    assert "ai_messages_p2024_10" not in dict(
+        partitions_of(pg_database, "archive.ai_messages_packed")
+    )
 
     s3 = stack.s3_client()
     head = s3.head_object(Bucket=s3_bucket, Key=export.key)

@@ -143,7 +143,7 @@ def test_the_packed_table_is_typed_from_the_archive_table_and_read_through_a_vie
         ' "archive"."ai_messages"."user_id"%TYPE, "thread_id"'
         ' "archive"."ai_messages"."thread_id"%TYPE) RETURNS SETOF "archive"."ai_messages"'
     )
-    assert 'WHERE "r"."user_id" = $1 AND "r"."thread_id" = $2 ORDER BY "r"."created_at"' in function
+    assert 'WHERE r."user_id" = $1 AND r."thread_id" = $2 ORDER BY r."created_at"' in function
 
 
 def test_layouts_that_cannot_be_packed_are_named() -> None:

@@ -136,7 +136,7 @@ DEFAULT_PARTITION_JOBS_SCHEDULE = "30 1 * * *"
 
 
 class PartitionJobsSpec(SpecModel):
-    """When the heavy partition work runs: the lz4 rewrite of archived partitions
+    """When the heavy partition work runs: the packing of archived months
     (`compressAfterDays`) and the verified export then drop (`retention.exportTo`). The
     reconciler only plans and reports this work; CronJobs do it, off the reconcile path."""
 

@@ -198,7 +198,14 @@ class IndexSpec(SpecModel):
 
 class ArchiveSpec(SpecModel):
     """Moves old partitions to an archive table: metadata work (DETACH + ATTACH), no row
-    copying. The archive table is `<schema>.<table>`."""
+    copying. The archive table is `<schema>.<table>`.
+
+    With `compressAfterDays`, older months are packed into `<schema>.<table>_packed` (one row
+    per `segmentBy` group, one array per column) and read back, whatever their form, through
+    the view `<schema>.<table>_rows` (every archived row, the table's columns and types) or
+    the function `<schema>.<table>_group(<segmentBy columns>)` (one group, in time order).
+    An old thread: `SELECT * FROM ai_messages WHERE user_id = $1 AND thread_id = $2 UNION ALL
+    SELECT * FROM archive.ai_messages_group($1, $2) ORDER BY created_at`."""
 
     model_config = ConfigDict(
         json_schema_extra=cel_rules(
@@ -221,8 +228,8 @@ class ArchiveSpec(SpecModel):
         default=None,
         ge=1,
         description="Archived months older than this are packed by `lokifi-storage partitions "
-        "compress`: one row per segmentBy group holding one array per column, so TOAST "
-        "compresses it; read through the view <schema>.<table>_rows. Greater than afterDays.",
+        "compress` (verified row by row before the plain month is dropped); greater than "
+        "afterDays.",
     )
     segmentBy: Annotated[
         list[Identifier], Field(json_schema_extra={"x-kubernetes-list-type": "set"})

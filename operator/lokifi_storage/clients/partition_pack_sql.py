@@ -19,10 +19,17 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from lokifi_storage.clients.partition_sql import Check, Statement, Step, ident, steps_for
+from lokifi_storage.clients.partition_sql import (
+    Check,
+    Statement,
+    Step,
+    copy_out_query,
+    ident,
+    steps_for,
+)
 from lokifi_storage.domain.index_defs import derived_name
 from lokifi_storage.domain.pack_layout import GROUP_ROWS, PackLayout
-from lokifi_storage.domain.partition_actions import CreatePartition
+from lokifi_storage.domain.partition_actions import CreatePartition, ExportPartition
 from lokifi_storage.domain.partition_catalog import Bound, QName
 from lokifi_storage.domain.partition_pack import PackPartition, UnpackPartition
 
@@ -30,6 +37,7 @@ __all__ = [
     "BOUNDS_CHECK",
     "digest_query",
     "ensure_steps",
+    "export_copy_query",
     "pack_steps",
     "plain_select",
     "unpack_steps",
@@ -81,6 +89,13 @@ def unpacked_copy_query(layout: PackLayout, packed: QName) -> sql.Composed:
     return sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(
         unpacked_select(layout, packed)
     )
+
+
+def export_copy_query(action: ExportPartition) -> sql.Composed:
+    """What an export streams: the partition's rows, a packed month's unpacked."""
+    if action.unpack is None:
+        return copy_out_query(action.partition)
+    return unpacked_copy_query(action.unpack, action.partition)
 
 
 def _digest(layout: PackLayout, rows: sql.Composable) -> sql.Composed:

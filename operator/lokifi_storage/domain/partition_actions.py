@@ -13,6 +13,7 @@ from typing import ClassVar
 
 from lokifi_storage.domain.export_layout import manifest_key
 from lokifi_storage.domain.index_defs import IndexDef
+from lokifi_storage.domain.pack_layout import PackLayout
 from lokifi_storage.domain.partition_catalog import Bound, QName
 
 __all__ = [
@@ -218,6 +219,7 @@ class ExportPartition(Action):
     storage_class: str
     source: str = ""  # the server's system_identifier, part of `key`
     database: str = ""
+    unpack: PackLayout | None = None  # a packed month: exported as its original rows
 
     deferred: ClassVar[bool] = True
 

@@ -353,6 +353,10 @@ class _Planner:
                 expiring.append((archive_rel.qname, child, r))
             elif compress_before is not None and r.wholly_before(compress_before):
                 pending_compress += self.plan_pack(archive_rel, child, column, key_type, r)
+        for child, r in packed:
+            due = r is not None and drop_before is not None and r.wholly_before(drop_before)
+            if packed_rel is not None and r is not None and due:
+                expiring.append((packed_rel.qname, child, r))
         pending_export = self.plan_retention(expiring, key_type)
 
         starts = [r.start for _, r in main_ranges if r is not None]
@@ -586,6 +590,19 @@ class _Planner:
         )
         return 1
 
+    def unpack_layout(self, parent: QName) -> PackLayout | None:
+        """How to read back the months of `parent` when it is the packed table, else None."""
+        packed = self.observed.packed
+        if packed is None or parent != packed.qname or self.spec.partitionBy is None:
+            return None
+        archive = self.observed.archive.qname if self.observed.archive else None
+        return PackLayout(
+            archive=archive or QName(packed.qname.schema, self.table.name),
+            columns=self.observed.relation.columns if self.observed.relation else (),
+            segment=stored_segment(packed.columns),
+            time_column=self.spec.partitionBy.column,
+        )
+
     def plan_retention(
         self, expiring: list[tuple[QName, ObservedRelation, TimeRange]], key_type: KeyType
     ) -> int:
@@ -609,6 +626,7 @@ class _Planner:
                         storage_class=target.storageClass,
                         source=self.source,
                         database=self.database,
+                        unpack=self.unpack_layout(parent),
                     )
                 )
                 kept = parse_kept_mark(child.comment)

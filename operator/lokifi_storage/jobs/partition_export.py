@@ -36,7 +36,8 @@ from psycopg import sql
 
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import ClientError, Conflict, NotFound
-from lokifi_storage.clients.partition_sql import copy_out_query, drop_sql
+from lokifi_storage.clients.partition_pack_sql import export_copy_query
+from lokifi_storage.clients.partition_sql import drop_sql
 from lokifi_storage.clients.postgres import PartitionDatabase
 from lokifi_storage.clients.s3_export import ARCHIVE_CLASSES, ExportStore, ObjectHead
 from lokifi_storage.domain.export_layout import ExportManifest, ManifestProblem, kept_mark
@@ -126,7 +127,7 @@ def _where(action: ExportPartition, key: str | None = None) -> str:
 
 def _compressed(db: PartitionDatabase, action: ExportPartition, digest: _Digest) -> Iterator[bytes]:
     codec = compressor(EXPORT_CODEC)
-    for chunk in db.copy_out(copy_out_query(action.partition)):
+    for chunk in db.copy_out(export_copy_query(action)):
         digest.csv.update(chunk)
         digest.csv_bytes += len(chunk)
         out = codec.compress(chunk)
@@ -144,7 +145,7 @@ def _compressed(db: PartitionDatabase, action: ExportPartition, digest: _Digest)
 def _measure(db: PartitionDatabase, action: ExportPartition) -> _Digest:
     """One read of the partition, hashed and counted, to compare with an earlier export."""
     digest = _Digest.new()
-    for chunk in db.copy_out(copy_out_query(action.partition)):
+    for chunk in db.copy_out(export_copy_query(action)):
         digest.csv.update(chunk)
         digest.csv_bytes += len(chunk)
     digest.rows = db.last_copy_rows
