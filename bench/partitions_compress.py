@@ -1,94 +1,242 @@
-"""What `lokifi-storage partitions compress` really saves on an archived month of messages.
+"""What packing an archived month saves, and what reading it costs, side by side.
 
     .venv/bin/python bench/partitions_compress.py --rows 1000000
 
-One month of realistic messages (bench/messagegen.py: most turns well under 2 kB, about 8% of
-assistant answers with code blocks over it) is made, indexed with the seed's thread index,
-archived by the reconciler, then compressed by the job. Reported: the partition's size (heap +
-TOAST + indexes) before and after, how many content values PostgreSQL stored compressed at all
-(pglz before, lz4 after), the rewrite's time, and the time to read every content value back
-(`sum(length(content))` forces decompression) before and after.
+One month of realistic messages (bench/messagegen.py: the corpus of the earlier lz4-rewrite
+measurement: most turns well under 2 kB, about 8% of assistant answers with code over it,
+eight messages per thread in a row) is made on a private server, indexed with the seed's
+thread index and archived by the reconciler. Then, on the same month:
 
-Why the saving is small for chat: PostgreSQL compresses a value only when its row exceeds
-TOAST_TUPLE_THRESHOLD (about 2 kB, fixed at compile time), so short messages are stored as they
-are whatever the column's compression method; lz4 changes how the long ones are compressed
-(usually a little larger than pglz, and faster to decompress), and the rewrite drops dead space.
+  plain       the archived partition as it is (heap + TOAST + index)
+  pglz        packed by `partitions compress` (segmentBy user_id, thread_id; pglz), unpacked
+  lz4         packed again with packCompression lz4
+  user-pglz   packed again grouped by user_id only (larger groups; what group size buys)
+  zstd export the month's CSV through the export's zstd stream (level 3)
+
+For each form: its size, a full read of every column through the view (`sum(length(t::text))`
+over `archive.ai_messages_rows` vs the plain archive table), and one thread's history (p50 and
+p95 of 300 sampled threads, each warmed once: `SELECT * ... WHERE user_id = $1 AND thread_id =
+$2 ORDER BY created_at` on the plain month, `archive.ai_messages_group($1, $2)` on the packed
+one). Pack and unpack are timed. With the local stack's S3 server up (stack.env), the export
+of the packed month runs for real, and the statements that read the partition are counted.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
+import random
+import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.clients.partition_sql import copy_out_query
-from lokifi_storage.clients.postgres import open_partition_database
-from lokifi_storage.domain.partition_actions import CompressPartition
+from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
+from lokifi_storage.domain.partition_actions import ExportPartition
 from lokifi_storage.domain.partition_catalog import QName
+from lokifi_storage.domain.partition_pack import PackPartition, plan_unpack
 from lokifi_storage.jobs.compression import compressor
-from lokifi_storage.jobs.partition_compress import compress_leaf
+from lokifi_storage.jobs.partition_compress import pack_month, unpack_month
 from lokifi_storage.jobs.partitions_cli import plans_for
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from messagegen import SCHEMA, THREAD_INDEX, insert_params, insert_sql, load_pool
 from pgbench_server import bench_server, with_database
 
 MONTH = (dt.datetime(2024, 10, 1, tzinfo=dt.UTC), dt.datetime(2024, 11, 1, tzinfo=dt.UTC))
-LEAF = "archive.ai_messages_p2024_10"
+LEAF = QName("archive", "ai_messages_p2024_10")
+NOW = dt.datetime(2026, 1, 15, tzinfo=dt.UTC)
+EXPORT_NOW = dt.datetime(2032, 1, 15, tzinfo=dt.UTC)
+SAMPLES = 300
 
 
-def spec(**extra: Any) -> TableSpec:
+def spec(archive: dict[str, Any] | None = None, **extra: Any) -> TableSpec:
     return TableSpec.model_validate(
         {
             "name": "ai_messages",
             "partitionBy": {"column": "created_at", "interval": "month"},
             "premake": 1,
             "indexes": [THREAD_INDEX],
+            **({"archive": archive} if archive else {}),
             **extra,
         }
     )
 
 
-def measure(conn: psycopg.Connection[Any]) -> dict[str, float]:
+def archive(**fields: Any) -> dict[str, Any]:
+    return {"afterDays": 365, "compressAfterDays": 400, **fields}
+
+
+def size(conn: psycopg.Connection[Any]) -> int:
     row = conn.execute(
-        "SELECT pg_total_relation_size(%(t)s::regclass),"
-        " count(*) FILTER (WHERE pg_column_compression(content) IS NOT NULL),"
-        " count(*) FILTER (WHERE octet_length(content) > 2000), count(*)"
-        " FROM " + LEAF,
-        {"t": LEAF},
+        "SELECT coalesce(sum(pg_total_relation_size(relid)), 0)"
+        " FROM pg_partition_tree('archive.ai_messages_p2024_10')"
     ).fetchone()
     assert row is not None
-    conn.execute("SELECT sum(length(content)) FROM " + LEAF).fetchone()  # warm the cache
+    return int(row[0])
+
+
+def full_read(conn: psycopg.Connection[Any], relation: str) -> float:
+    """Seconds to read every column of every row (the text of each row forces detoasting)."""
+    query = f"SELECT count(*), sum(length(t::text)) FROM {relation} t"
+    conn.execute(query).fetchone()  # warm the cache
     started = time.perf_counter()
-    conn.execute("SELECT sum(length(content)) FROM " + LEAF).fetchone()
-    read = time.perf_counter() - started
-    return {
-        "bytes": float(row[0]),
-        "compressed": float(row[1]),
-        "long": float(row[2]),
-        "rows": float(row[3]),
-        "read": read,
-    }
+    conn.execute(query).fetchone()
+    return time.perf_counter() - started
+
+
+def lookups(
+    conn: psycopg.Connection[Any], query: str, threads: list[tuple[int, int]]
+) -> list[float]:
+    """Milliseconds per thread history, each thread warmed once first."""
+    out = []
+    for user, thread in threads:
+        conn.execute(query, (user, thread), prepare=True).fetchall()
+        started = time.perf_counter()
+        rows = conn.execute(query, (user, thread), prepare=True).fetchall()
+        out.append((time.perf_counter() - started) * 1000)
+        assert rows
+    return out
+
+
+def pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1]
 
 
 def export_sizes(url: str) -> tuple[int, int]:
-    """CSV bytes of the partition and what the export's zstd stream makes of them."""
+    """CSV bytes of the plain month and what the export's zstd stream makes of them."""
     codec = compressor("zstd")
     raw = packed = 0
     with open_partition_database(url) as db:
-        for chunk in db.copy_out(copy_out_query(QName(*LEAF.split(".")))):
+        for chunk in db.copy_out(copy_out_query(LEAF)):
             raw += len(chunk)
             packed += len(codec.compress(chunk))
     return raw, packed + len(codec.flush())
+
+
+def pack(url: str, table: TableSpec) -> float:
+    with open_partition_database(url, lock_timeout_ms=60_000) as db:
+        (action,) = [
+            a
+            for p in plans_for(db, [table], NOW).values()
+            for a in p.deferred
+            if isinstance(a, PackPartition) and a.month == LEAF
+        ]
+        started = time.monotonic()
+        pack_month(db, action)
+        return time.monotonic() - started
+
+
+def unpack(url: str, table: TableSpec) -> float:
+    with open_partition_database(url, lock_timeout_ms=60_000) as db:
+        action = plan_unpack(table, db.observe([table])[table.name], LEAF.name)
+        started = time.monotonic()
+        unpack_month(db, action)
+        return time.monotonic() - started
+
+
+def drop_packed_table(url: str) -> None:
+    """Forget the grouping, so the next pack may group otherwise (the month is plain again)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE archive.ai_messages_packed CASCADE")
+
+
+def measure(
+    url: str, relation: str, query: str, threads: list[tuple[int, int]]
+) -> dict[str, float]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+        times = lookups(conn, query, threads)
+        return {
+            "bytes": float(size(conn)),
+            "read": full_read(conn, relation),
+            "p50": pct(times, 50),
+            "p95": pct(times, 95),
+        }
+
+
+def read_stack_env() -> dict[str, str]:
+    configured = os.environ.get("LOKIFI_STACK_STATE")
+    root = Path(configured) if configured else Path.home() / ".local/state/lokifi-stack"
+    env_file = root / "stack.env"
+    if not env_file.exists():
+        return {}
+    out = {}
+    for line in env_file.read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.startswith("#"):
+            out[key.strip()] = value.strip().strip("'\"")
+    return out
+
+
+def export_packed(url: str, table: TableSpec) -> tuple[float, int, int] | None:
+    """(seconds, statements reading the partition, rows) of a real export of the packed month
+    to the stack's S3 server, or None without one."""
+    env = read_stack_env()
+    if not env.get("LOKIFI_S3_ENDPOINT"):
+        return None
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        os.environ.setdefault(key, env.get(key, ""))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
+    from lokifi_storage.clients.s3 import make_client
+    from lokifi_storage.clients.s3_export import ExportStore
+    from lokifi_storage.jobs.partition_export import export_and_drop
+
+    bucket = f"bench-pack-{os.getpid()}"
+    client = make_client(env["LOKIFI_S3_ENDPOINT"], env.get("AWS_DEFAULT_REGION"), None, None)
+    client.create_bucket(Bucket=bucket)
+    expiring = spec(
+        archive(),
+        retention={
+            "dropAfterDays": 2000,
+            "exportTo": {"bucket": bucket, "storageClass": "STANDARD"},
+        },
+    )
+    try:
+        with open_partition_database(url) as db:
+            (action,) = [
+                a
+                for p in plans_for(db, [expiring], EXPORT_NOW).values()
+                for a in p.deferred
+                if isinstance(a, ExportPartition) and a.partition == LEAF
+            ]
+            started = time.monotonic()
+            result = export_and_drop(db, ExportStore(client, bucket), action)
+            seconds = time.monotonic() - started
+            reads = _reads(db, LEAF)
+            return seconds, reads, result.rows
+    finally:
+        for item in client.list_objects_v2(Bucket=bucket).get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=item["Key"])
+        client.delete_bucket(Bucket=bucket)
+
+
+def _reads(db: PartitionDatabase, relation: QName) -> int:
+    """Statements that scanned the partition: COPY out of it or a count of it."""
+    name = f'"{relation.schema}"."{relation.name}"'
+    return sum(
+        1
+        for s in db.statements
+        if name in s and (s.startswith("COPY") or s.startswith("SELECT count(*)"))
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     args = parser.parse_args()
+    results: dict[str, dict[str, float]] = {}
+    timings: dict[str, float] = {}
+    plain_q = (
+        "SELECT * FROM archive.ai_messages WHERE user_id = %s AND thread_id = %s"
+        " ORDER BY created_at"
+    )
+    packed_q = "SELECT * FROM archive.ai_messages_group(%s, %s)"
     with bench_server() as server:
         with psycopg.connect(server, autocommit=True) as conn:
             conn.execute("CREATE DATABASE bench_compress")
@@ -98,51 +246,76 @@ def main() -> None:
         with open_partition_database(url) as db:
             reconcile_tables(db, [spec(premake=2)], MONTH[0] + dt.timedelta(days=3))
         with psycopg.connect(url, autocommit=True) as conn:
-            size = load_pool(conn)
-            conn.execute(insert_sql(), insert_params(*MONTH, args.rows, pool_size=size))
-        now = dt.datetime(2026, 1, 15, tzinfo=dt.UTC)
-        lifecycle = spec(archive={"afterDays": 365, "compressAfterDays": 400})
+            pool = load_pool(conn)
+            conn.execute(insert_sql(), insert_params(*MONTH, args.rows, pool_size=pool))
         with open_partition_database(url) as db:
-            outcome = reconcile_tables(db, [lifecycle], now)
+            outcome = reconcile_tables(db, [spec(archive(), premake=2)], NOW)
             assert not outcome.failures, outcome.failures
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
-            before = measure(conn)
-        with open_partition_database(url) as db:
-            (action,) = [
-                a
-                for p in plans_for(db, [lifecycle], now).values()
-                for a in p.deferred
-                if isinstance(a, CompressPartition) and str(a.leaf) == LEAF
-            ]
-            started = time.monotonic()
-            result = compress_leaf(db, action)
-            rewrite = time.monotonic() - started
+            pairs = conn.execute(
+                "SELECT user_id, thread_id FROM archive.ai_messages GROUP BY 1, 2"
+            ).fetchall()
+            groups = len(pairs)
+        threads = random.Random(7).sample([(int(u), int(t)) for u, t in pairs], SAMPLES)
+        results["plain"] = measure(url, "archive.ai_messages", plain_q, threads)
+        csv_bytes, zstd_bytes = export_sizes(url)
+
+        timings["pack pglz"] = pack(url, spec(archive()))
+        results["pglz"] = measure(url, "archive.ai_messages_rows", packed_q, threads)
+        with psycopg.connect(url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT count(*), count(*) FILTER (WHERE pg_column_compression(content) IS NULL),"
+                " avg(lokifi_rows), avg(pg_column_size(content)),"
+                " sum(pg_column_size(content)), (SELECT sum(octet_length(c))"
+                "   FROM archive.ai_messages_p2024_10 p2, unnest(p2.content) c)"
+                " FROM archive.ai_messages_p2024_10"
+            ).fetchone()
+            assert row is not None
+            stored, uncompressed, per_group, _, content_stored, content_raw = row
+        timings["unpack"] = unpack(url, spec(archive()))
+        results["plain again"] = measure(url, "archive.ai_messages", plain_q, threads)
+        timings["pack lz4"] = pack(url, spec(archive(packCompression="lz4")))
+        results["lz4"] = measure(url, "archive.ai_messages_rows", packed_q, threads)
+        unpack(url, spec(archive(packCompression="lz4")))
+        drop_packed_table(url)
+        by_user = spec(archive(segmentBy=["user_id"]))
+        timings["pack user-pglz"] = pack(url, by_user)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("VACUUM ANALYZE")
-            after = measure(conn)
-        csv_bytes, zstd_bytes = export_sizes(url)
-    assert before["rows"] == after["rows"] == args.rows
+            results["user-pglz"] = {"bytes": float(size(conn))}
+        unpack(url, by_user)
+        drop_packed_table(url)
+        pack(url, spec(archive()))
+        exported = export_packed(url, spec(archive()))
+
     mib = 1024 * 1024
-    print(f"rows {args.rows}; contents over 2000 bytes: {before['long']:.0f}")
+    plain = results["plain"]["bytes"]
+    print(f"rows {args.rows}; groups (user_id, thread_id) {groups}; stored rows {stored}")
+    print("| form | size | vs plain | full read | thread p50 | thread p95 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label in ("plain", "pglz", "lz4"):
+        r = results[label]
+        print(
+            f"| {label} | {r['bytes'] / mib:.1f} MiB | {plain / r['bytes']:.2f}x |"
+            f" {r['read']:.2f} s | {r['p50']:.2f} ms | {r['p95']:.2f} ms |"
+        )
+    r = results["user-pglz"]
+    print(f"| user-pglz | {r['bytes'] / mib:.1f} MiB | {plain / r['bytes']:.2f}x | | | |")
+    print(f"| zstd export | {zstd_bytes / mib:.1f} MiB | {plain / zstd_bytes:.2f}x | | | |")
+    print(f"CSV of the month: {csv_bytes / mib:.1f} MiB")
     print(
-        f"before (pglz, default): {before['bytes'] / mib:8.1f} MiB,"
-        f" {before['compressed']:.0f} values compressed, full read {before['read']:.2f} s"
+        f"pglz groups: {uncompressed} of {stored} stored rows left uncompressed (under ~2 kB);"
+        f" {float(per_group):.1f} messages per group; content {int(content_raw) / mib:.1f} MiB raw"
+        f" -> {int(content_stored) / mib:.1f} MiB stored"
+        f" ({int(content_raw) / int(content_stored):.2f}x)"
     )
-    print(
-        f"after  (lz4 rewrite):   {after['bytes'] / mib:8.1f} MiB,"
-        f" {after['compressed']:.0f} values compressed, full read {after['read']:.2f} s"
-    )
-    print(
-        f"rewrite took {rewrite:.1f} s (job reported {result.bytes_before} -> {result.bytes_after})"
-    )
-    print(f"size after/before: {after['bytes'] / before['bytes']:.3f}")
-    print(f"read time after/before: {after['read'] / before['read']:.2f}")
-    print(
-        f"export of the same partition: CSV {csv_bytes / mib:.1f} MiB -> zstd"
-        f" {zstd_bytes / mib:.1f} MiB ({csv_bytes / zstd_bytes:.1f}x smaller;"
-        f" {after['bytes'] / zstd_bytes:.1f}x smaller than the table)"
-    )
+    for label, seconds in timings.items():
+        print(f"{label}: {seconds:.1f} s")
+    if exported is None:
+        print("export: no stack.env S3 endpoint, not measured")
+    else:
+        seconds, reads, rows = exported
+        print(f"export of the packed month: {rows} rows in {seconds:.1f} s, {reads} reads of it")
 
 
 if __name__ == "__main__":

@@ -66,6 +66,10 @@ def _archive_after_compress(spec: dict[str, Any]) -> None:
     spec["postgres"]["tables"][0]["archive"]["afterDays"] = 900
 
 
+def _segment_by_time(spec: dict[str, Any]) -> None:
+    spec["postgres"]["tables"][0]["archive"]["segmentBy"] = ["user_id", "created_at"]
+
+
 def _duplicate_table(spec: dict[str, Any]) -> None:
     spec["postgres"]["tables"].append(copy.deepcopy(spec["postgres"]["tables"][0]))
 
@@ -82,6 +86,7 @@ BROKEN = {
     "transition to STANDARD_IA after 10 days": (_ia_after_10_days, "afterDays", "30"),
     "redis setting dir": (_redis_dir, "settings", "dir"),
     "archive not before compress": (_archive_after_compress, "archive", "compressAfterDays"),
+    "segment by the partition key": (_segment_by_time, "segmentBy", "partitionBy.column"),
     "duplicate table names": (_duplicate_table, "spec.postgres.tables", "Duplicate value"),
     "unknown interval": (_bad_interval, "interval", "fortnight"),
     "malicious table name": (_malicious_table, "spec.postgres.tables[0].name", "should match"),

@@ -70,6 +70,21 @@ CASES: dict[str, tuple[Breaker, str, str]] = {
         "tables.0",
         "dropAfterDays",
     ),
+    "segment by the partition key": (
+        lambda s: _table(s)["archive"].update(segmentBy=["user_id", "created_at"]),
+        "tables.0",
+        "archive.segmentBy must not contain partitionBy.column",
+    ),
+    "segment column twice": (
+        lambda s: _table(s)["archive"].update(segmentBy=["user_id", "user_id"]),
+        "archive",
+        "lists user_id more than once",
+    ),
+    "unknown pack compression": (
+        lambda s: _table(s)["archive"].update(packCompression="zstd"),
+        "packCompression",
+        "pglz",
+    ),
     "duplicate tables": (
         lambda s: s["postgres"]["tables"].append(copy.deepcopy(_table(s))),
         "tables: public.ai_messages declared more than once",
