@@ -4,7 +4,7 @@
 
 PY := .venv/bin/python
 
-.PHONY: demo demo-cluster test install stack-up stack-down node-up image lint typecheck unit crd
+.PHONY: demo demo-cluster test install stack-up stack-down node-up image lint typecheck unit crd generate faults
 
 ## Set up everything, start the local stack and the operator, reconcile the sample resource.
 demo:
@@ -36,8 +36,8 @@ image: install
 	$(PY) -m stack image
 
 lint:
-	.venv/bin/ruff check operator tests stack bench
-	.venv/bin/ruff format --check operator tests stack bench
+	.venv/bin/ruff check operator tests stack bench scripts faults
+	.venv/bin/ruff format --check operator tests stack bench scripts faults
 
 typecheck:
 	.venv/bin/mypy
@@ -47,3 +47,14 @@ unit:
 
 crd:
 	.venv/bin/lokifi-storage crd > crds/lokifistorage.yaml
+
+## Regenerate every file made from the models or the chart: the CRD (and the chart's copy),
+## docs/api.md and manifests/base. Unit and chart tests fail when one is stale.
+generate: crd
+	cp crds/lokifistorage.yaml charts/lokifi-storage-operator/crds/lokifistorage.yaml
+	.venv/bin/lokifi-storage docs api > docs/api.md
+	.venv/bin/python scripts/render_manifests.py
+
+## The full fault campaigns against the local stack (long; `make test` runs a slice of each).
+faults: stack-up
+	$(PY) -m faults spec-fuzz --count 500 --seed 1

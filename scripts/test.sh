@@ -10,7 +10,8 @@ bash scripts/install.sh
 .venv/bin/python -m stack up --node
 
 echo "== ruff"
-.venv/bin/ruff check operator tests stack bench scripts
+.venv/bin/ruff check operator tests stack bench scripts faults
+.venv/bin/ruff format --check operator tests stack bench scripts faults
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"

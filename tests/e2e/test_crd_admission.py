@@ -82,7 +82,24 @@ def _malicious_table(spec: dict[str, Any]) -> None:
     spec["postgres"]["tables"][0]["name"] = "ai_messages; DROP TABLE users"
 
 
+def _premake_a_year_of_days_by_256_ranges(spec: dict[str, Any]) -> None:
+    table = spec["postgres"]["tables"][0]
+    table["partitionBy"]["interval"] = "day"
+    table["premake"] = 366
+    table["subpartitionBy"]["count"] = 256
+
+
+def _equals_a_list(spec: dict[str, Any]) -> None:
+    spec["postgres"]["tables"][1]["indexes"][0]["where"]["equals"] = [False]
+
+
 BROKEN = {
+    "93,696 partitions made ahead": (
+        _premake_a_year_of_days_by_256_ranges,
+        "spec.postgres.tables[0].premake",
+        "partitions made ahead",
+    ),
+    "partial index equals a list": (_equals_a_list, "where.equals", "at most 0 items"),
     "transition to STANDARD_IA after 10 days": (_ia_after_10_days, "afterDays", "30"),
     "redis setting dir": (_redis_dir, "settings", "dir"),
     "archive not before compress": (_archive_after_compress, "archive", "compressAfterDays"),

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 # Code spans and fenced blocks hold regexes and shell, not links.
 _CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
-# A Markdown file named anywhere in text: `docs/api.md`, README.md, ../x/DESIGN.md.
+# A Markdown file named anywhere in text, as a bare name or a relative path.
 _MD_NAME = re.compile(r"(?<![\w./-])((?:\.{0,2}/)?[\w./-]*[\w-]+\.md)\b")
 
 

@@ -11,8 +11,10 @@ translation here:
   `properties`; the API server prunes unknown fields, and kubectl's strict field validation
   (the default) refuses them with the field's name;
 - the one true union (`where.equals`: bool, int or string) keeps
-  `x-kubernetes-preserve-unknown-fields` plus a CEL rule on its type, the only structural way to
-  accept three scalar types; quantities and Redis setting values use `x-kubernetes-int-or-string`;
+  `x-kubernetes-preserve-unknown-fields`, the only structural way to accept three scalar types,
+  with `maxProperties: 0`, `maxItems: 0`, `multipleOf: 1` and `not: {enum: [{}, []]}` keeping it
+  a scalar (CEL cannot see an untyped field); quantities and Redis setting values use
+  `x-kubernetes-int-or-string`;
 - `title`s are dropped; a field's description and its model's docstring are joined, so
   `kubectl explain` shows both what the field is for and what the object does;
 - only scalar defaults are kept (the API server applies them, and CEL rules see them);

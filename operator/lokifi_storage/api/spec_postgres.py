@@ -34,6 +34,9 @@ MAX_REPLICAS: Final = 16
 MAX_INDEX_COLUMNS: Final = 32
 MAX_SUBPARTITIONS: Final = 256
 MAX_SEGMENT_COLUMNS: Final = 8
+# Partitions made ahead per table (premake x subpartitionBy.count): beyond this a premake pass
+# is tens of thousands of CREATE TABLEs, which no chat table needs (12 months x 256 ranges fits).
+MAX_PREMADE_PARTITIONS: Final = 4096
 _BIGINT_MAX: Final = 2**63 - 1
 
 _LIST_MAP_BY_NAME: Final = {
@@ -140,15 +143,22 @@ class FullTextSpec(SpecModel):
 class WhereSpec(SpecModel):
     """A partial-index predicate: column = value.
 
-    `equals` takes three scalar types, which a structural schema can only accept as an
-    untyped field that CEL cannot inspect; the operator's own validation refuses any other
-    value with Stalled/InvalidSpec naming the field.
+    `equals` is true/false, a whole number or a string; a list, an object or a fraction is
+    refused.
     """
 
     column: Identifier = Field(description="Column compared in the predicate.")
     equals: bool | int | str = Field(
         description="Value the column must equal: true/false, a whole number or a string.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        # Three scalar types fit a structural schema only as an untyped field, which CEL cannot
+        # see; these keywords keep it a scalar instead (each applies only to its own JSON type).
+        json_schema_extra={
+            "x-kubernetes-preserve-unknown-fields": True,
+            "maxProperties": 0,
+            "maxItems": 0,
+            "multipleOf": 1,
+            "not": {"enum": [{}, []]},
+        },
     )
 
 
@@ -290,6 +300,13 @@ class RetentionSpec(SpecModel):
 
 _TABLE_RULES: Final = cel_rules(
     cel(
+        f"!has(self.subpartitionBy) || self.premake * self.subpartitionBy.count "
+        f"<= {MAX_PREMADE_PARTITIONS}",
+        f"premake x subpartitionBy.count is the number of partitions made ahead; at most "
+        f"{MAX_PREMADE_PARTITIONS}: lower premake or subpartitionBy.count",
+        field_path=".premake",
+    ),
+    cel(
         "has(self.partitionBy) || "
         "(!has(self.subpartitionBy) && !has(self.archive) && !has(self.retention))",
         "subpartitionBy, archive and retention work on partitions: add partitionBy",
@@ -391,6 +408,13 @@ def _table_problems(table: TableSpec) -> list[str]:
         table.subpartitionBy is not None and table.subpartitionBy.column == table.partitionBy.column
     ):
         problems.append("subpartitionBy.column must differ from partitionBy.column")
+    if table.subpartitionBy is not None:
+        ahead = table.premake * table.subpartitionBy.count
+        if ahead > MAX_PREMADE_PARTITIONS:
+            problems.append(
+                f"premake x subpartitionBy.count ({ahead}) is the number of partitions made "
+                f"ahead; at most {MAX_PREMADE_PARTITIONS}: lower premake or subpartitionBy.count"
+            )
     if table.archive is not None and table.retention is not None:
         drop = table.retention.dropAfterDays
         if drop <= table.archive.afterDays:

@@ -1,0 +1,1 @@
+"""Fault campaigns run against the local stack: each prints its figures and a verdict."""
