@@ -25,6 +25,7 @@ from stackfixtures import (
     empty_and_delete_bucket,
     ensure_stack,
     kubectl,
+    release_redis_claims,
     unique_name,
 )
 
@@ -93,8 +94,12 @@ def s3_bucket(stack: StackEnv, request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture
 def k8s_namespace(kube_stack: StackEnv, request: pytest.FixtureRequest) -> Iterator[str]:
     """The name of a fresh namespace; deleted after (the namespace controller removes its
-    contents in the background, so the next test does not wait for that)."""
+    contents in the background, so the next test does not wait for that), and the Redis
+    setting claims of its resources released."""
     name = unique_name(request.node.name, 63, sep="-")
     kubectl(kube_stack, "create", "namespace", name)
     yield name
     kubectl(kube_stack, "delete", "namespace", name, "--wait=false", "--ignore-not-found")
+    # The Redis Cluster is shared: a resource of this namespace whose operator stopped before
+    # seeing it deleted must not keep owning a setting other tests declare differently.
+    release_redis_claims(kube_stack, [name])

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -276,6 +276,33 @@ def delete_prefixed_keys(stack: StackEnv, prefix: str) -> None:
             client.delete(key)
     finally:
         client.close()
+
+
+# The hash in which operators record which LokifiStorage manages which Redis setting
+# (operator/lokifi_storage/clients/redis.py CLAIMS_KEY).
+REDIS_CLAIMS_KEY = "lokifi-storage:claims"
+
+
+def release_redis_claims(stack: StackEnv, namespaces: Iterable[str]) -> list[str]:
+    """Remove the Redis setting claims of resources in `namespaces` (the cluster is shared, and a
+    test's operator may stop before it sees its resource deleted); the settings released."""
+    import json
+
+    wanted = set(namespaces)
+    client = stack.redis_cluster()
+    released = []
+    try:
+        for setting, text in client.hgetall(REDIS_CLAIMS_KEY).items():
+            try:
+                owner = str(json.loads(text).get("owner", ""))
+            except ValueError:
+                continue
+            if owner.partition("/")[0] in wanted:
+                client.hdel(REDIS_CLAIMS_KEY, setting)
+                released.append(setting)
+    finally:
+        client.close()
+    return released
 
 
 # --- S3 --------------------------------------------------------------------------------------

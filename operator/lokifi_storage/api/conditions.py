@@ -42,6 +42,9 @@ class Reason:
     SECRET_NOT_FOUND: Final = "SecretNotFound"
     SECRET_KEY_NOT_FOUND: Final = "SecretKeyNotFound"
     SECRET_CONFLICT: Final = "SecretConflict"  # the connection Secret belongs to another owner
+    # A table, Redis setting or lifecycle rule is managed by another LokifiStorage with another
+    # desired value: this resource changes nothing there.
+    CONFLICT: Final = "Conflict"
     CLEANUP_FAILED: Final = "CleanupFailed"  # deletionPolicy Delete could not remove something
     CLEANED_UP: Final = "CleanedUp"  # deletionPolicy Delete removed what the operator created
     # The operator's ServiceAccount may not write an owned object (an RBAC rule is missing).
@@ -59,6 +62,9 @@ class Reason:
     TABLE_NOT_FOUND: Final = "TableNotFound"
     TABLE_NOT_PARTITIONED: Final = "TableNotPartitioned"
     PARTITION_KEY_MISMATCH: Final = "PartitionKeyMismatch"
+    # A primary key or unique constraint lacks a partitioning column: PostgreSQL refuses the
+    # partitions (or sub-partitions) that column would need.
+    KEY_LACKS_PARTITION_COLUMN: Final = "KeyLacksPartitionColumn"
     LOCK_TIMEOUT: Final = "LockTimeout"
     MAINTENANCE_PENDING: Final = "MaintenancePending"
     INDEX_MISMATCH: Final = "IndexDefinitionMismatch"

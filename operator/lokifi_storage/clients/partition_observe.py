@@ -4,10 +4,12 @@ a DEFAULT partition has any pages at all) an exact count of its rows per interva
 The catalog query walks pg_inherits from each managed table and each archive table down to the
 leaves, and also finds tables named like our partitions that are not attached anywhere (left by
 an interrupted archive run). For every relation it returns its bound as PostgreSQL prints it,
-its partition key, its CHECK constraint names, the compression of its large columns, and its
-indexes with the parent index each is attached to (the key columns only of indexes attached to
-no parent: an attached index matches its parent by construction). Sizes cost a stat() per file,
-so only DEFAULT partitions' heap size is read: zero pages means empty, without a count.
+its partition key, its CHECK constraint names, (for the managed table itself) the key columns
+of its primary key, unique constraints and unique indexes, the compression of its large
+columns, and its indexes with the parent index each is attached to (the key columns only of
+indexes attached to no parent: an attached index matches its parent by construction). Sizes
+cost a stat() per file, so only DEFAULT partitions' heap size is read: zero pages means empty,
+without a count.
 
 Bounds are printed by `pg_get_expr`, which formats timestamps in the session TimeZone; the
 client pins TimeZone to UTC so the text is stable and parses to the same instants everywhere.
@@ -34,6 +36,7 @@ from lokifi_storage.domain.partition_catalog import (
     ObservedRelation,
     ObservedTable,
     QName,
+    UniqueKey,
     key_type_of,
     parse_partition_bound,
 )
@@ -101,6 +104,19 @@ SELECT
     obj_description(c.oid, 'pg_class') AS comment,
     CASE WHEN c.relkind = 'r' AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'
          THEN pg_relation_size(c.oid) ELSE 0 END AS heap_bytes,
+    (SELECT coalesce(json_agg(json_build_object(
+                'name', coalesce(con.conname, ic.relname),
+                'kind', coalesce(con.contype::text, 'i'),
+                'columns', (SELECT coalesce(json_agg(a.attname ORDER BY k), '[]')
+                              FROM generate_series(0, x.indnkeyatts - 1) AS k
+                              JOIN pg_attribute a
+                                ON a.attrelid = c.oid AND a.attnum = x.indkey[k])
+            ) ORDER BY ic.relname), '[]')
+       FROM pg_index x
+       JOIN pg_class ic ON ic.oid = x.indexrelid
+       LEFT JOIN pg_constraint con
+         ON con.conindid = x.indexrelid AND con.conrelid = c.oid AND con.contype IN ('p', 'u')
+      WHERE x.indrelid = c.oid AND x.indisunique AND t.depth = 0) AS unique_keys,
     (SELECT coalesce(json_agg(json_build_object(
                 'name', ic.relname,
                 'valid', x.indisvalid,
@@ -211,6 +227,10 @@ def _relation(row: dict[str, Any], children: tuple[ObservedRelation, ...]) -> Ob
         unvalidated_checks=tuple(row["unvalidated_checks"] or ()),
         columns=columns,
         size_bytes=int(row["heap_bytes"] or 0),
+        unique_keys=tuple(
+            UniqueKey(name=k["name"], kind=k["kind"], columns=tuple(k["columns"]))
+            for k in _json(row.get("unique_keys"))
+        ),
         children=children,
         comment=row.get("comment"),
     )

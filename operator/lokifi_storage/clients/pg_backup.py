@@ -23,6 +23,7 @@ from lokifi_storage.clients.errors import (
     ConnectionFailed,
     NotFound,
 )
+from lokifi_storage.clients.pg_diagnostics import describe_error
 from lokifi_storage.clients.pg_probe import describe_target, libpq_url
 
 __all__ = [
@@ -136,7 +137,7 @@ class SnapshotSession:
                 yield session
             except psycopg.Error as error:
                 raise ClientError(
-                    f"{target}: snapshot query failed ({type(error).__name__})"
+                    f"{target}: snapshot query failed ({describe_error(error)})"
                 ) from error
             finally:
                 if not conn.closed and not conn.broken:
@@ -153,7 +154,7 @@ class SnapshotSession:
             return _count(self._conn)
         except psycopg.Error as error:
             raise ClientError(
-                f"{self.target}: counting rows failed ({type(error).__name__})"
+                f"{self.target}: counting rows failed ({describe_error(error)})"
             ) from error
 
 
@@ -164,7 +165,9 @@ def count_rows(url: str) -> list[TableRows]:
         try:
             return _count(conn)
         except psycopg.Error as error:
-            raise ClientError(f"{target}: counting rows failed ({type(error).__name__})") from error
+            raise ClientError(
+                f"{target}: counting rows failed ({describe_error(error)})"
+            ) from error
 
 
 def server_identity(url: str) -> tuple[str, str]:
@@ -201,7 +204,7 @@ def create_database(url: str, name: str) -> None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         except psycopg.Error as error:
             raise ClientError(
-                f"{target}: could not create database {name!r} ({type(error).__name__})"
+                f"{target}: could not create database {name!r} ({describe_error(error)})"
             ) from error
 
 
@@ -225,7 +228,7 @@ def drop_database(url: str, name: str, *, force: bool = True) -> None:
             conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
         except psycopg.Error as error:
             raise ClientError(
-                f"{target}: could not drop database {name!r} ({type(error).__name__})"
+                f"{target}: could not drop database {name!r} ({describe_error(error)})"
             ) from error
 
 

@@ -16,6 +16,7 @@ from psycopg import sql
 
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.pg_diagnostics import describe_error
 from lokifi_storage.clients.postgres import open_partition_database
 
 __all__ = ["drop_empty_archive_tables"]
@@ -67,6 +68,6 @@ def drop_empty_archive_tables(url: str, tables: Sequence[tuple[str, str]]) -> li
                 ) from None
             except psycopg.Error as error:
                 raise ClientError(
-                    f"archive table {name} could not be dropped: {type(error).__name__}"
+                    f"archive table {name} could not be dropped: {describe_error(error)}"
                 ) from None
     return actions

@@ -29,6 +29,7 @@ from lokifi_storage.clients.errors import (
     ConnectionFailed,
     NotFound,
 )
+from lokifi_storage.clients.pg_diagnostics import describe_error
 from lokifi_storage.domain.connection_secret import with_driver
 from lokifi_storage.domain.replica_health import PrimaryObservation, ReplicaObservation
 
@@ -138,8 +139,9 @@ def _connect(
     except psycopg.OperationalError as error:
         raise ConnectionFailed(f"{role} {target}: connection lost during the probe") from error
     except psycopg.Error as error:
-        name = type(error).__name__
-        raise ClientError(f"{role} {target}: probe query failed ({name})") from error
+        raise ClientError(
+            f"{role} {target}: probe query failed ({describe_error(error)})"
+        ) from error
     finally:
         conn.close()
 
@@ -161,8 +163,9 @@ class PrimaryProbe:
         except psycopg.OperationalError as error:
             raise ConnectionFailed(f"primary {self.target}: connection lost") from error
         except psycopg.Error as error:
-            name = type(error).__name__
-            raise ClientError(f"primary {self.target}: probe query failed ({name})") from error
+            raise ClientError(
+                f"primary {self.target}: probe query failed ({describe_error(error)})"
+            ) from error
         assert row is not None
         return row
 

@@ -13,6 +13,7 @@ import psycopg
 
 from lokifi_storage.clients.errors import ClientError, ConnectionFailed
 from lokifi_storage.clients.pg_backup import connect
+from lokifi_storage.clients.pg_diagnostics import describe_error
 from lokifi_storage.clients.pg_probe import describe_target
 
 __all__ = ["SizeObservation", "measure_sizes"]
@@ -50,6 +51,6 @@ def measure_sizes(url: str, *, top: int = 5) -> SizeObservation:
         except psycopg.OperationalError as error:
             raise ConnectionFailed(f"{target}: connection lost") from error
         except psycopg.Error as error:
-            raise ClientError(f"{target}: size query failed ({type(error).__name__})") from error
+            raise ClientError(f"{target}: size query failed ({describe_error(error)})") from error
     assert row is not None
     return SizeObservation(int(row[0]), [(str(n), int(b)) for n, b in largest])

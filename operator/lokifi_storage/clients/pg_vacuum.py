@@ -19,6 +19,7 @@ from psycopg import sql
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import ClientError, ConnectionFailed, NotFound, Refused
 from lokifi_storage.clients.pg_backup import Connection, connect
+from lokifi_storage.clients.pg_diagnostics import describe_error
 from lokifi_storage.clients.pg_probe import describe_target
 from lokifi_storage.domain.vacuum_plan import Relation, Step, TableName
 
@@ -100,7 +101,7 @@ class VacuumSession:
             raise ConnectionFailed(f"{self.target}: connection lost") from error
         except psycopg.Error as error:
             raise ClientError(
-                f"{self.target}: catalog query failed ({type(error).__name__})"
+                f"{self.target}: catalog query failed ({describe_error(error)})"
             ) from error
         return [TableName(str(schema), str(table)) for schema, table in rows]
 
@@ -124,7 +125,7 @@ class VacuumSession:
             raise ConnectionFailed(f"{self.target}: connection lost") from error
         except psycopg.Error as error:
             raise ClientError(
-                f"{self.target}: catalog query failed ({type(error).__name__})"
+                f"{self.target}: catalog query failed ({describe_error(error)})"
             ) from error
         return found
 
@@ -149,5 +150,5 @@ class VacuumSession:
         except psycopg.OperationalError as error:
             raise ConnectionFailed(f"{self.target}: connection lost") from error
         except psycopg.Error as error:
-            raise ClientError(f"{step.describe()}: failed ({type(error).__name__})") from error
+            raise ClientError(f"{step.describe()}: failed ({describe_error(error)})") from error
         return time.monotonic() - started

@@ -42,6 +42,7 @@ from lokifi_storage.clients.partition_observe import (
     roots_for,
 )
 from lokifi_storage.clients.partition_sql import Check, Step, steps_for
+from lokifi_storage.clients.pg_diagnostics import server_message
 from lokifi_storage.clients.pg_probe import Target, connect_autocommit
 from lokifi_storage.domain.partition_actions import Action
 from lokifi_storage.domain.partition_catalog import ObservedTable, QName
@@ -127,7 +128,7 @@ class PartitionDatabase:
         except psycopg.Error as error:
             raise ClientError(
                 f"primary {self.target}: query failed ({type(error).__name__}: "
-                f"{_primary_message(error)})",
+                f"{server_message(error)})",
                 reason=Reason.PARTITION_ACTION_FAILED,
             ) from error
 
@@ -177,7 +178,7 @@ class PartitionDatabase:
             except psycopg.Error as error:
                 self._cleanup(step)
                 raise ClientError(
-                    f"{what}: {type(error).__name__}: {_primary_message(error)}",
+                    f"{what}: {type(error).__name__}: {server_message(error)}",
                     reason=Reason.PARTITION_ACTION_FAILED,
                 ) from error
             except ClientError:
@@ -234,7 +235,8 @@ class PartitionDatabase:
             raise ConnectionFailed(f"primary {self.target}: connection lost") from error
         except psycopg.Error as error:
             raise ClientError(
-                f"primary {self.target}: catalog query failed ({type(error).__name__})",
+                f"primary {self.target}: catalog query failed ({type(error).__name__}: "
+                f"{server_message(error)})",
                 reason=Reason.PARTITION_ACTION_FAILED,
             ) from error
         trees = build_trees(rows)
@@ -257,6 +259,30 @@ class PartitionDatabase:
             )
             buckets[spec.name] = bucket_rows(rows_per_bucket)
         return assemble(specs, roots, trees, buckets)
+
+    # -- claims (domain/claims.py) ------------------------------------------------------------
+
+    def set_table_comment(self, table: QName, text: str | None) -> None:
+        """COMMENT ON TABLE: where the claim on a managed table is recorded."""
+        statement = sql.SQL("COMMENT ON TABLE {} IS {}").format(
+            sql.Identifier(table.schema, table.name),
+            sql.Literal(text) if text is not None else sql.SQL("NULL"),
+        )
+        self.run_step(
+            Step(statements=(statement,), lock_target=table), f"record the claim on {table}"
+        )
+
+    def claimed_tables(self, uid: str) -> dict[QName, str]:
+        """Tables whose comment records a claim of the resource `uid`, with their comment."""
+        rows = self.query(
+            "SELECT n.nspname, c.relname, d.description FROM pg_description d"
+            " JOIN pg_class c ON c.oid = d.objoid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE d.classoid = 'pg_class'::regclass AND d.objsubid = 0"
+            " AND strpos(d.description, %(marker)s) > 0",
+            {"marker": f" uid={uid} "},
+        )
+        return {QName(str(schema), str(name)): str(text) for schema, name, text in rows}
 
     # -- data ---------------------------------------------------------------------------------
 
@@ -308,7 +334,7 @@ class PartitionDatabase:
             raise ConnectionFailed(f"primary {self.target}: connection lost") from error
         except psycopg.Error as error:
             raise ClientError(
-                f"{relation}: {type(error).__name__}: {_primary_message(error)}",
+                f"{relation}: {type(error).__name__}: {server_message(error)}",
                 reason=Reason.PARTITION_ACTION_FAILED,
             ) from error
 
@@ -321,7 +347,7 @@ class PartitionDatabase:
             raise ConnectionFailed(f"primary {self.target}: connection lost") from error
         except psycopg.Error as error:
             raise ClientError(
-                f"primary {self.target}: {type(error).__name__}: {_primary_message(error)}",
+                f"primary {self.target}: {type(error).__name__}: {server_message(error)}",
                 reason=Reason.PARTITION_ACTION_FAILED,
             ) from error
 
@@ -345,20 +371,13 @@ class PartitionDatabase:
             raise ConnectionFailed(f"primary {self.target}: connection lost during COPY") from error
         except psycopg.Error as error:
             raise ClientError(
-                f"COPY failed: {type(error).__name__}: {_primary_message(error)}",
+                f"COPY failed: {type(error).__name__}: {server_message(error)}",
                 reason=Reason.EXPORT_FAILED,
             ) from error
 
 
 def _parts(q: QName) -> tuple[str, str]:
     return q.schema, q.name
-
-
-def _primary_message(error: psycopg.Error) -> str:
-    """The server's one-line message (no DETAIL, which can quote row contents)."""
-    diag = getattr(error, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
-    return str(primary) if primary else type(error).__name__
 
 
 @contextmanager

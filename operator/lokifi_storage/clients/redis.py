@@ -13,6 +13,7 @@ only. Error messages name the node and key; the password is only handed to redis
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,7 +28,19 @@ from lokifi_storage.clients.errors import (
     Refused,
 )
 
-__all__ = ["RedisNode", "RedisNodes"]
+__all__ = ["CLAIMS_KEY", "RedisNode", "RedisNodes"]
+
+# The hash that records which LokifiStorage manages which setting of this cluster (one field
+# per setting; domain/claims.py). A key of the cluster, so every operator reaching it sees it.
+CLAIMS_KEY = "lokifi-storage:claims"
+
+# Delete a hash field only while it still holds what we read: a claim taken over in between
+# by another resource is not ours to remove.
+_HDEL_IF = (
+    "if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then "
+    "return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0"
+)
+_REDIRECT = re.compile(r"^(?:MOVED|ASK) \d+ (\S+):(\d+)")
 
 SOCKET_TIMEOUT_SECONDS = 3.0
 CONNECT_TIMEOUT_SECONDS = 2.0
@@ -130,6 +143,44 @@ class RedisNodes:
             self._conns.append(conn)
             self._nodes[address] = RedisNode(address, conn, self.config_set_log)
         return self._nodes[address]
+
+    def keyed(self, start: RedisNode, doing: str, *args: Any) -> Any:
+        """A command on a key, sent to `start` and following the cluster's MOVED redirects
+        (this client addresses nodes one by one; the key lives on its slot's master)."""
+        node = start
+        for _ in range(4):
+            try:
+                return node._conn.execute_command(*args)  # type: ignore[no-untyped-call]
+            except redis.exceptions.AskError as error:  # MOVED (or ASK while resharding)
+                node = self.node(str(error.host), int(error.port))
+            except redis.ResponseError as error:
+                moved = _REDIRECT.match(str(error))
+                if moved is None:
+                    raise _map(error, node.address, doing) from error
+                node = self.node(moved.group(1), int(moved.group(2)))
+            except redis.RedisError as error:
+                raise _map(error, node.address, doing) from error
+        raise Refused(f"Redis node {node.address}: {doing} redirected too often")
+
+    def claims(self, start: RedisNode) -> dict[str, str]:
+        """The claims hash: setting -> encoded claim."""
+        raw = self.keyed(start, f"HGETALL {CLAIMS_KEY}", "HGETALL", CLAIMS_KEY)
+        if isinstance(raw, dict):
+            return {str(k): str(v) for k, v in raw.items()}
+        return {str(k): str(v) for k, v in zip(raw[::2], raw[1::2], strict=True)}
+
+    def claim(self, start: RedisNode, setting: str, encoded: str, *, replace: bool) -> bool:
+        """Record a claim; without `replace` only when the setting has none (HSETNX)."""
+        command = "HSET" if replace else "HSETNX"
+        done = self.keyed(start, f"{command} {CLAIMS_KEY}", command, CLAIMS_KEY, setting, encoded)
+        return bool(done) or replace
+
+    def release(self, start: RedisNode, setting: str, encoded: str) -> bool:
+        """Remove the claim of `setting` if it is still exactly `encoded`."""
+        removed = self.keyed(
+            start, f"release {CLAIMS_KEY}", "EVAL", _HDEL_IF, 1, CLAIMS_KEY, setting, encoded
+        )
+        return bool(removed)
 
     def close(self) -> None:
         for conn in self._conns:

@@ -41,8 +41,10 @@ __all__ = [
     "bucket_exists",
     "create_bucket",
     "delete_lifecycle",
+    "get_bucket_tags",
     "get_lifecycle",
     "make_client",
+    "put_bucket_tags",
     "put_lifecycle",
     "s3_error_code",
     "s3_errors",
@@ -250,3 +252,28 @@ def delete_lifecycle(client: S3Client, bucket: str) -> None:
     """DeleteBucketLifecycle: S3 refuses a PUT with no rules, so an empty document is this."""
     with s3_errors(f"DeleteBucketLifecycle {bucket}"):
         client.delete_bucket_lifecycle(Bucket=bucket)
+
+
+def get_bucket_tags(client: S3Client, bucket: str) -> dict[str, str]:
+    """The bucket's tags (where the operator records who manages which lifecycle rule)."""
+    with s3_errors(f"GetBucketTagging {bucket}"):
+        try:
+            reply = client.get_bucket_tagging(Bucket=bucket)
+        except botocore.exceptions.ClientError as error:
+            if s3_error_code(error) == "NoSuchTagSet":
+                return {}
+            raise
+    return {str(t["Key"]): str(t["Value"]) for t in reply.get("TagSet", [])}
+
+
+def put_bucket_tags(client: S3Client, bucket: str, tags: Mapping[str, str]) -> None:
+    """Replace the bucket's tags with `tags` (callers merge: S3 has no per-tag write)."""
+    if not tags:
+        with s3_errors(f"DeleteBucketTagging {bucket}"):
+            client.delete_bucket_tagging(Bucket=bucket)
+        return
+    with s3_errors(f"PutBucketTagging {bucket}"):
+        client.put_bucket_tagging(
+            Bucket=bucket,
+            Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in sorted(tags.items())]},
+        )

@@ -15,7 +15,11 @@ kubectl, Flux and Argo CD read are unit-tested without an API server:
   metric, but the storage stack is still at the declared state, so Ready does not drop for it.
 - `build_status` assembles the complete desired status; `status_patch` is the JSON merge patch
   from the current status to it, empty when nothing changed, so a reconcile that finds nothing
-  to do sends no PATCH.
+  to do sends no PATCH. The desired status holds no null anywhere: the CRD declares no field
+  nullable, so the API server drops a null field on write, and a status that sent one would
+  never read back equal to itself (a patch on every pass, and a false "CRD is old" warning).
+- `dropped_fields` names the fields the API server did not store of what was sent: the only
+  honest sign of a CRD older than the operator.
 - `condition_events` turns condition changes into Events: a Warning when a condition becomes
   False (or its reason or message changes while False), a Normal one when it recovers. A failure
   that persists unchanged posts nothing more, as it writes nothing more.
@@ -39,10 +43,12 @@ __all__ = [
     "EventSpec",
     "build_status",
     "condition_events",
+    "dropped_fields",
     "rfc3339",
     "set_condition",
     "status_patch",
     "summarize",
+    "without_nulls",
 ]
 
 # Conditions reported but not gating Ready.
@@ -59,6 +65,8 @@ STALLING_REASONS: Final = frozenset(
         Reason.TABLE_NOT_FOUND,
         Reason.TABLE_NOT_PARTITIONED,
         Reason.PARTITION_KEY_MISMATCH,
+        Reason.KEY_LACKS_PARTITION_COLUMN,
+        Reason.CONFLICT,
         Reason.SETTING_REFUSED,
         Reason.ACCESS_DENIED,
         Reason.BUCKET_NOT_FOUND,
@@ -185,6 +193,41 @@ def _order(condition: Condition) -> tuple[int, str]:
     return (order.index(condition.type) if condition.type in order else len(order), condition.type)
 
 
+def without_nulls(value: Any) -> Any:
+    """`value` with every null mapping entry removed, at any depth (lists keep their length)."""
+    if isinstance(value, Mapping):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [without_nulls(v) for v in value]
+    return value
+
+
+def dropped_fields(sent: Any, stored: Any, path: str = "") -> list[str]:
+    """Paths of fields present in `sent` but missing from `stored` (what a CRD pruned).
+
+    Fields whose value differs are not listed: a changed value is another writer's doing or a
+    number read back in another form, never pruning.
+    """
+    if isinstance(sent, Mapping):
+        if not isinstance(stored, Mapping):
+            return []
+        out: list[str] = []
+        for key, value in sent.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key not in stored:
+                out.append(where)
+            else:
+                out += dropped_fields(value, stored[key], where)
+        return out
+    if isinstance(sent, list) and isinstance(stored, list):
+        return [
+            field
+            for index, (a, b) in enumerate(zip(sent, stored, strict=False))
+            for field in dropped_fields(a, b, f"{path}[{index}]")
+        ]
+    return []
+
+
 def build_status(
     current: Mapping[str, Any],
     generation: int | None,
@@ -209,14 +252,15 @@ def build_status(
     for key in dropped_keys:
         status.pop(key, None)
     if invalid_spec is None:
-        status.update(blocks)
+        status.update(without_nulls(dict(blocks)))
         stamped = [set_condition(previous, c, generation, now) for c in parts]
     else:
         stamped = [c for c in previous if c.type not in SUMMARY_ORDER]
     summary = summarize(stamped, invalid_spec)
     stamped += [set_condition(previous, c, generation, now) for c in summary]
     status["conditions"] = [c.model_dump(exclude_none=True) for c in sorted(stamped, key=_order)]
-    status["observedGeneration"] = generation
+    if generation is not None:
+        status["observedGeneration"] = generation
     columns = summarize_columns(LokifiStorageStatus.model_validate(status))
     status.pop("summary", None)
     if columns.model_dump(exclude_none=True):

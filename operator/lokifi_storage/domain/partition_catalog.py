@@ -23,6 +23,7 @@ __all__ = [
     "ObservedRelation",
     "ObservedTable",
     "QName",
+    "UniqueKey",
     "key_type_of",
     "parse_partition_bound",
 ]
@@ -140,6 +141,22 @@ class ObservedIndex:
 
 
 @dataclass(frozen=True)
+class UniqueKey:
+    """A primary key, unique constraint or unique index of a managed table: PostgreSQL refuses
+    any partition (or sub-partition) whose key column it lacks, so the planner checks them
+    before creating one. `kind` is "p" (primary key), "u" (unique constraint) or "i" (a unique
+    index without a constraint); `columns` are its key columns (INCLUDE columns left out)."""
+
+    name: str
+    kind: str
+    columns: tuple[str, ...]
+
+    def describe(self) -> str:
+        what = {"p": "PRIMARY KEY", "u": "UNIQUE constraint", "i": "unique index"}[self.kind]
+        return f"{what} {self.name} ({', '.join(self.columns)})"
+
+
+@dataclass(frozen=True)
 class ObservedRelation:
     """A table of the tree: the parent, a partition, a sub-partition, or a detached orphan."""
 
@@ -155,8 +172,10 @@ class ObservedRelation:
     unvalidated_checks: tuple[str, ...] = ()  # CHECK constraints added NOT VALID
     columns: tuple[Column, ...] = ()
     size_bytes: int = 0  # heap bytes; observed for DEFAULT partitions only
+    unique_keys: tuple[UniqueKey, ...] = ()  # observed for the managed table itself only
     children: tuple[ObservedRelation, ...] = ()
-    comment: str | None = None  # COMMENT ON TABLE: where a kept export says why
+    # COMMENT ON TABLE: where a kept export says why, and (managed table) who manages it
+    comment: str | None = None
 
     @property
     def partitioned(self) -> bool:

@@ -15,6 +15,20 @@ Order matters and is fixed:
 Partitions are recognised by their bounds, never by their names: a partition an admin made by
 hand for exactly a planned range counts as present; one that overlaps a planned range is left
 alone and reported.
+
+Before any of that the table is checked against the spec, from the catalog alone: it exists,
+is partitioned the declared way, its key columns exist with fitting types, and every primary
+key, unique constraint and unique index includes every partitioning column (PostgreSQL refuses
+a partition otherwise, on every attempt). A mismatch is a problem with its own reason and the
+fix, planned once and not retried: nothing is sent that the server is known to refuse.
+
+One mismatch is not all-or-nothing: when only the sub-partitioning is impossible (a key lacks
+`subpartitionBy.column`), the months are still made, without sub-partitions, and the problem
+is reported. Rows with no month partition land in DEFAULT, and a DEFAULT partition is what this
+operator exists to keep empty: it cannot be archived or dropped by range, and every month later
+carved out of it must move its rows under a lock. Sub-partitions are a layout for speed; the
+months are about keeping data where retention can reach it. Months made meanwhile stay without
+sub-partitions after the key is fixed (reported as a note); new months get them.
 """
 
 from __future__ import annotations
@@ -56,6 +70,7 @@ from lokifi_storage.domain.partition_catalog import (
     ObservedRelation,
     ObservedTable,
     QName,
+    UniqueKey,
     key_type_of,
 )
 from lokifi_storage.domain.partition_pack import PackPartition
@@ -150,6 +165,7 @@ class _Planner:
         self.problems: list[Problem] = []
         self.notes: list[str] = []
         self.indexes = _parse_indexes(spec, self.problems)
+        self.sub_possible = True  # False when a unique key lacks the sub-partition column
 
     def result(self, summary: TableSummary | None = None) -> TablePlan:
         return TablePlan(
@@ -182,13 +198,30 @@ class _Planner:
             self.problems.extend(index_plan.problems)
             return self.result()
         if not rel.partitioned:
-            return self.problem(
-                Reason.TABLE_NOT_PARTITIONED,
-                f"table {self.table} is a plain table; recreate it as PARTITION BY RANGE "
-                f"({by.column}): rename it, CREATE TABLE {self.table} (LIKE <old> INCLUDING "
-                f"DEFAULTS INCLUDING CONSTRAINTS) PARTITION BY RANGE ({by.column}), and move "
-                "the rows",
+            self.problems.append(
+                Problem(
+                    Reason.TABLE_NOT_PARTITIONED,
+                    f"table {self.table} is a plain table; recreate it as PARTITION BY RANGE "
+                    f"({by.column}): rename it, CREATE TABLE {self.table} (LIKE <old> "
+                    f"INCLUDING DEFAULTS INCLUDING CONSTRAINTS) PARTITION BY RANGE "
+                    f"({by.column}), and move the rows",
+                )
             )
+            column = next((c for c in rel.columns if c.name == by.column), None)
+            if column is None:
+                return self.problem(
+                    Reason.PARTITION_KEY_MISMATCH,
+                    f"table {self.table} has no column {by.column} (partitionBy.column); "
+                    "name an existing timestamptz, timestamp or date column in the spec",
+                )
+            if key_type_of(column.type) is None:
+                return self.problem(
+                    Reason.PARTITION_KEY_MISMATCH,
+                    f"partitionBy column {by.column} of {self.table} is {column.type}; "
+                    "time partitioning needs timestamptz, timestamp or date",
+                )
+            self.check_unique_keys(rel, [by.column])
+            return self.result()
         if rel.key_strategy != "r" or rel.key_columns != (by.column,):
             kind = {"r": "RANGE", "l": "LIST", "h": "HASH"}.get(rel.key_strategy or "", "?")
             return self.problem(
@@ -208,11 +241,19 @@ class _Planner:
             column = next((c for c in rel.columns if c.name == sub.column), None)
             if column is None or column.type not in INTEGER_TYPES:
                 found = "missing" if column is None else column.type
-                return self.problem(
-                    Reason.PARTITION_KEY_MISMATCH,
-                    f"subpartitionBy column {sub.column} of {self.table} must be an integer "
-                    f"column (found {found})",
+                self.sub_possible = False
+                self.problems.append(
+                    Problem(
+                        Reason.PARTITION_KEY_MISMATCH,
+                        f"subpartitionBy column {sub.column} of {self.table} must be an "
+                        f"integer column (found {found}); months are made without "
+                        "sub-partitions until the spec names one",
+                    )
                 )
+        if self.check_unique_keys(rel, [by.column]):
+            return self.result()
+        if sub is not None and self.sub_possible:
+            self.sub_possible = not self.check_unique_keys(rel, [sub.column], partial=True)
         longest = f"{self.table.name}_p2026_01_01_s{(sub.count if sub else 0)}"
         longest_index = max((len(i.name) for i in self.indexes), default=0)
         if not fits_identifier(longest) or longest_index > 63:
@@ -222,6 +263,42 @@ class _Planner:
                 "(PostgreSQL keeps 63 bytes)",
             )
         return self.plan_partitioned(rel, key_type)
+
+    def check_unique_keys(
+        self, rel: ObservedRelation, columns: list[str], *, partial: bool = False
+    ) -> bool:
+        """A problem for each unique key of `rel` lacking one of `columns`; True if any.
+
+        `partial`: only sub-partitioning is impossible, the months are still made (see the
+        module docstring).
+        """
+        found = False
+        for key in rel.unique_keys:
+            missing = [c for c in columns if c not in key.columns]
+            if not missing:
+                continue
+            found = True
+            what = "sub-partitions" if partial else "partitions"
+            then = (
+                "; months are made without sub-partitions until then"
+                if partial
+                else "; no partition is made until then"
+            )
+            spec_fix = (
+                "remove subpartitionBy from the spec"
+                if partial
+                else "partition by a column every unique key has"
+            )
+            self.problems.append(
+                Problem(
+                    Reason.KEY_LACKS_PARTITION_COLUMN,
+                    f"table {self.table}: {key.describe()} lacks column "
+                    f"{', '.join(missing)}, and PostgreSQL refuses {what} on "
+                    f"{', '.join(missing)} unless every unique key includes it{then}. Fix: "
+                    f"{_key_fix(self.table, key, missing)}; or {spec_fix}",
+                )
+            )
+        return found
 
     # -- the partitioned table ----------------------------------------------------------------
 
@@ -399,7 +476,7 @@ class _Planner:
 
     def sub_relations(self, name: QName) -> tuple[NewRelation, ...]:
         sub = self.spec.subpartitionBy
-        if sub is None:
+        if sub is None or not self.sub_possible:
             return ()
         children = [
             NewRelation(
@@ -448,7 +525,7 @@ class _Planner:
         for r in sorted(wanted):
             exact = next((c for c, m in main_ranges if m == r), None)
             if exact is not None:
-                if sub is not None and exact.partitioned:
+                if sub is not None and exact.partitioned and self.sub_possible:
                     self.plan_subranges(exact)
                 continue
             clash = next((c for c, m in main_ranges if m is not None and m.overlaps(r)), None)
@@ -644,6 +721,30 @@ class _Planner:
             "or retention.dropWithoutExport: true to drop them without a copy"
         )
         return 0
+
+
+def _ident(name: str) -> str:
+    """An identifier as it must be written in SQL (quoted unless plainly lower case)."""
+    if name.isidentifier() and name == name.lower() and name.isascii():
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _key_fix(table: QName, key: UniqueKey, missing: list[str]) -> str:
+    """The statement that gives `key` the `missing` columns (run in a maintenance window: it
+    rebuilds the index)."""
+    columns = ", ".join(_ident(c) for c in [*key.columns, *missing])
+    qualified = f"{_ident(table.schema)}.{_ident(table.name)}"
+    if key.kind == "i":
+        return (
+            f"DROP INDEX {_ident(table.schema)}.{_ident(key.name)}; CREATE UNIQUE INDEX "
+            f"{_ident(key.name)} ON {qualified} ({columns})"
+        )
+    add = "PRIMARY KEY" if key.kind == "p" else "UNIQUE"
+    return (
+        f"ALTER TABLE {qualified} DROP CONSTRAINT {_ident(key.name)}, "
+        f"ADD CONSTRAINT {_ident(key.name)} {add} ({columns})"
+    )
 
 
 def plan_table(

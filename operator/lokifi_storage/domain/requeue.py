@@ -5,6 +5,10 @@ premake/archival on schedule. One that is not Ready is retried sooner, with expo
 from a few seconds up to the resync period, so a Secret created a moment after the resource is
 picked up quickly while a server that stays down is not hammered. An invalid spec is not retried
 at all: only a new generation (a spec change) can fix it, and that arrives as a watch event.
+A stalled one (every failing part needs a human: a key that lacks a partition column, a setting
+another resource owns) is not retried with backoff either, which would only repeat the same
+refusal: it is looked at again on the resync period, which sees a table or a claim that changed,
+and at once on a spec change.
 The backoff lives in the operator's memory, not in the object, so retrying writes nothing.
 """
 
@@ -24,6 +28,7 @@ class Outcome(Enum):
 
     READY = "ready"
     NOT_READY = "not-ready"
+    STALLED = "stalled"
     INVALID = "invalid"
 
 
@@ -39,7 +44,7 @@ def next_delay(
     """
     if outcome is Outcome.INVALID:
         return None
-    if outcome is Outcome.READY:
+    if outcome in (Outcome.READY, Outcome.STALLED):
         return resync_seconds
     cap = min(MAX_RETRY_SECONDS, resync_seconds)
     return float(min(cap, first_retry_seconds * 2 ** min(failures_in_a_row, 16)))

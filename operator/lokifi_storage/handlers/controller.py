@@ -80,14 +80,23 @@ class Controller:
             return entry
 
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """Keep the list of resources current from a watch event (no API calls)."""
+        """Keep the list of resources current from a watch event (no API calls, except that a
+        deleted resource releases its claims on shared things)."""
         meta = body.get("metadata", {})
         uid = meta.get("uid")
         if not uid:
             return
         if event_type == "DELETED":
             with self._guard:
-                self._entries.pop(uid, None)
+                entry = self._entries.pop(uid, None)
+            try:
+                if entry is None:
+                    self.reconciler.release(body)
+                else:
+                    with entry.lock:  # not while a reconcile of it may still be claiming
+                        self.reconciler.release(body)
+            except Exception as error:  # a claim left behind is reported, never fatal
+                log.warning("releasing the claims of %s failed: %s", uid, type(error).__name__)
             self.reconciler.forget(uid, meta.get("namespace", ""), meta.get("name", ""))
             return
         entry = self._entry(meta["namespace"], meta["name"], uid)

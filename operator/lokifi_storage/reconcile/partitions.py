@@ -12,12 +12,18 @@ come back as planned changes instead of being taken.
 Failures are per table: an action that fails stops the rest of that table's plan (later actions
 may depend on it) while the other tables go on. Compression and export are only planned here and
 reported as pending; the CLI Jobs carry them out.
+
+With a `claimant` (the resource), each table has one owner (domain/claims.py), recorded as a
+line `lokifi-storage: managed by <ns>/<name> uid=<uid> spec=<digest>` of the table's comment
+(the admin's own comment text is kept). A table another resource manages with another table
+spec is a Conflict naming the owner, and this resource sends nothing to it; an identical spec
+is shared. A table the resource no longer declares, or a deleted resource, is released.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from lokifi_storage.api.conditions import PARTITIONS_READY, Reason
@@ -26,11 +32,27 @@ from lokifi_storage.api.status import Condition, ConditionStatus, PartitionStatu
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
 from lokifi_storage.domain.change_plan import Change, ChangeKind
+from lokifi_storage.domain.claims import (
+    Claimant,
+    Verdict,
+    digest,
+    judge,
+    table_claim,
+    with_table_claim,
+)
+from lokifi_storage.domain.index_plan import Problem
 from lokifi_storage.domain.partition_actions import Action
+from lokifi_storage.domain.partition_catalog import ObservedTable, QName
 from lokifi_storage.domain.partition_plan import TablePlan, plan_table
 from lokifi_storage.reconcile.report import PartReport
 
-__all__ = ["MAX_PASSES", "PartitionOutcome", "reconcile_partitions", "reconcile_tables"]
+__all__ = [
+    "MAX_PASSES",
+    "PartitionOutcome",
+    "reconcile_partitions",
+    "reconcile_tables",
+    "release_table_claims",
+]
 
 MAX_PASSES = 3
 
@@ -47,7 +69,11 @@ class PartitionOutcome:
     def report(self) -> PartReport:
         return PartReport(
             condition=self.condition(),
-            status={"partitions": [self.status_of(p).model_dump() for p in self.plans.values()]},
+            status={
+                "partitions": [
+                    self.status_of(p).model_dump(exclude_none=True) for p in self.plans.values()
+                ]
+            },
             actions=list(self.done),
             planned=list(self.planned),
         )
@@ -133,6 +159,56 @@ def planned_changes(plans: dict[str, TablePlan]) -> list[Change]:
     ]
 
 
+def spec_digest(spec: TableSpec) -> str:
+    """What two resources must declare alike to share a table."""
+    return digest(spec.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+
+def _settle_table_claims(
+    db: PartitionDatabase,
+    tables: Sequence[TableSpec],
+    observed: dict[str, ObservedTable],
+    claimant: Claimant,
+    outcome: PartitionOutcome,
+    *,
+    apply: bool = True,
+) -> dict[str, Problem]:
+    """Record the claims of the declared tables; a Conflict problem per table another
+    resource manages with another spec (nothing is sent to those). Without `apply`, only
+    the check."""
+    conflicts: dict[str, Problem] = {}
+    for spec in tables:
+        relation = observed[spec.name].relation
+        if relation is None:
+            continue
+        mine = spec_digest(spec)
+        claim = table_claim(relation.comment)
+        verdict = judge(claimant, claim, claim is not None and claim.value == mine)
+        if verdict is Verdict.CONFLICT and claim is not None:
+            conflicts[spec.name] = Problem(
+                Reason.CONFLICT,
+                f"table {relation.qname} is managed by {claim.owner} with another table spec; "
+                "this resource sends nothing to it (declare the same spec, or remove the table "
+                "from one of the two; the claim is the last line of the table's comment)",
+            )
+        elif not apply:
+            continue
+        elif verdict is Verdict.FREE or (verdict is Verdict.OURS and claim and claim.value != mine):
+            try:
+                db.set_table_comment(
+                    relation.qname, with_table_claim(relation.comment, claimant.claim(mine))
+                )
+            except ClientError as error:
+                outcome.failures[spec.name] = error
+                continue
+            outcome.done.append(f"claimed table {relation.qname}")
+    return conflicts
+
+
+def _conflicted(plan: TablePlan, problem: Problem) -> TablePlan:
+    return TablePlan(table=plan.table, problems=(problem,), summary=plan.summary)
+
+
 def reconcile_tables(
     db: PartitionDatabase,
     tables: Sequence[TableSpec],
@@ -140,25 +216,37 @@ def reconcile_tables(
     *,
     max_passes: int = MAX_PASSES,
     apply: bool = True,
+    claimant: Claimant | None = None,
 ) -> PartitionOutcome:
     """Observe, plan and apply up to `max_passes` times; the last plans describe the end state.
 
-    `apply=False`: one observation and plan; its actions become `planned`, none is taken."""
+    `apply=False`: one observation and plan; its actions become `planned`, none is taken.
+    With `claimant`, tables are claimed first (see the module docstring); with `apply=False`
+    a table another resource manages is still reported, and no claim is recorded."""
     outcome = PartitionOutcome()
+    conflicts: dict[str, Problem] = {}
     if not apply:
         observed = db.observe(tables)
+        if claimant is not None:
+            conflicts = _settle_table_claims(db, tables, observed, claimant, outcome, apply=False)
         outcome.plans = {
             spec.name: plan_table(spec, observed[spec.name], now, database=db.database)
             for spec in tables
         }
+        for name, problem in conflicts.items():
+            outcome.plans[name] = _conflicted(outcome.plans[name], problem)
         outcome.planned = planned_changes(outcome.plans)
         return outcome
     for attempt in range(max_passes + 1):
         observed = db.observe(tables)
+        if claimant is not None and attempt == 0:
+            conflicts = _settle_table_claims(db, tables, observed, claimant, outcome)
         outcome.plans = {
             spec.name: plan_table(spec, observed[spec.name], now, database=db.database)
             for spec in tables
         }
+        for name, problem in conflicts.items():
+            outcome.plans[name] = _conflicted(outcome.plans[name], problem)
         todo = [
             spec
             for spec in tables
@@ -183,6 +271,7 @@ def reconcile_partitions(
     *,
     now: dt.datetime | None = None,
     apply: bool = True,
+    claimant: Claimant | None = None,
 ) -> PartReport:
     """The PartitionsReady condition and status.partitions for `postgres.tables`."""
     if not postgres.tables:
@@ -197,4 +286,28 @@ def reconcile_partitions(
         )
     moment = now or dt.datetime.now(dt.UTC)
     with open_partition_database(primary_url) as db:
-        return reconcile_tables(db, postgres.tables, moment, apply=apply).report()
+        outcome = reconcile_tables(db, postgres.tables, moment, apply=apply, claimant=claimant)
+        if claimant is not None and apply:
+            declared = {QName.parse(t.name) for t in postgres.tables}
+            outcome.done += _release(db, claimant, lambda q: q not in declared)
+        return outcome.report()
+
+
+def _release(
+    db: PartitionDatabase, claimant: Claimant, which: Callable[[QName], bool]
+) -> list[str]:
+    """Remove `claimant`'s claim from the tables `which` selects."""
+    released = []
+    for table, comment in db.claimed_tables(claimant.uid).items():
+        claim = table_claim(comment)
+        if claim is None or claim.uid != claimant.uid or not which(table):
+            continue
+        db.set_table_comment(table, with_table_claim(comment, None))
+        released.append(f"released table {table}")
+    return released
+
+
+def release_table_claims(primary_url: str, claimant: Claimant) -> list[str]:
+    """Release every table claim of `claimant` (the resource is deleted)."""
+    with open_partition_database(primary_url) as db:
+        return _release(db, claimant, lambda _: True)

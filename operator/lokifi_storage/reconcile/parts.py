@@ -33,6 +33,7 @@ from lokifi_storage.api.status import Condition
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.pg_backup import server_identity
 from lokifi_storage.domain.backup_catalog import backup_folder, source_id
+from lokifi_storage.domain.claims import Claimant
 from lokifi_storage.reconcile.report import PartReport
 from lokifi_storage.reconcile.secrets import MissingSecretError, SecretReader
 
@@ -40,8 +41,10 @@ __all__ = [
     "CleanupIncompleteError",
     "Part",
     "PartContext",
+    "claimant_of",
     "clean_up_parts",
     "default_parts",
+    "release_parts",
     "run_part",
 ]
 
@@ -74,7 +77,8 @@ class Part:
 
     `module` is imported lazily; `run(module, ctx)` returns this part's reports (one per
     condition in `conditions`); `cleanup(module, ctx)` removes what the part created, for
-    deletionPolicy Delete (None: it creates nothing outside Kubernetes).
+    deletionPolicy Delete (None: it creates nothing outside Kubernetes); `release(module, ctx)`
+    gives up the claims the resource holds (domain/claims.py), whatever the deletionPolicy.
     """
 
     name: str
@@ -85,6 +89,7 @@ class Part:
     run: RunFn
     cleanup: CleanupFn | None = None
     required_attribute: str | None = None
+    release: CleanupFn | None = None
 
     def load(self) -> Any | None:
         """The part's module, or None when it (or its entry point) does not exist yet."""
@@ -157,6 +162,30 @@ def clean_up_parts(parts: Sequence[Part], ctx: PartContext) -> tuple[list[str], 
     return actions, failures
 
 
+def release_parts(parts: Sequence[Part], ctx: PartContext) -> tuple[list[str], list[str]]:
+    """Each declared part's release of claims; (claims released, failures as messages)."""
+    released: list[str] = []
+    failures: list[str] = []
+    for part in parts:
+        if part.release is None or not part.declared(ctx.spec):
+            continue
+        module = part.load()
+        if module is None:
+            continue
+        try:
+            released += part.release(module, ctx)
+        except (MissingSecretError, ClientError) as error:
+            failures.append(f"{part.name}: {error.message}")
+        except Exception as error:  # one part's release never skips the others'
+            log.error("release of %s raised %s", part.name, type(error).__name__)
+            failures.append(f"{part.name}: {type(error).__name__}; see the operator log")
+    return released, failures
+
+
+def claimant_of(ctx: PartContext) -> Claimant:
+    return Claimant(uid=ctx.uid, namespace=ctx.namespace, name=ctx.name)
+
+
 # --- adapters ------------------------------------------------------------------------------
 
 
@@ -178,14 +207,34 @@ def _run_redis(module: Any, ctx: PartContext) -> list[PartReport]:
     redis = ctx.spec.redis
     assert redis is not None
     password = ctx.secrets.optional(redis.passwordSecretRef)
-    return [module.reconcile_redis(redis, password, apply=ctx.apply)]
+    return [module.reconcile_redis(redis, password, apply=ctx.apply, claimant=claimant_of(ctx))]
+
+
+def _release_redis(module: Any, ctx: PartContext) -> list[str]:
+    redis = ctx.spec.redis
+    assert redis is not None
+    password = ctx.secrets.optional(redis.passwordSecretRef)
+    released: list[str] = module.release_redis_claims(redis, password, claimant_of(ctx))
+    return released
 
 
 def _run_partitions(module: Any, ctx: PartContext) -> list[PartReport]:
     postgres = ctx.spec.postgres
     assert postgres is not None
     primary_url = ctx.secrets.value(postgres.primary.secretRef)
-    return [module.reconcile_partitions(postgres, primary_url, now=ctx.now, apply=ctx.apply)]
+    return [
+        module.reconcile_partitions(
+            postgres, primary_url, now=ctx.now, apply=ctx.apply, claimant=claimant_of(ctx)
+        )
+    ]
+
+
+def _release_tables(module: Any, ctx: PartContext) -> list[str]:
+    postgres = ctx.spec.postgres
+    assert postgres is not None
+    primary_url = ctx.secrets.value(postgres.primary.secretRef)
+    released: list[str] = module.release_table_claims(primary_url, claimant_of(ctx))
+    return released
 
 
 def _clean_up_archives(module: Any, ctx: PartContext) -> list[str]:
@@ -229,8 +278,19 @@ def _run_object_storage(module: Any, ctx: PartContext) -> list[PartReport]:
             secret_key,
             previously_managed=_managed_rules(ctx),
             apply=ctx.apply,
+            claimant=claimant_of(ctx),
         )
     ]
+
+
+def _release_lifecycle(module: Any, ctx: PartContext) -> list[str]:
+    storage = ctx.spec.objectStorage
+    assert storage is not None
+    access_key, secret_key = _s3_credentials(ctx)
+    released: list[str] = module.release_lifecycle_claims(
+        storage, access_key, secret_key, claimant_of(ctx)
+    )
+    return released
 
 
 def _clean_up_lifecycle(module: Any, ctx: PartContext) -> list[str]:
@@ -255,7 +315,7 @@ def _clean_up_lifecycle(module: Any, ctx: PartContext) -> list[str]:
         }
     )
     report: PartReport = module.reconcile_object_storage(
-        emptied, access_key, secret_key, previously_managed=managed
+        emptied, access_key, secret_key, previously_managed=managed, claimant=claimant_of(ctx)
     )
     if report.condition.status != "True":
         raise ClientError(report.condition.message, reason=report.condition.reason)
@@ -332,6 +392,7 @@ def default_parts() -> list[Part]:
             declared=lambda spec: spec.postgres is not None and bool(spec.postgres.tables),
             run=_run_partitions,
             required_attribute="reconcile_partitions",
+            release=_release_tables,
         ),
         Part(
             name="archive-tables",
@@ -354,6 +415,7 @@ def default_parts() -> list[Part]:
             declared=lambda spec: spec.redis is not None,
             run=_run_redis,
             required_attribute="reconcile_redis",
+            release=_release_redis,
         ),
         Part(
             name="object-storage",
@@ -366,6 +428,7 @@ def default_parts() -> list[Part]:
             run=_run_object_storage,
             cleanup=_clean_up_lifecycle,
             required_attribute="reconcile_object_storage",
+            release=_release_lifecycle,
         ),
         Part(
             name="backups",

@@ -11,6 +11,13 @@ and each CONFIG SET is reported as a planned change (old -> new) instead of bein
 Nodes are handled one by one and a failing node never stops the others: a node that is down
 is reported while the settings still land on the rest, and are repaired on it by a later pass
 once it is back. The password comes in as a parameter (the handler reads it from the Secret).
+
+With a `claimant` (the resource), each setting has one owner (domain/claims.py): the claims
+hash `lokifi-storage:claims` of the cluster records, per setting, the resource that manages it
+and its value. A setting another resource manages with another value is a Conflict naming the
+owner, and then nothing at all is written to the cluster by this resource; an equal value is
+shared. The cluster is named in messages by its masters' node ids, which is how it is known
+whichever seed nodes a resource lists.
 """
 
 from __future__ import annotations
@@ -23,11 +30,12 @@ from lokifi_storage.api.redis_settings import setting_problem
 from lokifi_storage.api.spec import RedisSpec
 from lokifi_storage.api.status import Condition, RedisStatus
 from lokifi_storage.clients.errors import AuthenticationFailed, ClientError, ConnectionFailed
-from lokifi_storage.clients.redis import RedisNode, RedisNodes
+from lokifi_storage.clients.redis import CLAIMS_KEY, RedisNode, RedisNodes
 from lokifi_storage.domain.change_plan import Change, FieldChange
+from lokifi_storage.domain.claims import Claim, Claimant, Verdict, judge
 from lokifi_storage.domain.connection_secret import redis_entries
 from lokifi_storage.domain.quantize import memory_for_status
-from lokifi_storage.domain.redis_config import plan_node_settings, same_value
+from lokifi_storage.domain.redis_config import normalize, plan_node_settings, same_value
 from lokifi_storage.domain.redis_topology import (
     ClusterInfo,
     ClusterNode,
@@ -36,7 +44,7 @@ from lokifi_storage.domain.redis_topology import (
 )
 from lokifi_storage.reconcile.report import PartReport
 
-__all__ = ["reconcile_redis"]
+__all__ = ["reconcile_redis", "release_redis_claims"]
 
 
 @dataclass
@@ -47,6 +55,7 @@ class _Findings:
     unreachable: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     invalid: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
     rewrite_failed: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     used_memory: dict[str, int] = field(default_factory=dict)
@@ -83,6 +92,72 @@ def _plan_on_node(
                 (FieldChange(key, current.get(key), value),),
             )
         )
+
+
+def _cluster_name(topology: list[ClusterNode]) -> str:
+    masters = sorted(n.node_id[:8] for n in topology if n.is_master)
+    return f"Redis cluster (masters {', '.join(masters)})" if masters else "the Redis cluster"
+
+
+def _claims_node(topology: list[ClusterNode], nodes: RedisNodes) -> RedisNode | None:
+    """Where to send the claims commands first (MOVED leads to the key's master)."""
+    masters = sorted(
+        (n for n in topology if n.is_master and n.addressable and not n.failing),
+        key=lambda n: (n.host, n.port),
+    )
+    return nodes.node(masters[0].host, masters[0].port) if masters else None
+
+
+def _settle_claims(
+    nodes: RedisNodes,
+    start: RedisNode,
+    claimant: Claimant,
+    desired: dict[str, str],
+    cluster: str,
+    found: _Findings,
+    apply: bool = True,
+) -> dict[str, str]:
+    """Check and record the claims of `desired`; the settings this resource may write (none
+    at all when one of them is another resource's with another value). Without `apply`, only
+    the check."""
+    raw = nodes.claims(start)
+    recorded = {key: Claim.decode(text) for key, text in raw.items()}
+    writes: list[tuple[str, bool]] = []
+    for key, value in desired.items():
+        mine = normalize(key, value)
+        claim = recorded.get(key)
+        verdict = judge(claimant, claim, claim is not None and claim.value == mine)
+        if verdict is Verdict.CONFLICT and claim is not None:
+            found.conflicts.append(
+                f"setting {key} of {cluster} is managed by {claim.owner} with value "
+                f"{claim.value!r}; this resource wants {mine!r} and changes nothing on the "
+                f"cluster (make the values equal, or remove the setting from one of the two; "
+                f"claim: HGET {CLAIMS_KEY} {key})"
+            )
+        elif verdict is Verdict.FREE or (verdict is Verdict.OURS and claim and claim.value != mine):
+            writes.append((key, verdict is Verdict.OURS))
+    if found.conflicts:
+        return {}
+    if not apply:
+        return desired
+    for key, replace in writes:
+        encoded = claimant.claim(normalize(key, desired[key])).encode()
+        if not nodes.claim(start, key, encoded, replace=replace):
+            found.conflicts.append(
+                f"setting {key} of {cluster} was claimed by another resource just now; "
+                "its owner is named on the next pass"
+            )
+            return {}
+        found.actions.append(f"claimed setting {key} of {cluster}")
+    retired = [
+        key
+        for key, claim in recorded.items()
+        if claim is not None and claim.uid == claimant.uid and key not in desired
+    ]
+    for key in retired:
+        if nodes.release(start, key, raw[key]):
+            found.actions.append(f"released setting {key} of {cluster}")
+    return desired
 
 
 def _apply_on_node(
@@ -147,6 +222,7 @@ def _condition(
     problems: list[tuple[str, str]] = []
     problems += [(Reason.INVALID_SPEC, m) for m in found.invalid]
     problems += [(Reason.AUTHENTICATION_FAILED, m) for m in found.auth_failed]
+    problems += [(Reason.CONFLICT, m) for m in found.conflicts]
     if info is not None and info.state != "ok":
         problems.append(
             (
@@ -191,9 +267,12 @@ def reconcile_redis(
     nodes: RedisNodes | None = None,
     rewrite_config: bool = True,
     apply: bool = True,
+    claimant: Claimant | None = None,
 ) -> PartReport:
     """One pass over the whole cluster. Pass `nodes` to keep (and inspect) the connections;
-    `apply=False` sends no CONFIG SET and returns the ones it would send as `planned`."""
+    `apply=False` sends no CONFIG SET and returns the ones it would send as `planned`;
+    `claimant` to take part in the claims of settings (the operator always does; with
+    `apply=False` conflicts are reported but no claim is recorded)."""
     own = nodes is None
     client = nodes if nodes is not None else RedisNodes(password)
     found = _Findings()
@@ -207,6 +286,15 @@ def reconcile_redis(
     try:
         discovered = _discover(spec, client, found)
         topology, info = discovered if discovered is not None else ([], None)
+        start = _claims_node(topology, client) if claimant is not None else None
+        if claimant is not None and start is not None:
+            try:
+                desired = _settle_claims(
+                    client, start, claimant, desired, _cluster_name(topology), found, apply
+                )
+            except ClientError as error:
+                found.unreachable.append(f"claims of the settings not readable: {error.message}")
+                desired = {}
         reached = 0
         for member in sorted(topology, key=lambda n: (n.host, n.port)):
             if not member.addressable:
@@ -227,7 +315,11 @@ def reconcile_redis(
         if own:
             client.close()
 
-    status = {} if info is None else {"redis": _status(topology, info, found).model_dump()}
+    status = (
+        {}
+        if info is None
+        else {"redis": _status(topology, info, found).model_dump(exclude_none=True)}
+    )
     return PartReport(
         condition=_condition(info, topology, found, reached),
         status=status,
@@ -235,3 +327,23 @@ def reconcile_redis(
         secret_data=redis_entries(spec.nodes, spec.contextTTLSeconds),
         planned=found.planned,
     )
+
+
+def release_redis_claims(spec: RedisSpec, password: str | None, claimant: Claimant) -> list[str]:
+    """Release every setting claim of `claimant` on the cluster (the resource is deleted)."""
+    found = _Findings()
+    with RedisNodes(password) as client:
+        discovered = _discover(spec, client, found)
+        if discovered is None:
+            raise ClientError("; ".join(found.auth_failed + found.unreachable) or "no seed node")
+        topology, _ = discovered
+        start = _claims_node(topology, client)
+        if start is None:
+            return []
+        raw = client.claims(start)
+        released = []
+        for key, text in raw.items():
+            claim = Claim.decode(text)
+            if claim is not None and claim.uid == claimant.uid and client.release(start, key, text):
+                released.append(f"released setting {key} of {_cluster_name(topology)}")
+        return released

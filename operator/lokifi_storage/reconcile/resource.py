@@ -50,6 +50,7 @@ from lokifi_storage.domain.conditions import (
     EventSpec,
     build_status,
     condition_events,
+    dropped_fields,
     rfc3339,
     status_patch,
 )
@@ -66,6 +67,7 @@ from lokifi_storage.reconcile.parts import (
     PartContext,
     clean_up_parts,
     default_parts,
+    release_parts,
     run_part,
 )
 from lokifi_storage.reconcile.report import PartReport
@@ -203,9 +205,7 @@ class ResourceReconciler:
             dropped,
             rfc3339(now),
         )
-        ready = _condition_of(desired, types.READY)
-        outcome = Outcome.READY if ready and ready.get("status") == "True" else Outcome.NOT_READY
-        return self._finish(owner, current, desired, actions, outcome, now, plan_events)
+        return self._finish(owner, current, desired, actions, _outcome(desired), now, plan_events)
 
     def plan(
         self,
@@ -270,6 +270,34 @@ class ResourceReconciler:
         if failures:
             raise CleanupIncompleteError("; ".join(failures))
         return actions
+
+    def release(self, body: Mapping[str, Any]) -> list[str]:
+        """The resource is gone: give up the claims it held on shared things (Redis settings,
+        lifecycle rules, tables), so another resource may manage them. Best effort; a claim
+        that cannot be released now is named in the log (docs/operations.md says how to
+        remove it by hand)."""
+        plain = _plain(body)
+        meta = plain.get("metadata") or {}
+        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        try:
+            spec = LokifiStorageSpec.model_validate(plain.get("spec") or {})
+        except ValidationError:
+            return []
+        ctx = PartContext(
+            spec=spec,
+            namespace=namespace,
+            name=name,
+            uid=str(meta.get("uid", "")),
+            secrets=SecretReader(self.kube, namespace),
+            now=self._clock(),
+            status=plain.get("status") or {},
+        )
+        released, failures = release_parts(self.parts, ctx)
+        for line in released:
+            log.info("%s/%s deleted: %s", namespace, name, line)
+        for failure in failures:
+            log.warning("%s/%s deleted, claims not released: %s", namespace, name, failure)
+        return released
 
     def forget(self, uid: str, namespace: str, name: str) -> None:
         """Drop what the reconciler remembers of a deleted resource, and its metrics."""
@@ -394,14 +422,17 @@ class ResourceReconciler:
         memory = self._memory(owner.uid)
         if patch and memory.get("last_status") == (desired, current):
             # The API server stored something else than what was sent last time, and would
-            # again: its CRD prunes fields this operator writes (a CRD older than the
-            # operator). Re-sending would write on every resync without ever converging.
-            if not memory.get("pruning_reported"):
+            # again: re-sending would write on every resync without ever converging. Only
+            # fields missing from what it stored mean a CRD that prunes them (older than the
+            # operator); the desired status carries no null, so that is not a false alarm.
+            dropped = dropped_fields({k: desired[k] for k in patch if k in desired}, current)
+            if dropped and not memory.get("pruning_reported"):
                 log.warning(
-                    "%s/%s: the API server drops status fields %s; is the CRD up to date?",
+                    "%s/%s: the API server drops status fields %s: the CRD is older than the "
+                    "operator; apply crds/lokifistorage.yaml of this version",
                     owner.namespace,
                     owner.name,
-                    sorted(patch),
+                    ", ".join(dropped[:10]),
                 )
                 memory["pruning_reported"] = True
             patch = {}
@@ -450,6 +481,27 @@ class ResourceReconciler:
                     owner.name,
                     type(error).__name__,
                 )
+
+
+def _plain(value: Any) -> Any:
+    """Kopf's mapping views as plain dicts and lists, as the models expect."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _outcome(status: Mapping[str, Any]) -> Outcome:
+    """Ready; stalled (only a human can help, nothing to retry); or not ready (retry soon)."""
+    ready = _condition_of(status, types.READY) or {}
+    if ready.get("status") == "True":
+        return Outcome.READY
+    reconciling = _condition_of(status, types.RECONCILING) or {}
+    stalled = _condition_of(status, types.STALLED) or {}
+    if stalled.get("status") == "True" and reconciling.get("status") != "True":
+        return Outcome.STALLED
+    return Outcome.NOT_READY
 
 
 def _timed_run(part: Part, ctx: PartContext) -> list[PartReport]:
