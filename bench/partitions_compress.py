@@ -12,6 +12,8 @@ thread index and archived by the reconciler. Then, on the same month:
   lz4         packed again with packCompression lz4
   user-pglz   packed again grouped by user_id only (larger groups; what group size buys)
   zstd export the month's CSV through the export's zstd stream (level 3)
+  batches     scratch tables of 64 and 512 consecutive rows per stored row (several threads):
+              what larger stored rows would save, to tell what limits the packed form
 
 For each form: its size, a full read of every column through the view (`sum(length(t::text))`
 over `archive.ai_messages_rows` vs the plain archive table), and one thread's history (p50 and
@@ -160,6 +162,35 @@ def measure(
         }
 
 
+def batch_sizes(url: str, rows_per_batch: int, method: str) -> int:
+    """Bytes of the month stored as batches of `rows_per_batch` consecutive rows in (user,
+    thread, time) order, one array per column: what stored rows larger than one thread would
+    give (a scratch table beside the month; not a form the operator makes)."""
+    columns = ["id", "user_id", "thread_id", "role", "content", "tokens", "metadata", "created_at"]
+    arrays = ", ".join(f"array_agg({c} ORDER BY n) AS {c}" for c in columns)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_batches")
+        conn.execute(
+            f"CREATE TABLE bench_batches AS SELECT b, {arrays} FROM (SELECT *, row_number() OVER"
+            " (ORDER BY user_id, thread_id, created_at) - 1 AS n FROM archive.ai_messages) s"
+            f" , LATERAL (SELECT n / {rows_per_batch} AS b) AS k GROUP BY b WITH NO DATA"
+        )
+        conn.execute(
+            "ALTER TABLE bench_batches "
+            + ", ".join(f"ALTER COLUMN {c} SET COMPRESSION {method}" for c in columns)
+        )
+        conn.execute(
+            f"INSERT INTO bench_batches SELECT b, {arrays} FROM (SELECT *, row_number() OVER"
+            " (ORDER BY user_id, thread_id, created_at) - 1 AS n FROM archive.ai_messages) s"
+            f" , LATERAL (SELECT n / {rows_per_batch} AS b) AS k GROUP BY b"
+        )
+        conn.execute("VACUUM ANALYZE bench_batches")
+        row = conn.execute("SELECT pg_total_relation_size('bench_batches')").fetchone()
+        conn.execute("DROP TABLE bench_batches")
+    assert row is not None
+    return int(row[0])
+
+
 def read_stack_env() -> dict[str, str]:
     configured = os.environ.get("LOKIFI_STACK_STATE")
     root = Path(configured) if configured else Path.home() / ".local/state/lokifi-stack"
@@ -259,6 +290,11 @@ def main() -> None:
         threads = random.Random(7).sample([(int(u), int(t)) for u, t in pairs], SAMPLES)
         results["plain"] = measure(url, "archive.ai_messages", plain_q, threads)
         csv_bytes, zstd_bytes = export_sizes(url)
+        batches = {
+            (k, method): batch_sizes(url, k, method)
+            for k in (64, 512)
+            for method in ("pglz", "lz4")
+        }
 
         timings["pack pglz"] = pack(url, spec(archive()))
         results["pglz"] = measure(url, "archive.ai_messages_rows", packed_q, threads)
@@ -303,6 +339,11 @@ def main() -> None:
     print(f"| user-pglz | {r['bytes'] / mib:.1f} MiB | {plain / r['bytes']:.2f}x | | | |")
     print(f"| zstd export | {zstd_bytes / mib:.1f} MiB | {plain / zstd_bytes:.2f}x | | | |")
     print(f"CSV of the month: {csv_bytes / mib:.1f} MiB")
+    for (k, method), stored_bytes in batches.items():
+        print(
+            f"batches of {k} rows ({method}, no index): {stored_bytes / mib:.1f} MiB,"
+            f" {plain / stored_bytes:.2f}x"
+        )
     print(
         f"pglz groups: {uncompressed} of {stored} stored rows left uncompressed (under ~2 kB);"
         f" {float(per_group):.1f} messages per group; content {int(content_raw) / mib:.1f} MiB raw"
