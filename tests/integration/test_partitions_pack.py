@@ -19,6 +19,7 @@ import pytest
 import zstandard
 from partitionkit import (
     NOW,
+    catalog_snapshot,
     create_messages_table,
     fingerprint,
     insert_messages,
@@ -186,6 +187,39 @@ def test_unpack_restores_an_ordinary_month_and_compress_packs_it_again(
     assert again.exit_code == 0, again.output
     assert "packed archive.ai_messages_p2024_10" in again.output
     assert fingerprint(pg_database, "archive.ai_messages_rows") == before
+
+
+def test_the_view_and_function_exist_from_the_first_compress_run_and_are_made_once(
+    pg_database: PgDatabase,
+) -> None:
+    spec = table_spec(archive={"afterDays": 365, "compressAfterDays": 3000})
+    seeded(pg_database, spec, rows=1000)
+    env = {
+        "LOKIFI_PRIMARY_URL": str(pg_database),
+        "LOKIFI_TABLES_JSON": json.dumps([spec.model_dump(by_alias=True, exclude_none=True)]),
+    }
+    first = CliRunner().invoke(app, ["partitions", "compress", "--now", NOW.isoformat()], env=env)
+    assert first.exit_code == 0, first.output
+    assert "created archive.ai_messages_packed" in first.output
+    assert "nothing to compress" in first.output
+    assert fingerprint(pg_database, "archive.ai_messages_rows") == fingerprint(
+        pg_database, "archive.ai_messages"
+    )
+    user, thread = query(pg_database, "SELECT user_id, thread_id FROM archive.ai_messages LIMIT 1")[
+        0
+    ]
+    assert query(
+        pg_database, "SELECT count(*) FROM archive.ai_messages_group(%s, %s)", (user, thread)
+    ) == query(
+        pg_database,
+        "SELECT count(*) FROM archive.ai_messages WHERE user_id = %s AND thread_id = %s",
+        (user, thread),
+    )
+    catalog = catalog_snapshot(pg_database)
+    again = CliRunner().invoke(app, ["partitions", "compress", "--now", NOW.isoformat()], env=env)
+    assert again.exit_code == 0, again.output
+    assert again.output.strip() == "nothing to compress"
+    assert catalog_snapshot(pg_database) == catalog
 
 
 @contextmanager

@@ -8,11 +8,11 @@ from typing import ClassVar
 
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.domain.index_defs import IndexDef, index_def_from_spec
-from lokifi_storage.domain.pack_layout import PackLayout, stored_segment
+from lokifi_storage.domain.pack_layout import PackLayout, layout_problem, stored_segment
 from lokifi_storage.domain.partition_actions import Action, NewRelation
 from lokifi_storage.domain.partition_catalog import Bound, ObservedTable, QName
 
-__all__ = ["PackPartition", "UnpackPartition", "month_relation", "plan_unpack"]
+__all__ = ["PackPartition", "UnpackPartition", "month_relation", "plan_unpack", "table_layout"]
 
 
 @dataclass(frozen=True)
@@ -101,4 +101,26 @@ def plan_unpack(spec: TableSpec, observed: ObservedTable, month: str) -> UnpackP
         month=month_relation(spec, found.qname, found.bound),
         layout=layout,
         indexes=indexes,
+    )
+
+
+def table_layout(spec: TableSpec, observed: ObservedTable) -> PackLayout | None:
+    """How `spec`'s months are (or will be) packed, when it packs at all and the table allows
+    it: the grouping of an existing packed table wins over the spec's (the planner says so)."""
+    archive_spec = spec.archive
+    if archive_spec is None or archive_spec.compressAfterDays is None or spec.partitionBy is None:
+        return None
+    if observed.relation is None or observed.archive is None:
+        return None
+    segment = tuple(archive_spec.segmentBy)
+    if observed.packed is not None:
+        segment = stored_segment(observed.packed.columns)
+    if layout_problem(observed.relation.columns, segment) is not None:
+        return None
+    return PackLayout(
+        archive=observed.archive.qname,
+        columns=observed.relation.columns,
+        segment=segment,
+        time_column=spec.partitionBy.column,
+        compression=archive_spec.packCompression,
     )

@@ -33,9 +33,14 @@ from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_da
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.clients.s3_export import ExportStore
 from lokifi_storage.domain.partition_actions import ExportPartition
-from lokifi_storage.domain.partition_pack import PackPartition, plan_unpack
+from lokifi_storage.domain.partition_pack import PackPartition, plan_unpack, table_layout
 from lokifi_storage.domain.partition_plan import TablePlan, plan_table
-from lokifi_storage.jobs.partition_compress import PackResult, pack_month, unpack_month
+from lokifi_storage.jobs.partition_compress import (
+    PackResult,
+    ensure_packed_table,
+    pack_month,
+    unpack_month,
+)
 from lokifi_storage.jobs.partition_export import export_and_drop
 from lokifi_storage.jobs.progress import human_bytes
 
@@ -178,6 +183,17 @@ def compress(
         with _open(_url(url_env), lock_timeout_ms) as db:
             plans = plans_for(db, tables, _now(now))
             todo = [a for p in plans.values() for a in p.deferred if isinstance(a, PackPartition)]
+            if not dry_run:
+                # The view and the read function exist from the first run on, before any month
+                # is due, so applications can query the archive the same way from day one.
+                observed = db.observe(tables)
+                for spec in tables:
+                    layout = table_layout(spec, observed[spec.name])
+                    if layout is not None and ensure_packed_table(db, layout):
+                        typer.echo(
+                            f"created {layout.parent}, the view {layout.view} and "
+                            f"the function {layout.function}"
+                        )
             if not todo:
                 typer.echo("nothing to compress")
             for action in todo:
