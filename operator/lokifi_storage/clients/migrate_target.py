@@ -30,6 +30,7 @@ from lokifi_storage.clients.migrate_sql import (
     ident,
     state_tables,
 )
+from lokifi_storage.clients.pg_diagnostics import server_message
 from lokifi_storage.clients.pg_probe import Target, connect_autocommit
 from lokifi_storage.domain.migrate_schema import TargetColumn, TargetTable
 from lokifi_storage.domain.partition_catalog import QName
@@ -93,9 +94,8 @@ class Checkpoint:
 
 
 def _primary_message(error: psycopg.Error) -> str:
-    diag = getattr(error, "diag", None)
-    primary = getattr(diag, "message_primary", None) if diag is not None else None
-    return str(primary) if primary else type(error).__name__
+    """The server's message with its DETAIL and HINT, row contents redacted."""
+    return server_message(error)
 
 
 def _column_of(error: psycopg.Error) -> str | None:
