@@ -58,3 +58,4 @@ generate: crd
 ## The full fault campaigns against the local stack (long; `make test` runs a slice of each).
 faults: stack-up
 	$(PY) -m faults spec-fuzz --count 500 --seed 1
+	LOKIFI_OUTAGE_SECONDS=30 .venv/bin/pytest tests/e2e/test_outages.py -s -q

@@ -97,6 +97,24 @@ def make_client(
     return client
 
 
+def make_reconcile_client(
+    endpoint: str | None, region: str | None, access_key: str | None, secret_key: str | None
+) -> S3Client:
+    """A client for a reconcile's S3 calls, which are small (a lifecycle document, a bucket
+    HEAD, a page of a listing): a server that accepts and never answers reads as
+    EndpointUnreachable after at most 2 x (3 + 5) s, well inside one resync and the part's own
+    timeout. Jobs that move data keep make_client's longer defaults."""
+    return make_client(
+        endpoint,
+        region,
+        access_key,
+        secret_key,
+        connect_timeout=3,
+        read_timeout=5,
+        max_attempts=2,
+    )
+
+
 class RequestCounter:
     """Counts what a client sends, from botocore's own event hooks.
 

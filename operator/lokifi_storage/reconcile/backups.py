@@ -19,7 +19,7 @@ from lokifi_storage.api.spec import BackupsSpec, ObjectStorageSpec
 from lokifi_storage.api.status import Condition
 from lokifi_storage.clients.backup_store import BackupStore
 from lokifi_storage.clients.errors import NotFound
-from lokifi_storage.clients.s3 import S3Client, make_client
+from lokifi_storage.clients.s3 import S3Client, make_reconcile_client
 from lokifi_storage.domain.backup_catalog import catalog, name_prefix
 from lokifi_storage.domain.backup_health import assess_backups
 from lokifi_storage.reconcile.report import PartReport
@@ -47,7 +47,7 @@ def reconcile_backups(
     primary's identity, as the CronJobs compute it), `since` its creation time (a new resource
     gets twice the schedule's interval before BackupMissing). Nothing outside the folder is
     listed, so another resource's backups are never reported as this one's."""
-    s3 = client or make_client(
+    s3 = client or make_reconcile_client(
         object_storage.endpoint if object_storage else None,
         object_storage.region if object_storage else None,
         access_key,

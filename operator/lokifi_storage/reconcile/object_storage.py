@@ -39,7 +39,7 @@ from lokifi_storage.clients.s3 import (
     delete_lifecycle,
     get_bucket_tags,
     get_lifecycle,
-    make_client,
+    make_reconcile_client,
     put_bucket_tags,
     put_lifecycle,
 )
@@ -181,7 +181,7 @@ def release_lifecycle_claims(
     client: S3Client | None = None,
 ) -> list[str]:
     """Remove `claimant`'s rule claims from every declared bucket (the rules stay)."""
-    s3 = client or make_client(spec.endpoint, spec.region, access_key, secret_key)
+    s3 = client or make_reconcile_client(spec.endpoint, spec.region, access_key, secret_key)
     released: list[str] = []
     for bucket in spec.buckets:
         if not bucket_exists(s3, bucket.name):
@@ -333,7 +333,7 @@ def reconcile_object_storage(
     s3 = (
         client
         if client is not None
-        else make_client(spec.endpoint, spec.region, access_key, secret_key)
+        else make_reconcile_client(spec.endpoint, spec.region, access_key, secret_key)
     )
     managed_before = previously_managed or {}
     found = _Pass(apply=apply)
