@@ -175,3 +175,55 @@ class CountingProxy:
 def counting_proxy(kubeconfig: str | Path) -> Iterator[CountingProxy]:
     with CountingProxy(kubeconfig) as proxy:
         yield proxy
+
+
+class PlainCountingProxy(CountingProxy):
+    """The same recording proxy in front of a plain-HTTP server (the stack's S3 server).
+
+    The Host header is forwarded as the client sent it: S3 clients sign it (SigV4), and the
+    server checks the signature against the Host it receives. Point the client's endpoint at
+    `url`.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        self._tmp = tempfile.TemporaryDirectory(prefix="httpproxy-")
+        self.workdir = Path(self._tmp.name)
+        self.upstream, self._ssl = upstream.rstrip("/"), None  # type: ignore[assignment]
+        self.requests = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner = None
+        self._session = None
+        self.port = 0
+        self.kubeconfig = self.workdir / "unused"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self._record(request)
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
+        headers["Host"] = request.headers.get("Host", "")
+        body = await request.read()
+        async with self._session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            data=body or None,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=60),
+        ) as upstream:
+            payload = await upstream.read()
+            return web.Response(
+                status=upstream.status,
+                body=payload,
+                headers={k: v for k, v in upstream.headers.items() if k.lower() not in _HOP},
+            )
+
+
+@contextmanager
+def plain_counting_proxy(upstream: str) -> Iterator[PlainCountingProxy]:
+    with PlainCountingProxy(upstream) as proxy:
+        yield proxy  # type: ignore[misc]

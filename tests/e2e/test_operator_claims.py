@@ -4,10 +4,14 @@ different values. The first owns all three; the second is Stalled/Conflict namin
 changes nothing, so resyncs do not fight: no CONFIG SET and no lifecycle PUT after the owner's.
 Equal values share. Deleting the owner releases its claims, and the other takes over.
 
-Writes to Redis and S3 are counted from the Events the operator posts for every change it
-makes (one per CONFIG SET per node, one per lifecycle PUT), and cross-checked against what the
-servers hold. The setting is `latency-monitor-threshold`, which no other test declares; its
-value is restored, and the claims released, afterwards (the cluster is shared).
+S3 writes are counted where they arrive, like the no-op test counts the API server's: the
+operators reach S3 through a recording proxy (every PutBucketLifecycleConfiguration is a PUT
+with `?lifecycle`). Redis does not show CONFIG SET to MONITOR (an admin command) and the shared
+cluster's command statistics count other tests' writes too, so CONFIG SETs are counted from
+the Event the operator posts for each one (per node), and the value on every node is checked
+to be the owner's. The setting is `latency-monitor-threshold`,
+which no other test declares; its value is restored, and the claims released, afterwards (the
+cluster is shared).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from e2e_operator import (
     kubectl,
     wait_for,
 )
+from e2e_proxy import PlainCountingProxy, plain_counting_proxy
 
 from lokifi_storage.api import conditions as types
 from stackfixtures import (
@@ -80,6 +85,14 @@ def world(
         empty_and_delete_bucket(kube_stack, bucket)
 
 
+def lifecycle_puts(proxy: PlainCountingProxy, since: float) -> list[str]:
+    return [
+        f"{r.method} {r.path}?{r.query}"
+        for r in proxy.writes(since=since)
+        if r.method == "PUT" and "lifecycle" in r.query
+    ]
+
+
 def resource(
     stack: StackEnv,
     namespace: str,
@@ -89,6 +102,7 @@ def resource(
     threshold: int,
     days: int,
     premake: int,
+    endpoint: str | None = None,
 ) -> dict[str, Any]:
     return {
         "apiVersion": "storage.lokifi.ai/v1alpha1",
@@ -111,7 +125,7 @@ def resource(
                 "settings": {SETTING: str(threshold)},
             },
             "objectStorage": {
-                "endpoint": stack.s3_endpoint,
+                "endpoint": endpoint or stack.s3_endpoint,
                 "region": stack.aws_region,
                 "credentialsSecretRef": {"name": "lokifi-s3"},
                 "buckets": [
@@ -174,49 +188,60 @@ def test_second_resource_with_other_values_is_stalled_and_resyncs_do_not_fight(
     world: dict[str, Any], kube_stack: StackEnv, start_operator: OperatorFactory
 ) -> None:
     stack, (ns_a, ns_b), bucket = kube_stack, world["namespaces"], world["bucket"]
-    apply(stack, resource(stack, ns_a, "owner", bucket, threshold=101, days=30, premake=2))
-    operator_a = start_operator(ns_a, resync_seconds=RESYNC)
-    kubectl(stack, "-n", ns_a, "wait", "--for=condition=Ready", "lks/owner", "--timeout=120s")
+    with plain_counting_proxy(stack.s3_endpoint) as s3:
+        owner = resource(
+            stack, ns_a, "owner", bucket, threshold=101, days=30, premake=2, endpoint=s3.url
+        )
+        rival = resource(
+            stack, ns_b, "rival", bucket, threshold=202, days=60, premake=3, endpoint=s3.url
+        )
+        apply(stack, owner)
+        operator_a = start_operator(ns_a, resync_seconds=RESYNC)
+        kubectl(stack, "-n", ns_a, "wait", "--for=condition=Ready", "lks/owner", "--timeout=120s")
+        assert lifecycle_puts(s3, 0.0), "the owner put its rule through the proxy"
 
-    apply(stack, resource(stack, ns_b, "rival", bucket, threshold=202, days=60, premake=3))
-    operator_b = start_operator(ns_b, resync_seconds=RESYNC)
-    conds = wait_for(lambda: stalled_by_conflict(stack, ns_b, "rival"), 120, "rival Stalled")
-    for kind in (types.REDIS_READY, types.OBJECT_STORAGE_READY, types.PARTITIONS_READY):
-        assert conds[kind]["status"] == "False", conds[kind]
-        assert conds[kind]["reason"] == "Conflict", conds[kind]
-        assert f"{ns_a}/owner" in conds[kind]["message"], conds[kind]
-    assert conds[types.RECONCILING]["status"] == "False"
-    assert f"{ns_a}/owner" in conds[types.STALLED]["message"]
-    assert writes(stack, ns_b, "rival") == []
+        apply(stack, rival)
+        operator_b = start_operator(ns_b, resync_seconds=RESYNC)
+        conds = wait_for(lambda: stalled_by_conflict(stack, ns_b, "rival"), 120, "rival Stalled")
+        for kind in (types.REDIS_READY, types.OBJECT_STORAGE_READY, types.PARTITIONS_READY):
+            assert conds[kind]["status"] == "False", conds[kind]
+            assert conds[kind]["reason"] == "Conflict", conds[kind]
+            assert f"{ns_a}/owner" in conds[kind]["message"], conds[kind]
+        assert conds[types.RECONCILING]["status"] == "False"
+        assert f"{ns_a}/owner" in conds[types.STALLED]["message"]
+        assert writes(stack, ns_b, "rival") == []
 
-    owner_writes = writes(stack, ns_a, "owner")
-    assert owner_writes, "the owner wrote its setting and rule"
-    passes_a, passes_b = (
-        operator_a.log().count("reconciled "),
-        operator_b.log().count("reconciled "),
-    )
-    wait_for(
-        lambda: (
-            operator_a.log().count("reconciled ") >= passes_a + 3
-            and operator_b.log().count("reconciled ") >= passes_b + 3
-        ),
-        60,
-        "three resyncs of each operator",
-    )
-    assert writes(stack, ns_a, "owner") == owner_writes  # nothing repaired back
-    assert writes(stack, ns_b, "rival") == []
-    assert live_values(stack, bucket) == ({"101"}, [30])
-    assert f"lokifi-storage: managed by {ns_a}/owner" in table_comment(world["db"].primary_url)
-    assert redis_claim_owner(stack) == f"{ns_a}/owner"
+        owner_writes = writes(stack, ns_a, "owner")
+        assert owner_writes, "the owner wrote its setting and rule"
+        start = time.monotonic()
+        passes_a = operator_a.log().count("reconciled ")
+        passes_b = operator_b.log().count("reconciled ")
+        wait_for(
+            lambda: (
+                operator_a.log().count("reconciled ") >= passes_a + 3
+                and operator_b.log().count("reconciled ") >= passes_b + 3
+            ),
+            60,
+            "three resyncs of each operator",
+        )
+        assert lifecycle_puts(s3, start) == []
+        assert s3.writes(since=start) == []  # no tag PUT either
+        assert writes(stack, ns_a, "owner") == owner_writes
+        assert writes(stack, ns_b, "rival") == []
+        assert live_values(stack, bucket) == ({"101"}, [30])
+        assert f"lokifi-storage: managed by {ns_a}/owner" in table_comment(world["db"].primary_url)
+        assert redis_claim_owner(stack) == f"{ns_a}/owner"
 
-    # Deleting the owner releases its claims; the rival then takes over and writes its values.
-    kubectl(stack, "-n", ns_a, "delete", "lks", "owner", "--wait=true", "--timeout=60s")
-    wait_for(lambda: redis_claim_owner(stack) != f"{ns_a}/owner", 60, "the owner's claim released")
-    kubectl(stack, "-n", ns_b, "wait", "--for=condition=Ready", "lks/rival", "--timeout=120s")
-    assert live_values(stack, bucket) == ({"202"}, [60])
-    assert writes(stack, ns_b, "rival")
-    assert redis_claim_owner(stack) == f"{ns_b}/rival"
-    assert f"lokifi-storage: managed by {ns_b}/rival" in table_comment(world["db"].primary_url)
+        # Deleting the owner releases its claims; the rival then takes over with its values.
+        kubectl(stack, "-n", ns_a, "delete", "lks", "owner", "--wait=true", "--timeout=60s")
+        wait_for(
+            lambda: redis_claim_owner(stack) != f"{ns_a}/owner", 60, "the owner's claim released"
+        )
+        kubectl(stack, "-n", ns_b, "wait", "--for=condition=Ready", "lks/rival", "--timeout=120s")
+        assert live_values(stack, bucket) == ({"202"}, [60])
+        assert writes(stack, ns_b, "rival")
+        assert redis_claim_owner(stack) == f"{ns_b}/rival"
+        assert f"lokifi-storage: managed by {ns_b}/rival" in table_comment(world["db"].primary_url)
 
 
 def test_equal_values_share_without_conflict_or_writes(
