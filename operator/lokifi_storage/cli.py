@@ -105,7 +105,23 @@ def run(
     metrics_port: Annotated[
         int, typer.Option(help="Port of the Prometheus /metrics endpoint; 0 turns it off.")
     ] = 9090,
-    workers: Annotated[int, typer.Option(min=1, help="Resources resynced in parallel.")] = 4,
+    workers: Annotated[int, typer.Option(min=1, help="Resources reconciled in parallel.")] = 4,
+    shards: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="2 or more: split the resources over the replicas by shard Leases instead of"
+            " electing one leader.",
+        ),
+    ] = 1,
+    max_connections_per_server: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Connections this process opens at most to one PostgreSQL server or Redis"
+            " node, shared by every resource pointing at it.",
+        ),
+    ] = 10,
     job_image: Annotated[
         str | None,
         typer.Option(envvar="LOKIFI_JOB_IMAGE", help="Image of the backup and vacuum CronJobs."),
@@ -136,6 +152,8 @@ def run(
         health_port=health_port,
         metrics_port=metrics_port,
         workers=workers,
+        max_connections_per_server=max_connections_per_server,
+        shards=shards,
         job_image=job_image,
     )
     raise typer.Exit(run_operator(options))

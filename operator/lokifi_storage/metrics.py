@@ -33,6 +33,8 @@ __all__ = [
     "forget",
     "observe_part",
     "record_status",
+    "set_resync_interval",
+    "set_shards_held",
     "set_storage",
     "start_metrics_server",
 ]
@@ -227,6 +229,29 @@ class _BackupAgeCollector(Collector):
 
 
 REGISTRY.register(_BackupAgeCollector())
+
+
+RESYNC_INTERVAL = Gauge(
+    "lokifi_storage_resync_interval_seconds",
+    "The resync interval in force: --resync-seconds, or longer while one round of every"
+    " resource cannot finish inside it (handlers/controller.py).",
+    registry=REGISTRY,
+)
+
+
+SHARDS_HELD = Gauge(
+    "lokifi_storage_shards_held",
+    "Shards this replica serves (sharded mode, handlers/sharding.py).",
+    registry=REGISTRY,
+)
+
+
+def set_resync_interval(seconds: float) -> None:
+    RESYNC_INTERVAL.set(seconds)
+
+
+def set_shards_held(count: int) -> None:
+    SHARDS_HELD.set(count)
 
 
 def observe_part(

@@ -132,6 +132,7 @@ def test_operator_pod_is_restricted_and_probed_on_its_health_endpoint(tmp_path: 
         ({"replicaCount": -1}, "replicaCount"),
         ({"logLevel": "LOUD"}, "logLevel"),
         ({"replicas": 2}, "replicas"),
+        ({"shards": 0}, "shards"),
         ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
         ({"metrics": {"serviceMonitor": {"interval": "often"}}}, "interval"),
     ],
@@ -231,3 +232,23 @@ def test_example_overlay_pins_the_image_and_runs_a_standby(kube_stack: StackEnv)
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["LOKIFI_JOB_IMAGE"] == container["image"]
     assert one(objs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+
+
+def test_shards_value_runs_sharded_replicas_that_may_update_only_their_shard_leases(
+    tmp_path: Path,
+) -> None:
+    default = one(render(tmp_path), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert not any(arg.startswith("--shards") for arg in default["args"])
+    objs = render(tmp_path, {"shards": 3, "replicaCount": 3})
+    container = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--shards=3" in container["args"]
+    lease_role = next(
+        r for r in by_kind(objs, "Role") if r["metadata"]["name"].endswith("-leader-election")
+    )
+    named = next(r for r in lease_role["rules"] if "get" in r["verbs"])
+    assert named["resourceNames"] == [
+        "lokifi-storage-operator",
+        "lokifi-storage-operator-shard-0",
+        "lokifi-storage-operator-shard-1",
+        "lokifi-storage-operator-shard-2",
+    ]

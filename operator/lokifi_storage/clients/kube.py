@@ -111,9 +111,18 @@ class KubeClient:
         self._field_manager = field_manager
 
     @classmethod
-    def from_environment(cls, kubeconfig: str | None = None) -> KubeClient:
-        """In-cluster service account when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    def from_environment(
+        cls, kubeconfig: str | None = None, pool_size: int | None = None
+    ) -> KubeClient:
+        """In-cluster service account when running in a pod, else the kubeconfig (KUBECONFIG).
+
+        `pool_size`: connections kept to the API server; at least the threads that call the
+        client at once (the operator's workers times the parts each runs in parallel), or
+        urllib3 opens and discards one per request above it ("Connection pool is full").
+        """
         configuration = k8s_client.Configuration()
+        if pool_size is not None:
+            configuration.connection_pool_maxsize = pool_size
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except k8s_config.ConfigException:
@@ -265,6 +274,22 @@ class KubeClient:
                 "PATCH",
                 resource.path(namespace, name, "status"),
                 body={"status": patch},
+                content_type="application/merge-patch+json",
+            )
+        except NotFound:
+            return None
+        return result
+
+    def patch_merge(
+        self, resource: Resource, namespace: str, name: str, patch: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """JSON merge patch of the object (with `metadata.resourceVersion` in `patch`: Conflict
+        when it changed since); None when the object is gone."""
+        try:
+            result: dict[str, Any] = self._request(
+                "PATCH",
+                resource.path(namespace, name),
+                body=dict(patch),
                 content_type="application/merge-patch+json",
             )
         except NotFound:

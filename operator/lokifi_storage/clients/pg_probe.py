@@ -1,8 +1,9 @@
 """Read-only health probes of the PostgreSQL primary and its streaming replicas.
 
 Kept apart from the partition client (clients/postgres.py): these probes never write, use short
-timeouts, and open one short-lived connection per server, so a slow or dead replica costs one
-connect timeout and nothing else. The lag arithmetic is in domain/replica_health.py; this module
+timeouts, and take one connection per server for the length of a probe (from the process's
+shared pool, clients/pg_pool.py), so a slow or dead replica costs one connect timeout and
+nothing else. The lag arithmetic is in domain/replica_health.py; this module
 only gathers the numbers it needs.
 
 Error messages are built from host, port, database and user only. The URL (which carries the
@@ -23,6 +24,7 @@ from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 
 from lokifi_storage.api.conditions import Reason
+from lokifi_storage.clients import pg_pool
 from lokifi_storage.clients.errors import (
     AuthenticationFailed,
     ClientError,
@@ -39,6 +41,7 @@ __all__ = [
     "describe_target",
     "observe_replica",
     "open_primary",
+    "pooled_autocommit",
 ]
 
 APPLICATION_NAME = "lokifi-storage-operator"
@@ -129,21 +132,36 @@ def connect_autocommit(url: str, role: str) -> tuple[psycopg.Connection[tuple[An
 
 
 @contextmanager
+def pooled_autocommit(
+    url: str, role: str
+) -> Iterator[tuple[psycopg.Connection[tuple[Any, ...]], Target]]:
+    """`connect_autocommit`, through the process's pools (clients/pg_pool.py): an idle
+    connection to the same URL is reused, and the connections to one server stay bounded.
+    Given back (reset) when the block ends; the caller does not close it."""
+    target = describe_target(url)
+    with pg_pool.pools().connection(
+        libpq_url(url),
+        (target.host, target.port),
+        lambda: connect_autocommit(url, role),
+        f"{role} {target}",
+    ) as (conn, _):
+        yield conn, target
+
+
+@contextmanager
 def _connect(
     url: str, role: str
 ) -> Iterator[tuple[psycopg.Connection[tuple[object, ...]], Target]]:
-    conn, target = connect_autocommit(url, role)
-    try:
-        conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
-        yield conn, target
-    except psycopg.OperationalError as error:
-        raise ConnectionFailed(f"{role} {target}: connection lost during the probe") from error
-    except psycopg.Error as error:
-        raise ClientError(
-            f"{role} {target}: probe query failed ({describe_error(error)})"
-        ) from error
-    finally:
-        conn.close()
+    with pooled_autocommit(url, role) as (conn, target):
+        try:
+            conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+            yield conn, target
+        except psycopg.OperationalError as error:
+            raise ConnectionFailed(f"{role} {target}: connection lost during the probe") from error
+        except psycopg.Error as error:
+            raise ClientError(
+                f"{role} {target}: probe query failed ({describe_error(error)})"
+            ) from error
 
 
 class PrimaryProbe:

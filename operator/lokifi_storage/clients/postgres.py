@@ -43,7 +43,7 @@ from lokifi_storage.clients.partition_observe import (
 )
 from lokifi_storage.clients.partition_sql import Check, Step, steps_for
 from lokifi_storage.clients.pg_diagnostics import server_message
-from lokifi_storage.clients.pg_probe import Target, connect_autocommit
+from lokifi_storage.clients.pg_probe import Target, pooled_autocommit
 from lokifi_storage.domain.partition_actions import Action
 from lokifi_storage.domain.partition_catalog import ObservedTable, QName
 
@@ -382,12 +382,10 @@ def _parts(q: QName) -> tuple[str, str]:
 
 @contextmanager
 def open_partition_database(url: str, **options: Any) -> Iterator[PartitionDatabase]:
-    """Connect to the primary in autocommit, TimeZone UTC; raise the clients' error tree."""
-    conn, target = connect_autocommit(url, "primary")
-    db = PartitionDatabase(conn, target, **options)
-    try:
+    """A connection to the primary (shared, clients/pg_pool.py) in autocommit, TimeZone UTC;
+    raise the clients' error tree."""
+    with pooled_autocommit(url, "primary") as (conn, target):
+        db = PartitionDatabase(conn, target, **options)
         db._execute("SET TimeZone = 'UTC'")
         db._execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(f"{db.lock_timeout_ms}ms")))
         yield db
-    finally:
-        conn.close()

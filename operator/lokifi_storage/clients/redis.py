@@ -2,8 +2,15 @@
 
 Settings are per node (CONFIG SET is not forwarded by the cluster), so this client addresses
 nodes one by one instead of going through a cluster-routing client. Connections have short
-timeouts and no retries: a dead node should cost one connect timeout, and the reconciler then
-moves on to the next node.
+timeouts and no retry on a timeout: a dead node should cost one connect timeout, and the
+reconciler then moves on to the next node.
+
+Connections are shared by every resource of the process that addresses the same node with the
+same credentials (one blocking pool per node, at most `max_per_node` connections, see
+`configure_sharing`): 1,000 resources pointing at one cluster keep a handful of connections
+open instead of connecting to every node on every reconcile. A pooled connection the node has
+closed since (restart, timeout) fails with a connection error; that error alone is retried
+once, on a new connection.
 
 Every CONFIG SET sent is recorded in `config_set_log` as (node, key), so tests can prove that
 a reconcile with nothing to change sends none, and that drift is repaired on the drifted node
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,7 +36,7 @@ from lokifi_storage.clients.errors import (
     Refused,
 )
 
-__all__ = ["CLAIMS_KEY", "RedisNode", "RedisNodes"]
+__all__ = ["CLAIMS_KEY", "RedisNode", "RedisNodes", "configure_sharing"]
 
 # The hash that records which LokifiStorage manages which setting of this cluster (one field
 # per setting; domain/claims.py). A key of the cluster, so every operator reaching it sees it.
@@ -44,6 +52,40 @@ _REDIRECT = re.compile(r"^(?:MOVED|ASK) \d+ (\S+):(\d+)")
 
 SOCKET_TIMEOUT_SECONDS = 3.0
 CONNECT_TIMEOUT_SECONDS = 2.0
+POOL_WAIT_SECONDS = 30.0
+
+_shared: dict[tuple[str, int, str | None, str | None], redis.Redis] = {}
+_shared_lock = threading.Lock()
+_max_per_node = 4
+
+
+def configure_sharing(max_per_node: int) -> None:
+    """Bound the connections to each node (applies to nodes first addressed afterwards)."""
+    global _max_per_node
+    _max_per_node = max_per_node
+
+
+def _shared_client(host: str, port: int, username: str | None, password: str | None) -> redis.Redis:
+    key = (host, port, username, password)
+    with _shared_lock:
+        client = _shared.get(key)
+        if client is None:
+            pool = redis.BlockingConnectionPool(  # type: ignore[no-untyped-call]
+                host=host,
+                port=port,
+                username=username,
+                password=password,
+                socket_timeout=SOCKET_TIMEOUT_SECONDS,
+                socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+                decode_responses=True,
+                max_connections=_max_per_node,
+                timeout=POOL_WAIT_SECONDS,
+            )
+            client = redis.Redis(connection_pool=pool)
+            _shared[key] = client
+        return client
+
 
 _AUTH_MARKERS = ("NOAUTH", "WRONGPASS", "invalid password", "invalid username-password")
 
@@ -118,29 +160,19 @@ class RedisNode:
 
 
 class RedisNodes:
-    """Connections to the nodes of one cluster, opened on first use and closed together."""
+    """The nodes of one cluster as one reconcile sees them; connections come from the shared
+    pools (opened on first use, kept for the next reconcile)."""
 
     def __init__(self, password: str | None, *, username: str | None = None) -> None:
         self._password = password
         self._username = username
         self._nodes: dict[str, RedisNode] = {}
-        self._conns: list[redis.Redis] = []
         self.config_set_log: list[tuple[str, str]] = []
 
     def node(self, host: str, port: int) -> RedisNode:
         address = f"{host}:{port}"
         if address not in self._nodes:
-            conn = redis.Redis(
-                host=host,
-                port=port,
-                username=self._username,
-                password=self._password,
-                socket_timeout=SOCKET_TIMEOUT_SECONDS,
-                socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                retry=Retry(NoBackoff(), 0),
-                decode_responses=True,
-            )
-            self._conns.append(conn)
+            conn = _shared_client(host, port, self._username, self._password)
             self._nodes[address] = RedisNode(address, conn, self.config_set_log)
         return self._nodes[address]
 
@@ -183,10 +215,7 @@ class RedisNodes:
         return bool(removed)
 
     def close(self) -> None:
-        for conn in self._conns:
-            with contextlib.suppress(redis.RedisError):
-                conn.close()
-        self._conns.clear()
+        """Forget the nodes; their connections stay in the shared pools."""
         self._nodes.clear()
 
     def __enter__(self) -> RedisNodes:

@@ -560,6 +560,7 @@ class _Planner:
             self.notes.append(f"{part.qname} is not sub-partitioned on {sub.column}; left as is")
             return
         existing = [(c, c.bound.int_range() if c.bound else None) for c in part.children]
+        present = {r for _, r in existing if r is not None}
         sub_default = part.default_child()
         for child in self.sub_relations(part.qname):
             if child.bound.is_default:
@@ -569,7 +570,7 @@ class _Planner:
                     )
                 continue
             lo, hi = int(child.bound.lower or 0), int(child.bound.upper or 0)
-            if any(r == (lo, hi) for _, r in existing):
+            if (lo, hi) in present:
                 continue
             if any(r is not None and r[0] < hi and lo < r[1] for _, r in existing):
                 self.notes.append(f"a sub-partition of {part.qname} overlaps [{lo}, {hi})")

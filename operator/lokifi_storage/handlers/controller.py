@@ -1,8 +1,20 @@
 """Who reconciles what, when: the glue between Kopf's handlers and the resource reconciler.
 
-Kopf calls `reconcile_now` on create/update/resume (spec changes); `observe` on every watch
-event keeps an in-memory list of the resources; `run_resync` re-reconciles each resource when
-it is due: every `resync_seconds` when Ready, sooner with backoff when not (domain/requeue.py).
+Two kinds of work share one pool of `workers` threads, in strict order:
+1. changes: a resource created, its spec changed, or seen for the first time by this process
+   (Kopf's create/update/resume handlers `await submit(...)`; in sharded mode the watch events
+   themselves, see `observe`). They always go first, oldest first.
+2. resyncs: every resource is re-observed when it is due, every `resync_seconds` when Ready,
+   sooner with backoff when not (domain/requeue.py), earliest due first, and only when no
+   change waits. So 1,000 resources created at once are all reconciled once before the first
+   of them is resynced, and a spec change is never stuck behind a round of resyncs.
+
+Resyncs are spread: each Ready resource is due again after the interval times a random factor
+in [1 - jitter, 1 + jitter], so resources created in one burst drift apart instead of coming
+due in one burst every interval. When the resources cannot all be resynced within the interval
+(count x mean reconcile time / workers > 90% of it), the interval stretches to what a round
+needs, says so in the log, and `lokifi_storage_resync_interval_seconds` shows it; it shrinks
+back to `resync_seconds` once rounds fit again.
 
 Why not `kopf.timer`: Kopf puts a finalizer on every object a timer or daemon watches, and the
 Retain policy promises no finalizer. Why not `kopf.TemporaryError` for a part that is down:
@@ -10,32 +22,44 @@ Kopf persists every retry in the object (a PATCH each), while this schedule is i
 retrying writes nothing. Kopf's own retry is kept for what it is good at: a failure to talk to
 the Kubernetes API itself while handling a change.
 
-A per-resource lock makes sure a handler and a resync never reconcile the same resource at
-once; a resync finds the lock taken and simply skips that round.
+A per-resource lock makes sure a change, a resync and a clean-up never reconcile the same
+resource at once; the dispatcher also never starts two jobs for one resource.
+
+`owns` (handlers/sharding.py) narrows the resources this process serves to its shards: work for
+any other resource is dropped from the queues, never started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import heapq
 import logging
+import random
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
+from lokifi_storage import metrics
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.domain.requeue import Outcome, next_delay
 from lokifi_storage.reconcile.resource import ReconcileResult, ResourceReconciler
 
-__all__ = ["Controller", "ControllerConfig"]
+__all__ = ["Controller", "ControllerConfig", "stretched_interval"]
 
 log = logging.getLogger(__name__)
+
+#: a round may fill this share of the interval before the interval stretches
+ROUND_HEADROOM = 0.9
+#: how much one measured reconcile moves the running mean
+MEAN_WEIGHT = 0.05
 
 
 @dataclass(frozen=True)
@@ -46,10 +70,11 @@ class ControllerConfig:
     first_retry_seconds: float = 2.0
     workers: int = 4
     tick_seconds: float = 0.5
+    jitter: float = 0.1
 
 
 @dataclass
-class _Entry:
+class Entry:
     namespace: str
     name: str
     uid: str
@@ -57,31 +82,81 @@ class _Entry:
     due: float | None = None  # monotonic; None = only on the next change
     failures: int = 0
     deleting: bool = False
+    generation: int | None = None  # metadata.generation of the newest event
+    observed_generation: int | None = None  # status.observedGeneration of the newest event
+    queued_generation: int | None = None  # generation a change was last queued for
+    finalizers: tuple[str, ...] = ()  # metadata.finalizers of the newest event
+    deletion_policy: str | None = None  # spec.deletionPolicy of the newest event
+
+
+@dataclass
+class _Change:
+    entry: Entry
+    done: asyncio.Future[ReconcileResult | BaseException] | None = None
+    kind: str = "change"  # or "cleanup" (sharded mode: the finalizer of deletionPolicy Delete)
+
+
+def stretched_interval(
+    resync_seconds: float, resources: int, mean_seconds: float, workers: int
+) -> float:
+    """The resync interval that lets one round of `resources` finish on `workers` threads.
+
+    `resync_seconds` while a round fits in ROUND_HEADROOM of it; longer otherwise, so that it
+    does (pure: unit tested).
+    """
+    needed = resources * mean_seconds / max(1, workers)
+    return max(resync_seconds, needed / ROUND_HEADROOM)
 
 
 class Controller:
     """The resources this operator serves, their schedule, and the calls into the reconciler."""
 
-    def __init__(self, reconciler: ResourceReconciler, config: ControllerConfig | None = None):
+    def __init__(
+        self,
+        reconciler: ResourceReconciler,
+        config: ControllerConfig | None = None,
+        *,
+        rng: random.Random | None = None,
+    ):
         self.reconciler = reconciler
         self.config = config or ControllerConfig()
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, Entry] = {}
         self._guard = threading.Lock()
+        self._rng = rng or random.Random()  # noqa: S311 - spreading timers, not secrets
+        self._changes: collections.deque[_Change] = collections.deque()
+        self._heap: list[tuple[float, str]] = []
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.owns: Callable[[str, str, str], bool] = lambda namespace, name, uid: True
+        self.changes_from_events = False  # sharded mode: no Kopf change handlers
+        self.on_finished: Callable[[Entry, ReconcileResult | None], None] | None = None
+        self.finalize: Callable[[Entry], None] | None = None  # sharded mode: the cleanup job
+        self.needs_cleanup: Callable[[Entry], bool] = lambda entry: False
+        self._queued: set[tuple[str, str]] = set()  # (uid, kind) of queued jobs without waiter
+        self.interval = self.config.resync_seconds
+        self.mean_seconds = 0.0
         self.reconciles = 0  # a counter for the liveness endpoint and benchmarks
+        self.running: dict[str, str] = {}  # uid -> "change" | "resync", for tests and sharding
+        metrics.set_resync_interval(self.interval)
 
     # --- bookkeeping -------------------------------------------------------------------------
 
-    def _entry(self, namespace: str, name: str, uid: str) -> _Entry:
+    def _entry(self, namespace: str, name: str, uid: str) -> Entry:
         with self._guard:
             entry = self._entries.get(uid)
             if entry is None:
-                entry = _Entry(namespace=namespace, name=name, uid=uid)
+                entry = Entry(namespace=namespace, name=name, uid=uid)
                 self._entries[uid] = entry
             return entry
 
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """Keep the list of resources current from a watch event (no API calls, except that a
-        deleted resource releases its claims on shared things)."""
+        deleted resource releases its claims on shared things: `on_event` runs that in a
+        thread).
+
+        In sharded mode a new generation (one the status does not report yet, and no change
+        was queued for) queues a change, as Kopf's create/update handlers do otherwise.
+        """
         meta = body.get("metadata", {})
         uid = meta.get("uid")
         if not uid:
@@ -89,8 +164,11 @@ class Controller:
         if event_type == "DELETED":
             with self._guard:
                 entry = self._entries.pop(uid, None)
+            owner = self.owns(meta.get("namespace", ""), meta.get("name", ""), uid)
             try:
-                if entry is None:
+                if not owner:
+                    pass  # the replica serving its shard releases them
+                elif entry is None:
                     self.reconciler.release(body)
                 else:
                     with entry.lock:  # not while a reconcile of it may still be claiming
@@ -101,12 +179,39 @@ class Controller:
             return
         entry = self._entry(meta["namespace"], meta["name"], uid)
         entry.deleting = bool(meta.get("deletionTimestamp"))
+        entry.generation = meta.get("generation")
+        entry.observed_generation = (body.get("status") or {}).get("observedGeneration")
+        entry.finalizers = tuple(meta.get("finalizers") or ())
+        entry.deletion_policy = (body.get("spec") or {}).get("deletionPolicy")
+        if not self.changes_from_events or not self.owns(entry.namespace, entry.name, uid):
+            return
+        if entry.deleting:
+            if self.needs_cleanup(entry):
+                self.enqueue_change(entry, kind="cleanup")
+            return
+        if (
+            entry.generation != entry.observed_generation
+            and entry.generation != entry.queued_generation
+        ):
+            self.enqueue_change(entry)
+
+    async def on_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """`observe` for Kopf's event handler, on the event loop; a deletion (which releases
+        claims on the servers and waits for a reconcile in flight) in a thread."""
+        if event_type == "DELETED":
+            await asyncio.to_thread(self.observe, event_type, body)
+        else:
+            self.observe(event_type, body)
 
     def known(self) -> int:
         with self._guard:
             return len(self._entries)
 
-    def _schedule(self, entry: _Entry, result: ReconcileResult) -> None:
+    def entries(self) -> list[Entry]:
+        with self._guard:
+            return list(self._entries.values())
+
+    def _schedule(self, entry: Entry, result: ReconcileResult) -> None:
         if result.gone:
             entry.due = None
             return
@@ -115,14 +220,39 @@ class Controller:
         delay = next_delay(
             result.outcome,
             entry.failures,
-            self.config.resync_seconds,
+            self.interval,
             self.config.first_retry_seconds,
         )
         if result.outcome is Outcome.NOT_READY:
             entry.failures += 1
-        entry.due = None if delay is None else time.monotonic() + delay
+        if delay is not None and result.outcome is Outcome.READY:
+            jitter = self.config.jitter
+            delay *= 1 + self._rng.uniform(-jitter, jitter)
+        self._set_due(entry, None if delay is None else time.monotonic() + delay)
 
-    def _count_failure(self, entry: _Entry) -> float | None:
+    def _set_due(self, entry: Entry, due: float | None) -> None:
+        entry.due = due
+        if due is not None:
+            with self._guard:
+                heapq.heappush(self._heap, (due, entry.uid))
+            self._poke()
+
+    def _poke(self) -> None:
+        """Wake the dispatcher (from any thread)."""
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            wake.set()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is closing
+                loop.call_soon_threadsafe(wake.set)
+
+    def _count_failure(self, entry: Entry) -> float | None:
         """Count one more attempt for `entry` that a ClientError cut short; return the backoff.
 
         The handlers (through Kopf's retry) and the resync loop both back off from such an
@@ -133,30 +263,92 @@ class Controller:
         return next_delay(
             Outcome.NOT_READY,
             entry.failures,
-            self.config.resync_seconds,
+            self.interval,
             self.config.first_retry_seconds,
         )
 
-    def _run(self, entry: _Entry) -> ReconcileResult:
+    def _run(self, entry: Entry, kind: str = "change") -> ReconcileResult:
         started = time.monotonic()
+        wall = time.time()
         result = self.reconciler.reconcile(entry.namespace, entry.name)
+        took = time.monotonic() - started
         self.reconciles += 1
+        self.mean_seconds = (
+            took
+            if self.reconciles == 1
+            else (1 - MEAN_WEIGHT) * self.mean_seconds + MEAN_WEIGHT * took
+        )
         self._schedule(entry, result)
         log.info(
-            "reconciled %s/%s in %.2fs: %s%s%s",
+            "reconciled %s/%s in %.2fs: %s%s%s [%s %.3f-%.3f]",
             entry.namespace,
             entry.name,
-            time.monotonic() - started,
+            took,
             result.outcome.value,
             f" ({result.ready_message})" if result.outcome is not Outcome.READY else "",
             "" if result.status_patched else ", status unchanged",
+            kind,
+            wall,
+            time.time(),
         )
         return result
 
-    # --- called by Kopf handlers (in Kopf's executor threads) -------------------------------
+    # --- changes -----------------------------------------------------------------------------
+
+    def enqueue_change(
+        self,
+        entry: Entry,
+        done: asyncio.Future[ReconcileResult | BaseException] | None = None,
+        kind: str = "change",
+    ) -> None:
+        """Queue a change reconcile (or clean-up) of `entry`, on the event loop's thread.
+
+        Without a waiter, a job already queued for the resource is not queued twice."""
+        if done is None:
+            if (entry.uid, kind) in self._queued:
+                return
+            self._queued.add((entry.uid, kind))
+        if kind == "change":
+            entry.queued_generation = entry.generation
+        self._changes.append(_Change(entry, done, kind))
+        self._poke()
+
+    def adopt(self, belongs: Callable[[str, str], bool]) -> None:
+        """Resources of a shard just taken: a change for each whose status does not report its
+        generation yet, a resync spread over the interval for the others."""
+        now = time.monotonic()
+        for entry in self.entries():
+            if not belongs(entry.namespace, entry.name):
+                continue
+            if entry.deleting:
+                if self.needs_cleanup(entry):
+                    self.enqueue_change(entry, kind="cleanup")
+            elif entry.generation != entry.observed_generation:
+                self.enqueue_change(entry)
+            else:
+                self._set_due(entry, now + self._rng.uniform(0, self.interval))
+
+    async def submit(self, namespace: str, name: str, uid: str) -> None:
+        """Reconcile after a change, ahead of every resync, and wait for it (Kopf handlers).
+
+        Kopf's retry only for failures of the Kubernetes API; an invalid spec is permanent.
+        """
+        entry = self._entry(namespace, name, uid)
+        done: asyncio.Future[ReconcileResult | BaseException] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.enqueue_change(entry, done)
+        outcome = await done
+        if isinstance(outcome, ClientError):
+            delay = self._count_failure(entry)
+            raise kopf.TemporaryError(f"Kubernetes API: {outcome.message}", delay=delay or 10)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome.outcome is Outcome.INVALID:
+            raise kopf.PermanentError(f"invalid spec: {outcome.ready_message}")
 
     def reconcile_now(self, namespace: str, name: str, uid: str) -> None:
-        """Reconcile after a change; Kopf's retry only for failures of the Kubernetes API."""
+        """Reconcile in the calling thread, now (tests and tools; the operator uses `submit`)."""
         entry = self._entry(namespace, name, uid)
         with entry.lock:
             try:
@@ -181,56 +373,227 @@ class Controller:
                 raise kopf.TemporaryError(f"cleanup: {error.message}", delay=delay or 10) from None
         log.info("cleaned up %s/%s: %s", namespace, name, "; ".join(actions) or "nothing to do")
 
-    # --- the resync loop ---------------------------------------------------------------------
+    # --- the workers -------------------------------------------------------------------------
 
-    def _resync_one(self, entry: _Entry) -> None:
+    def _change_job(self, entry: Entry) -> ReconcileResult | BaseException:
+        with entry.lock:
+            try:
+                result: ReconcileResult | BaseException = self._run(entry, "change")
+            except BaseException as error:  # handed to the waiting handler
+                result = error
+                if not isinstance(error, ClientError):
+                    self._log_crash("reconcile", entry, error)
+                    self._set_due(entry, time.monotonic() + self.interval)
+                elif self.changes_from_events:
+                    delay = self._count_failure(entry)
+                    self._set_due(entry, time.monotonic() + (delay or self.interval))
+        self._finished(entry, result)
+        return result
+
+    def _cleanup_job(self, entry: Entry) -> None:
+        assert self.finalize is not None
+        with entry.lock:
+            try:
+                self.finalize(entry)
+                entry.failures = 0
+                return
+            except ClientError as error:
+                delay = self._count_failure(entry) or self.interval
+                log.warning(
+                    "clean-up of %s/%s failed: %s; again in %.0fs",
+                    entry.namespace,
+                    entry.name,
+                    error.message,
+                    delay,
+                )
+            except Exception as error:
+                delay = self.interval
+                self._log_crash("clean-up", entry, error)
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(
+                    loop.call_later, delay, self.enqueue_change, entry, None, "cleanup"
+                )
+
+    def _resync_job(self, entry: Entry) -> None:
         if not entry.lock.acquire(blocking=False):
             return  # a handler is reconciling it right now
+        result: ReconcileResult | None = None
         try:
-            self._run(entry)
+            result = self._run(entry, "resync")
         except ClientError as error:
             delay = self._count_failure(entry)
-            entry.due = time.monotonic() + (delay or self.config.resync_seconds)
+            self._set_due(entry, time.monotonic() + (delay or self.interval))
             log.warning("resync of %s/%s failed: %s", entry.namespace, entry.name, error.message)
         except Exception as error:
-            # The type and the frames, not the message: an unknown exception's text could
-            # quote a connection string.
-            entry.due = time.monotonic() + self.config.resync_seconds
-            log.error(
-                "resync of %s/%s crashed with %s\n%s",
-                entry.namespace,
-                entry.name,
-                type(error).__name__,
-                "".join(traceback.format_tb(error.__traceback__)),
-            )
+            self._set_due(entry, time.monotonic() + self.interval)
+            self._log_crash("resync", entry, error)
         finally:
             entry.lock.release()
+        self._finished(entry, result)
 
-    def _due(self) -> list[_Entry]:
-        now = time.monotonic()
+    def _finished(self, entry: Entry, result: ReconcileResult | BaseException | None) -> None:
+        if self.on_finished is not None:
+            self.on_finished(entry, result if isinstance(result, ReconcileResult) else None)
+
+    @staticmethod
+    def _log_crash(what: str, entry: Entry, error: BaseException) -> None:
+        # The type and the frames, not the message: an unknown exception's text could quote a
+        # connection string.
+        log.error(
+            "%s of %s/%s crashed with %s\n%s",
+            what,
+            entry.namespace,
+            entry.name,
+            type(error).__name__,
+            "".join(traceback.format_tb(error.__traceback__)),
+        )
+
+    # --- the dispatcher ----------------------------------------------------------------------
+
+    def _next_change(self) -> _Change | None:
+        """The oldest queued change whose resource is not being reconciled right now."""
+        skipped: list[_Change] = []
+        found: _Change | None = None
+        while self._changes:
+            change = self._changes.popleft()
+            entry = change.entry
+            if change.done is None:
+                self._queued.discard((entry.uid, change.kind))
+            if not self.owns(entry.namespace, entry.name, entry.uid) or self._gone(entry):
+                if change.done is not None and not change.done.done():
+                    change.done.set_result(ReconcileResult(outcome=Outcome.READY, gone=True))
+                continue
+            if entry.uid in self.running:
+                skipped.append(change)
+                if change.done is None:
+                    self._queued.add((entry.uid, change.kind))
+                continue
+            found = change
+            break
+        self._changes.extendleft(reversed(skipped))
+        return found
+
+    def _gone(self, entry: Entry) -> bool:
         with self._guard:
-            return [
-                e
-                for e in self._entries.values()
-                if not e.deleting and e.due is not None and e.due <= now
-            ]
+            return self._entries.get(entry.uid) is not entry
 
-    async def run_resync(self, stop: asyncio.Event) -> None:
-        """Until `stop`: reconcile every resource that is due, `workers` at a time."""
+    def _next_resync(self, now: float) -> Entry | None:
+        with self._guard:
+            while self._heap and self._heap[0][0] <= now:
+                due, uid = heapq.heappop(self._heap)
+                entry = self._entries.get(uid)
+                if entry is None or entry.due != due or entry.deleting:
+                    continue  # stale: rescheduled, removed or being deleted
+                if not self.owns(entry.namespace, entry.name, entry.uid):
+                    continue
+                if uid in self.running:
+                    # Busy with a change that reschedules it when done.
+                    continue
+                entry.due = None
+                return entry
+            return None
+
+    def _next_wakeup(self, now: float) -> float:
+        with self._guard:
+            until = self._heap[0][0] - now if self._heap else self.config.tick_seconds
+        return min(max(until, 0.01), self.config.tick_seconds)
+
+    def resynced_resources(self) -> int:
+        """Resources that have a resync scheduled (Ready or retrying), for the round estimate."""
+        with self._guard:
+            return sum(1 for e in self._entries.values() if e.due is not None)
+
+    def _update_interval(self) -> None:
+        scheduled = sum(1 for _ in self.running) + self.resynced_resources()
+        interval = stretched_interval(
+            self.config.resync_seconds, scheduled, self.mean_seconds, self.config.workers
+        )
+        if abs(interval - self.interval) > 0.1 * self.interval:
+            if interval > self.config.resync_seconds:
+                log.warning(
+                    "resync: %d resources at %.2fs per reconcile on %d workers need %.0fs"
+                    " per round; the interval stretches from %.0fs to %.0fs",
+                    scheduled,
+                    self.mean_seconds,
+                    self.config.workers,
+                    scheduled * self.mean_seconds / self.config.workers,
+                    self.config.resync_seconds,
+                    interval,
+                )
+            else:
+                log.info("resync: rounds fit again; interval back to %.0fs", interval)
+            self.interval = interval
+            metrics.set_resync_interval(interval)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop`: start changes first, then due resyncs, `workers` at a time."""
         loop = asyncio.get_running_loop()
-        running: dict[str, asyncio.Future[None]] = {}
+        self._loop = loop
+        wake = self._wake = asyncio.Event()
+
+        async def stopper() -> None:
+            await stop.wait()
+            wake.set()
+
+        stopping = asyncio.create_task(stopper())
+        running: dict[str, asyncio.Future[Any]] = {}
+        last_estimate = 0.0
         with ThreadPoolExecutor(
-            max_workers=self.config.workers, thread_name_prefix="resync"
+            max_workers=self.config.workers, thread_name_prefix="reconcile"
         ) as pool:
             while not stop.is_set():
+                wake.clear()
                 for uid in [uid for uid, fut in running.items() if fut.done()]:
                     running.pop(uid)
-                for entry in self._due():
-                    if entry.uid in running or len(running) >= self.config.workers:
+                    self.running.pop(uid, None)
+                now = time.monotonic()
+                if now - last_estimate > 5:
+                    self._update_interval()
+                    last_estimate = now
+                while len(running) < self.config.workers:
+                    change = self._next_change()
+                    if change is not None:
+                        running[change.entry.uid] = self._start_change(loop, pool, change)
+                        self.running[change.entry.uid] = change.kind
                         continue
-                    entry.due = None  # rescheduled by the reconcile itself
-                    running[entry.uid] = loop.run_in_executor(pool, self._resync_one, entry)
+                    entry = self._next_resync(time.monotonic())
+                    if entry is None:
+                        break
+                    future = loop.run_in_executor(pool, self._resync_job, entry)
+                    future.add_done_callback(lambda _: self._poke())
+                    running[entry.uid] = future
+                    self.running[entry.uid] = "resync"
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.config.tick_seconds)
+                    await asyncio.wait_for(wake.wait(), self._next_wakeup(time.monotonic()))
+            stopping.cancel()
             if running:
                 await asyncio.gather(*running.values(), return_exceptions=True)
+            for change in self._changes:
+                if change.done is not None and not change.done.done():
+                    change.done.cancel()
+            self._changes.clear()
+            self.running.clear()
+        self._wake = None
+        self._loop = None
+
+    def _start_change(
+        self, loop: asyncio.AbstractEventLoop, pool: ThreadPoolExecutor, change: _Change
+    ) -> asyncio.Future[Any]:
+        if change.kind == "cleanup":
+            cleanup = loop.run_in_executor(pool, self._cleanup_job, change.entry)
+            cleanup.add_done_callback(lambda _: self._poke())
+            return cleanup
+        future = loop.run_in_executor(pool, self._change_job, change.entry)
+
+        def deliver(fut: asyncio.Future[ReconcileResult | BaseException]) -> None:
+            if change.done is not None and not change.done.done():
+                if fut.cancelled():
+                    change.done.cancel()
+                else:
+                    change.done.set_result(fut.result())
+            self._poke()
+
+        future.add_done_callback(deliver)
+        return future

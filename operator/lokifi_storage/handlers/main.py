@@ -26,11 +26,15 @@ import kopf
 from lokifi_storage import metrics
 from lokifi_storage.builders.cronjobs import DEFAULT_IMAGE, JobSettings
 from lokifi_storage.builders.names import LEASE_NAME
+from lokifi_storage.clients import pg_pool
+from lokifi_storage.clients import redis as redis_client
 from lokifi_storage.clients.kube import KubeClient
+from lokifi_storage.clients.pg_pool import PoolSettings
 from lokifi_storage.handlers.controller import Controller, ControllerConfig
 from lokifi_storage.handlers.health import HealthServer, HealthState
 from lokifi_storage.handlers.leadership import LeaseConfig, LeaseElector
 from lokifi_storage.handlers.operator import build_registry, operator_settings
+from lokifi_storage.handlers.sharding import Finalizers, ShardConfig, ShardKeeper
 from lokifi_storage.reconcile.resource import ReconcilerConfig, ResourceReconciler
 
 __all__ = ["RunOptions", "default_identity", "run_operator"]
@@ -64,6 +68,8 @@ class RunOptions:
     kubeconfig: str | None = None
     first_retry_seconds: float = 2.0
     lease_seconds: int = 30
+    max_connections_per_server: int = 10
+    shards: int = 1  # >= 2: sharding across replicas instead of leader election
 
     def lease_ns(self) -> str:
         return (
@@ -73,8 +79,17 @@ class RunOptions:
         )
 
 
+#: threads that may call the Kubernetes client at once per worker: every part of a reconcile
+#: runs in its own thread (reconcile/resource.py), plus the reconcile's own
+THREADS_PER_WORKER = 8
+
+
 async def _serve(options: RunOptions, stop: asyncio.Event) -> int:
-    kube = KubeClient.from_environment(options.kubeconfig)
+    kube = KubeClient.from_environment(
+        options.kubeconfig, pool_size=options.workers * THREADS_PER_WORKER + 4
+    )
+    pg_pool.configure(PoolSettings(max_per_server=options.max_connections_per_server))
+    redis_client.configure_sharing(options.max_connections_per_server)
     reconciler = ResourceReconciler(
         kube,
         ReconcilerConfig(
@@ -92,8 +107,22 @@ async def _serve(options: RunOptions, stop: asyncio.Event) -> int:
             workers=options.workers,
         ),
     )
+    keeper: ShardKeeper | None = None
     elector: LeaseElector | None = None
-    if not options.standalone:
+    if options.shards > 1:
+        keeper = ShardKeeper(
+            kube,
+            ShardConfig(
+                shards=options.shards,
+                namespace=options.lease_ns(),
+                identity=options.identity,
+                lease_seconds=options.lease_seconds,
+                renew_seconds=max(1.0, options.lease_seconds / 3),
+            ),
+            controller,
+        )
+        Finalizers(kube, reconciler, controller)
+    elif not options.standalone:
         elector = LeaseElector(
             kube,
             LeaseConfig(
@@ -120,11 +149,22 @@ async def _serve(options: RunOptions, stop: asyncio.Event) -> int:
                 return 0
             health.lease_fresh = lambda: elector.leading
         health.role = "leader"
-        log.info("leading as %s; serving %s", options.identity, _scope(options))
-        return await _lead(options, controller, elector, health, stop)
+        if keeper is not None:
+            log.info(
+                "serving %s as %s: the resources of the shards it holds, of %d",
+                _scope(options),
+                options.identity,
+                options.shards,
+            )
+        else:
+            log.info("leading as %s; serving %s", options.identity, _scope(options))
+        return await _lead(options, controller, elector, health, stop, keeper)
     finally:
         if elector is not None:
             await asyncio.to_thread(elector.release)
+        if keeper is not None:
+            await asyncio.to_thread(keeper.release_all)
+        pg_pool.pools().close()
         if server is not None:
             await server.stop()
         if exporter is not None:
@@ -142,15 +182,18 @@ async def _lead(
     elector: LeaseElector | None,
     health: HealthState,
     stop: asyncio.Event,
+    keeper: ShardKeeper | None = None,
 ) -> int:
     lost = asyncio.Event()
     ready = asyncio.Event()
     kopf_stop = asyncio.Event()
     operator = asyncio.create_task(
         kopf.operator(
-            registry=build_registry(),
+            registry=build_registry(sharded=keeper is not None),
             settings=operator_settings(
-                workers=max(4, options.workers * 2), namespaces=options.namespaces
+                workers=max(4, options.workers * 2),
+                namespaces=options.namespaces,
+                sharded=keeper is not None,
             ),
             standalone=True,
             clusterwide=options.all_namespaces,
@@ -160,8 +203,9 @@ async def _lead(
             ready_flag=ready,
         )
     )
-    resync = asyncio.create_task(controller.run_resync(kopf_stop))
-    keeper = asyncio.create_task(elector.keep(kopf_stop, lost)) if elector else None
+    resync = asyncio.create_task(controller.run(kopf_stop))
+    renewal = asyncio.create_task(elector.keep(kopf_stop, lost)) if elector else None
+    shards = asyncio.create_task(keeper.keep(kopf_stop)) if keeper else None
 
     async def mark_ready() -> None:
         await ready.wait()
@@ -181,7 +225,7 @@ async def _lead(
         health.kopf_failed = True
         log.error("Kopf stopped: %s", type(operator.exception()).__name__)
         exit_code = 1
-    for task in (operator, resync, keeper, marker, *waiters):
+    for task in (operator, resync, renewal, shards, marker, *waiters):
         if task is None or task.done():
             continue
         if task in (operator, resync):

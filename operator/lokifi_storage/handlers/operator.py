@@ -13,7 +13,9 @@ Kopf settings, and why:
   delete handler is filtered on the policy). No timers or daemons: Kopf would put a finalizer
   on every resource; the resync is the controller's own loop (handlers/controller.py).
 - Peering: Kopf's peering is off (standalone); two operator processes are kept apart by a Lease
-  before Kopf starts at all (handlers/leadership.py).
+  before Kopf starts at all (handlers/leadership.py), or split the resources by shard Leases
+  (handlers/sharding.py: then Kopf only watches, and its finalizer setting names one never used,
+  so that it leaves the shard owner's finalizer alone).
 - Scanning: off when every namespace is named exactly (or all are served): the operator serves
   one known resource, so Kopf has no need to watch CustomResourceDefinitions or Namespaces, and
   the chart's ServiceAccount is granted neither (least privilege; templates/rbac.yaml). A glob
@@ -39,7 +41,14 @@ FINALIZER: Final = "storage.lokifi.ai/cleanup"
 log = logging.getLogger(__name__)
 
 
-def operator_settings(workers: int = 8, namespaces: Sequence[str] = ()) -> kopf.OperatorSettings:
+#: Kopf's finalizer in sharded mode: a name never put on a resource, so that Kopf, which has no
+#: handler needing one there, neither adds nor removes FINALIZER (the shard owner does).
+KOPF_FINALIZER_SHARDED: Final = "storage.lokifi.ai/kopf-unused"
+
+
+def operator_settings(
+    workers: int = 8, namespaces: Sequence[str] = (), *, sharded: bool = False
+) -> kopf.OperatorSettings:
     """Kopf's settings for this operator (see the module docstring for each choice)."""
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
@@ -50,7 +59,7 @@ def operator_settings(workers: int = 8, namespaces: Sequence[str] = ()) -> kopf.
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
     )
-    settings.persistence.finalizer = FINALIZER
+    settings.persistence.finalizer = KOPF_FINALIZER_SHARDED if sharded else FINALIZER
     settings.peering.standalone = True
     settings.peering.mandatory = False
     settings.scanning.disabled = not any(_is_pattern(ns) for ns in namespaces)
@@ -70,8 +79,10 @@ def _delete_policy(spec: Mapping[str, Any], **_: Any) -> bool:
     return spec.get("deletionPolicy") == "Delete"
 
 
-def build_registry() -> kopf.OperatorRegistry:
-    """A fresh registry with the operator's handlers; they reach the controller via `memo`."""
+def build_registry(*, sharded: bool = False) -> kopf.OperatorRegistry:
+    """A fresh registry with the operator's handlers; they reach the controller via `memo`.
+
+    `sharded`: only the watch (`observe`); see handlers/sharding.py."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -80,16 +91,26 @@ def build_registry() -> kopf.OperatorRegistry:
         return kopf.login_via_client(**kwargs)
 
     @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
-    def observe(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-        """Keep the controller's list of resources current (no API calls)."""
-        memo.controller.observe(event.get("type"), body)
+    async def observe(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        """Keep the controller's list of resources current (on the loop: no executor thread
+        is taken per watch event)."""
+        await memo.controller.on_event(event.get("type"), body)
+
+    if sharded:
+        # The shards' owners notice changes from the watch events themselves and add no
+        # finalizer through Kopf: every replica would run Kopf's handlers for every resource
+        # and record them as handled in the resource (handlers/sharding.py).
+        return registry
 
     @kopf.on.resume(API_GROUP, API_VERSION, PLURAL, registry=registry)
     @kopf.on.create(API_GROUP, API_VERSION, PLURAL, registry=registry)
     @kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec", registry=registry)
-    def reconcile(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
-        """A spec was created or changed, or the operator (re)started: reconcile now."""
-        memo.controller.reconcile_now(namespace or "", name, uid)
+    async def reconcile(
+        namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any
+    ) -> None:
+        """A spec was created or changed, or the operator (re)started: reconcile ahead of
+        every resync (the controller's queue), and wait for it."""
+        await memo.controller.submit(namespace or "", name, uid)
 
     @kopf.on.delete(API_GROUP, API_VERSION, PLURAL, when=_delete_policy, registry=registry)
     def delete(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
