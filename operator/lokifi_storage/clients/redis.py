@@ -19,7 +19,6 @@ only. Error messages name the node and key; the password is only handed to redis
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
 from collections.abc import Iterable
