@@ -275,7 +275,11 @@ def test_rows_the_server_refuses_are_found_by_bisection_and_rejected(
     run = run_migrate(pg_database, source, manifest, "--chunk-rows", "64")
 
     assert run.returncode == 8, run.stdout + run.stderr
-    rejects = query(pg_database, "SELECT row_key, reason FROM lokifi_migrate.rejects ORDER BY id")
+    rejects = query(
+        pg_database,
+        "SELECT row_key, reason FROM lokifi_migrate.rejects"
+        " ORDER BY split_part(row_key, '=', 2)::bigint",
+    )
     assert [r[0] for r in rejects] == ["id=7", "id=150"]
     assert all("ai_threads_title_check" in r[1] for r in rejects)
     assert query(pg_database, "SELECT count(*), count(*) FILTER (WHERE archived) FROM ai_threads")[
@@ -348,10 +352,10 @@ def test_kill_9_mid_run_then_a_rerun_resumes_without_duplicates(
             rows = (
                 query(
                     pg_database,
-                    "SELECT coalesce(sum(rows_copied), 0) FROM lokifi_migrate.checkpoints"
+                    "SELECT coalesce(sum(rows_copied), 0) FROM lokifi_migrate.chunks"
                     " WHERE source_table = 'ai_messages'",
                 )
-                if "lokifi_migrate.checkpoints" in tables_in(pg_database)
+                if "lokifi_migrate.chunks" in tables_in(pg_database)
                 else [(0,)]
             )
             copied = int(rows[0][0])
@@ -364,8 +368,9 @@ def test_kill_9_mid_run_then_a_rerun_resumes_without_duplicates(
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     before = query(
         pg_database,
-        "SELECT rows_copied, finished FROM lokifi_migrate.checkpoints"
-        " WHERE source_table = 'ai_messages'",
+        "SELECT (SELECT sum(rows_copied) FROM lokifi_migrate.chunks"
+        "  WHERE source_table = 'ai_messages'), finished"
+        " FROM lokifi_migrate.checkpoints WHERE source_table = 'ai_messages'",
     )[0]
     assert 5000 <= before[0] < messages
     assert before[1] is False

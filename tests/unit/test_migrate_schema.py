@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 
 from lokifi_storage.api.spec import TableSpec
+from lokifi_storage.clients.migrate_target import FIRST_ROWID, Checkpoint
 from lokifi_storage.domain.migrate_plan import ArchiveRouter, buckets_of, with_pending_buckets
 from lokifi_storage.domain.migrate_schema import (
     ForeignKey,
@@ -160,3 +161,13 @@ def test_router_sends_rows_of_archived_ranges_to_the_archive() -> None:
     assert router.archived(b"2023-02-28 23:59:59.999999+00")
     assert not router.archived(b"2023-03-01 00:00:00.000000+00")
     assert not router.archived(b"2022-12-31 23:59:59.999999+00")
+
+
+def test_resume_point_is_the_gapless_prefix_and_later_chunks_are_skipped() -> None:
+    first = FIRST_ROWID
+    point = Checkpoint("t", "public.t", False, ranges=((first, 100), (100, 200), (300, 400)))
+    # Two writers: the chunk (200, 300] was in flight when the run stopped, (300, 400] was not.
+    assert point.resume_point() == (200, ((300, 400),))
+    assert Checkpoint("t", "public.t", False).resume_point() == (None, ())
+    overlapping = Checkpoint("t", "public.t", False, ranges=((first, 200), (200, 500), (300, 400)))
+    assert overlapping.resume_point() == (500, ())

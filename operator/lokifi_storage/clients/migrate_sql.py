@@ -46,7 +46,8 @@ def ident_text(name: QName) -> str:
 
 
 def state_tables() -> list[sql.Composed]:
-    """The checkpoints (one row per source table) and the rejects, in their own schema."""
+    """The checkpoints (one row per source table, one per committed chunk) and the rejects,
+    in their own schema."""
     schema = sql.Identifier(STATE_SCHEMA)
     return [
         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema),
@@ -54,13 +55,22 @@ def state_tables() -> list[sql.Composed]:
             "CREATE TABLE IF NOT EXISTS {}.checkpoints ("
             " source_table text PRIMARY KEY,"
             " target_table text NOT NULL,"
-            " last_rowid bigint,"
-            " rows_copied bigint NOT NULL DEFAULT 0,"
-            " rows_rejected bigint NOT NULL DEFAULT 0,"
-            " digest numeric,"
             " finished boolean NOT NULL DEFAULT false,"
             " created boolean NOT NULL DEFAULT false,"
             " updated_at timestamptz NOT NULL DEFAULT now())"
+        ).format(schema),
+        # One row per committed chunk: the source rows (after_rowid, last_rowid] it covered.
+        # Chunks commit out of order with several writers, so a resume needs every range.
+        sql.SQL(
+            "CREATE TABLE IF NOT EXISTS {}.chunks ("
+            " source_table text NOT NULL,"
+            " after_rowid bigint NOT NULL,"
+            " last_rowid bigint NOT NULL,"
+            " rows_copied bigint NOT NULL,"
+            " rows_rejected bigint NOT NULL,"
+            " digest numeric,"
+            " committed_at timestamptz NOT NULL DEFAULT now(),"
+            " PRIMARY KEY (source_table, after_rowid))"
         ).format(schema),
         sql.SQL(
             "CREATE TABLE IF NOT EXISTS {}.rejects ("

@@ -1,8 +1,9 @@
 """The PostgreSQL side of `migrate sqlite`: target tables, chunked COPY with checkpoints, digests.
 
 A chunk is one transaction: its COPYs (into the table, or into the table and its archive), its
-rejects and its checkpoint row commit together, so a kill -9 at any point leaves either the whole
-chunk or none of it, and a re-run continues after the last committed rowid without duplicates.
+rejects and its row in `lokifi_migrate.chunks` commit together, so a kill -9 at any point leaves
+either the whole chunk or none of it, and a re-run loads exactly the rows no committed chunk
+covers: no duplicates, nothing missing, whichever of several writers committed last.
 
 A COPY that PostgreSQL refuses for one row (a value the converters let through but the server
 does not take, a constraint of an existing table) would otherwise fail the whole chunk: the
@@ -36,6 +37,7 @@ from lokifi_storage.domain.migrate_schema import TargetColumn, TargetTable
 from lokifi_storage.domain.partition_catalog import QName
 
 __all__ = [
+    "FIRST_ROWID",
     "Checkpoint",
     "Chunk",
     "MigrateTarget",
@@ -70,6 +72,7 @@ class Chunk:
     source_table: str
     target: QName
     columns: tuple[str, ...]
+    after_rowid: int  # the chunk covers source rows (after_rowid, last_rowid]
     last_rowid: int
     routes: dict[QName, RouteRows]
     rejects: list[Reject]
@@ -81,16 +84,31 @@ class Chunk:
         return sum(len(r.lines) for r in self.routes.values()) + len(self.rejects)
 
 
+FIRST_ROWID = -(2**63)  # after_rowid of a table's first chunk
+
+
 @dataclass(frozen=True)
 class Checkpoint:
+    """A source table's progress: the sums over its committed chunks, and their ranges."""
+
     source_table: str
     target_table: str
-    last_rowid: int | None
-    rows_copied: int
-    rows_rejected: int
-    digest: int | None
     finished: bool
     created: bool = False
+    rows_copied: int = 0
+    rows_rejected: int = 0
+    digest: int | None = 0  # None when a chunk was loaded without hashing
+    ranges: tuple[tuple[int, int], ...] = ()  # (after_rowid, last_rowid] of every chunk
+
+    def resume_point(self) -> tuple[int | None, tuple[tuple[int, int], ...]]:
+        """The rowid the committed chunks reach without a gap, and the ranges committed
+        beyond it (by writers that finished a later chunk before the run stopped)."""
+        by_start = {after: last for after, last in self.ranges}
+        end = FIRST_ROWID
+        while end in by_start:
+            end = by_start.pop(end)
+        beyond = tuple(sorted((a, b) for a, b in by_start.items() if b > end))
+        return (None if end == FIRST_ROWID else end), beyond
 
 
 def _primary_message(error: psycopg.Error) -> str:
@@ -215,22 +233,31 @@ class MigrateTarget:
     def checkpoints(self) -> dict[str, Checkpoint]:
         if not self.state_exists():
             return {}
+        schema = sql.Identifier(STATE_SCHEMA)
+        ranges: dict[str, list[tuple[int, int]]] = {}
+        for name, after, last in self.query(
+            sql.SQL("SELECT source_table, after_rowid, last_rowid FROM {}.chunks").format(schema)
+        ):
+            ranges.setdefault(name, []).append((int(after), int(last)))
         rows = self.query(
             sql.SQL(
-                "SELECT source_table, target_table, last_rowid, rows_copied, rows_rejected,"
-                " digest, finished, created FROM {}.checkpoints"
-            ).format(sql.Identifier(STATE_SCHEMA))
+                "SELECT c.source_table, c.target_table, c.finished, c.created,"
+                " coalesce(sum(k.rows_copied), 0), coalesce(sum(k.rows_rejected), 0),"
+                " CASE WHEN count(k.*) = count(k.digest) THEN coalesce(sum(k.digest), 0) END"
+                " FROM {0}.checkpoints c LEFT JOIN {0}.chunks k USING (source_table)"
+                " GROUP BY 1, 2, 3, 4"
+            ).format(schema)
         )
         return {
             r[0]: Checkpoint(
                 source_table=r[0],
                 target_table=r[1],
-                last_rowid=r[2],
-                rows_copied=int(r[3]),
-                rows_rejected=int(r[4]),
-                digest=int(r[5]) if r[5] is not None else None,
-                finished=bool(r[6]),
-                created=bool(r[7]),
+                finished=bool(r[2]),
+                created=bool(r[3]),
+                rows_copied=int(r[4]),
+                rows_rejected=int(r[5]),
+                digest=int(r[6]) if r[6] is not None else None,
+                ranges=tuple(sorted(ranges.get(r[0], []))),
             )
             for r in rows
         }
@@ -238,8 +265,8 @@ class MigrateTarget:
     def start_table(self, source_table: str, target: QName) -> None:
         self.execute(
             sql.SQL(
-                "INSERT INTO {}.checkpoints (source_table, target_table, digest)"
-                " VALUES ({}, {}, 0) ON CONFLICT (source_table) DO NOTHING"
+                "INSERT INTO {}.checkpoints (source_table, target_table)"
+                " VALUES ({}, {}) ON CONFLICT (source_table) DO NOTHING"
             ).format(
                 sql.Identifier(STATE_SCHEMA), sql.Literal(source_table), sql.Literal(str(target))
             ),
@@ -254,8 +281,8 @@ class MigrateTarget:
                 self.conn.execute(statement)
                 self.conn.execute(
                     sql.SQL(
-                        "INSERT INTO {}.checkpoints (source_table, target_table, digest, created)"
-                        " VALUES ({}, {}, 0, true)"
+                        "INSERT INTO {}.checkpoints (source_table, target_table, created)"
+                        " VALUES ({}, {}, true)"
                     ).format(
                         sql.Identifier(STATE_SCHEMA),
                         sql.Literal(source_table),
@@ -386,12 +413,17 @@ class MigrateTarget:
                 )
         self.conn.execute(
             sql.SQL(
-                "UPDATE {}.checkpoints SET last_rowid = %s, rows_copied = rows_copied + %s,"
-                " rows_rejected = rows_rejected + %s,"
-                " digest = CASE WHEN %s THEN digest + %s END, updated_at = now()"
-                " WHERE source_table = %s"
+                "INSERT INTO {}.chunks (source_table, after_rowid, last_rowid, rows_copied,"
+                " rows_rejected, digest) VALUES (%s, %s, %s, %s, %s, %s)"
             ).format(schema),
-            (chunk.last_rowid, copied, len(rejects), chunk.hashed, digest, chunk.source_table),
+            (
+                chunk.source_table,
+                chunk.after_rowid,
+                chunk.last_rowid,
+                copied,
+                len(rejects),
+                digest if chunk.hashed else None,
+            ),
         )
 
     # -- after the rows -----------------------------------------------------------------------

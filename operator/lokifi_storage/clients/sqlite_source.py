@@ -13,9 +13,8 @@ the file.
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +27,6 @@ from lokifi_storage.domain.migrate_schema import (
 )
 
 __all__ = ["SourceCorrupt", "SourceLocked", "SqliteSource"]
-
-_ISO_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]*"
-_MS_FROM = 100_000_000_000
 
 
 class SourceCorrupt(ClientError):
@@ -184,39 +180,14 @@ class SqliteSource:
         except sqlite3.Error as error:
             raise self._map(error) from error
 
-    def _hour_expression(self, c: str) -> str:
-        return (
-            f"CASE WHEN typeof({c}) IN ('integer', 'real') THEN "
-            f"strftime('%Y-%m-%d %H', CASE WHEN abs({c}) >= {_MS_FROM} THEN {c} / 1000.0 "
-            f"ELSE {c} END, 'unixepoch') "
-            f"WHEN typeof({c}) = 'text' AND {c} GLOB '{_ISO_GLOB}' "
-            f"THEN strftime('%Y-%m-%d %H', {c}) END"
+    def visit_values(self, table: str, column: str, visit: Callable[[Any], None]) -> None:
+        """Call `visit` with every non-NULL value of `column` (TEXT as bytes), in one scan run by
+        SQLite itself: no rows cross into Python, only the values, and nothing is sorted.
+        `visit` must not raise (an exception aborts the scan)."""
+        c = _quote(column)
+
+        self.conn.create_function("lokifi_visit", 1, visit)
+        self.query(
+            f"SELECT count(lokifi_visit(CASE WHEN typeof({c}) = 'text' THEN CAST({c} AS BLOB) "
+            f"ELSE {c} END)) FROM {_quote(table)} WHERE {c} IS NOT NULL"
         )
-
-    def hour_buckets(self, table: str, column: str) -> dict[dt.datetime, int]:
-        """Rows per UTC hour of a timestamp column, counted by SQLite itself (ISO text with any
-        zone, Unix seconds or milliseconds). Hours are exact for every partition interval;
-        `unread_times` yields the values SQLite could not read, for the caller to convert."""
-        c = _quote(column)
-        hours: dict[dt.datetime, int] = {}
-        for hour, n in self.query(
-            f"SELECT {self._hour_expression(c)} AS h, count(*) FROM {_quote(table)} "
-            f"WHERE {c} IS NOT NULL GROUP BY h"
-        ):
-            if hour is None:
-                continue
-            instant = dt.datetime.strptime(bytes(hour).decode(), "%Y-%m-%d %H")
-            hours[instant.replace(tzinfo=dt.UTC)] = int(n)
-        return hours
-
-    def unread_times(self, table: str, column: str) -> Iterator[Any]:
-        c = _quote(column)
-        try:
-            cursor = self.conn.execute(
-                f"SELECT {c} FROM {_quote(table)} "
-                f"WHERE {c} IS NOT NULL AND ({self._hour_expression(c)}) IS NULL"
-            )
-            for row in cursor:
-                yield row[0]
-        except sqlite3.Error as error:
-            raise self._map(error) from error

@@ -17,12 +17,73 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime as dt
+import math
 from collections.abc import Iterable
 
 from lokifi_storage.domain.partition_bounds import Interval, TimeRange, align, to_utc
 from lokifi_storage.domain.partition_catalog import ObservedTable
+from lokifi_storage.domain.sqlite_values import Rejected, timestamp_instant
 
-__all__ = ["ArchiveRouter", "buckets_of", "stamp_text", "with_pending_buckets"]
+__all__ = ["ArchiveRouter", "HourReader", "buckets_of", "stamp_text", "with_pending_buckets"]
+
+_MS_FROM = 100_000_000_000
+_CACHE_LIMIT = 200_000
+
+
+class HourReader:
+    """The UTC hour of a timestamp value, for counting rows per partition before the load.
+
+    Called once per row, so values that share their hour are read once: ISO text by its date,
+    hour and zone (and minute, for zones like +05:30), numbers by their hour. Every key's hour
+    comes from `timestamp_instant`, the converter the load uses; a value it refuses counts
+    nowhere (its row is rejected when loaded) and is not cached, so it cannot hide a valid value
+    with the same key."""
+
+    def __init__(self) -> None:
+        self.cache: dict[object, dt.datetime] = {}
+        self.hours: dict[dt.datetime, int] = {}
+
+    @staticmethod
+    def _key(value: object) -> object:
+        if type(value) is int:
+            return ("ms", value // 3_600_000) if abs(value) >= _MS_FROM else ("s", value // 3600)
+        if type(value) is float:
+            if not math.isfinite(value):
+                return None
+            return (
+                ("ms", int(value // 3_600_000))
+                if abs(value) >= _MS_FROM
+                else ("s", int(value // 3600))
+            )
+        if isinstance(value, bytes) and len(value) >= 16 and value[4:5] == b"-":
+            rest = value[16:]
+            zone = (rest[3:] if rest[:1] == b":" else rest).lstrip(b".0123456789")
+            if not zone:
+                return value[:13]
+            if zone[-2:] in (b"Z", b"00"):
+                return value[:13] + b"|" + zone
+            return value[:16] + b"|" + zone
+        return value if isinstance(value, bytes) else None
+
+    def __call__(self, value: object) -> None:
+        if type(value) is bytes and len(value) == 19 and value[16] == 58:  # naive, inlined
+            hour = self.cache.get(value[:13])
+            if hour is not None:
+                self.hours[hour] = self.hours.get(hour, 0) + 1
+                return
+        key = self._key(value)
+        hour = self.cache.get(key) if key is not None else None
+        if hour is None:
+            try:
+                instant = timestamp_instant(value)
+            except Rejected:
+                return
+            hour = instant.replace(minute=0, second=0, microsecond=0)
+            if key is not None:
+                if len(self.cache) >= _CACHE_LIMIT:
+                    self.cache.clear()
+                self.cache[key] = hour
+        self.hours[hour] = self.hours.get(hour, 0) + 1
 
 
 def buckets_of(hours: dict[dt.datetime, int], interval: Interval) -> dict[dt.datetime, int]:

@@ -60,6 +60,9 @@ def sqlite(
     chunk_rows: Annotated[
         int, typer.Option(min=1, help="Rows per committed chunk (one checkpoint each).")
     ] = 20_000,
+    writers: Annotated[
+        int, typer.Option(min=1, max=16, help="Connections loading chunks in parallel.")
+    ] = 2,
     busy_timeout_ms: Annotated[
         int, typer.Option(min=0, help="How long to wait for a lock on the SQLite file.")
     ] = 5_000,
@@ -101,6 +104,7 @@ def sqlite(
         verify=verify,
         dry_run=dry_run,
         chunk_rows=chunk_rows,
+        writers=writers,
         busy_timeout_ms=busy_timeout_ms,
         check_integrity=integrity_check,
         now=moment,

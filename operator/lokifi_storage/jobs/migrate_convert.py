@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from lokifi_storage.clients.migrate_target import Chunk, Reject, RouteRows
+from lokifi_storage.clients.migrate_target import FIRST_ROWID, Chunk, Reject, RouteRows
 from lokifi_storage.clients.sqlite_source import SqliteSource
 from lokifi_storage.domain.migrate_plan import ArchiveRouter
 from lokifi_storage.domain.migrate_schema import SourceTable, TargetTable
@@ -154,7 +153,10 @@ class RowConverter:
 
 
 class ChunkProducer:
-    """Reads and converts in a thread; `chunks()` yields them to the writer in rowid order."""
+    """Reads and converts in a thread; writers take chunks with `next()` until it returns None.
+
+    Resuming, it starts after `after_rowid` and leaves out the rows of `skip`, the ranges that
+    chunks committed beyond it (several writers finish out of order)."""
 
     def __init__(
         self,
@@ -164,12 +166,14 @@ class ChunkProducer:
         after_rowid: int | None,
         chunk_rows: int,
         chunk_bytes: int,
+        skip: tuple[tuple[int, int], ...] = (),
     ) -> None:
         self.source = source
         self.converter = converter
         self.after_rowid = after_rowid
         self.chunk_rows = chunk_rows
         self.chunk_bytes = chunk_bytes
+        self.skip = skip
         self.queue: queue.Queue[Chunk | BaseException | None] = queue.Queue(maxsize=2)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="migrate-convert", daemon=True)
@@ -183,7 +187,7 @@ class ChunkProducer:
                 continue
         return False
 
-    def _chunk(self, blocks: list[_Block]) -> Chunk:
+    def _chunk(self, blocks: list[_Block], after: int) -> Chunk:
         routes: dict[QName, RouteRows] = {}
         rejects: list[Reject] = []
         for block in blocks:
@@ -198,6 +202,7 @@ class ChunkProducer:
             source_table=c.source.name,
             target=c.target.qname,
             columns=c.columns,
+            after_rowid=after,
             last_rowid=blocks[-1].last_rowid,
             routes=routes,
             rejects=rejects,
@@ -205,38 +210,47 @@ class ChunkProducer:
             hashed=c.hashed,
         )
 
+    def _unskipped(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return [row for row in rows if not any(a < row[-1] <= b for a, b in self.skip)]
+
     def _run(self) -> None:
         try:
             blocks: list[_Block] = []
             rows = size = 0
+            after = FIRST_ROWID if self.after_rowid is None else self.after_rowid
             batch = min(5000, self.chunk_rows)
             for fetched in self.source.rows(self.converter.source, self.after_rowid, batch):
                 if self.stop.is_set():
                     return
-                block = self.converter.block(fetched)
+                last = fetched[-1][-1]
+                block = self.converter.block(self._unskipped(fetched) if self.skip else fetched)
+                block.last_rowid = last
                 blocks.append(block)
                 rows += len(fetched)
                 size += block.size
                 if rows >= self.chunk_rows or size >= self.chunk_bytes:
-                    if not self._put(self._chunk(blocks)):
+                    if not self._put(self._chunk(blocks, after)):
                         return
+                    after = last
                     blocks, rows, size = [], 0, 0
-            if blocks and not self._put(self._chunk(blocks)):
+            if blocks and not self._put(self._chunk(blocks, after)):
                 return
             self._put(None)
-        except BaseException as error:  # handed to the writer, which raises it
+        except BaseException as error:  # handed to a writer, which raises it
             self._put(error)
 
-    def chunks(self) -> Iterator[Chunk]:
+    def start(self) -> None:
         self.thread.start()
-        try:
-            while True:
-                item = self.queue.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self.stop.set()
-            self.thread.join(timeout=10)
+
+    def next(self) -> Chunk | None:
+        """The next chunk, or None when there are no more (for every writer that asks)."""
+        item = self.queue.get()
+        if item is None or isinstance(item, BaseException):
+            self.queue.put(item)  # the other writers see the end (or the error) too
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)

@@ -17,6 +17,7 @@ Order of work, each step finished before the next starts:
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,12 @@ from lokifi_storage.clients.migrate_sql import (
 from lokifi_storage.clients.migrate_target import Checkpoint, MigrateTarget
 from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
 from lokifi_storage.clients.sqlite_source import SourceCorrupt, SourceLocked, SqliteSource
-from lokifi_storage.domain.migrate_plan import ArchiveRouter, buckets_of, with_pending_buckets
+from lokifi_storage.domain.migrate_plan import (
+    ArchiveRouter,
+    HourReader,
+    buckets_of,
+    with_pending_buckets,
+)
 from lokifi_storage.domain.migrate_schema import (
     SourceTable,
     TargetTable,
@@ -56,7 +62,6 @@ from lokifi_storage.domain.partition_catalog import (
     QName,
 )
 from lokifi_storage.domain.partition_plan import plan_table
-from lokifi_storage.domain.sqlite_values import Rejected, timestamp_instant
 from lokifi_storage.jobs.migrate_convert import ChunkProducer, RowConverter
 from lokifi_storage.jobs.migrate_progress import RowProgress
 from lokifi_storage.jobs.outcome import JobError
@@ -102,6 +107,7 @@ class MigrateOptions:
     dry_run: bool = False
     chunk_rows: int = 20_000
     chunk_bytes: int = 32 * 1024 * 1024
+    writers: int = 2
     busy_timeout_ms: int = 5_000
     check_integrity: bool = True
     now: dt.datetime | None = None
@@ -164,16 +170,50 @@ class _Table:
 # --- 1. read-only checks ---------------------------------------------------------------------
 
 
+def _source_error(error: ClientError) -> MigrateError:
+    if isinstance(error, SourceCorrupt):
+        return MigrateError(error.message, EXIT_NOT_SQLITE)
+    if isinstance(error, SourceLocked):
+        return MigrateError(error.message, EXIT_LOCKED)
+    return MigrateError(error.message)
+
+
 def _open_source(options: MigrateOptions) -> SqliteSource:
     try:
-        source = SqliteSource(options.sqlite_path, busy_timeout_ms=options.busy_timeout_ms)
+        return SqliteSource(options.sqlite_path, busy_timeout_ms=options.busy_timeout_ms)
+    except ClientError as error:
+        raise _source_error(error) from error
+
+
+class _IntegrityCheck:
+    """`PRAGMA quick_check` on its own connection, in a thread: SQLite reads the whole file in
+    C without the GIL while the time buckets are counted; `result()` is awaited before the
+    first write."""
+
+    def __init__(self, options: MigrateOptions) -> None:
+        self.options = options
+        self.error: ClientError | None = None
+        self.thread = threading.Thread(target=self._run, name="sqlite-quick-check", daemon=True)
         if options.check_integrity:
-            source.check_integrity()
-    except SourceCorrupt as error:
-        raise MigrateError(error.message, EXIT_NOT_SQLITE) from error
-    except SourceLocked as error:
-        raise MigrateError(error.message, EXIT_LOCKED) from error
-    return source
+            self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            source = SqliteSource(
+                self.options.sqlite_path, busy_timeout_ms=self.options.busy_timeout_ms
+            )
+            try:
+                source.check_integrity()
+            finally:
+                source.close()
+        except ClientError as error:
+            self.error = error
+
+    def result(self) -> None:
+        if self.thread.is_alive() or self.thread.ident is not None:
+            self.thread.join()
+        if self.error is not None:
+            raise _source_error(self.error)
 
 
 def _source_tables(source: SqliteSource, declared: Sequence[TableSpec]) -> list[SourceTable]:
@@ -207,15 +247,9 @@ def _time_buckets(
             "partitions it by",
             EXIT_INCOMPATIBLE,
         )
-    hours = source.hour_buckets(table.name, column)
-    for value in source.unread_times(table.name, column):
-        try:
-            instant = timestamp_instant(value)
-        except Rejected:
-            continue  # the row is rejected when it is loaded
-        hour = instant.replace(minute=0, second=0, microsecond=0)
-        hours[hour] = hours.get(hour, 0) + 1
-    return buckets_of(hours, spec.partitionBy.interval)
+    reader = HourReader()
+    source.visit_values(table.name, column, reader)
+    return buckets_of(reader.hours, spec.partitionBy.interval)
 
 
 def _decide(
@@ -371,13 +405,18 @@ def run_migrate(options: MigrateOptions, reporter: Reporter) -> MigrateSummary:
     now = options.now or dt.datetime.now(dt.UTC)
     summary = MigrateSummary()
     source = _open_source(options)
+    integrity = _IntegrityCheck(options)
     try:
         tables = _source_tables(source, options.tables)
         target = MigrateTarget.open(options.url)
         try:
             checkpoints = target.checkpoints()
             decided = _decide(source, target, tables, options.tables, checkpoints)
+            integrity.result()
             with open_partition_database(options.url) as db:
+                # Nobody uses the tables yet: DDL need not wait for its WAL flush (a crash
+                # loses at most the last steps, which the next run plans again).
+                db.conn.execute("SET synchronous_commit = off")
                 if options.dry_run:
                     _print_plan(db, decided, checkpoints, now, reporter)
                     summary.seconds = time.monotonic() - started
@@ -395,9 +434,16 @@ def run_migrate(options: MigrateOptions, reporter: Reporter) -> MigrateSummary:
                         _make_partitions(db, table, now, reporter)
             total = sum(t.rows for t in decided)
             done = sum(c.rows_copied + c.rows_rejected for c in checkpoints.values())
-            with RowProgress(reporter, total, done) as progress:
-                for table in decided:
-                    _load(source, target, table, options, progress, reporter)
+            writers = [target] + [
+                MigrateTarget.open(options.url) for _ in range(options.writers - 1)
+            ]
+            try:
+                with RowProgress(reporter, total, done) as progress:
+                    for table in decided:
+                        _load(source, writers, table, options, progress, reporter)
+            finally:
+                for extra in writers[1:]:
+                    extra.close()
             checkpoints = target.checkpoints()
             for table, result in zip(decided, summary.tables, strict=True):
                 point = checkpoints[table.source.name]
@@ -412,7 +458,7 @@ def run_migrate(options: MigrateOptions, reporter: Reporter) -> MigrateSummary:
         finally:
             target.close()
     except ClientError as error:
-        raise MigrateError(error.message) from error
+        raise _source_error(error) from error
     finally:
         source.close()
     summary.seconds = time.monotonic() - started
@@ -421,14 +467,15 @@ def run_migrate(options: MigrateOptions, reporter: Reporter) -> MigrateSummary:
 
 def _load(
     source: SqliteSource,
-    target: MigrateTarget,
+    writers: list[MigrateTarget],
     table: _Table,
     options: MigrateOptions,
     progress: RowProgress,
     reporter: Reporter,
 ) -> None:
-    checkpoints = target.checkpoints()
-    point = checkpoints.get(table.source.name)
+    """The table's rows through `writers` (one connection each), chunks in any order."""
+    target = writers[0]
+    point = target.checkpoints().get(table.source.name)
     if point is not None and point.finished:
         reporter.info(f"{table.target.qname}: already loaded by an earlier run")
         return
@@ -438,24 +485,56 @@ def _load(
     converter = RowConverter(
         table.source, table.target, archive=table.archive, router=table.router, hashed=hashed
     )
+    after, skip = point.resume_point() if point is not None else (None, ())
     producer = ChunkProducer(
         source,
         converter,
-        after_rowid=point.last_rowid if point else None,
+        after_rowid=after,
         chunk_rows=options.chunk_rows,
         chunk_bytes=options.chunk_bytes,
+        skip=skip,
     )
     progress.table(str(table.target.qname))
-    for chunk in producer.chunks():
-        _, _, rejects = target.write_chunk(chunk)
-        progress.advance(chunk.rows)
-        for reject in rejects[:3]:
-            reporter.info(
-                f"rejected {table.source.name} {reject.row_key} column {reject.column}: "
-                f"{reject.reason}"
-            )
-        if len(rejects) > 3:
-            reporter.info(f"... and {len(rejects) - 3} more rejected rows in this chunk")
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def write(writer: MigrateTarget) -> None:
+        try:
+            while not failures:
+                chunk = producer.next()
+                if chunk is None:
+                    return
+                _, _, rejects = writer.write_chunk(chunk)
+                with lock:
+                    progress.advance(chunk.rows)
+                    for reject in rejects[:3]:
+                        reporter.info(
+                            f"rejected {table.source.name} {reject.row_key} column "
+                            f"{reject.column}: {reject.reason}"
+                        )
+                    if len(rejects) > 3:
+                        reporter.info(
+                            f"... and {len(rejects) - 3} more rejected rows in this chunk"
+                        )
+        except BaseException as error:
+            failures.append(error)
+            producer.stop.set()
+
+    producer.start()
+    threads = [
+        threading.Thread(target=write, args=(w,), name=f"migrate-write-{i}", daemon=True)
+        for i, w in enumerate(writers[1:], start=1)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        write(writers[0])
+        for thread in threads:
+            thread.join()
+    finally:
+        producer.close()
+    if failures:
+        raise failures[0]
     target.finish_table(table.source.name)
 
 
@@ -575,7 +654,7 @@ def _print_plan(
             resume = (
                 " (already loaded)"
                 if point.finished
-                else f" (resuming after rowid {point.last_rowid}, {point.rows_copied} rows in)"
+                else f" (resuming: {point.rows_copied} rows already in)"
             )
         reporter.info(
             f"{table.source.name} -> {table.target.qname} ({state}): {table.rows} rows{resume}"
