@@ -31,6 +31,7 @@ from stackfixtures import (  # noqa: E402
     drop_database,
     empty_and_delete_bucket,
     ensure_stack,
+    release_redis_claims,
 )
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "kubectl",
     "percentile",
     "ready",
+    "release_redis_claims",
     "render",
     "rss_mib",
     "stack",

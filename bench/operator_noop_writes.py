@@ -35,6 +35,7 @@ from operator_common import (
     kube_client,
     kubectl,
     ready,
+    release_redis_claims,
     render,
     stack,
     token,
@@ -100,6 +101,7 @@ def measure(shape: str, manifest_file: str, resyncs: int) -> None:
             print(f"    {count:4d}  {kind}")
     finally:
         kubectl(env, "delete", "namespace", ns, "--wait=false")
+        release_redis_claims(env, [ns])  # the operator stopped before seeing the deletion
         drop_database(env, f"bench_noop_{tag}")
         for bucket in buckets.values():
             empty_and_delete_bucket(env, bucket)

@@ -35,6 +35,7 @@ from operator_common import (
     kubectl,
     percentile,
     ready,
+    release_redis_claims,
     render,
     stack,
     token,
@@ -90,6 +91,7 @@ def main() -> None:
         operator.stop()
         for i, ns in enumerate(namespaces):
             kubectl(env, "delete", "namespace", ns, "--wait=false")
+            release_redis_claims(env, [ns])  # the operator stopped before seeing the deletion
             drop_database(env, f"bench_lat_{tag}_{i:02d}")
             for role in ("media", "backups", "archive"):
                 empty_and_delete_bucket(env, f"bench-{role}-{tag}-{i:02d}")
