@@ -178,6 +178,16 @@ def test_create_with_verify_checks_the_new_backup_in_the_same_run(
     (entry,) = list_backups(target(stack, s3_bucket).store, "backups/", folder_of(pg_database))
     assert entry.verified is True
     assert entry.verify_kind == "archive"
+    listing = subprocess.run(
+        [cli(), "backup", "list", "--json"],
+        env=cli_env(stack, pg_database, s3_bucket),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    (record,) = [json.loads(line) for line in listing.stdout.splitlines()]
+    assert (record["verified"], record["verifyKind"]) == (True, "archive")
 
 
 def test_the_cli_lists_and_restores_with_the_url_only_in_the_environment(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 
 from lokifi_storage.admin.kubectl_lks import job_from_cronjob
@@ -101,3 +102,15 @@ def test_plan_text_groups_by_part_and_an_unobserved_part_makes_it_incomplete() -
     assert "  ObjectStorageReady (EndpointUnreachable): s3 down\n" in text
     assert text.endswith("Plan: 0 to create, 1 to change, 0 to delete (redis 1).\n")
     assert plan_json(view)["complete"] is False
+
+
+def test_status_screen_says_which_verification_ran_and_which_schedule_is_not_verified() -> None:
+    body = copy.deepcopy(BODY)
+    body["spec"]["backups"]["schedules"].append(
+        {"name": "monthly", "schedule": "0 4 1 * *", "storageClass": "GLACIER"}
+    )
+    body["status"]["backups"][0]["lastVerifyKind"] = "Archive"
+    body["status"]["backups"].append({"schedule": "monthly", "lastVerifyKind": "NotVerified"})
+    plain = status_text(body, [], NOW, Painter(False))
+    assert "Passed (Archive)" in plain
+    assert "NOT VERIFIED" in plain

@@ -168,7 +168,6 @@ def _backups(
     rows = [["SCHEDULE", "CRON", "LAST SUCCESS", "AGE", "SIZE", "KEPT", "VERIFIED"]]
     for schedule in (spec.get("backups") or {}).get("schedules") or []:
         seen = by_schedule.get(schedule["name"]) or {}
-        verify = seen.get("lastVerifyResult")
         size = seen.get("lastSizeBytes")
         rows.append(
             [
@@ -178,10 +177,21 @@ def _backups(
                 _age(seen.get("lastSuccessfulTime"), now),
                 "-" if size is None else format_bytes(int(size)),
                 str(seen.get("count", 0)),
-                paint.state(verify, verify == "Passed") if verify else "-",
+                _verified(seen, paint),
             ]
         )
     return _table(rows)
+
+
+def _verified(seen: Mapping[str, Any], paint: Painter) -> str:
+    """`Passed (Restore)`, `Failed (Archive)`, `NOT VERIFIED` for GLACIER schedules, or `-`."""
+    verify, kind = seen.get("lastVerifyResult"), seen.get("lastVerifyKind")
+    if kind == "NotVerified":
+        return paint("NOT VERIFIED", "yellow")
+    if not verify:
+        return "-"
+    text = f"{verify} ({kind})" if kind else verify
+    return paint.state(text, verify == "Passed")
 
 
 def _capacity(status: Mapping[str, Any], paint: Painter) -> list[str]:

@@ -302,6 +302,7 @@ def list_(
                 "key": run.dump.key if run.dump else None,
                 "sizeBytes": run.dump.size if run.dump else None,
                 "verified": run.verified,
+                "verifyKind": run.verify_kind,
             }
             typer.echo(json.dumps(record))
         return
@@ -311,6 +312,8 @@ def list_(
     for run in runs:
         state = "complete" if run.complete else ("no manifest" if run.dump else "orphan sidecar")
         verified = {None: "-", True: "passed", False: "FAILED"}[run.verified]
+        if run.verify_kind == "archive":
+            verified += " (no database)"
         table.add_row(
             run.schedule,
             run.started_at.strftime("%Y-%m-%d %H:%M:%S"),
