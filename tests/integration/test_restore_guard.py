@@ -9,10 +9,17 @@ from __future__ import annotations
 import subprocess
 
 import psycopg
-from backupkit import cli, cli_env, fingerprints, quiet, seed, target
+from backupkit import cli, cli_env, fingerprints, fresh_database, quiet, seed, target
 
 from lokifi_storage.jobs.backup_create import CreateOptions, create_backup
 from stackfixtures import PgDatabase, StackEnv
+
+
+def query_count(url: str, table: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
+    assert row is not None
+    return int(row[0])
 
 
 def test_restore_clean_over_the_primary_needs_its_name_repeated(
@@ -63,6 +70,22 @@ def test_restore_clean_over_the_primary_needs_its_name_repeated(
     )
     assert unknown.returncode == 1
     assert "cannot tell whether it is a LokifiStorage primary" in unknown.stderr
+
+    # Another resource's primary (LOKIFI_PRIMARY_URL names this one's): recognised by the
+    # bounds CHECK the operator puts on every partition it makes.
+    with fresh_database(stack, "other_primary") as other:
+        with psycopg.connect(other, autocommit=True) as conn:
+            conn.execute(
+                "CREATE TABLE m_p2026_01 (t timestamptz,"
+                " CONSTRAINT lokifi_bounds CHECK (t >= '2026-01-01' AND t < '2026-02-01'))"
+            )
+            conn.execute("INSERT INTO m_p2026_01 VALUES ('2026-01-02')")
+        env["RESTORE_URL"] = other
+        other_refused = restore()
+        assert other_refused.returncode == 1
+        assert "made by the lokifi-storage operator" in other_refused.stderr
+        assert query_count(other, "m_p2026_01") == 1
+        env["RESTORE_URL"] = str(pg_database)
 
     confirmed = restore("--replace-database", pg_database.name)
     assert confirmed.returncode == 0, confirmed.stderr

@@ -33,6 +33,7 @@ __all__ = [
     "create_database",
     "database_exists",
     "drop_database",
+    "managed_partitions",
     "scratch_databases",
     "server_identity",
     "user_table_count",
@@ -188,6 +189,17 @@ def server_identity(url: str) -> tuple[str, str]:
             ) from error
     assert row is not None
     return str(row[0]), str(row[1])
+
+
+def managed_partitions(url: str, constraint: str) -> int:
+    """How many tables of the database carry a CHECK constraint named `constraint`."""
+    with connect(url) as conn:
+        row = conn.execute(
+            "SELECT count(DISTINCT conrelid) FROM pg_constraint WHERE contype = 'c'"
+            " AND conname = %s",
+            (constraint,),
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def database_exists(url: str, name: str) -> bool:

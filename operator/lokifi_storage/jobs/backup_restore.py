@@ -37,6 +37,7 @@ from lokifi_storage.clients.pg_backup import (
     create_database,
     database_exists,
     drop_database,
+    managed_partitions,
     scratch_databases,
     server_identity,
     user_table_count,
@@ -60,6 +61,7 @@ from lokifi_storage.domain.backup_catalog import (
     verify_suffix,
 )
 from lokifi_storage.domain.backup_manifest import ManifestError, compare_counts, tables
+from lokifi_storage.domain.partition_plan import BOUNDS_CHECK
 from lokifi_storage.jobs.backup_check import read_archive
 from lokifi_storage.jobs.compression import CorruptStreamError, decompressor
 from lokifi_storage.jobs.outcome import BackupCorruptError, JobError, VerifyMismatchError
@@ -413,7 +415,9 @@ def _mark(
 
 def guard_clean(to_url: str, primary_url: str | None, confirmed: str | None) -> None:
     """`restore --clean` drops and replaces objects: over the primary's database (same server
-    by system_identifier, same database) it needs the database's name repeated."""
+    by system_identifier, same database as `primary_url`), over any database whose partitions
+    the operator made, or when there is no primary to compare with, it needs the database's
+    name repeated."""
     target = describe_target(to_url)
     if confirmed is not None and confirmed == target.dbname:
         return
@@ -435,6 +439,15 @@ def guard_clean(to_url: str, primary_url: str | None, confirmed: str | None) -> 
             f"LokifiStorage ({primary}), and --clean drops and replaces its objects. Restore "
             "into a new database and switch the application over; to really replace it, pass "
             f"--replace-database {target.dbname}"
+        )
+    if managed_partitions(to_url, BOUNDS_CHECK) > 0:
+        # Another LokifiStorage's primary (LOKIFI_PRIMARY_URL names only this one's): its
+        # partitions carry the bounds CHECK the operator gives every partition it makes.
+        raise JobError(
+            f"refusing restore --clean over {target}: its partitions were made by the "
+            "lokifi-storage operator, so it is (or was) a LokifiStorage primary, and --clean "
+            "drops and replaces its objects. Restore into a new database; to really replace "
+            f"it, pass --replace-database {target.dbname}"
         )
     if confirmed is not None:
         raise JobError(
