@@ -8,12 +8,10 @@ eight messages per thread in a row) is made on a private server, indexed with th
 thread index and archived by the reconciler. Then, on the same month:
 
   plain       the archived partition as it is (heap + TOAST + index)
-  pglz        packed by `partitions compress` (segmentBy user_id, thread_id; pglz), unpacked
-  lz4         packed again with packCompression lz4
-  user-pglz   packed again grouped by user_id only (larger groups; what group size buys)
+  packed      by `partitions compress` (segmentBy user_id, thread_id) with packRows 1 (each
+              thread alone), 64, 256 and 512 with pglz, and 512 with lz4; each unpacked again
+              (timed) before the next
   zstd export the month's CSV through the export's zstd stream (level 3)
-  batches     scratch tables of 64 and 512 consecutive rows per stored row (several threads):
-              what larger stored rows would save, to tell what limits the packed form
 
 For each form: its size, a full read of every column through the view (`sum(length(t::text))`
 over `archive.ai_messages_rows` vs the plain archive table), and one thread's history (p50 and
@@ -55,6 +53,15 @@ LEAF = QName("archive", "ai_messages_p2024_10")
 NOW = dt.datetime(2026, 1, 15, tzinfo=dt.UTC)
 EXPORT_NOW = dt.datetime(2032, 1, 15, tzinfo=dt.UTC)
 SAMPLES = 300
+# (label, archive fields): one group per stored row (the segment-only design), then whole
+# groups side by side up to 64, 256 and 512 rows, pglz; and 512 with lz4.
+VARIANTS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("packRows 1, pglz", {"packRows": 1}),
+    ("packRows 64, pglz", {"packRows": 64}),
+    ("packRows 256, pglz", {"packRows": 256}),
+    ("packRows 512, pglz", {"packRows": 512}),
+    ("packRows 512, lz4", {"packRows": 512, "packCompression": "lz4"}),
+)
 
 
 def spec(archive: dict[str, Any] | None = None, **extra: Any) -> TableSpec:
@@ -142,12 +149,6 @@ def unpack(url: str, table: TableSpec) -> float:
         return time.monotonic() - started
 
 
-def drop_packed_table(url: str) -> None:
-    """Forget the grouping, so the next pack may group otherwise (the month is plain again)."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE archive.ai_messages_packed CASCADE")
-
-
 def measure(
     url: str, relation: str, query: str, threads: list[tuple[int, int]]
 ) -> dict[str, float]:
@@ -160,35 +161,6 @@ def measure(
             "p50": pct(times, 50),
             "p95": pct(times, 95),
         }
-
-
-def batch_sizes(url: str, rows_per_batch: int, method: str) -> int:
-    """Bytes of the month stored as batches of `rows_per_batch` consecutive rows in (user,
-    thread, time) order, one array per column: what stored rows larger than one thread would
-    give (a scratch table beside the month; not a form the operator makes)."""
-    columns = ["id", "user_id", "thread_id", "role", "content", "tokens", "metadata", "created_at"]
-    arrays = ", ".join(f"array_agg({c} ORDER BY n) AS {c}" for c in columns)
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("DROP TABLE IF EXISTS bench_batches")
-        conn.execute(
-            f"CREATE TABLE bench_batches AS SELECT b, {arrays} FROM (SELECT *, row_number() OVER"
-            " (ORDER BY user_id, thread_id, created_at) - 1 AS n FROM archive.ai_messages) s"
-            f" , LATERAL (SELECT n / {rows_per_batch} AS b) AS k GROUP BY b WITH NO DATA"
-        )
-        conn.execute(
-            "ALTER TABLE bench_batches "
-            + ", ".join(f"ALTER COLUMN {c} SET COMPRESSION {method}" for c in columns)
-        )
-        conn.execute(
-            f"INSERT INTO bench_batches SELECT b, {arrays} FROM (SELECT *, row_number() OVER"
-            " (ORDER BY user_id, thread_id, created_at) - 1 AS n FROM archive.ai_messages) s"
-            f" , LATERAL (SELECT n / {rows_per_batch} AS b) AS k GROUP BY b"
-        )
-        conn.execute("VACUUM ANALYZE bench_batches")
-        row = conn.execute("SELECT pg_total_relation_size('bench_batches')").fetchone()
-        conn.execute("DROP TABLE bench_batches")
-    assert row is not None
-    return int(row[0])
 
 
 def read_stack_env() -> dict[str, str]:
@@ -263,6 +235,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, dict[str, float]] = {}
     timings: dict[str, float] = {}
+    stats: dict[str, tuple[float, ...]] = {}
     plain_q = (
         "SELECT * FROM archive.ai_messages WHERE user_id = %s AND thread_id = %s"
         " ORDER BY created_at"
@@ -290,66 +263,48 @@ def main() -> None:
         threads = random.Random(7).sample([(int(u), int(t)) for u, t in pairs], SAMPLES)
         results["plain"] = measure(url, "archive.ai_messages", plain_q, threads)
         csv_bytes, zstd_bytes = export_sizes(url)
-        batches = {
-            (k, method): batch_sizes(url, k, method)
-            for k in (64, 512)
-            for method in ("pglz", "lz4")
-        }
 
-        timings["pack pglz"] = pack(url, spec(archive()))
-        results["pglz"] = measure(url, "archive.ai_messages_rows", packed_q, threads)
-        with psycopg.connect(url, autocommit=True) as conn:
-            row = conn.execute(
-                "SELECT count(*), count(*) FILTER (WHERE pg_column_compression(content) IS NULL),"
-                " avg(lokifi_rows), avg(pg_column_size(content)),"
-                " sum(pg_column_size(content)), (SELECT sum(octet_length(c))"
-                "   FROM archive.ai_messages_p2024_10 p2, unnest(p2.content) c)"
-                " FROM archive.ai_messages_p2024_10"
-            ).fetchone()
+        for label, fields in VARIANTS:
+            table = spec(archive(**fields))
+            timings[f"pack {label}"] = pack(url, table)
+            results[label] = measure(url, "archive.ai_messages_rows", packed_q, threads)
+            with psycopg.connect(url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT count(*),"
+                    " count(*) FILTER (WHERE pg_column_compression(content) IS NULL),"
+                    " sum(pg_column_size(content)), (SELECT sum(octet_length(c))"
+                    "   FROM archive.ai_messages_p2024_10 p2, unnest(p2.content) c)"
+                    " FROM archive.ai_messages_p2024_10"
+                ).fetchone()
             assert row is not None
-            stored, uncompressed, per_group, _, content_stored, content_raw = row
-        timings["unpack"] = unpack(url, spec(archive()))
+            stats[label] = tuple(float(x) for x in row)
+            timings[f"unpack {label}"] = unpack(url, table)
         results["plain again"] = measure(url, "archive.ai_messages", plain_q, threads)
-        timings["pack lz4"] = pack(url, spec(archive(packCompression="lz4")))
-        results["lz4"] = measure(url, "archive.ai_messages_rows", packed_q, threads)
-        unpack(url, spec(archive(packCompression="lz4")))
-        drop_packed_table(url)
-        by_user = spec(archive(segmentBy=["user_id"]))
-        timings["pack user-pglz"] = pack(url, by_user)
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE")
-            results["user-pglz"] = {"bytes": float(size(conn))}
-        unpack(url, by_user)
-        drop_packed_table(url)
         pack(url, spec(archive()))
         exported = export_packed(url, spec(archive()))
 
     mib = 1024 * 1024
     plain = results["plain"]["bytes"]
-    print(f"rows {args.rows}; groups (user_id, thread_id) {groups}; stored rows {stored}")
-    print("| form | size | vs plain | full read | thread p50 | thread p95 |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for label in ("plain", "pglz", "lz4"):
+    print(f"rows {args.rows}; groups (user_id, thread_id) {groups}")
+    print(
+        "| form | size | vs plain | stored rows | content stored | full read |"
+        " thread p50 | thread p95 |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label in ("plain", *(v for v, _ in VARIANTS), "plain again"):
         r = results[label]
+        extra = "| | "
+        if label in stats:
+            count, _, content_stored, content_raw = stats[label]
+            extra = f"| {count:.0f} | {content_raw / content_stored:.2f}x "
         print(
-            f"| {label} | {r['bytes'] / mib:.1f} MiB | {plain / r['bytes']:.2f}x |"
+            f"| {label} | {r['bytes'] / mib:.1f} MiB | {plain / r['bytes']:.2f}x {extra}|"
             f" {r['read']:.2f} s | {r['p50']:.2f} ms | {r['p95']:.2f} ms |"
         )
-    r = results["user-pglz"]
-    print(f"| user-pglz | {r['bytes'] / mib:.1f} MiB | {plain / r['bytes']:.2f}x | | | |")
-    print(f"| zstd export | {zstd_bytes / mib:.1f} MiB | {plain / zstd_bytes:.2f}x | | | |")
+    print(f"| zstd export | {zstd_bytes / mib:.1f} MiB | {plain / zstd_bytes:.2f}x | | | | | |")
     print(f"CSV of the month: {csv_bytes / mib:.1f} MiB")
-    for (k, method), stored_bytes in batches.items():
-        print(
-            f"batches of {k} rows ({method}, no index): {stored_bytes / mib:.1f} MiB,"
-            f" {plain / stored_bytes:.2f}x"
-        )
-    print(
-        f"pglz groups: {uncompressed} of {stored} stored rows left uncompressed (under ~2 kB);"
-        f" {float(per_group):.1f} messages per group; content {int(content_raw) / mib:.1f} MiB raw"
-        f" -> {int(content_stored) / mib:.1f} MiB stored"
-        f" ({int(content_raw) / int(content_stored):.2f}x)"
-    )
+    for label, (count, uncompressed, _, _) in stats.items():
+        print(f"{label}: {uncompressed:.0f} of {count:.0f} stored rows with content uncompressed")
     for label, seconds in timings.items():
         print(f"{label}: {seconds:.1f} s")
     if exported is None:

@@ -116,23 +116,66 @@ def test_a_packed_month_reads_back_with_the_original_rows_columns_and_types(
         )
         == history
     )
-    plan = "\n".join(
-        r[0]
-        for r in query(
-            pg_database,
-            "EXPLAIN SELECT * FROM archive.ai_messages_group(%s, %s)",
-            (user, thread),
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        # Tiny test months: forbid the sequential scan the planner would rather do, to show
+        # the key lookup is an index lookup (on real months it is the cheaper plan anyway).
+        conn.execute("SET enable_seqscan = off")
+        plan = "\n".join(
+            str(r[0])
+            for r in conn.execute(
+                "EXPLAIN SELECT * FROM archive.ai_messages_group(%s, %s)", (user, thread)
+            )
         )
-    )
-    assert "ai_messages_p2024_10_segment" in plan  # one index probe per packed month
+    assert "ai_messages_p2024_10_keys" in plan  # one GIN probe per packed month
     assert "Seq Scan" not in plan
-    # A group is one stored row: the thread's October messages are one row of arrays.
+    # The thread's October messages are in one stored row, whole.
     assert query(
         pg_database,
-        "SELECT count(*), sum(lokifi_rows) FROM archive.ai_messages_packed"
-        " WHERE user_id = %s AND thread_id = %s AND lokifi_first < '2024-11-01'",
-        (user, thread),
+        "SELECT count(DISTINCT p.ctid), count(*) FROM archive.ai_messages_p2024_10 p,"
+        " unnest(p.user_id, p.thread_id) AS u(user_id, thread_id)"
+        " WHERE p.lokifi_keys @> ARRAY[row(%s::bigint, %s::bigint)::text]"
+        " AND u.user_id = %s AND u.thread_id = %s",
+        (user, thread, user, thread),
     ) == [(1, sum(1 for row in history if row[-1] < month_start(2024, 11)))]
+
+
+def test_pack_rows_1_stores_each_group_alone_and_a_huge_thread_is_split_but_whole(
+    pg_database: PgDatabase,
+) -> None:
+    spec = table_spec(archive={**COMPRESS, "packRows": 1})
+    create_messages_table(pg_database, with_default=True)
+    insert_messages(pg_database, month_start(2024, 10), month_start(2026, 1), 2000)
+    # A bot thread of 2,500 messages in October: more than one stored row may hold (1000).
+    insert_messages(
+        pg_database, month_start(2024, 10), month_start(2024, 11), 2500, users=1, threads=1
+    )
+    with partition_db(pg_database) as db:
+        assert not reconcile_tables(db, [spec], NOW).failures
+    before = fingerprint(pg_database, "archive.ai_messages")
+    groups = query(
+        pg_database,
+        "SELECT user_id, thread_id, count(*) FROM archive.ai_messages_p2024_10 GROUP BY 1, 2",
+    )
+    ((before_bot,),) = query(
+        pg_database,
+        "SELECT count(*) FROM archive.ai_messages WHERE user_id = 0 AND thread_id = 1",
+    )
+    assert before_bot >= 2500
+    with partition_db(pg_database) as db:
+        for action in packs(db, spec):
+            pack_month(db, action)
+    assert fingerprint(pg_database, "archive.ai_messages_rows") == before
+    # One stored row per group, except the bot thread: three stored rows of <= 1000.
+    stored = query(
+        pg_database,
+        "SELECT lokifi_keys, lokifi_rows FROM archive.ai_messages_p2024_10 ORDER BY lokifi_first",
+    )
+    assert all(len(keys) == 1 for keys, _ in stored)
+    assert len(stored) == len(groups) + 2
+    assert sorted(n for keys, n in stored if keys == ["(0,1)"]) == [500, 1000, 1000]
+    bot = query(pg_database, "SELECT created_at FROM archive.ai_messages_group(0, 1)")
+    assert len(bot) == before_bot
+    assert [r[0] for r in bot] == sorted(r[0] for r in bot)
 
 
 def test_the_digest_catches_a_value_moved_to_another_row(pg_database: PgDatabase) -> None:

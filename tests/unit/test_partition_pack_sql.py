@@ -18,14 +18,19 @@ from lokifi_storage.clients.partition_pack_sql import (
 )
 from lokifi_storage.clients.partition_sql import Check, Step
 from lokifi_storage.domain.index_defs import index_def_from_spec
-from lokifi_storage.domain.pack_layout import PackLayout, layout_problem, stored_segment
+from lokifi_storage.domain.pack_layout import (
+    PackLayout,
+    layout_problem,
+    segment_comment,
+    stored_segment,
+)
 from lokifi_storage.domain.partition_catalog import Column, QName
 from lokifi_storage.domain.partition_pack import PackPartition, UnpackPartition, month_relation
 
 T = QName("public", "ai_messages")
 ARCHIVE = QName("archive", "ai_messages")
 OCTOBER = QName("archive", "ai_messages_p2024_10")
-LAYOUT = PackLayout(ARCHIVE, COLUMNS, ("user_id", "thread_id"), "created_at", "lz4")
+LAYOUT = PackLayout(ARCHIVE, COLUMNS, ("user_id", "thread_id"), "created_at", "lz4", 512)
 THREAD = index_def_from_spec(IndexSpec.model_validate(THREAD_INDEX))
 
 
@@ -43,10 +48,11 @@ def texts(step: Step) -> list[str]:
 def test_the_original_rows_come_back_in_the_original_column_order() -> None:
     text = unpacked_select(LAYOUT, OCTOBER).as_string()
     assert text == (
-        'SELECT "u"."id", "p"."user_id", "p"."thread_id", "u"."created_at", "u"."content",'
+        'SELECT "u"."id", "u"."user_id", "u"."thread_id", "u"."created_at", "u"."content",'
         ' "u"."metadata", "u"."search" FROM "archive"."ai_messages_p2024_10" AS p'
-        ' CROSS JOIN LATERAL unnest("p"."id", "p"."created_at", "p"."content", "p"."metadata",'
-        ' "p"."search") AS u("id", "created_at", "content", "metadata", "search")'
+        ' CROSS JOIN LATERAL unnest("p"."id", "p"."user_id", "p"."thread_id", "p"."created_at",'
+        ' "p"."content", "p"."metadata", "p"."search") AS u("id", "user_id", "thread_id",'
+        ' "created_at", "content", "metadata", "search")'
     )
     copy = unpacked_copy_query(LAYOUT, OCTOBER).as_string()
     assert copy.startswith("COPY (SELECT")
@@ -64,12 +70,17 @@ def test_pack_builds_verifies_then_swaps_in_one_transaction() -> None:
         ' (LIKE "archive"."ai_messages_packed")'
     )
     assert 'ALTER COLUMN "content" SET COMPRESSION lz4' in lines[2]
-    assert 'ALTER COLUMN "user_id"' not in lines[2]  # segment columns stay scalar
-    assert 'array_agg("content" ORDER BY lokifi_n)' in lines[3]
-    assert 'PARTITION BY "user_id", "thread_id" ORDER BY "created_at"' in lines[3]
-    assert 'GROUP BY "user_id", "thread_id", (lokifi_n - 1) / 1000' in lines[3]
+    assert 'ALTER COLUMN "lokifi_keys" SET COMPRESSION lz4' in lines[2]
+    insert = lines[3]
+    assert 'array_agg("content" ORDER BY lokifi_n)' in insert
+    assert 'array_agg(DISTINCT row("user_id", "thread_id")::text)' in insert
+    assert 'row_number() OVER (ORDER BY "user_id", "thread_id", "created_at")' in insert
+    assert 'min(lokifi_n) OVER (PARTITION BY "user_id", "thread_id")' in insert
+    # Stored rows are cut at group boundaries every packRows rows, and inside huge groups.
+    assert insert.endswith("GROUP BY (lokifi_start - 1) / 512, (lokifi_g - 1) / 1000")
     # The check runs before anything is dropped; the drop, rename and attach come last.
     assert lines[4].startswith("CHECK: SELECT (SELECT row(count(*)")
+    assert "USING gin (lokifi_keys)" in lines[6]
     assert [line.split(" ")[:2] for line in lines[7:]] == [
         ["ALTER", "TABLE"],  # DETACH from the archive table
         ["DROP", "TABLE"],
@@ -127,13 +138,19 @@ def test_the_packed_table_is_typed_from_the_archive_table_and_read_through_a_vie
     (step,) = ensure_steps(LAYOUT)
     lines = texts(step)
     assert lines[0] == (
-        'CREATE TABLE "archive"."ai_messages_packed_template" AS SELECT "user_id", "thread_id",'
-        ' 0::integer AS lokifi_rows, "created_at" AS lokifi_first, "created_at" AS lokifi_last,'
-        ' ARRAY["id"] AS "id", ARRAY["created_at"] AS "created_at", ARRAY["content"] AS'
-        ' "content", ARRAY["metadata"] AS "metadata", ARRAY["search"] AS "search"'
+        'CREATE TABLE "archive"."ai_messages_packed_template" AS SELECT'
+        ' ARRAY[row("user_id", "thread_id")::text] AS lokifi_keys, 0::integer AS lokifi_rows,'
+        ' "created_at" AS lokifi_first, "created_at" AS lokifi_last, ARRAY["id"] AS "id",'
+        ' ARRAY["user_id"] AS "user_id", ARRAY["thread_id"] AS "thread_id",'
+        ' ARRAY["created_at"] AS "created_at", ARRAY["content"] AS "content",'
+        ' ARRAY["metadata"] AS "metadata", ARRAY["search"] AS "search"'
         ' FROM "archive"."ai_messages" WITH NO DATA'
     )
     assert lines[1].endswith("PARTITION BY RANGE (lokifi_first)")
+    assert lines[3] == (
+        'COMMENT ON TABLE "archive"."ai_messages_packed" IS'
+        " 'lokifi packed; segmentBy=user_id,thread_id'"
+    )
     view = next(line for line in lines if "VIEW" in line)
     assert view.startswith('CREATE OR REPLACE VIEW "archive"."ai_messages_rows" AS SELECT')
     assert " UNION ALL SELECT " in view
@@ -143,7 +160,11 @@ def test_the_packed_table_is_typed_from_the_archive_table_and_read_through_a_vie
         ' "archive"."ai_messages"."user_id"%TYPE, "thread_id"'
         ' "archive"."ai_messages"."thread_id"%TYPE) RETURNS SETOF "archive"."ai_messages"'
     )
-    assert 'WHERE r."user_id" = $1 AND r."thread_id" = $2 ORDER BY r."created_at"' in function
+    assert 'AS a WHERE "a"."user_id" = $1 AND "a"."thread_id" = $2 UNION ALL' in function
+    assert (
+        'WHERE p.lokifi_keys @> ARRAY[row($1, $2)::text] AND "u"."user_id" = $1'
+        ' AND "u"."thread_id" = $2) AS r ORDER BY r."created_at"; END'
+    ) in function
 
 
 def test_layouts_that_cannot_be_packed_are_named() -> None:
@@ -153,9 +174,6 @@ def test_layouts_that_cannot_be_packed_are_named() -> None:
     assert "tags is an array" in (layout_problem(tagged, ("user_id",)) or "")
     clash = (*COLUMNS, Column("lokifi_rows", "integer"))
     assert "lokifi_rows clashes" in (layout_problem(clash, ("user_id",)) or "")
-    packed = (
-        Column("user_id", "bigint"),
-        Column("lokifi_rows", "integer"),
-        Column("id", "bigint[]"),
-    )
-    assert stored_segment(packed) == ("user_id",)
+    assert stored_segment(segment_comment(("user_id", "thread_id"))) == ("user_id", "thread_id")
+    assert stored_segment("made by hand") == ()
+    assert stored_segment(None) == ()

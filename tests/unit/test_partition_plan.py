@@ -26,6 +26,7 @@ from example_indexes import SEARCH_INDEX, THREAD_INDEX
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.domain.index_defs import derived_name, relation_suffix
+from lokifi_storage.domain.pack_layout import segment_comment
 from lokifi_storage.domain.partition_actions import (
     Action,
     ArchivePartition,
@@ -42,7 +43,6 @@ from lokifi_storage.domain.partition_actions import (
 )
 from lokifi_storage.domain.partition_catalog import (
     Bound,
-    Column,
     ObservedRelation,
     ObservedTable,
     QName,
@@ -470,16 +470,18 @@ def test_archived_months_past_compress_after_days_are_packed_whole_by_the_job() 
 
 
 def test_packed_months_count_as_archived_and_are_not_packed_again() -> None:
-    table = spec(archive={"afterDays": 365, "compressAfterDays": 400, "packCompression": "lz4"})
+    table = spec(
+        archive={
+            "afterDays": 365,
+            "compressAfterDays": 400,
+            "packCompression": "lz4",
+            "packRows": 64,
+        }
+    )
     packed_table = ObservedRelation(
         qname=QName("archive", "ai_messages_packed"),
         kind="p",
-        columns=(
-            Column("user_id", "bigint"),
-            Column("thread_id", "bigint"),
-            Column("lokifi_rows", "integer"),
-            Column("id", "bigint[]"),
-        ),
+        comment=segment_comment(("user_id", "thread_id")),
         children=(month_partition(2024, 10, schema="archive"),),
     )
     archived = parent([month_partition(2024, 11, schema="archive")], schema="archive")
@@ -494,7 +496,9 @@ def test_packed_months_count_as_archived_and_are_not_packed_again() -> None:
     assert isinstance(pack, PackPartition)
     assert pack.month.name == "ai_messages_p2024_11"
     assert pack.layout.compression == "lz4"
+    assert pack.layout.pack_rows == 64
     assert plan.summary.archived == 2
+    assert plan.notes == ()
 
 
 def test_a_packed_table_grouped_otherwise_keeps_its_grouping_and_says_so() -> None:
@@ -502,11 +506,7 @@ def test_a_packed_table_grouped_otherwise_keeps_its_grouping_and_says_so() -> No
     packed_table = ObservedRelation(
         qname=QName("archive", "ai_messages_packed"),
         kind="p",
-        columns=(
-            Column("user_id", "bigint"),
-            Column("thread_id", "bigint"),
-            Column("id", "bigint[]"),
-        ),
+        comment=segment_comment(("user_id", "thread_id")),
     )
     state = ObservedTable(
         qname=QName("public", "ai_messages"),

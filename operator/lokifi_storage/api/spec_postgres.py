@@ -210,8 +210,9 @@ class ArchiveSpec(SpecModel):
     """Moves old partitions to an archive table: metadata work (DETACH + ATTACH), no row
     copying. The archive table is `<schema>.<table>`.
 
-    With `compressAfterDays`, older months are packed into `<schema>.<table>_packed` (one row
-    per `segmentBy` group, one array per column) and read back, whatever their form, through
+    With `compressAfterDays`, older months are packed into `<schema>.<table>_packed` (rows of
+    one array per column, whole `segmentBy` groups side by side) and read back, whatever their
+    form, through
     the view `<schema>.<table>_rows` (every archived row, the table's columns and types) or
     the function `<schema>.<table>_group(<segmentBy columns>)` (one group, in time order).
     An old thread: `SELECT * FROM ai_messages WHERE user_id = $1 AND thread_id = $2 UNION ALL
@@ -247,9 +248,18 @@ class ArchiveSpec(SpecModel):
         default_factory=lambda: ["user_id", "thread_id"],
         min_length=1,
         max_length=MAX_SEGMENT_COLUMNS,
-        description="Columns whose equal values make one packed group (one stored row per "
-        "group and month, its rows ordered by the partition key): what one lookup reads, "
-        "e.g. one thread. Must not contain the partition key.",
+        description="Columns whose equal values make one group (e.g. one thread): rows are "
+        "packed in (segmentBy, partition key) order, a group is never split across stored "
+        "rows (up to 1000 rows), and <schema>.<table>_group(<these columns>) reads one. Must "
+        "not contain the partition key.",
+    )
+    packRows: int = Field(
+        default=512,
+        ge=1,
+        le=10000,
+        description="Rows per stored row of a packed month: whole segmentBy groups side by "
+        "side until this many (1: each group alone). More rows compress better (pglz looks back "
+        "4 kB) and make reading one group decompress more.",
     )
     packCompression: Literal["pglz", "lz4"] = Field(
         default="pglz",

@@ -28,7 +28,7 @@ from lokifi_storage.clients.partition_sql import (
     steps_for,
 )
 from lokifi_storage.domain.index_defs import derived_name
-from lokifi_storage.domain.pack_layout import GROUP_ROWS, PackLayout
+from lokifi_storage.domain.pack_layout import GROUP_ROWS, PackLayout, segment_comment
 from lokifi_storage.domain.partition_actions import CreatePartition, ExportPartition
 from lokifi_storage.domain.partition_catalog import Bound, QName
 from lokifi_storage.domain.partition_pack import PackPartition, UnpackPartition
@@ -63,20 +63,15 @@ def _names(layout: PackLayout) -> list[str]:
 
 def unpacked_select(layout: PackLayout, source: QName) -> sql.Composed:
     """The original rows (original columns, in order) of a packed relation: a month or the
-    whole packed table. The segment columns come from the stored row, the others unnested
-    side by side (`unnest(a, b, ...)` walks the arrays in step)."""
-    arrays = [c.name for c in layout.array_columns()]
-    out = [
-        sql.SQL("{}.{}").format(_P if c.name in layout.segment else _U, sql.Identifier(c.name))
-        for c in layout.columns
-    ]
+    whole packed table. `unnest(a, b, ...)` walks the arrays of a stored row in step."""
+    names = _names(layout)
     return sql.SQL(
         "SELECT {out} FROM {src} AS p CROSS JOIN LATERAL unnest({arrays}) AS u({names})"
     ).format(
-        out=sql.SQL(", ").join(out),
+        out=_cols(names, _U),
         src=ident(source),
-        arrays=_cols(arrays, _P),
-        names=_cols(arrays),
+        arrays=_cols(names, _P),
+        names=_cols(names),
     )
 
 
@@ -133,22 +128,27 @@ def _for_values(bound: Bound) -> sql.Composed:
 # --- the packed table, its view and its read function ------------------------------------------
 
 
+def _key(segment: tuple[str, ...], alias: sql.Identifier | None = None) -> sql.Composed:
+    """The text of a group's key, as lokifi_keys holds it."""
+    return sql.SQL("row({})::text").format(_cols(segment, alias))
+
+
 def ensure_steps(layout: PackLayout) -> list[Step]:
     """Create the packed table, the view of every archived row and the per-group function.
 
     The packed table's columns are typed by a query over the archive table (no type is ever
-    spelled here): the segment columns as they are, one array per other column."""
+    spelled here): one array per column of the table, and the meta columns."""
     template = QName(layout.archive.schema, derived_name(layout.parent.name, "template"))
     t = sql.Identifier(layout.time_column)
-    shape: list[sql.Composable] = [sql.Identifier(c.name) for c in layout.segment_columns()]
-    shape += [
+    shape: list[sql.Composable] = [
+        sql.SQL("ARRAY[{}] AS lokifi_keys").format(_key(layout.segment)),
         sql.SQL("0::integer AS lokifi_rows"),
         sql.SQL("{} AS lokifi_first").format(t),
         sql.SQL("{} AS lokifi_last").format(t),
     ]
     shape += [
         sql.SQL("ARRAY[{}] AS {}").format(sql.Identifier(c.name), sql.Identifier(c.name))
-        for c in layout.array_columns()
+        for c in layout.columns
     ]
     statements: list[Statement] = [
         sql.SQL("CREATE TABLE {} AS SELECT {} FROM {} WITH NO DATA").format(
@@ -158,10 +158,11 @@ def ensure_steps(layout: PackLayout) -> list[Step]:
             ident(layout.parent), ident(template)
         ),
         sql.SQL("DROP TABLE {}").format(ident(template)),
-        sql.SQL("CREATE INDEX {} ON {} ({})").format(
-            sql.Identifier(derived_name(layout.parent.name, "segment")),
-            ident(layout.parent),
-            _cols(layout.segment),
+        sql.SQL("COMMENT ON TABLE {} IS {}").format(
+            ident(layout.parent), sql.Literal(segment_comment(layout.segment))
+        ),
+        sql.SQL("CREATE INDEX {} ON {} USING gin (lokifi_keys)").format(
+            sql.Identifier(derived_name(layout.parent.name, "keys")), ident(layout.parent)
         ),
         *read_path_statements(layout),
     ]
@@ -182,20 +183,30 @@ def read_path_statements(layout: PackLayout) -> list[Statement]:
         )
         for c in layout.segment
     )
-    where = sql.SQL(" AND ").join(
-        sql.SQL("r.{} = ${}").format(sql.Identifier(c), sql.SQL(str(i)))
-        for i, c in enumerate(layout.segment, start=1)
+    params = [sql.SQL("${}").format(sql.SQL(str(i))) for i in range(1, len(layout.segment) + 1)]
+
+    def matches(alias: sql.Identifier) -> sql.Composable:
+        return sql.SQL(" AND ").join(
+            sql.SQL("{}.{} = {}").format(alias, sql.Identifier(c), p)
+            for c, p in zip(layout.segment, params, strict=True)
+        )
+
+    plain = sql.SQL("{} AS a WHERE {}").format(
+        plain_select(layout, layout.archive), matches(sql.Identifier("a"))
+    )
+    packed = sql.SQL("{} WHERE p.lokifi_keys @> ARRAY[row({})::text] AND {}").format(
+        unpacked_select(layout, layout.parent), sql.SQL(", ").join(params), matches(_U)
     )
     function = sql.SQL(
         "CREATE OR REPLACE FUNCTION {fn}({args}) RETURNS SETOF {rowtype} LANGUAGE sql STABLE "
-        "BEGIN ATOMIC SELECT {cols} FROM {view} AS r WHERE {where} ORDER BY r.{t}; END"
+        "BEGIN ATOMIC SELECT {cols} FROM ({plain} UNION ALL {packed}) AS r ORDER BY r.{t}; END"
     ).format(
         fn=ident(layout.function),
         args=args,
         rowtype=ident(layout.archive),
         cols=_cols(names, sql.Identifier("r")),
-        view=ident(layout.view),
-        where=where,
+        plain=plain,
+        packed=packed,
         t=sql.Identifier(layout.time_column),
     )
     return [view, function]
@@ -205,26 +216,32 @@ def read_path_statements(layout: PackLayout) -> list[Statement]:
 
 
 def _pack_insert(layout: PackLayout, work: QName, month: QName) -> sql.Composed:
+    """Number the rows in (segment, time) order, give each group the number of its first row,
+    and cut stored rows every pack_rows rows at group boundaries (and every GROUP_ROWS rows of
+    one group)."""
     t = sql.Identifier(layout.time_column)
     seg = _cols(layout.segment)
-    arrays = [c.name for c in layout.array_columns()]
+    names = _names(layout)
     aggregates = sql.SQL(", ").join(
-        sql.SQL("array_agg({} ORDER BY lokifi_n)").format(sql.Identifier(a)) for a in arrays
+        sql.SQL("array_agg({} ORDER BY lokifi_n)").format(sql.Identifier(c)) for c in names
     )
     return sql.SQL(
-        "INSERT INTO {work} ({seg}, lokifi_rows, lokifi_first, lokifi_last, {arrays}) "
-        "SELECT {seg}, count(*), min({t}), max({t}), {aggregates} "
-        "FROM (SELECT {all}, row_number() OVER (PARTITION BY {seg} ORDER BY {t}) AS lokifi_n "
-        "FROM {month}) AS s "
-        "GROUP BY {seg}, (lokifi_n - 1) / {group}"
+        "INSERT INTO {work} (lokifi_keys, lokifi_rows, lokifi_first, lokifi_last, {cols}) "
+        "SELECT array_agg(DISTINCT {key}), count(*), min({t}), max({t}), {aggregates} "
+        "FROM (SELECT *, min(lokifi_n) OVER (PARTITION BY {seg}) AS lokifi_start "
+        "FROM (SELECT {cols}, row_number() OVER (ORDER BY {seg}, {t}) AS lokifi_n, "
+        "row_number() OVER (PARTITION BY {seg} ORDER BY {t}) AS lokifi_g FROM {month}) AS a"
+        ") AS s "
+        "GROUP BY (lokifi_start - 1) / {pack}, (lokifi_g - 1) / {group}"
     ).format(
         work=ident(work),
-        seg=seg,
-        arrays=_cols(arrays),
+        cols=_cols(names),
+        key=_key(layout.segment),
         t=t,
         aggregates=aggregates,
-        all=_cols(_names(layout)),
+        seg=seg,
         month=ident(month),
+        pack=sql.Literal(layout.pack_rows),
         group=sql.Literal(GROUP_ROWS),
     )
 
@@ -241,9 +258,9 @@ def pack_steps(a: PackPartition) -> list[Step]:
             ident(work),
             sql.SQL(", ").join(
                 sql.SQL("ALTER COLUMN {} SET COMPRESSION {}").format(
-                    sql.Identifier(c.name), _METHODS[layout.compression]
+                    sql.Identifier(c), _METHODS[layout.compression]
                 )
-                for c in layout.array_columns()
+                for c in ("lokifi_keys", *_names(layout))
             ),
         ),
         _pack_insert(layout, work, a.month),
@@ -253,10 +270,8 @@ def pack_steps(a: PackPartition) -> list[Step]:
             "was changed",
         ),
         _time_check(work, "lokifi_first", a.bound),
-        sql.SQL("CREATE INDEX {} ON {} ({})").format(
-            sql.Identifier(derived_name(a.month.name, "segment")),
-            ident(work),
-            _cols(layout.segment),
+        sql.SQL("CREATE INDEX {} ON {} USING gin (lokifi_keys)").format(
+            sql.Identifier(derived_name(a.month.name, "keys")), ident(work)
         ),
         sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(ident(layout.archive), ident(a.month)),
         sql.SQL("DROP TABLE {}").format(ident(a.month)),

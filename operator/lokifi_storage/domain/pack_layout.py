@@ -1,20 +1,24 @@
 """The packed form of an archived month: its layout and names. Pure.
 
 PostgreSQL compresses a value only when its row passes about 2 kB, and most chat messages are
-shorter, so rewriting a month row by row saves nothing. Packing groups a month's rows by the
-spec's `archive.segmentBy` columns (user and thread by default) and stores each group as one
-row: the segment columns as they are, and every other column as an array in time order. A
-group's arrays are large enough for TOAST to compress, and one thread's history is one row.
+shorter, so rewriting a month row by row saves nothing. Packing sorts a month's rows by the
+spec's `archive.segmentBy` columns (user and thread by default) and time, and stores them as
+rows of arrays, one array per column: whole groups (threads) side by side in one stored row
+until it holds `archive.packRows` rows. TOAST compresses each array; the more rows a stored
+row holds, the more repetition pglz finds within its 4 kB window (one thread alone is about
+4 kB of chat: 1.8x; 512 rows: about 3x, bench/RESULTS.md), at the price of decompressing that
+many rows to read one thread. `packRows: 1` stores each group alone.
 
 Layout of `<archive schema>.<table>_packed` (PARTITION BY RANGE (lokifi_first), one partition
-per packed month, named like the month it replaced):
+per packed month, named like the month it replaced; its COMMENT names the segment columns):
 
-    <segment columns>          the group's values, original types
-    lokifi_rows  integer       rows in the group
-    lokifi_first, lokifi_last  first and last value of the partition key in the group
-    <every other column>       an array per column, in partition-key order
+    lokifi_keys  text[]        the groups in this stored row: row(<segment columns>)::text,
+                               GIN-indexed, so one group's stored rows are found by key
+    lokifi_rows  integer       rows in the stored row
+    lokifi_first, lokifi_last  first and last value of the partition key in it
+    <every column>             an array per column, in (segment, partition key) order
 
-A group holds at most GROUP_ROWS rows; a longer thread spans several stored rows. The view
+A group is never split across stored rows unless it has more than GROUP_ROWS rows. The view
 `<table>_rows` and the function `<table>_group(<segment columns>)` read it back as the
 original rows (clients/partition_pack_sql.py writes their SQL).
 """
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from lokifi_storage.domain.partition_catalog import Column, QName
 
 __all__ = [
+    "DEFAULT_PACK_ROWS",
     "GROUP_ROWS",
     "META_COLUMNS",
     "PackLayout",
@@ -33,12 +38,15 @@ __all__ = [
     "packed_parent",
     "read_function",
     "rows_view",
+    "segment_comment",
     "stored_segment",
 ]
 
-GROUP_ROWS = 1000  # rows per stored group: bounds what one thread lookup decompresses
-META_COLUMNS = ("lokifi_rows", "lokifi_first", "lokifi_last")
-RESERVED_COLUMNS = (*META_COLUMNS, "lokifi_n")  # lokifi_n numbers rows while packing
+GROUP_ROWS = 1000  # at most this many rows of one group per stored row (huge threads)
+DEFAULT_PACK_ROWS = 512
+META_COLUMNS = ("lokifi_keys", "lokifi_rows", "lokifi_first", "lokifi_last")
+RESERVED_COLUMNS = (*META_COLUMNS, "lokifi_n", "lokifi_g", "lokifi_start")  # used while packing
+_COMMENT_PREFIX = "lokifi packed; segmentBy="
 
 
 def packed_parent(archive: QName) -> QName:
@@ -53,16 +61,29 @@ def read_function(archive: QName) -> QName:
     return QName(archive.schema, f"{archive.name}_group")
 
 
+def segment_comment(segment: tuple[str, ...]) -> str:
+    """The packed table's COMMENT: how its months were grouped, read back by stored_segment."""
+    return _COMMENT_PREFIX + ",".join(segment)
+
+
+def stored_segment(comment: str | None) -> tuple[str, ...]:
+    """The segment columns of an existing packed table, from its COMMENT; () when unknown."""
+    if not comment or not comment.startswith(_COMMENT_PREFIX):
+        return ()
+    return tuple(c for c in comment[len(_COMMENT_PREFIX) :].split(",") if c)
+
+
 @dataclass(frozen=True)
 class PackLayout:
-    """How one table's months are packed: its columns (in order, with their SQL types), the
-    segment columns, the partition key, and the TOAST compression of the arrays."""
+    """How one table's months are packed: its columns (in order), the segment columns, the
+    partition key, the TOAST compression of the arrays, and rows per stored row."""
 
     archive: QName
     columns: tuple[Column, ...]
     segment: tuple[str, ...]
     time_column: str
     compression: str = "pglz"
+    pack_rows: int = DEFAULT_PACK_ROWS
 
     @property
     def parent(self) -> QName:
@@ -75,20 +96,6 @@ class PackLayout:
     @property
     def function(self) -> QName:
         return read_function(self.archive)
-
-    def segment_columns(self) -> tuple[Column, ...]:
-        by_name = {c.name: c for c in self.columns}
-        return tuple(by_name[name] for name in self.segment)
-
-    def array_columns(self) -> tuple[Column, ...]:
-        return tuple(c for c in self.columns if c.name not in self.segment)
-
-
-def stored_segment(columns: tuple[Column, ...]) -> tuple[str, ...]:
-    """The segment columns of an existing packed table: its columns that are not arrays."""
-    return tuple(
-        c.name for c in columns if not c.type.endswith("[]") and c.name not in META_COLUMNS
-    )
 
 
 def layout_problem(columns: tuple[Column, ...], segment: tuple[str, ...]) -> str | None:

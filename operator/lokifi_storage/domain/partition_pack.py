@@ -92,7 +92,7 @@ def plan_unpack(spec: TableSpec, observed: ObservedTable, month: str) -> UnpackP
     layout = PackLayout(
         archive=archive,
         columns=observed.relation.columns,
-        segment=stored_segment(packed.columns),
+        segment=stored_segment(packed.comment),
         time_column=spec.partitionBy.column,
     )
     return UnpackPartition(
@@ -113,8 +113,9 @@ def table_layout(spec: TableSpec, observed: ObservedTable) -> PackLayout | None:
     if observed.relation is None or observed.archive is None:
         return None
     segment = tuple(archive_spec.segmentBy)
-    if observed.packed is not None:
-        segment = stored_segment(observed.packed.columns)
+    stored = stored_segment(observed.packed.comment) if observed.packed is not None else ()
+    if stored:
+        segment = stored
     if layout_problem(observed.relation.columns, segment) is not None:
         return None
     return PackLayout(
@@ -123,4 +124,5 @@ def table_layout(spec: TableSpec, observed: ObservedTable) -> PackLayout | None:
         segment=segment,
         time_column=spec.partitionBy.column,
         compression=archive_spec.packCompression,
+        pack_rows=archive_spec.packRows,
     )

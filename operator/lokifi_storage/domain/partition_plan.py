@@ -641,9 +641,9 @@ class _Planner:
         columns = self.observed.relation.columns if self.observed.relation else ()
         segment = tuple(self.spec.archive.segmentBy)
         packed = self.observed.packed
-        if packed is not None and stored_segment(packed.columns) != segment:
+        stored = stored_segment(packed.comment) if packed is not None else ()
+        if packed is not None and stored and stored != segment:
             # Months already packed keep their grouping; every month of one table shares it.
-            stored = stored_segment(packed.columns)
             self.notes.append(
                 f"{packed.qname} groups by {', '.join(stored)}, not archive.segmentBy "
                 f"({', '.join(segment)}); months are packed as the existing ones. To regroup, "
@@ -660,6 +660,7 @@ class _Planner:
             segment=segment,
             time_column=column,
             compression=self.spec.archive.packCompression,
+            pack_rows=self.spec.archive.packRows,
         )
         self.deferred.append(
             PackPartition(
@@ -677,7 +678,7 @@ class _Planner:
         return PackLayout(
             archive=archive or QName(packed.qname.schema, self.table.name),
             columns=self.observed.relation.columns if self.observed.relation else (),
-            segment=stored_segment(packed.columns),
+            segment=stored_segment(packed.comment),
             time_column=self.spec.partitionBy.column,
         )
 
