@@ -96,8 +96,10 @@ def test_dry_run_marks_parts_with_pending_changes_and_reports_the_plan_once() ->
 
 
 def test_a_pending_dry_run_is_not_ready_but_neither_stalled_nor_retrying() -> None:
-    out, _, _ = _dry_run([_report("RedisReady", [SET])], 1, {})
-    ready, reconciling, stalled = summarize([out[0].condition])
+    out, _, _ = _dry_run(
+        [_report("RedisReady", [SET]), _report("PartitionsReady", [PARTITION])], 1, {}
+    )
+    ready, reconciling, stalled = summarize([r.condition for r in out])
     assert (ready.status, ready.reason) == ("False", Reason.DRY_RUN)
     assert reconciling.status == "False"
     assert stalled.status == "False"

@@ -103,7 +103,9 @@ def status(
         raise _fail(error.message) from None
     finally:
         kube.close()
-    typer.echo(status_text(body, cronjobs, datetime.now(UTC), Painter.for_stream(color)), nl=False)
+    paint = Painter.for_stream(color)
+    # color=: click strips ANSI codes from output that is not a terminal unless told otherwise.
+    typer.echo(status_text(body, cronjobs, datetime.now(UTC), paint), nl=False, color=paint.enabled)
 
 
 @app.command()

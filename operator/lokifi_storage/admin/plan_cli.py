@@ -175,7 +175,8 @@ def run_plan(view: PlanView, output: Output, color: ColorMode) -> int:
     if output == Output.JSON:
         typer.echo(json.dumps(plan_json(view), indent=2))
     else:
-        typer.echo(plan_text(view, Painter.for_stream(color)), nl=False)
+        paint = Painter.for_stream(color)
+        typer.echo(plan_text(view, paint), nl=False, color=paint.enabled)
     if not view.complete:
         return 1
     return EXIT_CHANGES if view.plan.changes else 0

@@ -158,6 +158,8 @@ def summarize(parts: Sequence[Condition], invalid_spec: str | None = None) -> li
         )
     else:
         reason = failing[0].reason if len(failing) == 1 else Reason.PART_FAILED
+        if all(c.reason == Reason.DRY_RUN for c in failing):
+            reason = Reason.DRY_RUN  # several parts with changes pending, nothing failing
         ready = Condition(
             type=types.READY, status="False", reason=reason, message=_failure_text(failing)
         )

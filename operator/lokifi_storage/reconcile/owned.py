@@ -111,21 +111,30 @@ def sync_connection_secret(
     """
     with _forbidden_is_refusal():
         written = _sync_connection_secret(kube, owner, spec, data, apply)
+        if not apply:
+            return _planned_rename(written, recorded)
         if written.status is None or recorded is None or recorded == written.status["name"]:
             return written
-        if not apply:
-            planned = [
-                *written.planned,
-                Change(
-                    "connectionSecret",
-                    recorded,
-                    "delete",
-                    f"delete connection Secret {recorded}: renamed to {written.status['name']}",
-                ),
-            ]
-            return SecretSync(planned=planned, status={"name": recorded})
         deleted = _delete_renamed(kube, owner, recorded, written.status["name"])
         return SecretSync(written.actions + deleted, written.status)
+
+
+def _planned_rename(planned: SecretSync, recorded: str | None) -> SecretSync:
+    """With apply off: add the delete a rename would make; status keeps what exists now."""
+    changes = list(planned.planned)
+    target = planned.status["name"] if planned.status else None
+    if recorded and target and recorded != target:
+        changes.append(
+            Change(
+                "connectionSecret",
+                recorded,
+                "delete",
+                f"delete connection Secret {recorded}: renamed to {target}",
+            )
+        )
+    if recorded:
+        return SecretSync(planned=changes, status={"name": recorded})
+    return SecretSync(planned=changes, status=None if planned.planned else planned.status)
 
 
 def _secret_change(
@@ -179,8 +188,7 @@ def _sync_connection_secret(
     if not needs_write(desired, observed):
         return SecretSync(status=status)
     if not apply:
-        recorded = None if observed is None else status
-        return SecretSync(status=recorded, planned=[_secret_change(name, observed, data)])
+        return SecretSync(status=status, planned=[_secret_change(name, observed, data)])
     kube.apply(SECRETS, desired)
     if observed is None:
         return SecretSync([f"created connection Secret {name} ({len(data)} keys)"], status)
