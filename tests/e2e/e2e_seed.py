@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 from e2e_full import FullExample
-from e2e_operator import CLI, render
+from e2e_operator import CLI, kubectl, render
 
-from stackfixtures import StackEnv
+from stackfixtures import REPO, StackEnv
 
 BIN = Path(sys.executable).parent
 
@@ -19,6 +19,14 @@ BIN = Path(sys.executable).parent
 def seed_manifest(example: FullExample, **overrides: object) -> str:
     values = {"dry_run": "false", "abort_days": 7, **example.values, **overrides}
     return render("seed", "lokifistorage.yaml", **values)
+
+
+def apply_seed(example: FullExample, **overrides: object) -> None:
+    """Apply the seed's resource, with this checkout's CRD applied again first: the CRD is
+    cluster-wide, and a test session of an older checkout may have applied its own since."""
+    crd = REPO / "crds" / "lokifistorage.yaml"
+    kubectl(example.stack, "apply", "--server-side", "--force-conflicts", "-f", str(crd))
+    kubectl(example.stack, "apply", "-f", "-", input_text=seed_manifest(example, **overrides))
 
 
 def _env(stack: StackEnv) -> dict[str, str]:
