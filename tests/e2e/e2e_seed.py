@@ -3,9 +3,11 @@ the commands admins run against it: `lokifi-storage plan` and the `kubectl lks` 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from e2e_full import FullExample
@@ -17,7 +19,8 @@ BIN = Path(sys.executable).parent
 
 
 def seed_manifest(example: FullExample, **overrides: object) -> str:
-    values = {"dry_run": "false", "abort_days": 7, **example.values, **overrides}
+    values = {"dry_run": "false", "abort_days": 7, "redis_extra": "", **example.values}
+    values.update(overrides)
     return render("seed", "lokifistorage.yaml", **values)
 
 
@@ -55,3 +58,38 @@ def kubectl_lks(stack: StackEnv, *args: str) -> subprocess.CompletedProcess[str]
         env=_env(stack),
         check=False,
     )
+
+
+# A Redis setting no other test declares: the cluster is shared, and since settings have one
+# owner (claims), a test declaring another maxmemory than its neighbours' would conflict.
+SETTING, VALUE = "hz", "11"
+EXTRA = f'\n      {SETTING}: "{VALUE}"'
+
+
+@contextlib.contextmanager
+def restored_setting(stack: StackEnv, key: str = SETTING) -> Iterator[dict[str, str]]:
+    """`key` on every node as it is now (yielded), set back afterwards."""
+    cluster = stack.redis_cluster()
+    before: dict[str, str] = {}
+    try:
+        per_node = cluster.config_get(key, target_nodes=cluster.ALL_NODES)
+        before.update({node: values[key] for node, values in per_node.items()})
+        yield before
+    finally:
+        for node_name, value in before.items():
+            host, _, port = node_name.rpartition(":")
+            node = cluster.get_node(host=host, port=int(port))
+            if node is not None:
+                with contextlib.suppress(Exception):
+                    cluster.config_set(key, value, target_nodes=node)
+                    cluster.config_rewrite(target_nodes=node)
+        cluster.close()
+
+
+def setting_on_nodes(stack: StackEnv, key: str = SETTING) -> dict[str, str]:
+    cluster = stack.redis_cluster()
+    try:
+        per_node = cluster.config_get(key, target_nodes=cluster.ALL_NODES)
+    finally:
+        cluster.close()
+    return {node: values[key] for node, values in per_node.items()}

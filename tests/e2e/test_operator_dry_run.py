@@ -2,7 +2,7 @@
 conditions and Events, and writes nothing else until the dry-run is lifted.
 
 The seed's resource is reconciled for real first. Then a change to every part is applied with
-dryRun: true (Redis maxmemory, two more months premade, the lifecycle rule, the daily backup's
+dryRun: true (a Redis setting, two more months premade, the lifecycle rule, the daily backup's
 schedule, the connection Secret's name). While it is set, the operator goes through a counting
 proxy (as in the no-op test): it may patch the resource's status and post Events, nothing else;
 and once the plan is reported, resyncs do not post it again. PostgreSQL counts every DDL command
@@ -20,11 +20,11 @@ import psycopg
 from e2e_full import FullExample, partitions
 from e2e_operator import OperatorFactory, conditions, events, get_json, kubectl, wait_for
 from e2e_proxy import counting_proxy
-from e2e_seed import apply_seed
+from e2e_seed import EXTRA, SETTING, VALUE, apply_seed, restored_setting, setting_on_nodes
 
 RESYNC = 2.0
 CHANGED = {
-    "maxmemory": "1234mb",
+    "redis_extra": EXTRA,
     "premake": 5,
     "abort_days": 9,
     "daily_schedule": "30 1 * * *",
@@ -48,19 +48,12 @@ def _ddl_count(full_example: FullExample) -> int:
 
 def _world(full_example: FullExample) -> dict[str, Any]:
     """What the operator could write outside the API server, as it is now."""
-    cluster = full_example.stack.redis_cluster()
-    try:
-        redis = cluster.config_get("maxmemory", target_nodes=cluster.ALL_NODES)
-    finally:
-        cluster.close()
     s3 = full_example.stack.s3_client()
     lifecycle = s3.get_bucket_lifecycle_configuration(Bucket=full_example.buckets["media"])
-    # Redis is shared with other test sessions, whose operators set maxmemory to their own
-    # values: what this test checks is that its own value never lands while in dry-run.
     return {
         "ddl": _ddl_count(full_example),
         "partitions": partitions(full_example, "ai_messages"),
-        "ours": sorted(n for n, v in redis.items() if v["maxmemory"] == str(1234 * 1024 * 1024)),
+        SETTING: setting_on_nodes(full_example.stack),
         "lifecycle": lifecycle["Rules"],
     }
 
@@ -79,6 +72,11 @@ def _owned(full_example: FullExample) -> dict[str, str]:
 def test_dry_run_reports_the_plan_writes_nothing_and_lifting_it_applies_the_plan(
     full_example: FullExample, start_operator: OperatorFactory
 ) -> None:
+    with restored_setting(full_example.stack):
+        _dry_run_then_lift(full_example, start_operator)
+
+
+def _dry_run_then_lift(full_example: FullExample, start_operator: OperatorFactory) -> None:
     stack, ns = full_example.stack, full_example.namespace
     full_example.create_secrets()
     with psycopg.connect(full_example.database.primary_url, autocommit=True) as conn:
@@ -117,8 +115,8 @@ def test_dry_run_reports_the_plan_writes_nothing_and_lifting_it_applies_the_plan
         ] == []
         # Once reported, the plan is not re-sent: resyncs may only refresh status (replica lag
         # and Redis memory move by themselves on the full example), never post it again;
-        # unless the plan itself changed (another test session's operator setting the shared
-        # Redis Cluster's maxmemory changes the old values the plan shows).
+        # unless the plan itself changed (another test session's operator setting a setting of
+        # the shared Redis Cluster changes the old values the plan shows).
         resent = [w for w in steady if not (w.method == "PATCH" and w.path.endswith("/status"))]
         still = (get_json(stack, ns, "lks", "lokifi-prod") or {}).get("status", {}).get("plan")
         if still == body["status"]["plan"]:
@@ -142,7 +140,7 @@ def test_dry_run_reports_the_plan_writes_nothing_and_lifting_it_applies_the_plan
         assert (ready["status"], ready["reason"]) == ("False", "DryRun")
         assert conditions(body)["Stalled"]["status"] == "False"
         said = [e["message"] for e in events(stack, ns, "lokifi-prod") if e["reason"] == "Planned"]
-        assert any(m.startswith("would CONFIG SET maxmemory") for m in said), said
+        assert any(m.startswith(f"would CONFIG SET {SETTING} ") for m in said), said
         described = kubectl(stack, "-n", ns, "describe", "lks", "lokifi-prod")
         assert "DryRun" in described
         assert full_example.database.primary_url not in described
@@ -160,10 +158,7 @@ def test_dry_run_reports_the_plan_writes_nothing_and_lifting_it_applies_the_plan
     lifted = _world(full_example)
     assert lifted["ddl"] > before["ddl"]
     assert len(lifted["partitions"]) == len(before["partitions"]) + 2
-    written = [
-        e["message"] for e in events(stack, ns, "lokifi-prod") if e["reason"] == "Reconciled"
-    ]
-    assert any(m.startswith("CONFIG SET maxmemory 1234mb on ") for m in written), written
+    assert set(lifted[SETTING].values()) == {VALUE}
     assert lifted["lifecycle"][0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 9}
     daily_job = get_json(stack, ns, "cronjob", "lokifi-prod-backup-daily")
     assert daily_job is not None

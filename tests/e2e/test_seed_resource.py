@@ -47,6 +47,7 @@ def test_the_fixture_is_the_example_pointed_at_the_stack() -> None:
         "maxmemory": "2gb",
         "daily_schedule": "0 2 * * *",
         "abort_days": 7,
+        "redis_extra": "",
         "s3_endpoint": "https://s3.eu-west-1.amazonaws.com",
         "region": "eu-west-1",
     }

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 from kubernetes import config as k8s_config
+from pydantic import ValidationError
 
 from lokifi_storage.admin.paint import ColorMode, Painter
 from lokifi_storage.admin.plan_cli import Output, plan_body, run_plan
@@ -29,7 +30,7 @@ from lokifi_storage.builders.names import backup_cronjob_name
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.kube import CRONJOBS, KubeClient, Resource
 from lokifi_storage.reconcile.owned import owned_selector
-from lokifi_storage.reconcile.resource import LOKIFI_STORAGES
+from lokifi_storage.reconcile.resource import LOKIFI_STORAGES, format_validation_error
 
 __all__ = ["app", "main"]
 
@@ -125,6 +126,8 @@ def plan(
     try:
         body = _resource(kube, ns, name)
         view = plan_body(body, ns, kube)
+    except ValidationError as error:
+        raise _fail(f"invalid spec: {format_validation_error(error)}") from None
     except ClientError as error:
         raise _fail(error.message) from None
     finally:
