@@ -44,6 +44,7 @@ def shared_setting(stack: StackEnv) -> Iterator[None]:
             if node is not None and SETTING in values:
                 with contextlib.suppress(Exception):
                     cluster.config_set(SETTING, values[SETTING], target_nodes=node)
+                    cluster.config_rewrite(target_nodes=node)
         cluster.hdel(CLAIMS_KEY, SETTING)
         cluster.close()
 
