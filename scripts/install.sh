@@ -16,6 +16,7 @@ APT_PACKAGES=(
     containerd runc containernetworking-plugins iproute2 gcc libc6-dev mmdebstrap
     # promtool, for the tests of the shipped alerting rules (its server is not used).
     prometheus
+    faketime  # libfaketime: the retention tests run a job on a really fast clock
 )
 
 step_start=0

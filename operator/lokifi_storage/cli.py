@@ -134,6 +134,7 @@ def run(
     """Run the operator: reconcile every LokifiStorage it serves until SIGTERM."""
     import logging
 
+    from lokifi_storage.domain.redaction import RedactingFilter
     from lokifi_storage.handlers.main import RunOptions, run_operator
 
     if bool(namespace) == all_namespaces:
@@ -142,6 +143,8 @@ def run(
     logging.basicConfig(
         level=log_level.value, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     options = RunOptions(
         namespaces=tuple(namespace or ()),
         all_namespaces=all_namespaces,

@@ -93,6 +93,24 @@ def _equals_a_list(spec: dict[str, Any]) -> None:
     spec["postgres"]["tables"][1]["indexes"][0]["where"]["equals"] = [False]
 
 
+def _conn_secret_is_the_primarys(spec: dict[str, Any]) -> None:
+    spec["postgres"]["connectionSecret"]["name"] = spec["postgres"]["primary"]["secretRef"]["name"]
+
+
+def _conn_secret_is_the_s3_keys(spec: dict[str, Any]) -> None:
+    spec["postgres"]["connectionSecret"]["name"] = spec["objectStorage"]["credentialsSecretRef"][
+        "name"
+    ]
+
+
+def _endpoint_with_userinfo(spec: dict[str, Any]) -> None:
+    spec["objectStorage"]["endpoint"] = "https://AKIAEXAMPLE:hunter2hunter2@s3.example.com"
+
+
+def _plain_http_endpoint(spec: dict[str, Any]) -> None:
+    spec["objectStorage"]["endpoint"] = "http://s3.example.com"
+
+
 BROKEN = {
     "93,696 partitions made ahead": (
         _premake_a_year_of_days_by_256_ranges,
@@ -107,6 +125,26 @@ BROKEN = {
     "duplicate table names": (_duplicate_table, "spec.postgres.tables", "Duplicate value"),
     "unknown interval": (_bad_interval, "interval", "fortnight"),
     "malicious table name": (_malicious_table, "spec.postgres.tables[0].name", "should match"),
+    "connection Secret named like the primary's": (
+        _conn_secret_is_the_primarys,
+        "spec.postgres.connectionSecret.name",
+        "must differ from every Secret the spec reads",
+    ),
+    "connection Secret named like the S3 keys": (
+        _conn_secret_is_the_s3_keys,
+        "spec.postgres.connectionSecret.name",
+        "must differ from every Secret the spec reads",
+    ),
+    "endpoint with user:password": (
+        _endpoint_with_userinfo,
+        "spec.objectStorage.endpoint",
+        "must not carry user:password@",
+    ),
+    "plain http endpoint without allowPlainHttp": (
+        _plain_http_endpoint,
+        "spec.objectStorage.endpoint",
+        "allowPlainHttp",
+    ),
 }
 
 
@@ -123,3 +161,4 @@ def test_a_broken_resource_is_refused_naming_the_field(
     assert result.returncode != 0, f"{case}: the API server admitted it"
     assert field in result.stderr, result.stderr
     assert detail in result.stderr, result.stderr
+    assert "hunter2hunter2" not in result.stderr, "the refusal quotes the password"

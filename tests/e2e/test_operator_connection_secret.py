@@ -4,9 +4,18 @@ fall back to the primary) and put back when it returns, with no spec change."""
 from __future__ import annotations
 
 import base64
+import time
 
 from e2e_full import FullExample
-from e2e_operator import OperatorFactory, conditions, events, get_json, kubectl, wait_for
+from e2e_operator import (
+    OperatorFactory,
+    conditions,
+    create_secret,
+    events,
+    get_json,
+    kubectl,
+    wait_for,
+)
 
 from lokifi_storage.api import conditions as types
 from stackfaults import stopped_pg_replica
@@ -109,3 +118,41 @@ def test_renamed_connection_secret_replaces_the_old_one_unless_another_owner_too
     kept = get_json(stack, ns, "secret", "lokifi-db-conn-v2")
     assert kept is not None, "a Secret this resource no longer controls was deleted"
     assert "ownerReferences" not in kept["metadata"]
+
+
+def test_an_existing_secret_this_resource_does_not_control_is_never_adopted(
+    full_example: FullExample, start_operator: OperatorFactory
+) -> None:
+    """A hand-made Secret (no owner) already carries the connectionSecret's name: the operator
+    neither adopts it (an ownerReference would let the garbage collector delete it with the
+    resource) nor changes its data, and says so on PostgresReady with the fix."""
+    stack, ns = full_example.stack, full_example.namespace
+    full_example.create_secrets()
+    create_secret(stack, ns, "lokifi-db-conn", DATABASE_URL="postgresql://kept@elsewhere/app")
+    before = get_json(stack, ns, "secret", "lokifi-db-conn")
+    assert before is not None
+    full_example.apply()
+    start_operator(ns, resync_seconds=2)
+
+    def conflict() -> dict[str, str] | None:
+        cond = conditions(full_example.get()).get(types.POSTGRES_READY)
+        return cond if cond and cond.get("reason") == "SecretConflict" else None
+
+    cond = wait_for(conflict, 90, "PostgresReady=False/SecretConflict")
+    assert cond["status"] == "False"
+    assert "lokifi-db-conn" in cond["message"]
+    assert "postgres.connectionSecret.name" in cond["message"]
+    time.sleep(6)  # three more resyncs (every 2 s): still untouched
+    after = get_json(stack, ns, "secret", "lokifi-db-conn")
+    assert after is not None
+    assert after["data"] == before["data"]
+    assert "ownerReferences" not in after["metadata"]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+    # The fix the message names: another name. The hand-made Secret stays as it was.
+    full_example.apply(conn_secret="lokifi-db-conn-operator")
+    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    assert secret_exists(full_example, "lokifi-db-conn-operator")
+    kept = get_json(stack, ns, "secret", "lokifi-db-conn")
+    assert kept is not None
+    assert kept["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]

@@ -34,6 +34,7 @@ def _storage(stack: StackEnv) -> ObjectStorageSpec:
     return ObjectStorageSpec.model_validate(
         {
             "endpoint": stack.s3_endpoint,
+            "allowPlainHttp": True,
             "region": stack.aws_region,
             "credentialsSecretRef": {"name": "lokifi-s3"},
         }

@@ -51,6 +51,7 @@ def _spec(
     return ObjectStorageSpec.model_validate(
         {
             "endpoint": endpoint or stack.s3_endpoint,
+            "allowPlainHttp": True,
             "region": stack.aws_region,
             "credentialsSecretRef": {"name": "lokifi-s3"},
             "buckets": buckets,

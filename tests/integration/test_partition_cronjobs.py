@@ -48,6 +48,7 @@ def test_the_export_cronjob_command_exports_verifies_and_drops_the_expired_parti
             },
             "objectStorage": {
                 "endpoint": stack.s3_endpoint,
+                "allowPlainHttp": True,
                 "region": stack.aws_region,
                 "credentialsSecretRef": {"name": "s3"},
             },

@@ -35,6 +35,7 @@ from stackfixtures import PgDatabase
 
 ARCHIVE = {"afterDays": 365, "schema": "archive"}
 OLD_MONTHS = ["ai_messages_p2024_10", "ai_messages_p2024_11", "ai_messages_p2024_12"]
+MARKER = "lokifi_archiving"
 
 
 def seeded(url: str, rows: int = 3000) -> None:
@@ -121,7 +122,13 @@ def test_partition_detached_by_an_interrupted_run_is_attached_to_the_archive(
 ) -> None:
     seeded(pg_database)
     before = fingerprint(pg_database, "ai_messages")
+    # What an archive run that died right after its concurrent detach leaves: the marker it
+    # sets first, then the detach.
     with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(
+            "ALTER TABLE ai_messages_p2024_10"
+            " ADD CONSTRAINT lokifi_archiving CHECK (true) NOT VALID"
+        )
         conn.execute("ALTER TABLE ai_messages DETACH PARTITION ai_messages_p2024_10")
     spec = table_spec(indexes=[THREAD_INDEX], archive=ARCHIVE)
     with partition_db(pg_database) as db:
@@ -130,6 +137,61 @@ def test_partition_detached_by_an_interrupted_run_is_attached_to_the_archive(
     assert any("attach detached partition public.ai_messages_p2024_10" in a for a in outcome.done)
     assert [n for n, _ in partitions_of(pg_database, "archive.ai_messages")] == OLD_MONTHS
     assert fingerprint(pg_database, "ai_messages", "archive.ai_messages") == before
+    assert query(
+        pg_database, "SELECT count(*) FROM pg_constraint WHERE conname = %s", (MARKER,)
+    ) == [(0,)]
+
+
+def test_a_table_a_dba_detached_on_purpose_is_not_adopted_into_the_archive(
+    pg_database: PgDatabase,
+) -> None:
+    """Path 10: a partition someone detached by hand (no operator marker) stays where it is,
+    with its rows, however old it is; the partitions the operator archives itself still go."""
+    seeded(pg_database)
+    kept_rows = query(pg_database, "SELECT count(*) FROM ai_messages_p2024_10")
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute("ALTER TABLE ai_messages DETACH PARTITION ai_messages_p2024_10")
+    spec = table_spec(indexes=[THREAD_INDEX], archive=ARCHIVE)
+    with partition_db(pg_database) as db:
+        outcome = reconcile_tables(db, [spec], NOW)
+    assert not outcome.failures, outcome.failures
+    assert not any("ai_messages_p2024_10" in a for a in outcome.done), outcome.done
+    assert [n for n, _ in partitions_of(pg_database, "archive.ai_messages")] == OLD_MONTHS[1:]
+    assert query(
+        pg_database,
+        "SELECT n.nspname, c.relispartition FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = 'ai_messages_p2024_10'",
+    ) == [("public", False)]
+    assert query(pg_database, "SELECT count(*) FROM public.ai_messages_p2024_10") == kept_rows
+    assert "not detached by the operator" in outcome.report().condition.message
+
+
+def test_a_concurrent_archive_marks_the_partition_then_drops_the_marker(
+    pg_database: PgDatabase,
+) -> None:
+    """The marker the operator's own concurrent detach sets is gone once the partition is in
+    the archive, so nothing of it is left behind."""
+    create_messages_table(pg_database)
+    with psycopg.connect(pg_database, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE ai_messages_p2024_10 PARTITION OF ai_messages"
+            " FOR VALUES FROM ('2024-10-01 00:00:00+00') TO ('2024-11-01 00:00:00+00')"
+        )
+    insert_messages(pg_database, month_start(2024, 10), month_start(2024, 11), 200)
+    spec = table_spec(archive=ARCHIVE)
+    with partition_db(pg_database) as db:
+        observed = db.observe([spec])["ai_messages"]
+        plan = plan_table(spec, observed, NOW)
+        archive = next(a for a in plan.actions if isinstance(a, ArchivePartition))
+        db.apply(next(a for a in plan.actions if isinstance(a, CreateArchiveTable)))
+        db.apply(ArchivePartition(**{**archive.__dict__, "concurrently": True}))
+        assert any(MARKER in w and "ADD CONSTRAINT" in w for w in db.writes)
+    assert [n for n, _ in partitions_of(pg_database, "archive.ai_messages")] == [
+        "ai_messages_p2024_10"
+    ]
+    assert query(
+        pg_database, "SELECT count(*) FROM pg_constraint WHERE conname = %s", (MARKER,)
+    ) == [(0,)]
 
 
 def test_an_interrupted_concurrent_detach_is_finalized(pg_database: PgDatabase) -> None:

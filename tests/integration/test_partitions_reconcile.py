@@ -40,7 +40,7 @@ def test_first_reconcile_makes_default_and_partitions_ahead_with_indexes(
     create_messages_table(pg_database)
     spec = table_spec(indexes=[THREAD_INDEX, SEARCH_INDEX])
     report = reconcile_partitions(
-        postgres_spec(spec.model_dump(by_alias=True, exclude_none=True)), pg_database, now=NOW
+        postgres_spec(spec.model_dump(by_alias=True, exclude_none=True)), pg_database, at=NOW
     )
     assert report.condition.type == PARTITIONS_READY
     assert report.condition.status == "True", report.condition.message

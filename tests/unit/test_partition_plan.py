@@ -48,7 +48,7 @@ from lokifi_storage.domain.partition_catalog import (
     QName,
 )
 from lokifi_storage.domain.partition_pack import PackPartition
-from lokifi_storage.domain.partition_plan import BOUNDS_CHECK, plan_table
+from lokifi_storage.domain.partition_plan import ARCHIVE_MARKER, BOUNDS_CHECK, plan_table
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -602,7 +602,10 @@ def test_an_interrupted_concurrent_detach_is_finalized_first() -> None:
 def test_a_partition_detached_by_an_interrupted_run_is_attached_to_the_archive() -> None:
     table = spec(archive={"afterDays": 365})
     orphan = ObservedRelation(
-        qname=QName("public", "ai_messages_p2024_06"), kind="r", checks=(BOUNDS_CHECK,)
+        qname=QName("public", "ai_messages_p2024_06"),
+        kind="r",
+        checks=(BOUNDS_CHECK,),
+        unvalidated_checks=(ARCHIVE_MARKER,),
     )
     state = observed(
         parent([default_partition(), *(month_partition(y, m) for y, m in CURRENT)]),
@@ -613,6 +616,16 @@ def test_a_partition_detached_by_an_interrupted_run_is_attached_to_the_archive()
     (attach,) = plan.actions
     assert isinstance(attach, AttachOrphan)
     assert attach.bound == time_bound(*month(2024, 6))
+    # The same table without the operator's marker was detached on purpose: left alone.
+    unmarked = ObservedRelation(qname=orphan.qname, kind="r", checks=(BOUNDS_CHECK,))
+    state = observed(
+        parent([default_partition(), *(month_partition(y, m) for y, m in CURRENT)]),
+        archive=archived_table(),
+        orphans=(unmarked,),
+    )
+    plan = plan_table(table, state, NOW)
+    assert plan.actions == ()
+    assert any("not detached by the operator" in n for n in plan.notes)
     young = ObservedRelation(qname=QName("public", "ai_messages_p2025_12"), kind="r")
     state = observed(
         parent([default_partition(), *(month_partition(y, m) for y, m in CURRENT)]),

@@ -18,6 +18,7 @@ from example_indexes import SEARCH_INDEX, THREAD_INDEX
 from lokifi_storage.api.spec import IndexSpec
 from lokifi_storage.clients.partition_sql import (
     Check,
+    Guard,
     Step,
     index_sql,
     steps_for,
@@ -57,6 +58,8 @@ SEARCH = index_def_from_spec(IndexSpec.model_validate(SEARCH_INDEX))
 def text(statement: object) -> str:
     if isinstance(statement, Check):
         return "CHECK: " + statement.query.as_string()
+    if isinstance(statement, Guard):
+        return "IF: " + statement.query.as_string()
     assert isinstance(statement, sql.Composable)
     return statement.as_string()
 
@@ -159,9 +162,15 @@ def test_concurrent_index_builds_run_outside_a_transaction_and_clean_up_after_fa
     (step,) = steps_for(BuildIndex(T, JAN, THREAD, "idx_x_p2026_01"))
     assert not step.transaction
     assert texts(step)[0].startswith('CREATE INDEX CONCURRENTLY "idx_x_p2026_01" ON "public"')
-    assert [c.as_string() for c in step.cleanup] == [
-        'DROP INDEX CONCURRENTLY IF EXISTS "public"."idx_x_p2026_01"'
-    ]
+    guard, drop = step.cleanup
+    # Only a leftover: INVALID, and no other session building an index of that name.
+    assert isinstance(guard, Guard)
+    guard_text = guard.query.as_string()
+    assert "NOT x.indisvalid" in guard_text
+    assert "pg_stat_progress_create_index" in guard_text
+    assert "'idx_x_p2026_01'" in guard_text
+    assert isinstance(drop, sql.Composable)
+    assert drop.as_string() == 'DROP INDEX CONCURRENTLY IF EXISTS "public"."idx_x_p2026_01"'
 
 
 def test_parent_index_is_created_on_only_the_parent() -> None:
@@ -205,7 +214,9 @@ def test_hostile_names_are_refused_by_the_spec_before_any_sql() -> None:
         spec(partitionBy={"column": "created_at); DROP TABLE x; --", "interval": "month"})
 
 
-def archive_action(concurrently: bool, *, born_checked: bool = False) -> ArchivePartition:
+def archive_action(
+    concurrently: bool, *, born_checked: bool = False, marked: bool = False
+) -> ArchivePartition:
     leaves = () if born_checked else (JAN,)
     return ArchivePartition(
         T,
@@ -218,6 +229,7 @@ def archive_action(concurrently: bool, *, born_checked: bool = False) -> Archive
         leaves_to_validate=leaves,
         descendants=(),
         concurrently=concurrently,
+        marked=marked,
     )
 
 
@@ -252,13 +264,22 @@ def test_archive_adds_a_validated_check_then_moves_the_partition_in_one_transact
 
 
 def test_archive_without_a_default_detaches_concurrently_outside_a_transaction() -> None:
-    _, _, detach, attach = steps_for(archive_action(concurrently=True))
+    _, _, mark, detach, attach = steps_for(archive_action(concurrently=True))
+    assert texts(mark) == [
+        'ALTER TABLE "public"."ai_messages_p2026_01" ADD CONSTRAINT "lokifi_archiving"'
+        " CHECK (true) NOT VALID"
+    ]
     assert not detach.transaction
     assert texts(detach)[0].endswith(
         'DETACH PARTITION "public"."ai_messages_p2026_01" CONCURRENTLY'
     )
     assert attach.transaction
-    assert texts(attach)[-1].startswith('ALTER TABLE "archive"."ai_messages" ATTACH PARTITION')
+    assert texts(attach)[-2].startswith('ALTER TABLE "archive"."ai_messages" ATTACH PARTITION')
+    assert texts(attach)[-1] == (
+        'ALTER TABLE "archive"."ai_messages_p2026_01" DROP CONSTRAINT IF EXISTS "lokifi_archiving"'
+    )
+    # An earlier attempt set the marker already: it is not added twice.
+    assert len(steps_for(archive_action(concurrently=True, marked=True))) == 4
 
 
 def test_every_action_type_has_sql() -> None:

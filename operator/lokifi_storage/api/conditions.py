@@ -74,6 +74,14 @@ class Reason:
     EXPORT_NOT_VERIFIED: Final = "ExportNotVerified"
     # The export key holds an object that is not this partition's export: the partition is kept.
     EXPORT_CONFLICT: Final = "ExportConflict"
+    # Another writer holds the table's partition-work lock (an advisory lock on the primary).
+    PARTITION_WORK_BUSY: Final = "PartitionWorkBusy"
+    # The pod's and the database server's clocks disagree: nothing is exported or dropped.
+    CLOCK_SKEW: Final = "ClockSkew"
+    # The operator lost its Lease while a part was running: the part stopped.
+    LEADERSHIP_LOST: Final = "LeadershipLost"
+    # The last run of a CronJob (backup, vacuum, partitions compress/export) failed.
+    JOB_FAILED: Final = "JobFailed"
 
     # Replicas
     REPLICA_UNREACHABLE: Final = "ReplicaUnreachable"

@@ -207,6 +207,13 @@ class MonitoringSpec(SpecModel):
         return parse_kubernetes_quantity(self.capacity)
 
 
+WRITTEN_NAME_CLASH_MESSAGE: Final = (
+    "postgres.connectionSecret.name must differ from every Secret the spec reads "
+    "(postgres.primary, postgres.replicas, redis.passwordSecretRef, "
+    "objectStorage.credentialsSecretRef): the operator writes the connection Secret and would "
+    "overwrite those credentials; choose another name"
+)
+
 _SPEC_RULES: Final = cel_rules(
     cel(
         "!has(self.backups) || (has(self.postgres) && has(self.objectStorage))",
@@ -229,6 +236,18 @@ _SPEC_RULES: Final = cel_rules(
         "!has(self.monitoring) || has(self.postgres)",
         "monitoring measures the database: it needs spec.postgres",
         field_path=".monitoring",
+    ),
+    cel(
+        "!has(self.postgres) || !has(self.postgres.connectionSecret) || ("
+        "self.postgres.connectionSecret.name != self.postgres.primary.secretRef.name && "
+        "(!has(self.postgres.replicas) || self.postgres.replicas.all(r, "
+        "r.secretRef.name != self.postgres.connectionSecret.name)) && "
+        "(!has(self.redis) || !has(self.redis.passwordSecretRef) || "
+        "self.redis.passwordSecretRef.name != self.postgres.connectionSecret.name) && "
+        "(!has(self.objectStorage) || "
+        "self.objectStorage.credentialsSecretRef.name != self.postgres.connectionSecret.name))",
+        WRITTEN_NAME_CLASH_MESSAGE,
+        field_path=".postgres.connectionSecret.name",
     ),
 )
 
@@ -298,4 +317,20 @@ def _cross_part_problems(spec: LokifiStorageSpec) -> list[str]:
         problems.append("maintenance.vacuum needs postgres: add postgres")
     if spec.monitoring is not None and spec.postgres is None:
         problems.append("monitoring measures the database: add postgres")
+    written = spec.postgres.connectionSecret if spec.postgres is not None else None
+    if written is not None and written.name in secrets_read(spec):
+        problems.append(WRITTEN_NAME_CLASH_MESSAGE)
     return problems
+
+
+def secrets_read(spec: LokifiStorageSpec) -> set[str]:
+    """The names of the Secrets the operator reads for this spec (never writes)."""
+    names: set[str] = set()
+    if spec.postgres is not None:
+        names.add(spec.postgres.primary.secretRef.name)
+        names.update(replica.secretRef.name for replica in spec.postgres.replicas)
+    if spec.redis is not None and spec.redis.passwordSecretRef is not None:
+        names.add(spec.redis.passwordSecretRef.name)
+    if spec.objectStorage is not None:
+        names.add(spec.objectStorage.credentialsSecretRef.name)
+    return names

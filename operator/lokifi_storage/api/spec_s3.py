@@ -20,6 +20,7 @@ The 90/180-day minimum storage durations of GLACIER_IR/GLACIER/DEEP_ARCHIVE are 
 from __future__ import annotations
 
 import itertools
+import re
 from typing import Annotated, Final
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -240,14 +241,49 @@ class BucketSpec(SpecModel):
         return rules
 
 
+_ENDPOINT_USERINFO: Final = r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@"
+ENDPOINT_USERINFO_MESSAGE: Final = (
+    "objectStorage.endpoint must not carry user:password@: it would reach CronJob arguments "
+    "and logs; put the keys in the Secret credentialsSecretRef names and write the endpoint "
+    "as https://host[:port]"
+)
+PLAIN_HTTP_MESSAGE: Final = (
+    "objectStorage.endpoint is plain http://: every request, backups and exports included, "
+    "would travel unencrypted; use https://, or set objectStorage.allowPlainHttp: true for a "
+    "loopback or test server"
+)
+_STORAGE_RULES: Final = cel_rules(
+    cel(
+        f"!has(self.endpoint) || !self.endpoint.matches('{_ENDPOINT_USERINFO}')",
+        ENDPOINT_USERINFO_MESSAGE,
+        field_path=".endpoint",
+    ),
+    cel(
+        "!has(self.endpoint) || !self.endpoint.startsWith('http://') || "
+        "(has(self.allowPlainHttp) && self.allowPlainHttp)",
+        PLAIN_HTTP_MESSAGE,
+        field_path=".endpoint",
+    ),
+)
+
+
 class ObjectStorageSpec(SpecModel):
     """S3 or an S3-compatible store. Its credentials are also used for backups and exports."""
+
+    model_config = ConfigDict(json_schema_extra=_STORAGE_RULES)
 
     endpoint: str | None = Field(
         default=None,
         pattern=r"^https?://[^\s/$.?#][^\s]*$",
         max_length=2048,
-        description="Endpoint URL of an S3-compatible store; AWS S3 when omitted.",
+        description="Endpoint URL of an S3-compatible store; AWS S3 when omitted. No "
+        "user:password@ (credentials come from credentialsSecretRef); https:// unless "
+        "allowPlainHttp is true.",
+    )
+    allowPlainHttp: bool = Field(
+        default=False,
+        description="Accept an http:// endpoint. Everything sent to it, backups and exports "
+        "included, travels unencrypted: only for a loopback or test server.",
     )
     region: str = Field(
         default="us-east-1", pattern=r"^[a-z0-9-]{1,32}$", description="Region of the buckets."
@@ -271,6 +307,19 @@ class ObjectStorageSpec(SpecModel):
                 repeated=", ".join(repeated),
             )
         return buckets
+
+    @model_validator(mode="after")
+    def _endpoint_safe(self) -> ObjectStorageSpec:
+        # The messages never quote the endpoint: it may hold a password.
+        if self.endpoint is not None and re.match(_ENDPOINT_USERINFO, self.endpoint):
+            raise spec_error(ENDPOINT_USERINFO_MESSAGE)
+        if (
+            self.endpoint is not None
+            and self.endpoint.startswith("http://")
+            and not self.allowPlainHttp
+        ):
+            raise spec_error(PLAIN_HTTP_MESSAGE)
+        return self
 
 
 class BackupScheduleSpec(SpecModel):

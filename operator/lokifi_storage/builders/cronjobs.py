@@ -7,6 +7,8 @@ Every CronJob is built the same way:
 - `concurrencyPolicy: Forbid`: two backups of one schedule never overlap; a late run is skipped
   rather than piled up.
 - history limits, so finished Jobs and their pods do not accumulate.
+- `activeDeadlineSeconds` (12 hours by default): a Job that hangs is ended instead of holding
+  its database locks and connections, and blocking every later run, for ever.
 - a restricted security context (the "restricted" Pod Security Standard): non-root, read-only
   root filesystem (an emptyDir at /tmp for scratch), no privilege escalation, every capability
   dropped, seccomp RuntimeDefault; no service-account token, the jobs never call the API.
@@ -35,6 +37,7 @@ from lokifi_storage.builders.names import (
     partitions_cronjob_name,
     vacuum_cronjob_name,
 )
+from lokifi_storage.domain.job_runs import RESOURCE_ENV, resource_key
 from lokifi_storage.domain.schedule_diff import with_desired_hash
 
 __all__ = [
@@ -81,6 +84,10 @@ class JobSettings:
     failed_jobs_history_limit: int = 3
     backoff_limit: int = 2
     starting_deadline_seconds: int = 3600
+    # A Job still running after this is stopped by Kubernetes (SIGTERM, then the pod is
+    # killed): a hung pg_dump or export would otherwise hold its locks and connections
+    # forever, and `concurrencyPolicy: Forbid` would skip every later run behind it.
+    active_deadline_seconds: int = 12 * 3600
     run_as_user: int = 65532
 
 
@@ -262,7 +269,12 @@ def build_cronjob(
         "imagePullPolicy": settings.image_pull_policy,
         "command": [CLI],
         "args": list(command.args),
-        "env": _env(command),
+        # Which resource the run is for: the job records its outcome under it, and the
+        # operator reads it back (domain/job_runs.py).
+        "env": [
+            *_env(command),
+            {"name": RESOURCE_ENV, "value": resource_key(owner.namespace, owner.name)},
+        ],
         "resources": {"requests": dict(settings.requests), "limits": dict(settings.limits)},
         "securityContext": _container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir
@@ -288,6 +300,7 @@ def build_cronjob(
                     "metadata": {"labels": labels},
                     "spec": {
                         "backoffLimit": settings.backoff_limit,
+                        "activeDeadlineSeconds": settings.active_deadline_seconds,
                         "template": {
                             "metadata": {"labels": labels},
                             "spec": {

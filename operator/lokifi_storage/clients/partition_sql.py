@@ -50,11 +50,12 @@ from lokifi_storage.domain.partition_actions import (
     NewRelation,
 )
 from lokifi_storage.domain.partition_catalog import Bound, QName
-from lokifi_storage.domain.partition_plan import BOUNDS_CHECK
+from lokifi_storage.domain.partition_plan import ARCHIVE_MARKER, BOUNDS_CHECK
 
 __all__ = [
     "CONCURRENT_LOCK_TIMEOUT_MS",
     "Check",
+    "Guard",
     "Step",
     "copy_out_query",
     "count_query",
@@ -82,7 +83,15 @@ class Check:
     message: str
 
 
-Statement = sql.Composable | Check
+@dataclass(frozen=True)
+class Guard:
+    """A query whose single boolean result decides whether the rest of the step runs; false
+    skips it (not an error): the work is not, or no longer, this step's to do."""
+
+    query: sql.Composable
+
+
+Statement = sql.Composable | Check | Guard
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,7 @@ class Step:
     statements: tuple[Statement, ...]
     transaction: bool = True
     lock_target: QName | None = None
-    cleanup: tuple[sql.Composable, ...] = ()
+    cleanup: tuple[sql.Composable | Guard, ...] = ()
     lock_timeout_ms: int | None = None
 
 
@@ -324,7 +333,11 @@ def _archive(a: ArchivePartition) -> list[Step]:
     )
     if a.concurrently:
         # Two transactions inside; a crash between them leaves "detach pending", which the
-        # planner finalizes. A crash after it leaves an orphan, which the planner attaches.
+        # planner finalizes. A crash after it leaves an orphan, which the planner attaches
+        # because it carries the marker set here first (a table someone else detached has none).
+        if not a.marked:
+            steps.append(Step((_add_marker(a.partition),), lock_target=a.partition))
+        attach.append(_drop_marker(moved))
         steps.append(
             Step(
                 (sql.SQL("{} CONCURRENTLY").format(detach),),
@@ -341,6 +354,18 @@ def _archive(a: ArchivePartition) -> list[Step]:
     return steps
 
 
+def _add_marker(table: QName) -> sql.Composable:
+    return sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK (true) NOT VALID").format(
+        ident(table), sql.Identifier(ARCHIVE_MARKER)
+    )
+
+
+def _drop_marker(table: QName) -> sql.Composable:
+    return sql.SQL("ALTER TABLE {} DROP CONSTRAINT IF EXISTS {}").format(
+        ident(table), sql.Identifier(ARCHIVE_MARKER)
+    )
+
+
 def _attach_orphan(a: AttachOrphan) -> list[Step]:
     moved = QName(a.archive.schema, a.orphan.name)
     statements: list[Statement] = [
@@ -348,8 +373,31 @@ def _attach_orphan(a: AttachOrphan) -> list[Step]:
         sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
             ident(a.archive), ident(moved), _for_values(a.bound)
         ),
+        _drop_marker(moved),
     ]
     return [Step(tuple(statements), lock_target=a.archive)]
+
+
+def leftover_index_query(index: QName) -> sql.Composable:
+    """True when `index` exists, is INVALID and no other session is building it right now: a
+    leftover of a failed concurrent build, which only the planner's own cleanup may drop. An
+    index another session is building is INVALID too until its build ends."""
+    return sql.SQL(
+        "SELECT coalesce((SELECT NOT x.indisvalid AND NOT EXISTS ("
+        "SELECT 1 FROM pg_stat_progress_create_index p"
+        " WHERE p.index_relid = x.indexrelid AND p.pid <> pg_backend_pid())"
+        " FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = {} AND c.relname = {}), false)"
+    ).format(sql.Literal(index.schema), sql.Literal(index.name))
+
+
+def drop_leftover_index(index: QName) -> tuple[Guard, sql.Composable]:
+    """Drop `index` only while it is an INVALID leftover nobody is building."""
+    return (
+        Guard(leftover_index_query(index)),
+        sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident(index)),
+    )
 
 
 def steps_for(action: Action) -> list[Step]:
@@ -368,14 +416,16 @@ def steps_for(action: Action) -> list[Step]:
                 (index_sql(action.index, action.name, action.relation, concurrently=True),),
                 transaction=False,
                 lock_target=action.relation,
-                cleanup=(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident(name)),),
+                # Only what this build left: PostgreSQL's "already exists" skips the cleanup
+                # (the client), and the guard spares a valid index or one still being built.
+                cleanup=drop_leftover_index(name),
                 lock_timeout_ms=CONCURRENT_LOCK_TIMEOUT_MS,
             )
         ]
     if isinstance(action, DropInvalidIndex):
         return [
             Step(
-                (sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident(action.index)),),
+                drop_leftover_index(action.index),
                 transaction=False,
                 lock_timeout_ms=CONCURRENT_LOCK_TIMEOUT_MS,
             )

@@ -16,6 +16,7 @@ Messages are built from host, port, database and relation names only: never the 
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -41,13 +42,19 @@ from lokifi_storage.clients.partition_observe import (
     key_type_for,
     roots_for,
 )
-from lokifi_storage.clients.partition_sql import Check, Step, steps_for
+from lokifi_storage.clients.partition_sql import Check, Guard, Statement, Step, steps_for
 from lokifi_storage.clients.pg_diagnostics import server_message
 from lokifi_storage.clients.pg_probe import Target, pooled_autocommit
 from lokifi_storage.domain.partition_actions import Action
 from lokifi_storage.domain.partition_catalog import ObservedTable, QName
 
-__all__ = ["LockTimeout", "PartitionDatabase", "open_partition_database"]
+__all__ = [
+    "PARTITION_LOCK_CLASS",
+    "LockTimeout",
+    "PartitionDatabase",
+    "PartitionWorkBusy",
+    "open_partition_database",
+]
 
 DEFAULT_LOCK_TIMEOUT_MS = 2_000
 DEFAULT_ATTEMPTS = 4
@@ -61,6 +68,17 @@ class LockTimeout(ClientError):
     """A step could not get its locks within lock_timeout, every attempt."""
 
     reason = Reason.LOCK_TIMEOUT
+
+
+class PartitionWorkBusy(ClientError):
+    """Another session holds the partition-work lock of the table."""
+
+    reason = Reason.PARTITION_WORK_BUSY
+
+
+# The first half of the two-key advisory lock of partition work ('LKSP'); the second half is
+# hashtext('<schema>.<table>').
+PARTITION_LOCK_CLASS = 0x4C4B5350
 
 
 class PartitionDatabase:
@@ -139,13 +157,23 @@ class PartitionDatabase:
             )
         )
 
-    def _run(self, statement: sql.Composable | Check) -> None:
+    def _run(self, statement: Statement) -> bool:
+        """Run one statement; False when a Guard says the rest of the step is not to run."""
+        if isinstance(statement, Guard):
+            row = self._execute(statement.query).fetchone()
+            return bool(row and row[0] is True)
         if isinstance(statement, Check):
             row = self._execute(statement.query).fetchone()
             if not row or row[0] is not True:
                 raise ClientError(statement.message, reason=Reason.PARTITION_ACTION_FAILED)
-            return
+            return True
         self._execute(statement, write=True)
+        return True
+
+    def _run_all(self, statements: Sequence[Statement]) -> None:
+        for statement in statements:
+            if not self._run(statement):
+                return
 
     def run_step(self, step: Step, what: str) -> None:
         """Run one step with lock_timeout and retries; raise the clients' error tree."""
@@ -155,13 +183,11 @@ class PartitionDatabase:
                 if step.transaction:
                     with self.conn.transaction():
                         self._set_lock_timeout(timeout, local=True)
-                        for statement in step.statements:
-                            self._run(statement)
+                        self._run_all(step.statements)
                 else:
                     self._set_lock_timeout(timeout, local=False)
                     try:
-                        for statement in step.statements:
-                            self._run(statement)
+                        self._run_all(step.statements)
                     finally:
                         self._set_lock_timeout(self.lock_timeout_ms, local=False)
                 return
@@ -176,7 +202,10 @@ class PartitionDatabase:
             except psycopg.OperationalError as error:
                 raise ConnectionFailed(f"primary {self.target}: connection lost: {what}") from error
             except psycopg.Error as error:
-                self._cleanup(step)
+                # "Already exists": this step created nothing, so there is nothing of its own
+                # to clean up (what exists belongs to whoever made it).
+                if not isinstance(error, pg_errors.DuplicateTable | pg_errors.DuplicateObject):
+                    self._cleanup(step)
                 raise ClientError(
                     f"{what}: {type(error).__name__}: {server_message(error)}",
                     reason=Reason.PARTITION_ACTION_FAILED,
@@ -186,10 +215,9 @@ class PartitionDatabase:
                 raise
 
     def _cleanup(self, step: Step) -> None:
-        for statement in step.cleanup:
-            # Best effort: whatever is left, the planner sees and repairs next time.
-            with suppress(psycopg.Error):
-                self._execute(statement, write=True)
+        # Best effort: whatever is left, the planner sees and repairs next time.
+        with suppress(psycopg.Error):
+            self._run_all(step.cleanup)
 
     def _holders(self, target: QName | None) -> str:
         if target is None:
@@ -215,6 +243,64 @@ class PartitionDatabase:
             for pid, user, app, state, age in rows
         )
         return f"; sessions holding locks on {target}: {sessions}"
+
+    # -- who may write ------------------------------------------------------------------------
+
+    @contextmanager
+    def table_lock(self, table: QName) -> Iterator[None]:
+        """Hold the partition-work lock of `table` for the block, or raise PartitionWorkBusy.
+
+        A session-level advisory lock on the primary, taken by the operator's reconcile and by
+        the compress/export jobs alike, so two writers (two operators, a job and a reconcile, a
+        job started twice) never plan and change one table's partitions at once. Not waited
+        for: whoever finds it taken reports whose it is and tries again later.
+        """
+        key = {"table": str(table)}
+        row = self._execute(
+            f"SELECT pg_try_advisory_lock({PARTITION_LOCK_CLASS}, hashtext(%(table)s))", key
+        ).fetchone()
+        if not row or row[0] is not True:
+            raise PartitionWorkBusy(
+                f"{table}: another session holds its partition-work lock"
+                f"{self._advisory_holders(str(table))}; nothing was changed, retried later"
+            )
+        try:
+            yield
+        finally:
+            with suppress(psycopg.Error):
+                self._execute(
+                    f"SELECT pg_advisory_unlock({PARTITION_LOCK_CLASS}, hashtext(%(table)s))", key
+                )
+
+    def _advisory_holders(self, table: str) -> str:
+        try:
+            rows = self.query(
+                "SELECT a.pid, a.usename, a.application_name, a.client_addr::text"
+                " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+                f" AND l.classid = {PARTITION_LOCK_CLASS}::oid"
+                " AND l.objid = (hashtext(%(table)s)::bigint & 4294967295)::text::oid"
+                " AND l.database ="
+                " (SELECT oid FROM pg_database WHERE datname = current_database())",
+                {"table": table},
+            )
+        except ClientError:
+            return ""
+        return "".join(
+            f" (pid {pid}, user {user}, application {app or '-'}, from {addr or 'local socket'})"
+            for pid, user, app, addr in rows
+        )
+
+    def server_now(self) -> dt.datetime:
+        """The database server's clock: the one every age of a partition is measured by."""
+        rows = self.query("SELECT now()")
+        moment: dt.datetime = rows[0][0]
+        return moment
+
+    def cancel(self) -> None:
+        """Cancel the statement running on this connection (from another thread)."""
+        with suppress(psycopg.Error):
+            self.conn.cancel_safe()
 
     def apply(self, action: Action) -> None:
         """Every step of `action`, in order."""

@@ -10,6 +10,7 @@ a refused document (InvalidLifecycle); never a key, and never the request that w
 
 from __future__ import annotations
 
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -78,8 +79,16 @@ def make_client(
     """A boto3 S3 client. Keys None means boto3's own chain (env, IRSA, instance profile).
 
     Path-style addressing when an endpoint is given: S3-compatible stores (MinIO, Ceph, moto)
-    rarely have wildcard DNS for virtual-hosted bucket names.
+    rarely have wildcard DNS for virtual-hosted bucket names. An endpoint carrying
+    user:password@ is refused (without quoting it): botocore would put it in its log lines and
+    error messages.
     """
+    if endpoint and "@" in urllib.parse.urlsplit(endpoint).netloc:
+        raise ClientError(
+            "the S3 endpoint carries user:password@; give the keys through "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (credentialsSecretRef) instead",
+            reason=Reason.INVALID_SPEC,
+        )
     config = Config(
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,

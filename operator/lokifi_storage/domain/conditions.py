@@ -72,6 +72,7 @@ STALLING_REASONS: Final = frozenset(
         Reason.BUCKET_NOT_FOUND,
         Reason.INVALID_LIFECYCLE,
         Reason.INDEX_MISMATCH,
+        Reason.CLOCK_SKEW,
         Reason.RANGE_CONFLICT,
         Reason.SECRET_CONFLICT,
         # An export refused because of what the bucket holds: a human looks at the object.

@@ -184,6 +184,7 @@ class ArchivePartition(Action):
     leaves_to_validate: tuple[QName, ...]  # leaves whose bounds CHECK is not validated yet
     descendants: tuple[QName, ...]  # sub-partitions that move schema with it
     concurrently: bool
+    marked: bool = False  # carries the archive marker already (an earlier attempt set it)
 
     def describe(self) -> str:
         how = "concurrently" if self.concurrently else "under a short lock_timeout"

@@ -76,6 +76,7 @@ from lokifi_storage.domain.partition_catalog import (
 from lokifi_storage.domain.partition_pack import PackPartition
 
 __all__ = [
+    "ARCHIVE_MARKER",
     "BOUNDS_CHECK",
     "MAX_BACKFILL",
     "SUB_BOUNDS_CHECK",
@@ -85,6 +86,10 @@ __all__ = [
 ]
 
 BOUNDS_CHECK = "lokifi_bounds"  # CHECK (key within the partition's time range)
+# CHECK (true) NOT VALID, set just before a concurrent DETACH and dropped by the ATTACH to the
+# archive: a detached table that carries it was left by an interrupted archive run; one that
+# does not was detached by someone else, on purpose, and is never adopted.
+ARCHIVE_MARKER = "lokifi_archiving"
 SUB_BOUNDS_CHECK = "lokifi_sub_bounds"  # CHECK (sub key within a sub-partition's range)
 MAX_BACKFILL = 120  # partitions created per pass for rows found in DEFAULT
 INTEGER_TYPES = {"smallint", "integer", "bigint"}
@@ -415,6 +420,7 @@ class _Planner:
                         ),
                         descendants=_descendants(child),
                         concurrently=not creating_default and default is None,
+                        marked=ARCHIVE_MARKER in child.checks + child.unvalidated_checks,
                     )
                 )
         pending_compress = 0
@@ -607,6 +613,12 @@ class _Planner:
             due = archive_before is not None and r.wholly_before(archive_before)
             if archive_q is None or not due:
                 self.notes.append(f"detached table {orphan.qname} is not a partition; left alone")
+                continue
+            if ARCHIVE_MARKER not in orphan.checks + orphan.unvalidated_checks:
+                self.notes.append(
+                    f"detached table {orphan.qname} was not detached by the operator (no "
+                    f"{ARCHIVE_MARKER} marker); left alone"
+                )
                 continue
             if any(a is not None and a.overlaps(r) for _, a in archived):
                 self.problems.append(

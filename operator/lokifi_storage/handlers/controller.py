@@ -108,6 +108,24 @@ def stretched_interval(
     return max(resync_seconds, needed / ROUND_HEADROOM)
 
 
+def _opaque(error: Exception, what: str) -> kopf.TemporaryError:
+    """An unexpected exception as Kopf may see it: its type, never its text.
+
+    Kopf logs a handler's exception with its message and chained causes and stores the message
+    in the resource's progress annotation; the text of an unknown exception could quote a
+    connection string, so Kopf gets the type only and the operator logs the frames itself.
+    """
+    log.error(
+        "%s crashed with %s\n%s",
+        what,
+        type(error).__name__,
+        "".join(traceback.format_tb(error.__traceback__)),
+    )
+    return kopf.TemporaryError(
+        f"{what} failed with {type(error).__name__}; see the operator log", delay=30
+    )
+
+
 class Controller:
     """The resources this operator serves, their schedule, and the calls into the reconciler."""
 
@@ -358,6 +376,8 @@ class Controller:
                 raise kopf.TemporaryError(
                     f"Kubernetes API: {error.message}", delay=delay or 10
                 ) from None
+            except Exception as error:
+                raise _opaque(error, f"reconcile of {namespace}/{name}") from None
         if result.outcome is Outcome.INVALID:
             raise kopf.PermanentError(f"invalid spec: {result.ready_message}")
 
@@ -371,6 +391,8 @@ class Controller:
             except ClientError as error:
                 delay = self._count_failure(entry)
                 raise kopf.TemporaryError(f"cleanup: {error.message}", delay=delay or 10) from None
+            except Exception as error:
+                raise _opaque(error, f"cleanup of {namespace}/{name}") from None
         log.info("cleaned up %s/%s: %s", namespace, name, "; ".join(actions) or "nothing to do")
 
     # --- the workers -------------------------------------------------------------------------

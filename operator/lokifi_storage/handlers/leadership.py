@@ -8,8 +8,13 @@ not the holder's timestamps, so clock skew between nodes does not matter). Take-
 are PUTs with the resourceVersion read, so two standbys racing for an expired Lease cannot both
 win: one gets 409 Conflict.
 
-A leader that cannot renew for `lease_seconds` must assume another process took over: it stops
-reconciling and the process exits (the Deployment restarts it as a standby). On a clean
+Timing has client-go's shape, lease_seconds > renew_deadline_seconds > renew_seconds >
+retry_seconds: a leader that has not renewed for `renew_deadline_seconds` steps down, which is
+before any standby may take over (`lease_seconds` without a renewal), so two leaders never
+overlap. Each renewal attempt is itself bounded by what is left of the deadline: a request
+hanging on a dead network counts against it instead of outliving it. Stepping down calls
+`on_lost` at once (the fence in reconcile/fence.py: parts in flight stop, their statements are
+cancelled), then the process exits and the Deployment restarts it as a standby. On a clean
 shutdown the leader releases the Lease (empty holder), so a standby takes over at once instead
 of waiting for it to expire.
 """
@@ -47,6 +52,19 @@ class LeaseConfig:
     lease_seconds: int = 30
     renew_seconds: float = 10.0
     retry_seconds: float = 2.0
+    renew_deadline_seconds: float | None = None  # default: two thirds of lease_seconds
+
+    @property
+    def renew_deadline(self) -> float:
+        return self.renew_deadline_seconds or self.lease_seconds * 2 / 3
+
+    def __post_init__(self) -> None:
+        if not self.lease_seconds > self.renew_deadline > self.renew_seconds > self.retry_seconds:
+            raise ValueError(
+                "Lease timing must be lease_seconds > renew deadline > renew_seconds > "
+                f"retry_seconds; got {self.lease_seconds} > {self.renew_deadline} > "
+                f"{self.renew_seconds} > {self.retry_seconds}"
+            )
 
 
 class LeaseElector:
@@ -57,9 +75,11 @@ class LeaseElector:
         kube: KubeClient,
         config: LeaseConfig,
         clock: Callable[[], datetime] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.kube = kube
         self.config = config
+        self._on_lost = on_lost
         self._clock = clock or (lambda: datetime.now(UTC))
         self._observed_record: tuple[Any, ...] | None = None
         self._observed_at = 0.0
@@ -178,14 +198,19 @@ class LeaseElector:
         return False
 
     async def keep(self, stop: asyncio.Event, lost: asyncio.Event) -> None:
-        """Renew until `stop`; set `lost` when the Lease could not be renewed in time."""
+        """Renew until `stop`; step down (`on_lost`, then `lost`) when the renew deadline
+        passes without a renewal, or another process holds the Lease."""
         wait = self.config.renew_seconds
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=wait)
                 return
+            left = self.config.renew_deadline - (time.monotonic() - self.last_renewed)
             try:
-                if await asyncio.to_thread(self.try_acquire_or_renew):
+                renewed = await asyncio.wait_for(
+                    asyncio.to_thread(self.try_acquire_or_renew), timeout=max(left, 0.0)
+                )
+                if renewed:
                     wait = self.config.renew_seconds
                     continue
                 log.error(
@@ -194,13 +219,28 @@ class LeaseElector:
                     self.config.name,
                     self._observed_record[0] if self._observed_record else "?",
                 )
-                lost.set()
+                self._step_down(lost)
                 return
             except ClientError as error:
                 log.warning("Lease renewal failed: %s", error.message)
-                wait = self.config.retry_seconds
-            if time.monotonic() - self.last_renewed > self.config.lease_seconds:
-                log.error("Lease not renewed for %ss: stepping down", self.config.lease_seconds)
-                self.leading = False
-                lost.set()
+            except TimeoutError:
+                log.warning("Lease renewal did not answer within the renew deadline")
+            wait = self.config.retry_seconds
+            if time.monotonic() - self.last_renewed >= self.config.renew_deadline:
+                log.error(
+                    "Lease not renewed for %.0fs (renew deadline; it expires for the others "
+                    "after %ss): stepping down",
+                    self.config.renew_deadline,
+                    self.config.lease_seconds,
+                )
+                self._step_down(lost)
                 return
+            wait = min(
+                wait, max(self.config.renew_deadline - (time.monotonic() - self.last_renewed), 0.0)
+            )
+
+    def _step_down(self, lost: asyncio.Event) -> None:
+        self.leading = False
+        if self._on_lost is not None:
+            self._on_lost()
+        lost.set()

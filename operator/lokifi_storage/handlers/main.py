@@ -35,6 +35,7 @@ from lokifi_storage.handlers.health import HealthServer, HealthState
 from lokifi_storage.handlers.leadership import LeaseConfig, LeaseElector
 from lokifi_storage.handlers.operator import build_registry, operator_settings
 from lokifi_storage.handlers.sharding import Finalizers, ShardConfig, ShardKeeper
+from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.resource import ReconcilerConfig, ResourceReconciler
 
 __all__ = ["RunOptions", "default_identity", "run_operator"]
@@ -90,6 +91,7 @@ async def _serve(options: RunOptions, stop: asyncio.Event) -> int:
     )
     pg_pool.configure(PoolSettings(max_per_server=options.max_connections_per_server))
     redis_client.configure_sharing(options.max_connections_per_server)
+    fence = Fence()
     reconciler = ResourceReconciler(
         kube,
         ReconcilerConfig(
@@ -97,6 +99,7 @@ async def _serve(options: RunOptions, stop: asyncio.Event) -> int:
                 image=options.job_image or os.environ.get(JOB_IMAGE_ENV) or DEFAULT_IMAGE
             ),
             instance=options.identity,
+            fence=fence,
         ),
     )
     controller = Controller(
@@ -130,8 +133,10 @@ async def _serve(options: RunOptions, stop: asyncio.Event) -> int:
                 name=LEASE_NAME,
                 identity=options.identity,
                 lease_seconds=options.lease_seconds,
-                renew_seconds=max(1.0, options.lease_seconds / 3),
+                renew_seconds=options.lease_seconds / 3,
+                retry_seconds=min(2.0, options.lease_seconds / 10),
             ),
+            on_lost=fence.lose,
         )
     health = HealthState(resources=controller.known)
     server = (

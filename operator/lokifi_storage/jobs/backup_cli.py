@@ -17,6 +17,7 @@ from typing import Annotated, TypeVar
 import typer
 from rich.table import Table
 
+from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import Compression, StorageClass
 from lokifi_storage.clients.backup_store import ARCHIVE_CLASSES, BackupStore
 from lokifi_storage.clients.errors import ClientError
@@ -25,6 +26,7 @@ from lokifi_storage.clients.pg_probe import describe_target
 from lokifi_storage.clients.pg_tools import connection_args
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.domain.backup_catalog import backup_folder, name_prefix, source_id
+from lokifi_storage.domain.job_runs import BACKUP_JOB_PREFIX
 from lokifi_storage.jobs.backup_create import (
     BackupTarget,
     CreateOptions,
@@ -40,7 +42,7 @@ from lokifi_storage.jobs.backup_restore import (
     restore_backup,
     verify_backup,
 )
-from lokifi_storage.jobs.outcome import JobError, TerminatedError, sigterm_raises
+from lokifi_storage.jobs.outcome import JobError, RunNote, TerminatedError, job_run, sigterm_raises
 from lokifi_storage.jobs.progress import Reporter, human_bytes
 
 __all__ = ["app", "restore"]
@@ -126,20 +128,22 @@ OfSchedule = Annotated[str | None, typer.Option(help="Newest backup of this sche
 T = TypeVar("T")
 
 
-def _run(action: Callable[[], T]) -> T:
-    """Run a job body; map its failure to a message on stderr and the documented exit code."""
+def _run(action: Callable[[], T], note: RunNote | None = None) -> T:
+    """Run a job body; map its failure to a message on stderr and the documented exit code
+    (and, with `note`, to the reason and message the operator reads)."""
     try:
         with sigterm_raises():
             return action()
     except TerminatedError as stop:
         typer.echo(f"error: {stop}; cleaned up", err=True)
+        if note is not None:
+            note.fail(Reason.BACKUP_FAILED, f"{stop}; cleaned up")
         raise typer.Exit(stop.exit_code) from None
-    except JobError as error:
+    except (JobError, ClientError) as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(error.exit_code) from None
-    except ClientError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+        if note is not None:
+            note.fail(error.reason, str(error))
+        raise typer.Exit(getattr(error, "exit_code", 1)) from None
 
 
 def _url(url_env: str) -> str:
@@ -253,24 +257,26 @@ def create(
         threads=threads,
         pg_bin=pg_bin,
     )
-    result = _run(lambda: create_backup(url, target, options, reporter))
-    if verify and storage_class in ARCHIVE_CLASSES:
-        reporter.info(
-            f"NOT VERIFIED: {storage_class} objects cannot be read without an S3 restore "
-            "request (use GLACIER_IR for a schedule that should be verified)"
-        )
-    elif verify:
-        verify_url = _url(verify_target_env) if verify_target_env else None
-        _run(
-            lambda: verify_backup(
-                target.store,
-                result.key,
-                verify_url,
-                RestoreOptions(pg_bin=pg_bin),
-                reporter,
-                primary_url=url,
+    with job_run(f"{BACKUP_JOB_PREFIX}{schedule}", url) as note:
+        result = _run(lambda: create_backup(url, target, options, reporter), note)
+        if verify and storage_class in ARCHIVE_CLASSES:
+            reporter.info(
+                f"NOT VERIFIED: {storage_class} objects cannot be read without an S3 restore "
+                "request (use GLACIER_IR for a schedule that should be verified)"
             )
-        )
+        elif verify:
+            verify_url = _url(verify_target_env) if verify_target_env else None
+            _run(
+                lambda: verify_backup(
+                    target.store,
+                    result.key,
+                    verify_url,
+                    RestoreOptions(pg_bin=pg_bin),
+                    reporter,
+                    primary_url=url,
+                ),
+                note,
+            )
 
 
 @app.command("list")

@@ -1,4 +1,5 @@
-"""How a job ends: exceptions that carry the process exit code and the condition reason.
+"""How a job ends: exceptions that carry the process exit code and the condition reason, and
+the record of the last run that the operator reads (`job_run`).
 
 Exit codes are part of the CLI's contract (CronJob alerts and scripts read them):
 
@@ -13,20 +14,33 @@ Exit codes are part of the CLI's contract (CronJob alerts and scripts read them)
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from types import FrameType
 
+import typer
+
 from lokifi_storage.api.conditions import Reason
+from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.job_runs import record_job_run
+from lokifi_storage.domain.job_runs import RESOURCE_ENV
+from lokifi_storage.domain.redaction import redact, register_secret
 
 __all__ = [
     "BackupCorruptError",
     "JobError",
+    "RunNote",
     "TerminatedError",
     "VerifyMismatchError",
+    "job_run",
     "sigterm_raises",
 ]
+
+log = logging.getLogger(__name__)
 
 
 class JobError(Exception):
@@ -70,3 +84,57 @@ def sigterm_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@dataclass
+class RunNote:
+    """What the command learnt about its own failure, for the record `job_run` writes."""
+
+    reason: str = ""
+    message: str = ""
+
+    def fail(self, reason: str, message: str) -> None:
+        if not self.reason:
+            self.reason, self.message = reason, message
+
+
+@contextmanager
+def job_run(job: str, url: str | None) -> Iterator[RunNote]:
+    """Record how the block ended (success, or the reason and message of the failure) in the
+    database at `url`, for the operator to read (domain/job_runs.py).
+
+    Only a CronJob's run records: it names its resource in LOKIFI_RESOURCE. The record is
+    best effort: a database that cannot be reached cannot hold it, and the job's exit code
+    still says what happened.
+    """
+    note = RunNote()
+    resource = os.environ.get(RESOURCE_ENV)
+    ok = False
+    try:
+        yield note
+        ok = True
+    except typer.Exit as done:
+        ok = done.exit_code == 0
+        if not ok:
+            note.fail(Reason.JOB_FAILED, f"exited with code {done.exit_code}")
+        raise
+    except TerminatedError:
+        note.fail(Reason.JOB_FAILED, "terminated (SIGTERM: deleted, or past its deadline)")
+        raise
+    except BaseException as error:
+        note.fail(getattr(error, "reason", Reason.JOB_FAILED), type(error).__name__)
+        raise
+    finally:
+        if resource and url:
+            register_secret(url)
+            try:
+                record_job_run(
+                    url,
+                    resource,
+                    job,
+                    ok=ok,
+                    reason="" if ok else note.reason,
+                    message="" if ok else redact(note.message),
+                )
+            except ClientError as error:
+                log.warning("%s", error.message)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,14 +28,24 @@ import typer
 import yaml
 from pydantic import ValidationError
 
+from lokifi_storage.api.conditions import Reason
+from lokifi_storage.api.names import split_table_name
 from lokifi_storage.api.spec import LokifiStorageSpec, TableSpec
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
+from lokifi_storage.clients.postgres import (
+    PartitionDatabase,
+    PartitionWorkBusy,
+    open_partition_database,
+)
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.clients.s3_export import ExportStore
+from lokifi_storage.domain.job_runs import COMPRESS_JOB, EXPORT_JOB
 from lokifi_storage.domain.partition_actions import ExportPartition
+from lokifi_storage.domain.partition_catalog import QName
 from lokifi_storage.domain.partition_pack import PackPartition, plan_unpack, table_layout
 from lokifi_storage.domain.partition_plan import TablePlan, plan_table
+from lokifi_storage.domain.retention_clock import clock_skew
+from lokifi_storage.jobs.outcome import RunNote, job_run
 from lokifi_storage.jobs.partition_compress import (
     PackResult,
     ensure_packed_table,
@@ -165,6 +176,36 @@ def _sizes(result: PackResult, verb: str) -> str:
     )
 
 
+def _moment(db: PartitionDatabase, text: str | None, note: RunNote | None = None) -> dt.datetime:
+    """The instant ages are measured at: `--now` when given, else the database server's clock.
+
+    With `note` (the export), a pod clock more than a few minutes off the server's stops the
+    job before anything is exported or dropped: something is wrong with time on one side.
+    """
+    if text is not None:
+        return _now(text)
+    server = db.server_now()
+    skew = clock_skew(dt.datetime.now(dt.UTC), server)
+    if skew is not None and note is not None:
+        note.fail(Reason.CLOCK_SKEW, skew)
+        raise _fail(skew, 1)
+    return server
+
+
+def _tables_locked(
+    db: PartitionDatabase, tables: list[TableSpec], note: RunNote
+) -> Iterator[TableSpec]:
+    """Each table in turn, with its partition-work lock held (shared with the operator's
+    reconcile and every other job); a table whose lock is taken is reported and skipped."""
+    for table in tables:
+        try:
+            with db.table_lock(QName(*split_table_name(table.name))):
+                yield table
+        except PartitionWorkBusy as busy:
+            note.fail(busy.reason, busy.message)
+            typer.echo(f"SKIPPED {table.name}: {busy.message}", err=True)
+
+
 @app.command()
 def compress(
     file: File = None,
@@ -178,38 +219,62 @@ def compress(
     group, one array per column, verified against the month before it is dropped."""
     tables, _ = load_spec(file)
     tables = _select(tables, table)
+    url = _url(url_env)
+    with job_run(COMPRESS_JOB, None if dry_run else url) as note:
+        _compress(url, tables, now, lock_timeout_ms, dry_run, note)
+
+
+def _compress(
+    url: str,
+    tables: list[TableSpec],
+    now: str | None,
+    lock_timeout_ms: int,
+    dry_run: bool,
+    note: RunNote,
+) -> None:
     failures = 0
     try:
-        with _open(_url(url_env), lock_timeout_ms) as db:
-            plans = plans_for(db, tables, _now(now))
-            todo = [a for p in plans.values() for a in p.deferred if isinstance(a, PackPartition)]
-            if not dry_run:
+        with _open(url, lock_timeout_ms) as db:
+            moment = _moment(db, now)
+            if dry_run:
+                plans = plans_for(db, tables, moment)
+                listed = [
+                    a.describe()
+                    for p in plans.values()
+                    for a in p.deferred
+                    if isinstance(a, PackPartition)
+                ]
+                typer.echo("\n".join(listed) if listed else "nothing to compress")
+                return
+            done = 0
+            for spec in _tables_locked(db, tables, note):
                 # The view and the read function exist from the first run on, before any month
                 # is due, so applications can query the archive the same way from day one.
-                observed = db.observe(tables)
-                for spec in tables:
-                    layout = table_layout(spec, observed[spec.name])
-                    if layout is not None and ensure_packed_table(db, layout):
-                        typer.echo(
-                            f"created {layout.parent}, the view {layout.view} and "
-                            f"the function {layout.function}"
-                        )
-            if not todo:
+                observed = db.observe([spec])
+                layout = table_layout(spec, observed[spec.name])
+                if layout is not None and ensure_packed_table(db, layout):
+                    typer.echo(
+                        f"created {layout.parent}, the view {layout.view} and "
+                        f"the function {layout.function}"
+                    )
+                for action in plans_for(db, [spec], moment)[spec.name].deferred:
+                    if not isinstance(action, PackPartition):
+                        continue
+                    done += 1
+                    try:
+                        result = pack_month(db, action)
+                    except ClientError as error:
+                        failures += 1
+                        note.fail(error.reason, f"{action.month}: {error.message}")
+                        typer.echo(f"FAILED {action.month}: {error.message}", err=True)
+                        continue
+                    typer.echo(_sizes(result, "packed"))
+            if not done and not note.reason:
                 typer.echo("nothing to compress")
-            for action in todo:
-                if dry_run:
-                    typer.echo(action.describe())
-                    continue
-                try:
-                    result = pack_month(db, action)
-                except ClientError as error:
-                    failures += 1
-                    typer.echo(f"FAILED {action.month}: {error.message}", err=True)
-                    continue
-                typer.echo(_sizes(result, "packed"))
     except ClientError as error:
+        note.fail(error.reason, error.message)
         raise _fail(error.message, 1) from None
-    if failures:
+    if failures or note.reason:
         raise typer.Exit(1)
 
 
@@ -277,41 +342,77 @@ def export(
     lock_timeout_ms: LockTimeoutMs = 2000,
     dry_run: Annotated[bool, typer.Option(help="Print what would be exported.")] = False,
 ) -> None:
-    """Export partitions past retention.dropAfterDays to S3, verify each object, then drop."""
+    """Export partitions past retention.dropAfterDays to S3, verify each object, then drop.
+
+    Ages are measured by the database server's clock (or at --now); when this machine's clock
+    is more than a few minutes off the server's, nothing is exported or dropped (exit 1).
+    """
     tables, spec = load_spec(file)
     tables = _select(tables, table)
-    storage = spec.objectStorage if spec is not None else None
-    client = make_client(
-        endpoint or (storage.endpoint if storage else None),
-        region or (storage.region if storage else None),
-        None,
-        None,
-    )
+    url = _url(url_env)
+    with job_run(EXPORT_JOB, None if dry_run else url) as note:
+        storage = spec.objectStorage if spec is not None else None
+        try:
+            client = make_client(
+                endpoint or (storage.endpoint if storage else None),
+                region or (storage.region if storage else None),
+                None,
+                None,
+            )
+        except ClientError as error:
+            note.fail(error.reason, error.message)
+            raise _fail(error.message, 1) from None
+        _export(url, client, tables, now, lock_timeout_ms, dry_run, note)
+
+
+def _export(
+    url: str,
+    client: Any,
+    tables: list[TableSpec],
+    now: str | None,
+    lock_timeout_ms: int,
+    dry_run: bool,
+    note: RunNote,
+) -> None:
     failures = 0
     try:
-        with _open(_url(url_env), lock_timeout_ms) as db:
-            plans = plans_for(db, tables, _now(now))
-            todo = [a for p in plans.values() for a in p.deferred if isinstance(a, ExportPartition)]
-            if not todo:
+        with _open(url, lock_timeout_ms) as db:
+            moment = _moment(db, now, note)
+            if dry_run:
+                listed = [
+                    a.describe()
+                    for p in plans_for(db, tables, moment).values()
+                    for a in p.deferred
+                    if isinstance(a, ExportPartition)
+                ]
+                typer.echo("\n".join(listed) if listed else "nothing to export")
+                return
+            done = 0
+            for spec in _tables_locked(db, tables, note):
+                plans = plans_for(db, [spec], moment)
+                for action in plans[spec.name].deferred:
+                    if not isinstance(action, ExportPartition):
+                        continue
+                    done += 1
+                    try:
+                        result = export_and_drop(db, ExportStore(client, action.bucket), action)
+                    except ClientError as error:
+                        failures += 1
+                        note.fail(error.reason, f"{action.partition}: {error.message}")
+                        typer.echo(f"FAILED {action.partition}: {error.message}", err=True)
+                        continue
+                    how = "uploaded" if result.uploaded else "already there, verified"
+                    typer.echo(
+                        f"exported {result.partition}: {result.rows} rows, "
+                        f"{human_bytes(result.csv_bytes)} CSV -> "
+                        f"{human_bytes(result.stored_bytes)} "
+                        f"s3://{result.bucket}/{result.key} ({how}, sha256 "
+                        f"{result.sha256[:12]}...); dropped"
+                    )
+            if not done and not note.reason:
                 typer.echo("nothing to export")
-            for action in todo:
-                if dry_run:
-                    typer.echo(action.describe())
-                    continue
-                try:
-                    result = export_and_drop(db, ExportStore(client, action.bucket), action)
-                except ClientError as error:
-                    failures += 1
-                    typer.echo(f"FAILED {action.partition}: {error.message}", err=True)
-                    continue
-                how = "uploaded" if result.uploaded else "already there, verified"
-                typer.echo(
-                    f"exported {result.partition}: {result.rows} rows, "
-                    f"{human_bytes(result.csv_bytes)} CSV -> {human_bytes(result.stored_bytes)} "
-                    f"s3://{result.bucket}/{result.key} ({how}, sha256 {result.sha256[:12]}...); "
-                    "dropped"
-                )
     except ClientError as error:
+        note.fail(error.reason, error.message)
         raise _fail(error.message, 1) from None
-    if failures:
+    if failures or note.reason:
         raise typer.Exit(1)

@@ -18,10 +18,12 @@ from typing import Annotated
 
 import typer
 
+from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.pg_vacuum import LockTimeoutError, RelationGoneError, VacuumSession
+from lokifi_storage.domain.job_runs import VACUUM_JOB
 from lokifi_storage.domain.vacuum_plan import TableName, parse_table_name, plan_vacuum
-from lokifi_storage.jobs.outcome import TerminatedError, sigterm_raises
+from lokifi_storage.jobs.outcome import TerminatedError, job_run, sigterm_raises
 from lokifi_storage.jobs.progress import Reporter
 
 __all__ = ["EXIT_LOCK_TIMEOUT", "EXIT_TABLE_NOT_FOUND", "VacuumResult", "run_vacuum", "vacuum"]
@@ -126,15 +128,23 @@ def vacuum(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from None
     reporter = Reporter()
-    try:
-        with sigterm_raises():
-            result = run_vacuum(
-                url, names, analyze=analyze, lock_timeout_seconds=lock_timeout, reporter=reporter
-            )
-    except TerminatedError as stop:
-        typer.echo(f"error: {stop}", err=True)
-        raise typer.Exit(stop.exit_code) from None
-    except ClientError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
-    raise typer.Exit(result.exit_code)
+    with job_run(VACUUM_JOB, url) as note:
+        try:
+            with sigterm_raises():
+                result = run_vacuum(
+                    url,
+                    names,
+                    analyze=analyze,
+                    lock_timeout_seconds=lock_timeout,
+                    reporter=reporter,
+                )
+        except TerminatedError as stop:
+            typer.echo(f"error: {stop}", err=True)
+            raise typer.Exit(stop.exit_code) from None
+        except ClientError as error:
+            typer.echo(f"error: {error}", err=True)
+            note.fail(error.reason, error.message)
+            raise typer.Exit(1) from None
+        if result.exit_code:
+            note.fail(Reason.JOB_FAILED, f"vacuum ended with exit code {result.exit_code}")
+        raise typer.Exit(result.exit_code)

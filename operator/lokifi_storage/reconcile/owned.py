@@ -6,7 +6,11 @@ Event. An unchanged object costs a GET (or a LIST for CronJobs) and no write.
 
 The connection Secret is never written without DATABASE_URL: when the primary's Secret is
 missing the application keeps the Secret it has rather than getting one without a database.
-A Secret of that name controlled by another object is not taken over (SecretConflict).
+An existing Secret of that name that this resource does not control (another owner, or none: a
+hand-made Secret, perhaps the very credentials the spec reads) is never adopted or changed
+(SecretConflict): adopting it would hand it to the garbage collector with the resource. A new
+Secret is created with a POST, which fails if the name was taken since it was read; an update
+carries the uid that was checked, so it cannot land on an object created in between.
 The name written is recorded in status.connectionSecret. When `connectionSecret.name` changes,
 the Secret of the old name is deleted once the new one exists, and only if this resource still
 controls it (checked by uid, deleted with a uid precondition): the record is how it is found
@@ -43,7 +47,7 @@ from lokifi_storage.builders.labels import (
 )
 from lokifi_storage.builders.secret import build_connection_secret, decode_secret_data
 from lokifi_storage.clients.errors import ClientError, Refused
-from lokifi_storage.clients.kube import CRONJOBS, SECRETS, KubeClient
+from lokifi_storage.clients.kube import CRONJOBS, SECRETS, Conflict, KubeClient
 from lokifi_storage.domain.change_plan import Change, FieldChange, changed_fields
 from lokifi_storage.domain.schedule_diff import needs_write, plan_owned_objects
 
@@ -176,26 +180,51 @@ def _sync_connection_secret(
     name = spec.postgres.connectionSecret.name
     desired = build_connection_secret(owner, name, data)
     observed = kube.get_secret(owner.namespace, name)
-    if observed is not None:
-        controller = _controller_uid(observed)
-        if controller is not None and controller != owner.uid:
-            raise OwnedObjectRefusedError(
-                f"Secret {name!r} is controlled by another object; "
-                "choose another postgres.connectionSecret.name or delete that Secret",
-                reason=Reason.SECRET_CONFLICT,
-            )
+    if observed is not None and _controller_uid(observed) != owner.uid:
+        raise _not_ours(name, observed)
     status = {"name": name}
     if not needs_write(desired, observed):
         return SecretSync(status=status)
     if not apply:
         return SecretSync(status=status, planned=[_secret_change(name, observed, data)])
-    kube.apply(SECRETS, desired)
     if observed is None:
+        try:
+            kube.create(SECRETS, desired)
+        except Conflict:
+            raise _not_ours(name, None) from None
         return SecretSync([f"created connection Secret {name} ({len(data)} keys)"], status)
+    # The uid is a precondition: the object patched is the one whose owner was just checked.
+    checked = {**desired, "metadata": {**desired["metadata"], "uid": observed["metadata"]["uid"]}}
+    try:
+        kube.apply(SECRETS, checked)
+    except Conflict:
+        raise _not_ours(name, None) from None
     before = decode_secret_data(observed)
     changed = sorted(k for k in set(before) | set(data) if before.get(k) != data.get(k))
     what = ", ".join(changed) if changed else "metadata"
     return SecretSync([f"updated connection Secret {name}: {what}"], status)
+
+
+def _not_ours(name: str, observed: Mapping[str, Any] | None) -> OwnedObjectRefusedError:
+    """SecretConflict naming who controls Secret `name` and what the admin can do."""
+    if observed is None:
+        whose = "was created by someone else while the operator wrote it"
+    else:
+        controller = next(
+            (r for r in observed["metadata"].get("ownerReferences", []) if r.get("controller")),
+            None,
+        )
+        whose = (
+            "exists and has no controlling owner (the operator never adopts a Secret it did "
+            "not create; it may hold credentials)"
+            if controller is None
+            else f"is controlled by {controller.get('kind')} {controller.get('name')!r}"
+        )
+    return OwnedObjectRefusedError(
+        f"Secret {name!r} {whose}; it was left unchanged. Choose another "
+        "postgres.connectionSecret.name, or delete that Secret if it is a leftover",
+        reason=Reason.SECRET_CONFLICT,
+    )
 
 
 def _delete_renamed(kube: KubeClient, owner: Owner, old: str, new: str) -> list[str]:

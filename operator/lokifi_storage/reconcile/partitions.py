@@ -13,6 +13,13 @@ Failures are per table: an action that fails stops the rest of that table's plan
 may depend on it) while the other tables go on. Compression and export are only planned here and
 reported as pending; the CLI Jobs carry them out.
 
+Writers: a table's changes are made under its partition-work lock (an advisory lock on the
+primary that the compress/export jobs take too), planned again from a fresh look once it is
+held, so whatever another writer did meanwhile is seen, never undone; a table whose lock is
+taken is PartitionWorkBusy and retried. A lost Lease (the fence) stops the work in flight and
+cancels the statement running. Ages are measured by the database server's clock; when this
+process's clock is more than a few minutes off, every drop and export is held (ClockSkew).
+
 With a `claimant` (the resource), each table has one owner (domain/claims.py), recorded as a
 line `lokifi-storage: managed by <ns>/<name> uid=<uid> spec=<digest>` of the table's comment
 (the admin's own comment text is kept). A table another resource manages with another table
@@ -23,10 +30,12 @@ is shared. A table the resource no longer declares, or a deleted resource, is re
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from lokifi_storage.api.conditions import PARTITIONS_READY, Reason
+from lokifi_storage.api.names import split_table_name
 from lokifi_storage.api.spec import PostgresSpec, TableSpec
 from lokifi_storage.api.status import Condition, ConditionStatus, PartitionStatus
 from lokifi_storage.clients.errors import ClientError
@@ -44,6 +53,8 @@ from lokifi_storage.domain.index_plan import Problem
 from lokifi_storage.domain.partition_actions import Action
 from lokifi_storage.domain.partition_catalog import ObservedTable, QName
 from lokifi_storage.domain.partition_plan import TablePlan, plan_table
+from lokifi_storage.domain.retention_clock import clock_skew, hold_retention
+from lokifi_storage.reconcile.fence import Fence, LeadershipLost
 from lokifi_storage.reconcile.report import PartReport
 
 __all__ = [
@@ -217,52 +228,73 @@ def reconcile_tables(
     max_passes: int = MAX_PASSES,
     apply: bool = True,
     claimant: Claimant | None = None,
+    fence: Fence | None = None,
+    hold: str | None = None,
 ) -> PartitionOutcome:
     """Observe, plan and apply up to `max_passes` times; the last plans describe the end state.
 
     `apply=False`: one observation and plan; its actions become `planned`, none is taken.
     With `claimant`, tables are claimed first (see the module docstring); with `apply=False`
-    a table another resource manages is still reported, and no claim is recorded."""
+    a table another resource manages is still reported, and no claim is recorded. `fence`
+    stops the work when the Lease is lost; `hold` (the clock-skew sentence) keeps every drop
+    and export out of the plans."""
+    fence = fence or Fence()
     outcome = PartitionOutcome()
     conflicts: dict[str, Problem] = {}
+
+    def plan(spec: TableSpec, observed: ObservedTable) -> TablePlan:
+        made = plan_table(spec, observed, now, database=db.database)
+        if hold is not None:
+            made = hold_retention(made, hold)
+        if spec.name in conflicts:
+            made = _conflicted(made, conflicts[spec.name])
+        return made
+
     if not apply:
         observed = db.observe(tables)
         if claimant is not None:
             conflicts = _settle_table_claims(db, tables, observed, claimant, outcome, apply=False)
-        outcome.plans = {
-            spec.name: plan_table(spec, observed[spec.name], now, database=db.database)
-            for spec in tables
-        }
-        for name, problem in conflicts.items():
-            outcome.plans[name] = _conflicted(outcome.plans[name], problem)
+        outcome.plans = {spec.name: plan(spec, observed[spec.name]) for spec in tables}
         outcome.planned = planned_changes(outcome.plans)
         return outcome
-    for attempt in range(max_passes + 1):
-        observed = db.observe(tables)
-        if claimant is not None and attempt == 0:
-            conflicts = _settle_table_claims(db, tables, observed, claimant, outcome)
-        outcome.plans = {
-            spec.name: plan_table(spec, observed[spec.name], now, database=db.database)
-            for spec in tables
-        }
-        for name, problem in conflicts.items():
-            outcome.plans[name] = _conflicted(outcome.plans[name], problem)
-        todo = [
-            spec
-            for spec in tables
-            if outcome.plans[spec.name].actions and spec.name not in outcome.failures
-        ]
-        if not todo or attempt == max_passes:
-            break
-        for spec in todo:
-            for action in outcome.plans[spec.name].actions:
+    with fence.watch(db.cancel), _stopped_if_lost(fence):
+        for attempt in range(max_passes + 1):
+            observed = db.observe(tables)
+            if claimant is not None and attempt == 0:
+                conflicts = _settle_table_claims(db, tables, observed, claimant, outcome)
+            outcome.plans = {spec.name: plan(spec, observed[spec.name]) for spec in tables}
+            todo = [
+                spec
+                for spec in tables
+                if outcome.plans[spec.name].actions and spec.name not in outcome.failures
+            ]
+            if not todo or attempt == max_passes:
+                break
+            for spec in todo:
                 try:
-                    db.apply(action)
+                    fence.check(f"partition work on {spec.name}")
+                    with db.table_lock(QName(*split_table_name(spec.name))):
+                        fresh = plan(spec, db.observe([spec])[spec.name])
+                        for action in fresh.actions:
+                            fence.check(action.describe())
+                            db.apply(action)
+                            outcome.done.append(action.describe())
                 except ClientError as error:
+                    if fence.lost and not isinstance(error, LeadershipLost):
+                        error = LeadershipLost(f"{spec.name}: stopped, the Lease was lost")
                     outcome.failures[spec.name] = error
-                    break
-                outcome.done.append(action.describe())
     return outcome
+
+
+@contextmanager
+def _stopped_if_lost(fence: Fence) -> Iterator[None]:
+    """A statement cancelled because the Lease was lost fails as LeadershipLost."""
+    try:
+        yield
+    except ClientError as error:
+        if fence.lost and not isinstance(error, LeadershipLost):
+            raise LeadershipLost(f"partition work stopped: {error.message}") from None
+        raise
 
 
 def reconcile_partitions(
@@ -270,10 +302,17 @@ def reconcile_partitions(
     primary_url: str,
     *,
     now: dt.datetime | None = None,
+    at: dt.datetime | None = None,
     apply: bool = True,
     claimant: Claimant | None = None,
+    fence: Fence | None = None,
 ) -> PartReport:
-    """The PartitionsReady condition and status.partitions for `postgres.tables`."""
+    """The PartitionsReady condition and status.partitions for `postgres.tables`.
+
+    Ages are measured by the database server's clock; `now` is this process's clock (default:
+    the system's), only compared with it. `at` plans as of an explicit instant instead (what
+    `--now` is to the CLI), with no comparison.
+    """
     if not postgres.tables:
         return PartReport(
             condition=Condition(
@@ -284,9 +323,22 @@ def reconcile_partitions(
             ),
             status={"partitions": []},
         )
-    moment = now or dt.datetime.now(dt.UTC)
     with open_partition_database(primary_url) as db:
-        outcome = reconcile_tables(db, postgres.tables, moment, apply=apply, claimant=claimant)
+        hold = None
+        if at is not None:
+            moment = at
+        else:
+            moment = db.server_now()
+            hold = clock_skew(now or dt.datetime.now(dt.UTC), moment)
+        outcome = reconcile_tables(
+            db,
+            postgres.tables,
+            moment,
+            apply=apply,
+            claimant=claimant,
+            fence=fence,
+            hold=hold,
+        )
         if claimant is not None and apply:
             declared = {QName.parse(t.name) for t in postgres.tables}
             outcome.done += _release(db, claimant, lambda q: q not in declared)

@@ -34,6 +34,7 @@ from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.pg_backup import server_identity
 from lokifi_storage.domain.backup_catalog import backup_folder, source_id
 from lokifi_storage.domain.claims import Claimant
+from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.report import PartReport
 from lokifi_storage.reconcile.secrets import MissingSecretError, SecretReader
 
@@ -65,6 +66,7 @@ class PartContext:
     status: Mapping[str, Any] = field(default_factory=dict)
     created: datetime | None = None
     apply: bool = True  # False: observe and plan only (spec.dryRun, `lokifi-storage plan`)
+    fence: Fence = field(default_factory=Fence)
 
 
 RunFn = Callable[[Any, PartContext], list[PartReport]]
@@ -224,7 +226,12 @@ def _run_partitions(module: Any, ctx: PartContext) -> list[PartReport]:
     primary_url = ctx.secrets.value(postgres.primary.secretRef)
     return [
         module.reconcile_partitions(
-            postgres, primary_url, now=ctx.now, apply=ctx.apply, claimant=claimant_of(ctx)
+            postgres,
+            primary_url,
+            now=ctx.now,
+            apply=ctx.apply,
+            claimant=claimant_of(ctx),
+            fence=ctx.fence,
         )
     ]
 

@@ -3,7 +3,8 @@
 A part asks for a key (`value`) or a whole Secret (`data`); a missing Secret or key raises
 `MissingSecretError`, whose reason (SecretNotFound / SecretKeyNotFound) and message name the Secret,
 the key and the namespace, never a value. Each Secret is fetched at most once per reconcile,
-however many parts read it, and only the Secrets the spec names are ever read.
+however many parts read it, and only the Secrets the spec names are ever read. Every value read
+is registered with the log filter (domain/redaction.py), so no log line of the process shows it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import SecretKeyRef
 from lokifi_storage.builders.secret import decode_secret_data
 from lokifi_storage.clients.kube import KubeClient
+from lokifi_storage.domain.redaction import register_secret
 
 __all__ = ["MissingSecretError", "SecretReader"]
 
@@ -41,7 +43,10 @@ class SecretReader:
         with self._lock:
             if name not in self._cache:
                 obj: dict[str, Any] | None = self._kube.get_secret(self._namespace, name)
-                self._cache[name] = None if obj is None else decode_secret_data(obj)
+                data = None if obj is None else decode_secret_data(obj)
+                for value in (data or {}).values():
+                    register_secret(value)
+                self._cache[name] = data
             return self._cache[name]
 
     def data(self, name: str) -> dict[str, str]:

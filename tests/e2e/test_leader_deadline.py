@@ -1,0 +1,95 @@
+"""A leader whose network dies steps down before any standby may take over (path 8).
+
+Two electors against the real API server: the leader's own requests then go to a socket that
+accepts connections and never answers (a dead network: requests hang until their timeout),
+while the standby keeps reaching the API server. The leader must give up leadership (its
+`on_lost` runs, `lost` is set) strictly before the standby acquires the Lease, so there is no
+moment with two leaders; and it must do so without waiting for its hanging request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client as k8s_client
+
+from lokifi_storage.clients.kube import KubeClient
+from lokifi_storage.handlers.leadership import LeaseConfig, LeaseElector
+from stackfixtures import StackEnv
+
+LEASE = 6  # seconds: a standby takes over after this long without a renewal
+
+
+@pytest.fixture
+def dead_network() -> Iterator[str]:
+    """https://127.0.0.1:<port> of a socket that accepts connections and never answers."""
+    sink = socket.socket()
+    sink.bind(("127.0.0.1", 0))
+    sink.listen(16)
+    try:
+        yield f"https://127.0.0.1:{sink.getsockname()[1]}"
+    finally:
+        sink.close()
+
+
+def _config(namespace: str, identity: str) -> LeaseConfig:
+    return LeaseConfig(
+        namespace=namespace,
+        name="lokifi-storage-operator-test",
+        identity=identity,
+        lease_seconds=LEASE,
+        renew_seconds=1.0,
+        retry_seconds=0.5,
+        renew_deadline_seconds=4.0,
+    )
+
+
+def test_a_cut_off_leader_steps_down_before_the_standby_takes_over(
+    kube_stack: StackEnv, k8s_namespace: str, dead_network: str
+) -> None:
+    assert kube_stack.kubeconfig is not None
+    real = KubeClient.from_environment(kube_stack.kubeconfig)
+    configuration = copy.copy(real._api.configuration)
+    configuration.host = dead_network
+    cut_off = KubeClient(k8s_client.ApiClient(configuration))
+    times: dict[str, float] = {}
+    leader = LeaseElector(
+        real,
+        _config(k8s_namespace, "leader"),
+        on_lost=lambda: times.setdefault("on_lost", time.monotonic()),
+    )
+    standby = LeaseElector(real, _config(k8s_namespace, "standby"))
+
+    async def scenario() -> None:
+        assert await asyncio.to_thread(leader.try_acquire_or_renew)
+        leader.kube = cut_off  # from now on every renewal hangs
+        stop, lost = asyncio.Event(), asyncio.Event()
+        keeper = asyncio.create_task(leader.keep(stop, lost))
+
+        async def step_down() -> None:
+            await lost.wait()
+            times["lost"] = time.monotonic()
+
+        async def take_over() -> None:
+            assert await standby.acquire(asyncio.Event())
+            times["acquired"] = time.monotonic()
+
+        watcher = asyncio.create_task(step_down())
+        await asyncio.wait_for(take_over(), timeout=LEASE * 5)
+        await asyncio.wait_for(watcher, timeout=LEASE * 5)
+        stop.set()
+        await asyncio.wait_for(keeper, timeout=5)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        standby.release()
+        real.close()
+    assert "lost" in times, "the leader never stepped down"
+    assert times["on_lost"] <= times["lost"] < times["acquired"], times
+    assert not leader.leading
