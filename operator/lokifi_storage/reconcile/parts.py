@@ -67,6 +67,7 @@ class PartContext:
     created: datetime | None = None
     apply: bool = True  # False: observe and plan only (spec.dryRun, `lokifi-storage plan`)
     fence: Fence = field(default_factory=Fence)
+    at: datetime | None = None  # an explicit instant to plan partitions at (`plan --now`)
 
 
 RunFn = Callable[[Any, PartContext], list[PartReport]]
@@ -232,6 +233,7 @@ def _run_partitions(module: Any, ctx: PartContext) -> list[PartReport]:
             apply=ctx.apply,
             claimant=claimant_of(ctx),
             fence=ctx.fence,
+            at=ctx.at,
         )
     ]
 

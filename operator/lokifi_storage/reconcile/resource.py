@@ -166,6 +166,9 @@ class ResourceReconciler:
         self.config = config or ReconcilerConfig()
         self.parts = list(parts) if parts is not None else default_parts()
         self._clock = clock or (lambda: datetime.now(UTC))
+        # A clock given here is an explicit instant to plan at (`plan --now`), which partition
+        # ages then use instead of the database server's clock.
+        self._explicit_clock = clock is not None
         self._memories: dict[str, dict[str, Any]] = {}
         self._memories_lock = threading.Lock()
 
@@ -372,6 +375,7 @@ class ResourceReconciler:
             created=created,
             apply=apply,
             fence=self.config.fence,
+            at=now if self._explicit_clock else None,
         )
         if len(declared) <= 1:
             return [r for p in declared for r in _timed_run(p, ctx)], dropped
