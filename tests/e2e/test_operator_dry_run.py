@@ -22,6 +22,8 @@ from e2e_operator import OperatorFactory, conditions, events, get_json, kubectl,
 from e2e_proxy import counting_proxy
 from e2e_seed import EXTRA, SETTING, VALUE, apply_seed, restored_setting, setting_on_nodes
 
+from stackfixtures import REDIS_CLAIMS_KEY
+
 RESYNC = 2.0
 CHANGED = {
     "redis_extra": EXTRA,
@@ -49,12 +51,23 @@ def _ddl_count(full_example: FullExample) -> int:
 def _world(full_example: FullExample) -> dict[str, Any]:
     """What the operator could write outside the API server, as it is now."""
     s3 = full_example.stack.s3_client()
-    lifecycle = s3.get_bucket_lifecycle_configuration(Bucket=full_example.buckets["media"])
+    media = full_example.buckets["media"]
+    cluster = full_example.stack.redis_cluster()
+    try:
+        claims = {
+            setting: text
+            for setting, text in cluster.hgetall(REDIS_CLAIMS_KEY).items()
+            if full_example.namespace in str(text)
+        }
+    finally:
+        cluster.close()
     return {
-        "ddl": _ddl_count(full_example),
+        "ddl": _ddl_count(full_example),  # DDL and COMMENT ON (the tables' claims)
         "partitions": partitions(full_example, "ai_messages"),
         SETTING: setting_on_nodes(full_example.stack),
-        "lifecycle": lifecycle["Rules"],
+        "redis claims": claims,
+        "lifecycle": s3.get_bucket_lifecycle_configuration(Bucket=media)["Rules"],
+        "bucket tags": s3.get_bucket_tagging(Bucket=media)["TagSet"],  # lifecycle rule claims
     }
 
 
@@ -159,6 +172,7 @@ def _dry_run_then_lift(full_example: FullExample, start_operator: OperatorFactor
     assert lifted["ddl"] > before["ddl"]
     assert len(lifted["partitions"]) == len(before["partitions"]) + 2
     assert set(lifted[SETTING].values()) == {VALUE}
+    assert SETTING in lifted["redis claims"], "claimed once applied, not while in dry-run"
     assert lifted["lifecycle"][0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 9}
     daily_job = get_json(stack, ns, "cronjob", "lokifi-prod-backup-daily")
     assert daily_job is not None
