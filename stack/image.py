@@ -11,20 +11,23 @@ Same user, entry point, command, environment, ports and paths as the Dockerfile 
 compares them). One difference: pg_dump/pg_restore are Debian 12's PostgreSQL 15 client (the
 major of the stack's servers), where the Dockerfile installs PGDG's newest major.
 
-Archives are cached by the hash of everything that goes in them under
-~/.cache/lokifi-storage/images; the Debian packages and the dependency wheels are cached too,
-so a change to the operator's code rebuilds in about a minute without downloading anything.
+Two layers: the base (Debian, the user, the venv with every dependency) and the project
+itself. Both are cached under ~/.cache/lokifi-storage/images by the hash of what goes in them,
+with the Debian packages and the dependency wheels, so a change to the operator's code only
+rebuilds the small project layer (seconds) and nothing is downloaded twice.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import tomllib
 from pathlib import Path
@@ -37,6 +40,9 @@ DEBIAN_SUITE = "bookworm"
 PG_MAJOR = 15
 PACKAGES = ("python3", f"postgresql-client-{PG_MAJOR}", "ca-certificates")
 VENV = "/opt/lokifi"
+IMAGE_PYTHON = "python3.11"
+# Bump when the base layer's recipe changes in a way its inputs do not show.
+BASE_RECIPE = 1
 UID = GID = 65532
 USER_NAME = "lokifi"
 ENTRYPOINT = ("lokifi-storage",)
@@ -102,10 +108,10 @@ def _dependencies() -> list[str]:
     return list(data["project"]["dependencies"])
 
 
-def _inputs_digest() -> str:
-    """Everything the archive is made from: this recipe, the project's code and metadata."""
+def _app_digest() -> str:
+    """What the application layer is made from: the project's code and metadata."""
     digest = hashlib.sha256()
-    files = [REPO / "pyproject.toml", REPO / "README.md", Path(__file__), Path(oci.__file__)]
+    files = [REPO / "pyproject.toml", REPO / "README.md"]
     files += sorted(p for p in (REPO / "operator").rglob("*") if p.is_file() and _shipped(p))
     for path in files:
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -132,16 +138,15 @@ def _constraints() -> str:
     return "".join(line + "\n" for line in result.stdout.splitlines() if "==" in line)
 
 
-def _wheels(work: Path) -> tuple[Path, str]:
-    """Wheels of the dependencies (cached by their list and versions) and of the project
-    (fresh), plus pip. Returns the folder and the pip wheel's file name.
+def _wheels(work: Path, constraints: str) -> tuple[Path, str]:
+    """Wheels of the dependencies (cached by their list and versions) and pip.
+    Returns the folder and the pip wheel's file name.
 
     Dependencies are resolved by Debian's python3 - the image's interpreter - so environment
     markers (redis needs async-timeout below Python 3.11.3) are those of the image, not of the
     venv this runs in; pip itself comes as a wheel and runs from it.
     """
     deps = _dependencies()
-    constraints = _constraints()
     key = hashlib.sha256(("\n".join(sorted(deps)) + constraints).encode()).hexdigest()[:16]
     cached = cache_root() / f"wheels-{key}"
     if not cached.exists():
@@ -158,11 +163,7 @@ def _wheels(work: Path) -> tuple[Path, str]:
         tmp.rename(cached)
     wheels = work / "wheels"
     shutil.copytree(cached, wheels)
-    _run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
-         str(wheels), str(REPO)],
-        "pip wheel (project)",
-    )  # fmt: skip
+    (wheels / "requirements.txt").write_text("".join(d + "\n" for d in deps))
     pip_wheel = next(p.name for p in wheels.glob("pip-*.whl"))
     return wheels, pip_wheel
 
@@ -188,7 +189,7 @@ def _rootfs(work: Path, wheels: Path, pip_wheel: str) -> Path:
     pip_install = (
         f"{in_root}{VENV}/bin/python /tmp/wheels/{pip_wheel}/pip install --quiet --no-index"
         f" --no-compile --disable-pip-version-check --find-links /tmp/wheels"
-        " lokifi-storage-operator"
+        " -r /tmp/wheels/requirements.txt"
     )
     argv = [
         "mmdebstrap",
@@ -212,7 +213,7 @@ def _rootfs(work: Path, wheels: Path, pip_wheel: str) -> Path:
         f"--customize-hook={in_root}groupadd --system --gid {GID} {USER_NAME}",
         f"--customize-hook={in_root}useradd --system --uid {UID} --gid {GID}"
         f" --home-dir {recipe()['home']} --no-create-home --shell {recipe()['shell']} {USER_NAME}",
-        f"--customize-hook={in_root}{VENV}/bin/lokifi-storage --help >/dev/null",
+        f"--customize-hook={in_root}{VENV}/bin/python -c 'import kopf, psycopg, redis, boto3'",
         f"--customize-hook={in_root}{ENV['LOKIFI_PG_BIN']}/pg_dump --version",
         f"--customize-hook={in_root}{ENV['LOKIFI_PG_BIN']}/pg_restore --version",
         DEBIAN_SUITE,
@@ -227,21 +228,92 @@ def _rootfs(work: Path, wheels: Path, pip_wheel: str) -> Path:
     return out
 
 
-def build(force: bool = False) -> Path:
-    """The operator image's OCI archive for the current code, built unless cached."""
-    archive = cache_root() / f"operator-{_inputs_digest()}.oci.tar"
-    if archive.exists() and not force:
-        return archive
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    work = cache_root() / f".build-{os.getpid()}"
+def _base_layer() -> oci.Blob:
+    """Debian, python3, the PostgreSQL client, the user, and the venv with every dependency:
+    rebuilt only when the recipe, the dependencies or their versions change."""
+    constraints = _constraints()
+    key_text = json.dumps(
+        [BASE_RECIPE, DEBIAN_SUITE, PACKAGES, DPKG_OPTIONS, recipe(), _dependencies(), constraints]
+    )
+    key = hashlib.sha256(key_text.encode()).hexdigest()[:16]
+    blob, meta = cache_root() / f"base-{key}.tar.gz", cache_root() / f"base-{key}.json"
+    if blob.exists() and meta.exists():
+        return oci.Blob.load(blob, meta)
+    work = cache_root() / f".base-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    work.mkdir(parents=True)
     try:
-        wheels, pip_wheel = _wheels(work)
+        wheels, pip_wheel = _wheels(work, constraints)
         rootfs = _rootfs(work, wheels, pip_wheel)
-        oci.write_archive(archive, [rootfs], image_config(), image_name(), "python -m stack image")
+        layer = oci.compress_layer(rootfs, blob)
+        layer.save(meta)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    for old in cache_root().glob("base-*"):
+        if old not in (blob, meta):
+            old.unlink()
+    return layer
+
+
+def _app_layer(work: Path) -> Path:
+    """The project itself, as pip installs it into the venv, in a layer of its own: a change to
+    the operator's code rebuilds this (seconds), not the base."""
+    wheel_dir, site = work / "wheel", work / "site"
+    _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir",
+          str(wheel_dir), str(REPO)], "pip wheel (project)")  # fmt: skip
+    wheel = next(wheel_dir.glob("*.whl"))
+    _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
+          "--target", str(site), str(wheel)], "pip install --target (project)")  # fmt: skip
+    site_packages = f"{VENV.lstrip('/')}/lib/{IMAGE_PYTHON}/site-packages"
+    layer = work / "app.tar"
+    with tarfile.open(layer, "w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(site.rglob("*")):
+            rel = path.relative_to(site)
+            if rel.parts[0] == "bin" or "__pycache__" in rel.parts:
+                continue
+            tar.add(path, f"{site_packages}/{rel}", recursive=False, filter=_owned_by_root)
+        for script in sorted((site / "bin").iterdir()):
+            # pip wrote this machine's interpreter into the script; the image's is the venv's.
+            body = script.read_bytes().split(b"\n", 1)[1]
+            data = f"#!{VENV}/bin/python\n".encode() + body
+            info = _owned_by_root(tarfile.TarInfo(f"{VENV.lstrip('/')}/bin/{script.name}"))
+            info.mode, info.size = 0o755, len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return layer
+
+
+def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mtime = 0
+    info.mode = 0o755 if info.isdir() else 0o644
+    return info
+
+
+def build(force: bool = False) -> Path:
+    """The operator image's OCI archive for the current code, built unless cached."""
+    base = _base_layer()
+    archive = cache_root() / f"operator-{base.digest[7:19]}-{_app_digest()}.oci.tar"
+    if archive.exists() and not force:
+        return archive
+    work = cache_root() / f".app-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        app = oci.compress_layer(_app_layer(work), work / "app.tar.gz")
+        oci.write_archive(
+            archive,
+            [base, app],
+            image_config(),
+            image_name(),
+            [f"mmdebstrap {DEBIAN_SUITE} + pip (python -m stack image)",
+             f"pip install lokifi-storage-operator {version()}"],
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    for old in cache_root().glob("operator-*.oci.tar"):
+        if old != archive:
+            old.unlink()
     return archive
 
 

@@ -375,10 +375,10 @@ def _pause_archive() -> Path:
         oci.single_file_layer(layer, binary, "/pause")
         oci.write_archive(
             archive,
-            [layer],
+            [oci.compress_layer(layer, build / "layer.tar.gz")],
             oci.ImageConfig(entrypoint=["/pause"], user="65535:65535"),
             PAUSE_IMAGE,
-            "gcc -Os -static stack/node/pause.c",
+            ["gcc -Os -static stack/node/pause.c"],
         )
     finally:
         shutil.rmtree(build, ignore_errors=True)

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import tarfile
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,10 +58,28 @@ def _digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def _compress_layer(layer_tar: Path, out_dir: Path) -> tuple[str, str, int]:
-    """gzip a layer tar into out_dir/<hex digest>; returns (diff_id, digest, size)."""
+@dataclass(frozen=True)
+class Blob:
+    """A compressed layer: its file, the digest of its plain tar (diff_id), its own digest."""
+
+    path: Path
+    diff_id: str
+    digest: str
+    size: int
+
+    def save(self, meta: Path) -> None:
+        meta.write_text(json.dumps({"diff_id": self.diff_id, "digest": self.digest}))
+
+    @classmethod
+    def load(cls, path: Path, meta: Path) -> Blob:
+        data = json.loads(meta.read_text())
+        return cls(path, data["diff_id"], data["digest"], path.stat().st_size)
+
+
+def compress_layer(layer_tar: Path, dest: Path) -> Blob:
+    """gzip a layer tar into `dest` (written aside, then renamed)."""
     plain = hashlib.sha256()
-    tmp = out_dir / "layer.tmp"
+    tmp = dest.with_name(dest.name + ".partial")
     with (
         open(layer_tar, "rb") as src,
         open(tmp, "wb") as raw,
@@ -75,76 +92,73 @@ def _compress_layer(layer_tar: Path, out_dir: Path) -> tuple[str, str, int]:
     with open(tmp, "rb") as fh:
         while chunk := fh.read(1 << 20):
             packed.update(chunk)
-    blob = out_dir / packed.hexdigest()
-    tmp.rename(blob)
-    return "sha256:" + plain.hexdigest(), "sha256:" + packed.hexdigest(), blob.stat().st_size
+    tmp.replace(dest)
+    return Blob(
+        dest, "sha256:" + plain.hexdigest(), "sha256:" + packed.hexdigest(), dest.stat().st_size
+    )
 
 
 def write_archive(
-    out: Path, layers: Sequence[Path], config: ImageConfig, name: str, history: str
+    out: Path, layers: Sequence[Blob], config: ImageConfig, name: str, history: Sequence[str]
 ) -> str:
-    """Write an OCI archive of `layers` (plain tars, bottom first) named `name` (repo:tag).
+    """Write an OCI archive of `layers` (bottom first, each made by `history`'s line) named
+    `name` (repo:tag).
 
     Returns the manifest digest. Written to a temporary file and renamed, so a reader never
     sees half an archive.
     """
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmpdir:
-        blobs = Path(tmpdir)
-        layer_descs, diff_ids = [], []
-        for layer in layers:
-            diff_id, digest, size = _compress_layer(layer, blobs)
-            layer_descs.append({"mediaType": LAYER, "digest": digest, "size": size})
-            diff_ids.append(diff_id)
-        image_config = json.dumps(
-            {
-                "created": EPOCH,
-                "architecture": "amd64",
-                "os": "linux",
-                "config": config.as_json(),
-                "rootfs": {"type": "layers", "diff_ids": diff_ids},
-                "history": [{"created": EPOCH, "created_by": history}],
-            },
-            sort_keys=True,
-        ).encode()
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": MANIFEST,
-                "config": _descriptor(CONFIG, image_config),
-                "layers": layer_descs,
-            },
-            sort_keys=True,
-        ).encode()
-        tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else "latest"
-        index = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": INDEX,
-                "manifests": [
-                    {
-                        **_descriptor(MANIFEST, manifest),
-                        "annotations": {
-                            "io.containerd.image.name": name,
-                            "org.opencontainers.image.ref.name": tag,
-                        },
-                        "platform": {"architecture": "amd64", "os": "linux"},
-                    }
-                ],
-            },
-            sort_keys=True,
-        ).encode()
-        tmp_out = out.with_suffix(".partial")
-        with tarfile.open(tmp_out, "w", format=tarfile.PAX_FORMAT) as tar:
-            _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-            _add_bytes(tar, "index.json", index)
-            _add_dir(tar, "blobs")
-            _add_dir(tar, "blobs/sha256")
-            for data in (image_config, manifest):
-                _add_bytes(tar, f"blobs/sha256/{hashlib.sha256(data).hexdigest()}", data)
-            for desc in layer_descs:
-                hexdigest = desc["digest"].split(":", 1)[1]
-                tar.add(blobs / hexdigest, f"blobs/sha256/{hexdigest}", filter=_normalise)
-        tmp_out.replace(out)
+    layer_descs = [{"mediaType": LAYER, "digest": b.digest, "size": b.size} for b in layers]
+    diff_ids = [b.diff_id for b in layers]
+    image_config = json.dumps(
+        {
+            "created": EPOCH,
+            "architecture": "amd64",
+            "os": "linux",
+            "config": config.as_json(),
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created": EPOCH, "created_by": line} for line in history],
+        },
+        sort_keys=True,
+    ).encode()
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": _descriptor(CONFIG, image_config),
+            "layers": layer_descs,
+        },
+        sort_keys=True,
+    ).encode()
+    tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else "latest"
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": INDEX,
+            "manifests": [
+                {
+                    **_descriptor(MANIFEST, manifest),
+                    "annotations": {
+                        "io.containerd.image.name": name,
+                        "org.opencontainers.image.ref.name": tag,
+                    },
+                    "platform": {"architecture": "amd64", "os": "linux"},
+                }
+            ],
+        },
+        sort_keys=True,
+    ).encode()
+    tmp_out = out.with_suffix(".partial")
+    with tarfile.open(tmp_out, "w", format=tarfile.PAX_FORMAT) as tar:
+        _add_bytes(tar, "oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+        _add_bytes(tar, "index.json", index)
+        _add_dir(tar, "blobs")
+        _add_dir(tar, "blobs/sha256")
+        for data in (image_config, manifest):
+            _add_bytes(tar, f"blobs/sha256/{hashlib.sha256(data).hexdigest()}", data)
+        for blob in layers:
+            hexdigest = blob.digest.split(":", 1)[1]
+            tar.add(blob.path, f"blobs/sha256/{hexdigest}", filter=_normalise)
+    tmp_out.replace(out)
     return _digest(manifest)
 
 

@@ -1,0 +1,205 @@
+"""The chart's operator as a Pod in the stack's node, and its CronJobs as Jobs.
+
+One release serves this module's namespace; the tests run in order on it (install, the full
+example Ready, a Job from each CronJob, a CronJob on its own schedule, upgrade, uninstall).
+Each test also stands alone: the module fixture installs and the first check waits for Ready.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from e2e_full import example_values
+from e2e_operator import conditions, get_json, render, wait_for
+from nodekit import RELEASE, World, for_pods, job_finished, job_logs, secret_values
+
+from lokifi_storage.builders.names import (
+    LEASE_NAME,
+    backup_cronjob_name,
+    partitions_cronjob_name,
+    vacuum_cronjob_name,
+)
+
+NAME = "lokifi-prod"
+CLI = Path(sys.executable).with_name("lokifi-storage")
+# Old enough to be exported (dropAfterDays 2555) and one only old enough to be compressed.
+EXPIRED, COMPRESSIBLE = (2018, 1), (2024, 1)
+
+
+def _partition(year: int, month: int) -> str:
+    return f"ai_messages_p{year:04d}_{month:02d}"
+
+
+def _seed_old_months(world: World) -> None:
+    """Two past months of messages, as the application wrote them before the operator came."""
+    with psycopg.connect(world.database.primary_url, autocommit=True) as conn:
+        for year, month in (EXPIRED, COMPRESSIBLE):
+            start = dt.date(year, month, 1)
+            end = dt.date(year + month // 12, month % 12 + 1, 1)
+            conn.execute(
+                f"CREATE TABLE {_partition(year, month)} PARTITION OF ai_messages"
+                f" FOR VALUES FROM ('{start}') TO ('{end}')"
+            )
+            conn.execute(
+                "INSERT INTO ai_messages (user_id, thread_id, content, created_at)"
+                " SELECT g %% 7, g %% 3, 'message ' || g, %s::timestamptz + g * interval '1 minute'"
+                " FROM generate_series(1, 200) g",
+                (str(start),),
+            )
+
+
+def _apply_full_example(world: World, **overrides: object) -> None:
+    values = {**example_values(world.stack, world.namespace, world.buckets), **overrides}
+    manifest = for_pods(world.stack, render("ready", "lokifistorage.yaml", **values))
+    world.release.kubectl("apply", "-f", "-", input_text=manifest)
+
+
+def _ready(world: World) -> None:
+    if get_json(world.stack, world.namespace, "lokifistorage", NAME) is None:
+        _seed_old_months(world)
+        _apply_full_example(world)
+    world.release.kubectl(
+        "wait", "--for=condition=Ready", f"lokifistorage/{NAME}", "--timeout=240s"
+    )
+    world.notes.setdefault("install_to_ready_s", time.monotonic() - world.installed_at)
+
+
+def test_the_chart_runs_the_operator_as_a_pod_that_brings_the_full_example_to_ready(
+    world: World,
+) -> None:
+    _ready(world)
+    print(f"helm install -> full example Ready: {world.notes['install_to_ready_s']:.0f}s")
+    release = world.release
+    (pod,) = release.pods()
+    # Admitted under the restricted Pod Security Standard and Ready through its own probes.
+    labels = get_json(world.stack, "", "namespace", world.namespace)["metadata"]["labels"]  # type: ignore[index]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+    ready = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert ready["Ready"] == "True"
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == release.image
+    assert {"readinessProbe", "livenessProbe", "startupProbe"} <= container.keys()
+    # It talks to the API with its ServiceAccount's token, mounted by the API server.
+    assert pod["spec"]["serviceAccountName"] == RELEASE
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts
+    assert not any(e["name"] == "KUBECONFIG" for e in container.get("env", []))
+    lease = get_json(world.stack, world.namespace, "lease", LEASE_NAME)
+    assert lease is not None
+    assert lease["spec"]["holderIdentity"].startswith(pod["metadata"]["name"])
+
+    obj = get_json(world.stack, world.namespace, "lokifistorage", NAME)
+    conds = conditions(obj)
+    for kind in ("PostgresReady", "RedisReady", "ObjectStorageReady", "BackupsReady"):
+        if kind in conds:
+            assert conds[kind]["status"] == "True", conds[kind]
+    # The Redis Cluster, formed over loopback, was reached at the node's gateway.
+    secret = get_json(world.stack, world.namespace, "secret", "lokifi-db-conn")
+    assert secret is not None
+    nodes = base64.b64decode(secret["data"]["REDIS_CLUSTER_NODES"]).decode()
+    assert world.stack.env["LOKIFI_NODE_GATEWAY"] in nodes
+    log = release.kubectl("logs", f"deployment/{RELEASE}")
+    for value in secret_values(world.stack, world.database):
+        assert value not in log
+
+
+def _run_job(world: World, cronjob: str, job: str, timeout: float = 300) -> str:
+    world.release.kubectl("create", "job", job, f"--from=cronjob/{cronjob}")
+    outcome = wait_for(lambda: job_finished(world.release, job), timeout, f"job {job}", 2)
+    logs = job_logs(world.release, job)
+    assert outcome == "Complete", logs
+    for value in secret_values(world.stack, world.database):
+        assert value not in logs, f"a secret value is in the logs of {job}"
+    return logs
+
+
+def test_a_job_made_from_each_cronjob_runs_to_completion(world: World) -> None:
+    _ready(world)
+    stack, buckets = world.stack, world.buckets
+
+    logs = _run_job(world, backup_cronjob_name(NAME, "daily"), "backup-now")
+    s3 = stack.s3_client()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=buckets["backups"]).get("Contents", [])]
+    assert any(k.endswith(".manifest.json") for k in keys), keys
+    assert len(keys) >= 2, keys
+    verify = subprocess.run(
+        [str(CLI), "backup", "verify", "--bucket", buckets["backups"], "--name", NAME,
+         "--schedule", "daily"],
+        env={"PATH": "/usr/bin:/bin", "LOKIFI_PRIMARY_URL": world.database.primary_url,
+             "LOKIFI_S3_ENDPOINT": stack.s3_endpoint, "LOKIFI_PG_BIN": stack.pg_bin,
+             "AWS_ACCESS_KEY_ID": stack.aws_access_key_id,
+             "AWS_SECRET_ACCESS_KEY": stack.aws_secret_access_key,
+             "AWS_DEFAULT_REGION": stack.aws_region},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert logs.strip(), "the backup Job logged nothing"
+
+    _run_job(world, vacuum_cronjob_name(NAME), "vacuum-now")
+
+    compressed = _run_job(world, partitions_cronjob_name(NAME, "compress"), "compress-now")
+    assert _partition(*COMPRESSIBLE) in compressed, compressed
+    exported = _run_job(world, partitions_cronjob_name(NAME, "export"), "export-now")
+    expired = _partition(*EXPIRED)
+    assert f"exported archive.{expired}" in exported, exported
+    assert "dropped" in exported
+    archived = s3.list_objects_v2(Bucket=buckets["archive"]).get("Contents", [])
+    assert any(expired in o["Key"] for o in archived), archived
+    with psycopg.connect(world.database.primary_url) as conn:
+        left = {r[0] for r in conn.execute("SELECT relname FROM pg_class WHERE relkind = 'r'")}
+    assert expired not in left
+    assert _partition(*COMPRESSIBLE) in left
+
+
+def test_a_cronjob_left_to_its_schedule_runs_by_itself(world: World) -> None:
+    _ready(world)
+    _apply_full_example(world, daily_schedule="* * * * *")
+    cronjob = backup_cronjob_name(NAME, "daily")
+
+    def scheduled_job_done() -> str | None:
+        jobs = get_json(world.stack, world.namespace, "jobs")
+        for job in (jobs or {}).get("items", []):
+            owners = job["metadata"].get("ownerReferences") or []
+            if any(o["kind"] == "CronJob" and o["name"] == cronjob for o in owners):
+                outcome = job_finished(world.release, job["metadata"]["name"])
+                if outcome:
+                    return f"{job['metadata']['name']}: {outcome}"
+        return None
+
+    done = wait_for(scheduled_job_done, 200, f"a Job of {cronjob} started by its schedule", 3)
+    assert done.endswith("Complete"), done
+    _apply_full_example(world)
+
+
+def test_helm_upgrade_rolls_the_operator_and_uninstall_keeps_crd_and_resources(
+    world: World,
+) -> None:
+    _ready(world)
+    release = world.release
+    (before,) = release.pods()
+    release.helm("upgrade", "--wait", "--timeout", "180s", logLevel="DEBUG")
+    pods = wait_for(
+        lambda: [p for p in release.pods() if p["metadata"]["uid"] != before["metadata"]["uid"]
+                 and all(c["ready"] for c in p["status"].get("containerStatuses", [{"ready": 0}]))],
+        120, "the rolled operator Pod",
+    )  # fmt: skip
+    env = {e["name"]: e.get("value") for e in pods[0]["spec"]["containers"][0]["env"]}
+    assert env["LOKIFI_LOG_LEVEL"] == "DEBUG"
+
+    release.uninstall()
+    assert get_json(world.stack, "", "crd", "lokifistorages.storage.lokifi.ai") is not None
+    assert get_json(world.stack, world.namespace, "lokifistorage", NAME) is not None
+    assert get_json(world.stack, world.namespace, "cronjob", backup_cronjob_name(NAME, "daily"))
+    wait_for(lambda: not release.pods() or None, 60, "the operator Pod to go")
+
+
+@pytest.fixture(autouse=True)
+def _print_notes(world: World) -> None:
+    print(f"namespace {world.namespace}")
