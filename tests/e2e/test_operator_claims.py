@@ -127,6 +127,7 @@ def resource(
             },
             "objectStorage": {
                 "endpoint": endpoint or stack.s3_endpoint,
+                "allowPlainHttp": True,
                 "region": stack.aws_region,
                 "credentialsSecretRef": {"name": "lokifi-s3"},
                 "buckets": [

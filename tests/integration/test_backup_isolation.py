@@ -38,7 +38,11 @@ def _status(stack: StackEnv, bucket: str, folder: str) -> dict[str, object]:
         {"bucket": bucket, "schedules": [{"name": "daily", "schedule": "0 2 * * *", "keep": 5}]}
     )
     storage = ObjectStorageSpec.model_validate(
-        {"endpoint": stack.s3_endpoint, "credentialsSecretRef": {"name": "s3"}}
+        {
+            "endpoint": stack.s3_endpoint,
+            "allowPlainHttp": True,
+            "credentialsSecretRef": {"name": "s3"},
+        }
     )
     client = make_client(
         stack.s3_endpoint, stack.aws_region, stack.aws_access_key_id, stack.aws_secret_access_key

@@ -90,6 +90,7 @@ def _storage(stack: StackEnv, bucket: str, rules: list[dict[str, Any]]) -> Objec
     return ObjectStorageSpec.model_validate(
         {
             "endpoint": stack.s3_endpoint,
+            "allowPlainHttp": True,
             "region": stack.aws_region,
             "credentialsSecretRef": {"name": "lokifi-s3"},
             "buckets": [{"name": bucket, "lifecycle": rules}],
