@@ -176,6 +176,8 @@ class ShardKeeper:
                     identity=config.identity,
                     lease_seconds=config.lease_seconds,
                     renew_seconds=config.renew_seconds,
+                    retry_seconds=min(2.0, config.lease_seconds / 10),
+                    renew_deadline_seconds=config.renew_deadline,
                 ),
             )
             for k in range(config.shards)
