@@ -8,10 +8,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import psycopg
 from e2e_full import FullExample
-from e2e_operator import CLI, kubectl, render
+from e2e_operator import CLI, get_json, kubectl, render, wait_for
 
 from stackfixtures import REPO, StackEnv
 
@@ -93,3 +96,33 @@ def setting_on_nodes(stack: StackEnv, key: str = SETTING) -> dict[str, str]:
     finally:
         cluster.close()
     return {node: values[key] for node, values in per_node.items()}
+
+
+OLD_DAYS = (400, 800, 2600)  # archived; archived and due for compression; due for export
+
+
+def insert_old_rows(example: FullExample) -> None:
+    """Three rows each 400, 800 and 2600 days old, into the DEFAULT partition the operator
+    made: it creates their months, archives the two older than a year and reports the compress
+    and export work; call once the resource is Ready."""
+    now = datetime.now(UTC)
+    with psycopg.connect(example.database.primary_url, autocommit=True) as conn:
+        for days in OLD_DAYS:
+            conn.execute(
+                "INSERT INTO ai_messages (user_id, thread_id, content, created_at)"
+                " SELECT g * 700000, g, 'old message ' || g, %s FROM generate_series(0, 2) g",
+                (now - timedelta(days=days),),
+            )
+
+
+def wait_old_rows_settled(example: FullExample) -> dict[str, Any]:
+    """The resource once the old rows are placed, archived and their Job work reported."""
+
+    def settled() -> dict[str, Any] | None:
+        body = get_json(example.stack, example.namespace, "lks", "lokifi-prod") or {}
+        tables = (body.get("status") or {}).get("partitions") or []
+        (table,) = [p for p in tables if p["table"] == "ai_messages"]
+        done = table["archived"] == 2 and table["inDefault"] == 0 and table["pendingExport"] == 1
+        return body if done else None
+
+    return wait_for(settled, 120, "old rows placed, archived and their Job work reported")

@@ -15,7 +15,7 @@ import re
 
 from e2e_full import FullExample
 from e2e_operator import OperatorFactory, get_json, kubectl
-from e2e_seed import apply_seed, kubectl_lks
+from e2e_seed import apply_seed, insert_old_rows, kubectl_lks, wait_old_rows_settled
 
 from stackfixtures import REPO
 
@@ -65,8 +65,10 @@ def test_kubectl_lks_status_plan_backup_and_restore(
     stack, ns = full_example.stack, full_example.namespace
     full_example.create_secrets()
     apply_seed(full_example)
-    start_operator(ns, resync_seconds=300)
+    start_operator(ns, resync_seconds=3)
     kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=180s")
+    insert_old_rows(full_example)  # so the screen shows archived months and pending Job work
+    wait_old_rows_settled(full_example)
 
     status = kubectl_lks(stack, "status", "lokifi-prod", "-n", ns)
     assert status.returncode == 0, status.stderr
@@ -85,6 +87,8 @@ def test_kubectl_lks_status_plan_backup_and_restore(
     ):
         assert f"\n{section}\n" in screen, section
     for shown in (
+        "compress after 730d: 1 pending",
+        "then drop after 2555d: 1 pending",
         "ai_messages",
         "archive to archive after 365d",
         "replica-1",

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import base64
 import re
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import yaml
 from e2e_full import FullExample, expected_months
-from e2e_operator import OperatorFactory, conditions, get_json, kubectl, render, wait_for
-from e2e_seed import apply_seed
+from e2e_operator import OperatorFactory, conditions, get_json, kubectl, render
+from e2e_seed import apply_seed, insert_old_rows, wait_old_rows_settled
 
 from stackfixtures import REPO
 
@@ -31,7 +30,6 @@ GIN = re.compile(r"USING gin \(to_tsvector\('english'::regconfig, content\)\)$")
 PARTIAL = re.compile(
     r"USING btree \(user_id, updated_at\) WHERE \((NOT is_archived|is_archived = false)\)$"
 )
-OLD_DAYS = (400, 800, 2600)  # archived; archived and due for compression; due for export
 
 
 def test_the_fixture_is_the_example_pointed_at_the_stack() -> None:
@@ -72,26 +70,8 @@ def test_seed_resource_end_to_end(
     start_operator(ns, resync_seconds=3)
     kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=180s")
 
-    now = datetime.now(UTC)
-    with psycopg.connect(url, autocommit=True) as conn:
-        for days in OLD_DAYS:
-            conn.execute(
-                "INSERT INTO ai_messages (user_id, thread_id, content, created_at)"
-                " SELECT g * 700000, g, 'old message ' || g, %s FROM generate_series(0, 2) g",
-                (now - timedelta(days=days),),
-            )
-
-    def settled() -> dict[str, Any] | None:
-        body = get_json(stack, ns, "lks", "lokifi-prod") or {}
-        (table,) = [
-            p
-            for p in (body.get("status") or {}).get("partitions") or []
-            if p["table"] == "ai_messages"
-        ]
-        done = table["archived"] == 2 and table["inDefault"] == 0 and table["pendingExport"] == 1
-        return body if done else None
-
-    body = wait_for(settled, 120, "old rows placed, archived and their Job work reported")
+    insert_old_rows(full_example)
+    body = wait_old_rows_settled(full_example)
     (status,) = [p for p in body["status"]["partitions"] if p["table"] == "ai_messages"]
     assert status["pendingCompress"] == 1
     partitions_ready = conditions(body)["PartitionsReady"]
