@@ -51,8 +51,10 @@ def test_the_fixture_is_the_example_pointed_at_the_stack() -> None:
     }
     fixture = yaml.safe_load(render("seed", "lokifistorage.yaml", **values))
     assert fixture["spec"].pop("dryRun") is False
-    # Only where the servers are differs: the stack's Redis seeds instead of the example's.
+    # Only where the servers are differs: the stack's Redis seeds instead of the example's, and
+    # its S3 server on loopback is plain HTTP.
     assert [n["port"] for n in fixture["spec"]["redis"].pop("nodes")] == [7000, 7001, 7002]
+    assert fixture["spec"]["objectStorage"].pop("allowPlainHttp") is True
     example["spec"]["redis"].pop("nodes")
     assert fixture == example
 
