@@ -14,7 +14,6 @@ from backupkit import (
     all_keys,
     cli,
     cli_env,
-    databases,
     folder_of,
     quiet,
     scratch_server,
@@ -56,6 +55,8 @@ def _verify_cli(
 
 
 def _scratch_databases(url: str) -> set[str]:
+    """Scratch databases of a verify on the server of `url` (on the shared primary, only these
+    are compared: other tests create and drop databases there all the time)."""
     with psycopg.connect(url, autocommit=True) as conn:
         rows = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'lokifi_verify_%'")
         return {row[0] for row in rows}
@@ -66,7 +67,7 @@ def test_a_good_backup_verifies_and_the_result_is_recorded_beside_it(
 ) -> None:
     seed(pg_database)
     key = _backup(stack, pg_database, s3_bucket)
-    before = databases(stack)
+    before = _scratch_databases(stack.pg_primary_url)
 
     result = verify_backup(
         target(stack, s3_bucket).store,
@@ -80,7 +81,9 @@ def test_a_good_backup_verifies_and_the_result_is_recorded_beside_it(
     assert result.ok
     assert result.kind == "restore"
     assert result.tables == 5  # ai_threads, three partitions, archive."Odd Name"
-    assert databases(stack) == before  # nothing was ever created on the primary
+    assert (
+        _scratch_databases(stack.pg_primary_url) == before
+    )  # nothing was ever created on the primary
     assert _scratch_databases(scratch) == set()  # the scratch database is gone
     (run,) = list_backups(target(stack, s3_bucket).store, "backups/", folder_of(pg_database))
     assert run.verified is True
@@ -104,7 +107,7 @@ def test_a_corrupted_object_fails_verify_with_a_clear_message(
     for offset in range(len(body) // 2, len(body) // 2 + 64):
         body[offset] ^= 0xA5
     s3.put_object(Bucket=s3_bucket, Key=key, Body=bytes(body))
-    before = databases(stack)
+    before = _scratch_databases(stack.pg_primary_url)
 
     with pytest.raises(BackupCorruptError, match=re.escape(f"backup {key} is corrupt")) as raised:
         verify_backup(
@@ -116,7 +119,7 @@ def test_a_corrupted_object_fails_verify_with_a_clear_message(
             primary_url=pg_database,
         )
     assert raised.value.exit_code == 3
-    assert databases(stack) == before
+    assert _scratch_databases(stack.pg_primary_url) == before
     assert _scratch_databases(scratch) == set()
     assert sidecar_key(key, ".verify-failed.json") in all_keys(stack, s3_bucket)
 
@@ -268,7 +271,7 @@ def test_verification_never_writes_to_the_primary(
     seed(pg_database)
     key = _backup(stack, pg_database, s3_bucket)
     store = target(stack, s3_bucket).store
-    before = databases(stack)
+    before = _scratch_databases(stack.pg_primary_url)
     with pytest.raises(JobError, match="is the primary's server"):
         verify_backup(
             store,
@@ -288,14 +291,14 @@ def test_verification_never_writes_to_the_primary(
             quiet(),
             primary_url=pg_database,
         )
-    assert databases(stack) == before
+    assert _scratch_databases(stack.pg_primary_url) == before
     assert [k for k in all_keys(stack, s3_bucket) if ".verify-" in k] == []
 
     # No target: the archive is read in full without a database.
     result = verify_backup(store, key, None, RestoreOptions(pg_bin=stack.pg_bin), quiet())
     assert result.kind == "archive"
     assert result.tables == 5
-    assert databases(stack) == before
+    assert _scratch_databases(stack.pg_primary_url) == before
     assert sidecar_key(key, ".verify-ok.archive.json") in all_keys(stack, s3_bucket)
 
     # A scratch database left by a killed run on the target is dropped by the next run.
@@ -306,7 +309,7 @@ def test_verification_never_writes_to_the_primary(
     )
     assert result.kind == "restore"
     assert _scratch_databases(scratch) == set()
-    assert databases(stack) == before
+    assert _scratch_databases(stack.pg_primary_url) == before
     keys = all_keys(stack, s3_bucket)
     assert sidecar_key(key, ".verify-ok.json") in keys
     assert sidecar_key(key, ".verify-ok.archive.json") not in keys
