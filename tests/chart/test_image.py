@@ -1,6 +1,7 @@
 """The Dockerfile and the chart agree: the user the pod runs as, the command, the ports, and the
-PostgreSQL client tools the backup jobs look for. (There is no container engine in CI, so the
-image itself is not built here; these checks keep the two files from drifting apart.)"""
+PostgreSQL client tools the backup jobs look for; and the registry-free recipe of
+`python -m stack image` (which tests/node builds and runs) agrees with the Dockerfile. These
+checks read files only, so they keep the three from drifting apart without building anything."""
 
 from __future__ import annotations
 

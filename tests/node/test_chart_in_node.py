@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from e2e_full import example_values
-from e2e_operator import conditions, get_json, render, wait_for
+from e2e_operator import conditions, create_secret, get_json, render, wait_for
 from nodekit import RELEASE, World, for_pods, job_finished, job_logs, secret_values
 
 from lokifi_storage.builders.names import (
@@ -38,10 +38,10 @@ def _partition(year: int, month: int) -> str:
     return f"ai_messages_p{year:04d}_{month:02d}"
 
 
-def _seed_old_months(world: World) -> None:
-    """Two past months of messages, as the application wrote them before the operator came."""
+def _seed_old_months(world: World, *months: tuple[int, int]) -> None:
+    """Past months of messages, as the application wrote them before the operator came."""
     with psycopg.connect(world.database.primary_url, autocommit=True) as conn:
-        for year, month in (EXPIRED, COMPRESSIBLE):
+        for year, month in months or (EXPIRED, COMPRESSIBLE):
             start = dt.date(year, month, 1)
             end = dt.date(year + month // 12, month % 12 + 1, 1)
             conn.execute(
@@ -185,6 +185,51 @@ def test_a_cronjob_left_to_its_schedule_runs_by_itself(world: World) -> None:
     done = wait_for(scheduled_job_done, 200, f"a Job of {cronjob} started by its schedule", 3)
     assert done.endswith("Complete"), done
     _apply_full_example(world)
+
+
+def _condition(world: World, kind: str) -> dict[str, str]:
+    return conditions(get_json(world.stack, world.namespace, "lokifistorage", NAME)).get(kind, {})
+
+
+def test_a_failing_job_shows_in_its_parts_condition_with_the_reason(world: World) -> None:
+    _ready(world)
+    stack = world.stack
+    _seed_old_months(world, (2017, 3))
+    wrong_key = "not-the-key-" + stack.aws_secret_access_key[::-1]
+    create_secret(stack, world.namespace, "lokifi-s3", AWS_ACCESS_KEY_ID=stack.aws_access_key_id,
+                  AWS_SECRET_ACCESS_KEY=wrong_key)  # fmt: skip
+    try:
+        job = "export-wrong-key"
+        world.release.kubectl(
+            "create", "job", job, f"--from=cronjob/{partitions_cronjob_name(NAME, 'export')}"
+        )
+        outcome = wait_for(lambda: job_finished(world.release, job), 240, f"job {job}", 2)
+        logs = job_logs(world.release, job)
+        assert outcome == "Failed", logs
+        assert wrong_key not in logs
+        failed = wait_for(
+            lambda: (
+                (c := _condition(world, "PartitionsReady")).get("status") == "False"
+                and "partitions-export job failed" in c.get("message", "")
+                and c
+            ),
+            120,
+            "PartitionsReady to report the failed export job",
+        )
+        assert failed["reason"] not in ("", "Reconciled"), failed
+        print(f"PartitionsReady=False {failed['reason']}: {failed['message']}")
+    finally:
+        key_id, key = stack.aws_access_key_id, stack.aws_secret_access_key
+        create_secret(
+            stack, world.namespace, "lokifi-s3", AWS_ACCESS_KEY_ID=key_id, AWS_SECRET_ACCESS_KEY=key
+        )
+    # The next good run clears it.
+    _run_job(world, partitions_cronjob_name(NAME, "export"), "export-again")
+    wait_for(
+        lambda: _condition(world, "PartitionsReady").get("status") == "True",
+        120,
+        "PartitionsReady True after a good export run",
+    )
 
 
 def test_helm_upgrade_rolls_the_operator_and_uninstall_keeps_crd_and_resources(
