@@ -59,3 +59,5 @@ generate: crd
 faults: stack-up
 	$(PY) -m faults spec-fuzz --count 500 --seed 1
 	LOKIFI_OUTAGE_SECONDS=30 .venv/bin/pytest tests/e2e/test_outages.py -s -q
+	LOKIFI_KILLS=100 LOKIFI_KILL_ROWS=1000000 LOKIFI_KILL_TIMEOUT=14400 \
+		.venv/bin/pytest tests/e2e/test_kill_campaign.py -s -q

@@ -298,10 +298,11 @@ class Campaign:
 
 
 def _reconciled_once(metrics: str) -> bool:
-    """The restarted operator finished a pass of its own (the status may still say Ready from
-    before the kill, so the condition alone proves nothing)."""
+    """The restarted operator finished a partitions pass of its own (the status may still say
+    Ready from before the kill, so the condition alone proves nothing)."""
     return any(
         line.startswith("lokifi_storage_reconcile_duration_seconds_count")
+        and 'part="partitions"' in line
         and float(line.rsplit(" ", 1)[1]) >= 1
         for line in metrics.splitlines()
     )
