@@ -107,6 +107,11 @@ def _endpoint_with_userinfo(spec: dict[str, Any]) -> None:
     spec["objectStorage"]["endpoint"] = "https://AKIAEXAMPLE:hunter2hunter2@s3.example.com"
 
 
+def _endpoint_with_userinfo_and_slash(spec: dict[str, Any]) -> None:
+    # A secret key holding "/" ends the URL's authority early: still refused.
+    spec["objectStorage"]["endpoint"] = "https://AKIAEXAMPLE:hunter2/hunter2hunter2@s3.example.com"
+
+
 def _plain_http_endpoint(spec: dict[str, Any]) -> None:
     spec["objectStorage"]["endpoint"] = "http://s3.example.com"
 
@@ -137,6 +142,11 @@ BROKEN = {
     ),
     "endpoint with user:password": (
         _endpoint_with_userinfo,
+        "spec.objectStorage.endpoint",
+        "must not carry user:password@",
+    ),
+    "endpoint with user:password holding a slash": (
+        _endpoint_with_userinfo_and_slash,
         "spec.objectStorage.endpoint",
         "must not carry user:password@",
     ),

@@ -20,7 +20,6 @@ The 90/180-day minimum storage durations of GLACIER_IR/GLACIER/DEEP_ARCHIVE are 
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Annotated, Final
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -241,7 +240,6 @@ class BucketSpec(SpecModel):
         return rules
 
 
-_ENDPOINT_USERINFO: Final = r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@"
 ENDPOINT_USERINFO_MESSAGE: Final = (
     "objectStorage.endpoint must not carry user:password@: it would reach CronJob arguments "
     "and logs; put the keys in the Secret credentialsSecretRef names and write the endpoint "
@@ -254,7 +252,8 @@ PLAIN_HTTP_MESSAGE: Final = (
 )
 _STORAGE_RULES: Final = cel_rules(
     cel(
-        f"!has(self.endpoint) || !self.endpoint.matches('{_ENDPOINT_USERINFO}')",
+        # Any "@": a password holding "/" would hide the userinfo from a URL parser.
+        "!has(self.endpoint) || !self.endpoint.contains('@')",
         ENDPOINT_USERINFO_MESSAGE,
         field_path=".endpoint",
     ),
@@ -311,7 +310,7 @@ class ObjectStorageSpec(SpecModel):
     @model_validator(mode="after")
     def _endpoint_safe(self) -> ObjectStorageSpec:
         # The messages never quote the endpoint: it may hold a password.
-        if self.endpoint is not None and re.match(_ENDPOINT_USERINFO, self.endpoint):
+        if self.endpoint is not None and "@" in self.endpoint:
             raise spec_error(ENDPOINT_USERINFO_MESSAGE)
         if (
             self.endpoint is not None

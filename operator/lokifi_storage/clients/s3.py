@@ -10,7 +10,6 @@ a refused document (InvalidLifecycle); never a key, and never the request that w
 
 from __future__ import annotations
 
-import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -83,7 +82,7 @@ def make_client(
     user:password@ is refused (without quoting it): botocore would put it in its log lines and
     error messages.
     """
-    if endpoint and "@" in urllib.parse.urlsplit(endpoint).netloc:
+    if endpoint and "@" in endpoint:
         raise ClientError(
             "the S3 endpoint carries user:password@; give the keys through "
             "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (credentialsSecretRef) instead",
