@@ -1,27 +1,37 @@
 """Many resources in one operator: N postgres-only LokifiStorages (each its own schema) -> time
 until all are Ready, the operator's memory, and what a resync round of all of them writes.
 
-    .venv/bin/python bench/operator_scale.py --count 200
+    .venv/bin/python bench/operator_scale.py --count 1000
+    .venv/bin/python bench/operator_scale.py --count 300 --replicas 3   # sharded
 
 One database holds N schemas, each with the application's partitioned `ai_messages`; resource i
 manages `s_i.ai_messages` (monthly partitions, premake 3, one index) and writes its own
 connection Secret. All N are applied with one `kubectl apply`; the clock runs from there until
 every one is Ready for its generation. Then one full resync round (every resource reconciled
-once more) is watched through the counting proxy: goal 0 writes.
+once more) is watched through the counting proxy: goal 0 writes. Printed besides: CPU seconds
+of the operator process(es) for the first pass and for the round, API requests of the round,
+the peak number of the operators' database sessions, reconcile p50/p95 of first reconciles and
+of resyncs. With --replicas N, N operators run with --shards N: resources served by each, any
+reconcile of one resource by two replicas at once (from their logs), and the time until a
+killed replica's shard is held by another.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from lokifi_storage.clients.errors import ClientError
 from operator_common import (
     LKS,
     OperatorProcess,
@@ -32,6 +42,7 @@ from operator_common import (
     install_crd,
     kube_client,
     kubectl,
+    percentile,
     ready,
     rss_mib,
     stack,
@@ -68,10 +79,64 @@ spec:
 """
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` so far, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ConnectionSampler:
+    """Peak number of the operators' sessions on the benchmark's database, sampled."""
+
+    def __init__(self, url: str, dbname: str) -> None:
+        self.url, self.dbname = url, dbname
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.wait(0.5):
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                    " AND application_name = 'lokifi-storage-operator'",
+                    (self.dbname,),
+                ).fetchone()
+                self.peak = max(self.peak, int(row[0]) if row else 0)
+
+    def __enter__(self) -> ConnectionSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+RECONCILED = re.compile(
+    r"reconciled (\S+)/(\S+) in ([0-9.]+)s: [^\n]*?(?:\[(\w+) ([0-9.]+)-([0-9.]+)\])?$", re.M
+)
+
+
+def _held(log: str) -> set[str]:
+    """The shards a replica holds at the end of its log."""
+    held: set[str] = set()
+    for line in log.splitlines():
+        shard = re.search(r"shard (\d+)", line)
+        if shard is None:
+            continue
+        if "holding shard" in line:
+            held.add(shard.group(1))
+        elif "released shard" in line or " dropped" in line:
+            held.discard(shard.group(1))
+    return held
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4, help="the operator's --workers")
+    parser.add_argument("--replicas", type=int, default=1, help="N > 1: N replicas, --shards N")
     parser.add_argument("--crd", default=None, help="CRD file (default crds/lokifistorage.yaml)")
     args = parser.parse_args()
 
@@ -84,6 +149,7 @@ def main() -> None:
     kubectl(env, "create", "namespace", ns)
     database = create_database(env, dbname)
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    lease_seconds = 10
     try:
         with psycopg.connect(database.primary_url, autocommit=True) as conn:
             for i in range(args.count):
@@ -93,56 +159,124 @@ def main() -> None:
         create_secret(env, ns, "lokifi-db", url=database.primary_url)
         manifest = "".join(RESOURCE.format(i=i, ns=ns) for i in range(args.count))
         assert env.kubeconfig is not None
-        with counting_proxy(env.kubeconfig) as proxy:
-            operator = OperatorProcess(
-                proxy.kubeconfig,
-                [
-                    "--namespace",
-                    ns,
-                    "--standalone",
-                    "--resync-seconds",
-                    "30",
-                    "--workers",
-                    str(args.workers),
-                ],
-                workdir / "operator.log",
-            ).start()
-            assert operator.proc is not None
-            idle_rss, _ = rss_mib(operator.proc.pid)
+        flags = ["--namespace", ns, "--resync-seconds", "30", "--workers", str(args.workers)]
+        if args.replicas > 1:
+            flags += [
+                "--no-standalone",
+                "--lease-namespace",
+                ns,
+                "--shards",
+                str(args.replicas),
+                "--lease-seconds",
+                str(lease_seconds),
+            ]
+        else:
+            flags.append("--standalone")
+        with (
+            counting_proxy(env.kubeconfig) as proxy,
+            ConnectionSampler(env.pg_primary_url, dbname) as sampler,
+        ):
+            operators = [
+                OperatorProcess(proxy.kubeconfig, flags, workdir / f"operator-{k}.log").start()
+                for k in range(args.replicas)
+            ]
+            pids = [o.proc.pid for o in operators if o.proc is not None]
+            if args.replicas > 1:
+                wait_until(
+                    lambda: sum(o.log().count("holding shard") for o in operators) >= args.replicas,
+                    120,
+                    interval=0.5,
+                )
+            idle_rss = sum(rss_mib(pid)[0] for pid in pids)
+            cpu_idle = sum(cpu_seconds(pid) for pid in pids)
             try:
                 started = time.monotonic()
                 kubectl(env, "apply", "-f", "-", input_text=manifest)
 
                 def all_ready() -> bool:
-                    items = kube.list_objects(LKS, ns)
+                    try:
+                        items = kube.list_objects(LKS, ns)
+                    except ClientError:  # the shared API server reloading a CRD: ask again
+                        return False
                     return len(items) == args.count and all(ready(o) for o in items)
 
                 elapsed = wait_until(all_ready, 1800, interval=0.5)
                 total = time.monotonic() - started
-                rss, peak = rss_mib(operator.proc.pid)
-                creation_writes = len(proxy.writes())
+                rss = sum(rss_mib(pid)[0] for pid in pids)
+                peak = max(rss_mib(pid)[1] for pid in pids)
+
+                def writes(since: float = 0.0) -> list[Any]:
+                    """Writes to resources, Secrets and Events; Lease renewals apart."""
+                    return [w for w in proxy.writes(since=since) if "/leases/" not in w.path]
+
+                creation_writes = len(writes())
 
                 # The first pass ends when Kopf has recorded every handled spec (its
                 # last-handled annotation, written after the handler returns): wait for 5 s
                 # without any write before watching the next round.
                 wait_until(
-                    lambda: time.monotonic() - max((w.at for w in proxy.writes()), default=0) > 5,
+                    lambda: time.monotonic() - max((w.at for w in writes()), default=0) > 5,
                     600,
                     interval=0.5,
                 )
                 settled = time.monotonic() - started
+                cpu_first = sum(cpu_seconds(pid) for pid in pids) - cpu_idle
                 round_start = time.monotonic()
-                log_mark = operator.log().count("reconciled ")
+                cpu_round_start = sum(cpu_seconds(pid) for pid in pids)
+                marks = [o.log().count("reconciled ") for o in operators]
                 wait_until(
-                    lambda: operator.log().count("reconciled ") >= log_mark + args.count,
-                    600,
+                    lambda: (
+                        sum(o.log().count("reconciled ") for o in operators)
+                        >= sum(marks) + args.count
+                    ),
+                    900,
                     interval=0.5,
                 )
                 round_seconds = time.monotonic() - round_start
-                round_writes = proxy.writes(since=round_start)
+                cpu_round = sum(cpu_seconds(pid) for pid in pids) - cpu_round_start
+                round_writes = writes(since=round_start)
+                round_requests = [
+                    r for r in proxy.requests if r.at >= round_start and "watch=" not in r.query
+                ]
+                handover = None
+                if args.replicas > 1:
+                    victim = operators[-1]
+                    assert victim.proc is not None
+                    held = _held(victim.log())
+                    survivors = operators[:-1]
+                    marks = [len(o.log()) for o in survivors]
+                    killed = time.monotonic()
+                    victim.proc.kill()
+                    victim.proc.wait(10)
+                    wait_until(
+                        lambda: any(
+                            f"holding shard {k} " in o.log()[mark:]
+                            for o, mark in zip(survivors, marks, strict=True)
+                            for k in held
+                        ),
+                        120,
+                        interval=0.2,
+                    )
+                    handover = time.monotonic() - killed
             finally:
-                operator.stop()
-        durations = [float(m) for m in re.findall(r"reconciled \S+ in ([0-9.]+)s", operator.log())]
+                for operator in operators:
+                    operator.stop()
+        logs = [o.log() for o in operators]
+        found = [m for log in logs for m in RECONCILED.finditer(log)]
+        first = sorted(float(m.group(3)) for m in found if m.group(4) != "resync")
+        resyncs = sorted(float(m.group(3)) for m in found if m.group(4) == "resync")
+        served = [len({m.group(2) for m in RECONCILED.finditer(log)}) for log in logs]
+        overlaps = 0
+        spans: dict[str, list[tuple[float, float, int]]] = collections.defaultdict(list)
+        for k, log in enumerate(logs):
+            for m in RECONCILED.finditer(log):
+                if m.group(5):
+                    spans[m.group(2)].append((float(m.group(5)), float(m.group(6)), k))
+        for found_spans in spans.values():
+            for s1, e1, a in found_spans:
+                for s2, e2, b in found_spans:
+                    overlaps += a < b and not (e1 <= s2 or e2 <= s1)
+        stretched = sum(log.count("interval stretches") for log in logs)
         with psycopg.connect(database.primary_url) as conn:
             partitions = conn.execute(
                 "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
@@ -152,7 +286,9 @@ def main() -> None:
         kubectl(env, "delete", "namespace", ns, "--wait=false")
         drop_database(env, dbname)
 
-    print(f"{args.count} postgres-only resources, one operator (--workers {args.workers})")
+    who = "one operator" if args.replicas == 1 else f"{args.replicas} replicas, --shards"
+    print(f"{args.count} postgres-only resources, {who} (--workers {args.workers})")
+    print(f"  machine load average     {os.getloadavg()[0]:8.1f} (1 min, at the end)")
     print(f"  all Ready after          {elapsed:8.1f}s from kubectl apply ({total:.1f}s total)")
     print(f"  per resource             {elapsed / args.count * 1000:8.1f} ms")
     print(f"  last write of the first pass {settled - 5:4.1f}s from kubectl apply")
@@ -166,12 +302,42 @@ def main() -> None:
         f" (peak {peak:.1f}, before any resource {idle_rss:.1f})"
     )
     print(
+        f"  CPU, first pass          {cpu_first:8.1f} s ({cpu_first / args.count * 1000:.0f} ms"
+        " per resource)"
+    )
+    print(
         f"  next resync round        {len(round_writes):8d} writes for {args.count} reconciles"
-        f" (observed over {round_seconds:.0f}s)"
+        f" in {round_seconds:.1f}s"
     )
     for kind, count in sorted(collections.Counter(what(w.path) for w in round_writes).items()):
         print(f"      {count:6d}  {kind}")
-    print(f"  reconcile p50            {sorted(durations)[len(durations) // 2] * 1000:8.1f} ms")
+    print(
+        f"  CPU, resync round        {cpu_round:8.1f} s ({cpu_round / args.count * 1000:.0f} ms"
+        " per resource)"
+    )
+    print(
+        f"  API requests, round      {len(round_requests):8d}"
+        f" ({len(round_requests) / args.count:.1f} per resource, watches excluded)"
+    )
+    print(
+        f"  DB sessions, peak        {sampler.peak:8d} (the operators' on the benchmark database)"
+    )
+    if first:
+        print(
+            f"  reconcile p50/p95, first {first[len(first) // 2] * 1000:8.1f} /"
+            f" {percentile(first, 95) * 1000:.1f} ms"
+        )
+    if resyncs:
+        print(
+            f"  reconcile p50/p95, resync {resyncs[len(resyncs) // 2] * 1000:7.1f} /"
+            f" {percentile(resyncs, 95) * 1000:.1f} ms"
+        )
+    print(f"  interval stretched       {stretched:8d} times (log lines)")
+    if args.replicas > 1:
+        print(f"  resources per replica    {served}  (Lease renewals are not counted as writes)")
+        print(f"  overlapping reconciles   {overlaps:8d} (one resource, two replicas at once)")
+        print(f"  shard handed over after  {handover or 0:8.1f}s (SIGKILL;", end="")
+        print(f" --lease-seconds {lease_seconds})")
 
 
 if __name__ == "__main__":
