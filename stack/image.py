@@ -291,7 +291,19 @@ def _owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
 
 
 def build(force: bool = False) -> Path:
-    """The operator image's OCI archive for the current code, built unless cached."""
+    """The operator image's OCI archive for the current code, built unless cached.
+
+    One build at a time per cache (several test sessions may ask at once): the others wait,
+    then find the archive cached."""
+    import fcntl
+
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with open(cache_root() / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(force)
+
+
+def _build(force: bool) -> Path:
     base = _base_layer()
     archive = cache_root() / f"operator-{base.digest[7:19]}-{_app_digest()}.oci.tar"
     if archive.exists() and not force:
