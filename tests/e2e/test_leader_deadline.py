@@ -5,6 +5,9 @@ accepts connections and never answers (a dead network: requests hang until their
 while the standby keeps reaching the API server. The leader must give up leadership (its
 `on_lost` runs, `lost` is set) strictly before the standby acquires the Lease, so there is no
 moment with two leaders; and it must do so without waiting for its hanging request.
+
+A leader that is paused instead (SIGSTOP) cannot run any loop at all; its fence must refuse the
+first write after the resume on its own, by the renew deadline of its last renewal.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from kubernetes import client as k8s_client
 
 from lokifi_storage.clients.kube import KubeClient
 from lokifi_storage.handlers.leadership import LeaseConfig, LeaseElector
+from lokifi_storage.reconcile.fence import Fence, LeadershipLost
 from stackfixtures import StackEnv
 
 LEASE = 6  # seconds: a standby takes over after this long without a renewal
@@ -93,3 +97,34 @@ def test_a_cut_off_leader_steps_down_before_the_standby_takes_over(
     assert "lost" in times, "the leader never stepped down"
     assert times["on_lost"] <= times["lost"] < times["acquired"], times
     assert not leader.leading
+
+
+def test_a_paused_leader_refuses_writes_before_its_renewal_loop_runs(
+    kube_stack: StackEnv, k8s_namespace: str
+) -> None:
+    """A stopped process (SIGSTOP longer than the Lease) resumes with its threads running before
+    the renewal loop notices: the fence must already refuse, as the standby has taken over."""
+    assert kube_stack.kubeconfig is not None
+    real = KubeClient.from_environment(kube_stack.kubeconfig)
+    fence = Fence()
+    leader = LeaseElector(
+        real,
+        _config(k8s_namespace, "leader"),
+        on_lost=fence.lose,
+        on_renewed=fence.hold_until,
+    )
+    standby = LeaseElector(real, _config(k8s_namespace, "standby"))
+    try:
+        assert leader.try_acquire_or_renew()
+        fence.check("a write while leading")
+        assert not standby.try_acquire_or_renew()
+        # The leader is stopped: no renewal loop runs; the standby keeps polling and takes over.
+        took_over = asyncio.run(asyncio.wait_for(standby.acquire(asyncio.Event()), LEASE * 3))
+        assert took_over
+        # Resumed: a worker thread's next write comes before any renewal attempt.
+        with pytest.raises(LeadershipLost):
+            fence.check("a write after the resume")
+        assert fence.lost
+    finally:
+        standby.release()
+        real.close()

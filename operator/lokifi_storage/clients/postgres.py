@@ -104,6 +104,9 @@ class PartitionDatabase:
         self.writes: list[str] = []  # the statements of action steps: DDL, DML, LOCK
         self.last_copy_rows = 0  # rows of the last COPY ... TO STDOUT, as the server counted
         self._system_identifier: str | None = None
+        # Called with each write's text before it is sent (the leader's fence): a process
+        # paused mid-step must not send the step's next statement once its Lease is gone.
+        self.before_write: Callable[[str], None] | None = None
 
     @property
     def database(self) -> str:
@@ -132,6 +135,8 @@ class PartitionDatabase:
         text = self._text(statement)
         self.statements.append(text)
         if write:
+            if self.before_write is not None:
+                self.before_write(text)
             self.writes.append(text)
         return self.conn.execute(text, params)
 
@@ -184,6 +189,8 @@ class PartitionDatabase:
                     with self.conn.transaction():
                         self._set_lock_timeout(timeout, local=True)
                         self._run_all(step.statements)
+                        if self.before_write is not None:
+                            self.before_write("COMMIT")  # refused: the step rolls back whole
                 else:
                     self._set_lock_timeout(timeout, local=False)
                     try:

@@ -14,7 +14,10 @@ before any standby may take over (`lease_seconds` without a renewal), so two lea
 overlap. Each renewal attempt is itself bounded by what is left of the deadline: a request
 hanging on a dead network counts against it instead of outliving it. Stepping down calls
 `on_lost` at once (the fence in reconcile/fence.py: parts in flight stop, their statements are
-cancelled), then the process exits and the Deployment restarts it as a standby. On a clean
+cancelled), then the process exits and the Deployment restarts it as a standby. Each
+successful round also tells `on_renewed` the moment (monotonic, counted from when the round was
+sent) past which the leader must not write without a newer renewal: a process paused for longer
+than the Lease resumes with its fence already shut, before this loop has run again. On a clean
 shutdown the leader releases the Lease (empty holder), so a standby takes over at once instead
 of waiting for it to expire.
 """
@@ -76,10 +79,12 @@ class LeaseElector:
         config: LeaseConfig,
         clock: Callable[[], datetime] | None = None,
         on_lost: Callable[[], None] | None = None,
+        on_renewed: Callable[[float], None] | None = None,
     ) -> None:
         self.kube = kube
         self.config = config
         self._on_lost = on_lost
+        self._on_renewed = on_renewed
         self._clock = clock or (lambda: datetime.now(UTC))
         self._observed_record: tuple[Any, ...] | None = None
         self._observed_at = 0.0
@@ -116,13 +121,14 @@ class LeaseElector:
 
     def try_acquire_or_renew(self) -> bool:
         """One round: True when this process holds the Lease afterwards."""
+        sent = time.monotonic()  # a standby counts from a moment after this: the safe bound
         lease = self.kube.get(LEASES, self.config.namespace, self.config.name)
         if lease is None:
             try:
                 self.kube.create(LEASES, self._body(None))
             except Conflict:
                 return False
-            return self._won()
+            return self._won(sent)
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         record = (holder, spec.get("renewTime"), spec.get("leaseDurationSeconds"))
@@ -146,11 +152,13 @@ class LeaseElector:
                 self.config.name,
                 self.config.identity,
             )
-        return self._won()
+        return self._won(sent)
 
-    def _won(self) -> bool:
+    def _won(self, sent: float) -> bool:
         self.leading = True
-        self.last_renewed = time.monotonic()
+        self.last_renewed = sent
+        if self._on_renewed is not None:
+            self._on_renewed(sent + self.config.renew_deadline)
         return True
 
     def release(self) -> None:

@@ -137,6 +137,7 @@ async def _serve(options: RunOptions, stop: asyncio.Event) -> int:
                 retry_seconds=min(2.0, options.lease_seconds / 10),
             ),
             on_lost=fence.lose,
+            on_renewed=fence.hold_until,
         )
     health = HealthState(resources=controller.known)
     server = (

@@ -6,12 +6,20 @@ part checks `check()` before each change it makes, and the statements running at
 are cancelled through the callbacks registered with `watch()`, so a part in flight stops at
 once instead of finishing its plan next to the new leader.
 
+A leader that is paused (SIGSTOP, a frozen VM, a long stall) cannot run its renewal loop, so
+`lose()` would only come once the loop wakes up, after the threads doing its work have already
+resumed and sent their next statement next to the new leader. So the elector also tells the
+fence until when the last renewal holds (`hold_until`: the renew deadline counted from when that
+renewal was sent, on the monotonic clock, which keeps running while the process is stopped), and
+`check()` refuses past it on its own: a resumed ex-leader writes nothing before it re-acquires.
+
 A standalone operator (no election) uses a fence that is never lost.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -35,10 +43,21 @@ class Fence:
         self._lock = threading.Lock()
         self._callbacks: dict[int, Callable[[], None]] = {}
         self._next = 0
+        self._until: float | None = None  # monotonic; None: no Lease behind it (standalone)
 
     @property
     def lost(self) -> bool:
+        if not self._lost.is_set() and self._expired():
+            self.lose()
         return self._lost.is_set()
+
+    def hold_until(self, deadline: float) -> None:
+        """The Lease is this process's until `deadline` (time.monotonic()) unless renewed."""
+        self._until = deadline
+
+    def _expired(self) -> bool:
+        until = self._until
+        return until is not None and time.monotonic() >= until
 
     def lose(self) -> None:
         """Leadership is gone: refuse every further write and cancel what is running."""
@@ -49,8 +68,8 @@ class Fence:
             callback()
 
     def check(self, what: str) -> None:
-        """Raise LeadershipLost before `what` when the Lease is gone."""
-        if self._lost.is_set():
+        """Raise LeadershipLost before `what` when the Lease is gone or its renewal is overdue."""
+        if self.lost:
             raise LeadershipLost(f"{what}: not done, this operator lost its Lease")
 
     @contextmanager
@@ -60,7 +79,7 @@ class Fence:
             key = self._next
             self._next += 1
             self._callbacks[key] = cancel
-            lost = self._lost.is_set()
+            lost = self._lost.is_set() or self._expired()
         try:
             if lost:
                 cancel()

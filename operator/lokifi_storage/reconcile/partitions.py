@@ -257,6 +257,7 @@ def reconcile_tables(
         outcome.plans = {spec.name: plan(spec, observed[spec.name]) for spec in tables}
         outcome.planned = planned_changes(outcome.plans)
         return outcome
+    db.before_write = fence.check
     with fence.watch(db.cancel), _stopped_if_lost(fence):
         for attempt in range(max_passes + 1):
             observed = db.observe(tables)
