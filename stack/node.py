@@ -330,13 +330,37 @@ def _containerd_ok(state: State) -> bool:
     return _socket(state).exists() and ctr(state, "version", check=False).returncode == 0
 
 
+# No image is ever pulled from outside: every registry request containerd makes goes to a
+# proxy address on loopback where nothing listens, so a Pod naming an image that was not
+# imported fails with ErrImagePull at once, without even a name lookup of the registry.
+NO_PULL = {
+    key: "http://127.0.0.1:9" for key in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+}
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    pairs = (item.decode(errors="replace").partition("=") for item in raw.split(b"\0") if item)
+    return {key: value for key, _, value in pairs}
+
+
 def _start_containerd(state: State) -> None:
-    if state.running_pid("containerd") is not None and _containerd_ok(state):
-        return
+    pid = state.running_pid("containerd")
+    if pid is not None and _containerd_ok(state):
+        if NO_PULL.items() <= _environ(pid).items():
+            return
+        # Started without the pull guard: restart it (running containers keep running).
+        stop_pid(pid, timeout=30)
+        state.forget_pid("containerd")
     config = _containerd_config(state)
     _socket(state).unlink(missing_ok=True)
     log = _dir(state) / "containerd.log"
-    state.write_pid("containerd", spawn([CONTAINERD, "--config", str(config)], log))
+    env = {k: v for k, v in os.environ.items() if k.upper() not in ("NO_PROXY", "ALL_PROXY")}
+    env.update(NO_PULL)
+    state.write_pid("containerd", spawn([CONTAINERD, "--config", str(config)], log, env=env))
     wait_for("containerd", lambda: _containerd_ok(state), 60, log)
 
 
@@ -554,7 +578,13 @@ def up(state: State) -> bool:
     if kube._external_kubeconfig(state):
         raise StackError("the node runs only with the stack's own API server, not an external one")
     names = ("containerd", "node-relay", "kube-scheduler", "kubelet")
-    if all(state.running_pid(name) is not None for name in names) and node_ready(state):
+    containerd = state.running_pid("containerd")
+    if (
+        all(state.running_pid(name) is not None for name in names)
+        and containerd is not None
+        and NO_PULL.items() <= _environ(containerd).items()
+        and node_ready(state)
+    ):
         return True
     bins = ensure_binaries()
     _save_sysctls(state)

@@ -215,6 +215,39 @@ def test_a_cronjob_left_to_its_schedule_runs_by_itself(world: World) -> None:
     _apply_full_example(world)
 
 
+def test_an_image_that_was_not_imported_is_never_pulled_from_outside(world: World) -> None:
+    """Nothing leaves this machine: containerd's registry requests go to a loopback proxy
+    address where nothing listens, so the pull fails at once, without a name lookup."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "not-imported", "namespace": world.namespace},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "c", "image": "registry.example/not-imported:1",
+                "securityContext": {"allowPrivilegeEscalation": False,
+                                    "capabilities": {"drop": ["ALL"]}},
+            }],
+        },
+    }  # fmt: skip
+    world.release.kubectl("apply", "-f", "-", input_text=json.dumps(pod))
+    try:
+
+        def pull_failure() -> str | None:
+            listed = get_json(world.stack, world.namespace, "events", "--field-selector",
+                              "involvedObject.name=not-imported,reason=Failed")  # fmt: skip
+            messages = [e["message"] for e in (listed or {}).get("items", [])]
+            return next((m for m in messages if "registry.example" in m), None)
+
+        message = wait_for(pull_failure, 60, "the failed pull of an image that is not there")
+        assert "proxyconnect tcp: dial tcp 127.0.0.1:9" in message, message
+    finally:
+        world.release.kubectl("delete", "pod", "not-imported", "--wait=false")
+
+
 def _condition(world: World, kind: str) -> dict[str, str]:
     return conditions(get_json(world.stack, world.namespace, "lokifistorage", NAME)).get(kind, {})
 
