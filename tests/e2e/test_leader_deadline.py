@@ -26,7 +26,10 @@ from lokifi_storage.handlers.leadership import LeaseConfig, LeaseElector
 from lokifi_storage.reconcile.fence import Fence, LeadershipLost
 from stackfixtures import StackEnv
 
-LEASE = 6  # seconds: a standby takes over after this long without a renewal
+# Seconds: a standby takes over after this long without a renewal. Shorter than one hanging
+# request (the client's 5 s connect timeout), so a leader that waits for its request to fail
+# before it looks at the clock is still leading when the standby takes over.
+LEASE = 4
 
 
 @pytest.fixture
@@ -49,7 +52,7 @@ def _config(namespace: str, identity: str) -> LeaseConfig:
         lease_seconds=LEASE,
         renew_seconds=1.0,
         retry_seconds=0.5,
-        renew_deadline_seconds=4.0,
+        renew_deadline_seconds=2.5,
     )
 
 
