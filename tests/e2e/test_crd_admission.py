@@ -103,6 +103,11 @@ def _conn_secret_is_the_s3_keys(spec: dict[str, Any]) -> None:
     ]
 
 
+def _conn_secret_is_the_verify_targets(spec: dict[str, Any]) -> None:
+    spec["backups"]["verifyTarget"] = {"secretRef": {"name": "lokifi-verify-db", "key": "url"}}
+    spec["postgres"]["connectionSecret"]["name"] = "lokifi-verify-db"
+
+
 def _endpoint_with_userinfo(spec: dict[str, Any]) -> None:
     spec["objectStorage"]["endpoint"] = "https://AKIAEXAMPLE:hunter2hunter2@s3.example.com"
 
@@ -137,6 +142,11 @@ BROKEN = {
     ),
     "connection Secret named like the S3 keys": (
         _conn_secret_is_the_s3_keys,
+        "spec.postgres.connectionSecret.name",
+        "must differ from every Secret the spec reads",
+    ),
+    "connection Secret named like the verify target's": (
+        _conn_secret_is_the_verify_targets,
         "spec.postgres.connectionSecret.name",
         "must differ from every Secret the spec reads",
     ),

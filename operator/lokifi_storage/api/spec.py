@@ -210,7 +210,8 @@ class MonitoringSpec(SpecModel):
 WRITTEN_NAME_CLASH_MESSAGE: Final = (
     "postgres.connectionSecret.name must differ from every Secret the spec reads "
     "(postgres.primary, postgres.replicas, redis.passwordSecretRef, "
-    "objectStorage.credentialsSecretRef): the operator writes the connection Secret and would "
+    "objectStorage.credentialsSecretRef, backups.verifyTarget): the operator writes the "
+    "connection Secret and would "
     "overwrite those credentials; choose another name"
 )
 
@@ -245,7 +246,9 @@ _SPEC_RULES: Final = cel_rules(
         "(!has(self.redis) || !has(self.redis.passwordSecretRef) || "
         "self.redis.passwordSecretRef.name != self.postgres.connectionSecret.name) && "
         "(!has(self.objectStorage) || "
-        "self.objectStorage.credentialsSecretRef.name != self.postgres.connectionSecret.name))",
+        "self.objectStorage.credentialsSecretRef.name != self.postgres.connectionSecret.name) && "
+        "(!has(self.backups) || !has(self.backups.verifyTarget) || "
+        "self.backups.verifyTarget.secretRef.name != self.postgres.connectionSecret.name))",
         WRITTEN_NAME_CLASH_MESSAGE,
         field_path=".postgres.connectionSecret.name",
     ),
@@ -333,4 +336,6 @@ def secrets_read(spec: LokifiStorageSpec) -> set[str]:
         names.add(spec.redis.passwordSecretRef.name)
     if spec.objectStorage is not None:
         names.add(spec.objectStorage.credentialsSecretRef.name)
+    if spec.backups is not None and spec.backups.verifyTarget is not None:
+        names.add(spec.backups.verifyTarget.secretRef.name)
     return names
