@@ -21,9 +21,6 @@ at least 100 kills over 1,000,000 rows. LOKIFI_KILL_SEED makes a run reproducibl
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import os
 import random
 import signal
@@ -38,7 +35,6 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-import zstandard
 from e2e_operator import (
     APP_SCHEMA,
     OperatorFactory,
@@ -48,6 +44,7 @@ from e2e_operator import (
     kubectl,
     wait_for,
 )
+from row_digest import Rows, add_exported_rows, database_rows
 
 from lokifi_storage.api import conditions as types
 from lokifi_storage.api.spec import LokifiStorageSpec, ObjectStorageSpec
@@ -60,7 +57,6 @@ SEED = int(os.environ.get("LOKIFI_KILL_SEED", "1"))
 YEARS = 8  # older than retention's 2555 days at the far end, so export has work
 RESYNC_SECONDS = 10.0
 CLI = Path(sys.executable).with_name("lokifi-storage")
-COLUMNS = "id, user_id, thread_id, role, content, created_at"
 
 RESOURCE = """
 apiVersion: storage.lokifi.ai/v1alpha1
@@ -92,23 +88,6 @@ spec:
 
 
 @dataclass
-class Rows:
-    """What the rows are: their ids (to tell lost from doubled) and a digest of every field."""
-
-    ids: dict[int, int] = field(default_factory=dict)  # id -> times seen
-    digest: int = 0
-
-    def add(self, record: list[str]) -> None:
-        self.ids[int(record[0])] = self.ids.get(int(record[0]), 0) + 1
-        value = hashlib.blake2b("\x1f".join(record).encode(), digest_size=8).digest()
-        self.digest = (self.digest + int.from_bytes(value, "big")) % 2**64
-
-    @property
-    def count(self) -> int:
-        return sum(self.ids.values())
-
-
-@dataclass
 class Campaign:
     stack: StackEnv
     namespace: str
@@ -128,49 +107,19 @@ class Campaign:
 
     # --- the rows, wherever they are ----------------------------------------------------------
 
-    def _copy_into(self, conn: psycopg.Connection[Any], query: str, rows: Rows) -> None:
-        buffer = io.StringIO()
-        with conn.cursor().copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
-            for chunk in copy:
-                buffer.write(bytes(chunk).decode())
-        buffer.seek(0)
-        for record in csv.reader(buffer):
-            rows.add(record)
-
     def rows_now(self) -> Rows:
-        rows = Rows()
-        with psycopg.connect(self.database.primary_url, autocommit=True) as conn:
-            self._copy_into(conn, f"SELECT {COLUMNS} FROM public.ai_messages", rows)
-            archived = conn.execute(
-                "SELECT coalesce(to_regclass('archive.ai_messages_rows'),"
-                " to_regclass('archive.ai_messages'))::text"
-            ).fetchone()
-            if archived and archived[0]:
-                self._copy_into(conn, f"SELECT {COLUMNS} FROM {archived[0]}", rows)
-        s3 = self.stack.s3_client()
-        bucket = self.buckets["archive"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            for obj in page.get("Contents", []):
-                if not obj["Key"].endswith(".csv.zst"):
-                    continue
-                body = _read_archived(s3, bucket, obj["Key"])
-                text = zstandard.ZstdDecompressor().decompressobj().decompress(body).decode()
-                reader = csv.reader(io.StringIO(text))
-                header = next(reader)
-                order = [header.index(c.strip()) for c in COLUMNS.split(",")]
-                for record in reader:
-                    rows.add([record[i] for i in order])
+        rows = database_rows(self.database.primary_url)
+        add_exported_rows(self.stack.s3_client(), self.buckets["archive"], rows)
         return rows
 
     def check(self, after: str, *, debris: bool = True) -> None:
         """Rows after every kill; debris (a killed index build, a half-made table) only once the
         work was resumed and finished, since a kill leaves it until the next run cleans up."""
         now = self.rows_now()
-        lost = len(set(self.start.ids) - set(now.ids))
-        doubled = sum(times - 1 for times in now.ids.values() if times > 1)
+        lost, doubled, same_rows = now.compare(self.start)
         self.lost += lost
         self.doubled += doubled
-        if lost or doubled or now.digest != self.start.digest or now.count != self.start.count:
+        if lost or doubled or not same_rows:
             same = "equal" if now.digest == self.start.digest else "DIFFERS"
             self.failures.append(
                 f"after {after}: {now.count} rows (expected {self.start.count}), lost {lost}, "
@@ -306,16 +255,6 @@ def _reconciled_once(metrics: str) -> bool:
         and float(line.rsplit(" ", 1)[1]) >= 1
         for line in metrics.splitlines()
     )
-
-
-def _read_archived(s3: Any, bucket: str, key: str) -> bytes:
-    """An export in DEEP_ARCHIVE is read as its owner would: after a restore request."""
-    try:
-        body: bytes = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except s3.exceptions.InvalidObjectState:
-        s3.restore_object(Bucket=bucket, Key=key, RestoreRequest={"Days": 1})
-        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    return body
 
 
 def _fill(database: PgDatabase, rows: int) -> None:
