@@ -3,8 +3,8 @@ resumed, while its reconcile is moving rows out of DEFAULT. Exactly one writes a
 
 Two `lokifi-storage run` processes share one Lease (a short one). Each round, new rows land in
 DEFAULT for two years of months that have no partition yet, so the leader's next pass moves
-them out, a transaction per month under the table's partition-work advisory lock. Once the lock
-is seen held by the leader, the leader is faulted: SIGKILL, or SIGSTOP for twice the Lease and
+them out, a transaction per month under the table's partition-work advisory lock. Once the first
+month has committed (the audit's event trigger notifies), the process that made it is faulted: SIGKILL, or SIGSTOP for twice the Lease and
 then SIGCONT. The other process takes over; the faulted one (or, once it has stepped down and
 exited, its successor) is started again as the standby for the next round.
 
@@ -51,7 +51,7 @@ from e2e_operator import (
     wait_for,
 )
 from e2e_proxy import CountingProxy
-from row_digest import Rows, database_rows
+from row_digest import COLUMNS, Rows, copy_into, database_rows
 
 from lokifi_storage.api import conditions as types
 from lokifi_storage.clients.kube import LEASES, KubeClient
@@ -73,6 +73,7 @@ CREATE FUNCTION lokifi_audit.record() RETURNS event_trigger LANGUAGE plpgsql AS 
 BEGIN
   INSERT INTO lokifi_audit.ddl
   VALUES (extract(epoch FROM clock_timestamp()), pg_backend_pid(), inet_client_port(), tg_tag);
+  PERFORM pg_notify('lokifi_ddl', inet_client_port()::text);  -- delivered when it commits
 END $$;
 CREATE EVENT TRIGGER lokifi_audit ON ddl_command_end EXECUTE FUNCTION lokifi_audit.record();
 """
@@ -206,6 +207,7 @@ class Campaign:
     resumed_writes: int = 0  # Kubernetes writes of paused leaders after their resume
     resumed_ddl: int = 0  # committed DDL of paused leaders after their resume
     resumed_exits: list[int | None] = field(default_factory=list)
+    expected: Rows = field(default_factory=Rows)  # every row inserted so far
     during_move: int = 0
     own_step_downs: int = 0  # not faulted by the campaign
     work_resumed: list[float] = field(default_factory=list)
@@ -251,8 +253,11 @@ class Campaign:
 
     def add_rows(self, round_: int) -> None:
         """ROWS rows over the two years before `1 + 2 * round_` years ago: months with no
-        partition yet, so every one of them waits in DEFAULT."""
+        partition yet, so every one of them waits in DEFAULT. They join `expected` as
+        inserted (one snapshot, before any of them moves)."""
         with psycopg.connect(self.database.primary_url, autocommit=True) as conn:
+            row = conn.execute("SELECT coalesce(max(id), 0) FROM ai_messages").fetchone()
+            before = int(row[0]) if row else 0
             conn.execute(
                 "INSERT INTO ai_messages (user_id, thread_id, role, content, created_at)"
                 " SELECT (g * 7919) %% 2100000, g %% 5000,"
@@ -262,6 +267,9 @@ class Campaign:
                 " - make_interval(secs => (g::float8 / %(rows)s) * 2 * 365 * 86400)"
                 " FROM generate_series(1, %(rows)s) g",
                 {"round": round_, "rows": ROWS},
+            )
+            copy_into(
+                conn, f"SELECT {COLUMNS} FROM public.ai_messages WHERE id > {before}", self.expected
             )
 
     def in_default(self) -> int | None:
@@ -314,14 +322,16 @@ class Campaign:
     def round(self, number: int, fault: str) -> None:
         self.keep_two()
         self.leader()
-        self.add_rows(number)
-        expected = database_rows(self.database.primary_url)
-        leader = wait_for(
-            self.mover,
-            RESYNC * 10 + 60,
-            f"round {number}: the leader moving rows under the advisory lock",
-            interval=0.02,
-        )
+        with psycopg.connect(self.database.primary_url, autocommit=True) as listen:
+            listen.execute("LISTEN lokifi_ddl")
+            self.add_rows(number)
+            # The first month carved out of DEFAULT has committed: the move is under way.
+            first = next(listen.notifies(timeout=RESYNC * 10 + 60, stop_after=1), None)
+        assert first is not None, f"round {number}: no month was carved out of DEFAULT"
+        port = int(first.payload)
+        leader = next(
+            (i for i in self.incarnations if i.alive() and port in _socket_ports(i.pid)), None
+        ) or wait_for(self.mover, 10, f"round {number}: the process moving rows", interval=0.02)
         time.sleep(self.rng.uniform(0.0, 0.3))
         faulted = time.monotonic()
         if fault == "kill":
@@ -358,7 +368,7 @@ class Campaign:
                 )
         wait_for(lambda: self.in_default() == 0, 300, f"round {number}: DEFAULT emptied")
         self.work_resumed.append(time.monotonic() - faulted)
-        self.check_rows(expected, f"round {number} ({fault})")
+        self.check_rows(self.expected, f"round {number} ({fault})")
 
     def takeover(self, leader: Incarnation, since: float) -> float:
         """When another live process sent its first Lease write after `since`."""
