@@ -4,9 +4,10 @@ resumed, while its reconcile is moving rows out of DEFAULT. Exactly one writes a
 Two `lokifi-storage run` processes share one Lease (a short one). Each round, new rows land in
 DEFAULT for two years of months that have no partition yet, so the leader's next pass moves
 them out, a transaction per month under the table's partition-work advisory lock. Once the first
-month has committed (the audit's event trigger notifies), the process that made it is faulted: SIGKILL, or SIGSTOP for twice the Lease and
-then SIGCONT. The other process takes over; the faulted one (or, once it has stepped down and
-exited, its successor) is started again as the standby for the next round.
+month has committed (the audit's event trigger notifies), the process that made it is faulted:
+SIGKILL, or SIGSTOP for twice the Lease and then SIGCONT. The other process takes over; a new
+process is started as the standby whenever fewer than two run (the killed one, the resumed one
+once it has stepped down and exited, one that stepped down on a slow renewal).
 
 Who writes is observed three ways, each attributed to the process that did it:
 - Kubernetes: every process talks to the API server through its own counting proxy
