@@ -26,6 +26,7 @@ from stackfixtures import (
     ensure_stack,
     kubectl,
     release_redis_claims,
+    release_stale_redis_claims,
     unique_name,
 )
 
@@ -55,8 +56,11 @@ def stack() -> StackEnv:
 @pytest.fixture(scope="session")
 def kube_stack(stack: StackEnv) -> StackEnv:
     """`stack` plus a Kubernetes API server answering /readyz (started if needed, or the
-    cluster that KUBECONFIG already pointed at when the stack came up)."""
-    return ensure_stack(with_kube=True)
+    cluster that KUBECONFIG already pointed at when the stack came up). Redis setting claims
+    of namespaces that no longer exist (a killed earlier run) are released first."""
+    env = ensure_stack(with_kube=True)
+    release_stale_redis_claims(env)
+    return env
 
 
 @pytest.fixture

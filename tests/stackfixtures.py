@@ -305,6 +305,28 @@ def release_redis_claims(stack: StackEnv, namespaces: Iterable[str]) -> list[str
     return released
 
 
+def release_stale_redis_claims(stack: StackEnv) -> list[str]:
+    """Remove the Redis setting claims whose owner's namespace no longer exists: left by a run
+    that was killed before its teardown, they would make this run's resources Conflict."""
+    import json
+
+    live = set(kubectl(stack, "get", "namespaces", "-o", "name").split())
+    client = stack.redis_cluster()
+    released = []
+    try:
+        for setting, text in client.hgetall(REDIS_CLAIMS_KEY).items():
+            try:
+                owner = str(json.loads(text).get("owner", ""))
+            except ValueError:
+                continue
+            if f"namespace/{owner.partition('/')[0]}" not in live:
+                client.hdel(REDIS_CLAIMS_KEY, setting)
+                released.append(setting)
+    finally:
+        client.close()
+    return released
+
+
 # --- S3 --------------------------------------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ from stackfixtures import (  # noqa: E402
     empty_and_delete_bucket,
     ensure_stack,
     read_env_file,
+    release_redis_claims,
     run_stack_up,
     state_dir,
     unique_name,
@@ -118,6 +119,9 @@ def world(
         print(release.kubectl("logs", f"deployment/{RELEASE}", "--tail=60", check=False))
         release.uninstall()
         kubectl(stack, "delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
+        # The operator Pod is gone before it could see its resource deleted: its Redis setting
+        # claims would make every later resource with other settings Conflict.
+        release_redis_claims(stack, [namespace])
         for saved in (original, policy):
             for node_name, values in saved.items():
                 host, _, port = node_name.rpartition(":")
