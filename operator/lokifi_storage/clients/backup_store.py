@@ -24,7 +24,7 @@ from lokifi_storage.clients.errors import (
     Conflict,
     NotFound,
 )
-from lokifi_storage.clients.s3 import botocore_errors
+from lokifi_storage.clients.s3 import botocore_errors, json_object
 from lokifi_storage.domain.backup_catalog import ListedObject
 from lokifi_storage.domain.backup_retention import PendingUpload
 
@@ -221,13 +221,7 @@ class BackupStore:
     def get_json(self, key: str) -> dict[str, Any]:
         with s3_errors(f"read s3://{self.bucket}/{key}"):
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        try:
-            document = json.loads(body)
-        except ValueError as error:
-            raise ClientError(f"s3://{self.bucket}/{key} is not valid JSON") from error
-        if not isinstance(document, dict):
-            raise ClientError(f"s3://{self.bucket}/{key} is not a JSON object")
-        return document
+        return json_object(body, f"s3://{self.bucket}/{key}")
 
     def open(self, key: str) -> ObjectReader:
         with s3_errors(f"read s3://{self.bucket}/{key}"):

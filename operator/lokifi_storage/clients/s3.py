@@ -10,6 +10,7 @@ a refused document (InvalidLifecycle); never a key, and never the request that w
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -153,6 +154,18 @@ class RequestCounter:
     def reset(self) -> None:
         self.operations.clear()
         self.http_methods.clear()
+
+
+def json_object(body: bytes, where: str) -> dict[str, Any]:
+    """A stored JSON document (a manifest, a verify marker) as a dict, or a ClientError naming
+    the object: a damaged sidecar must stop the work that trusts it, not crash it."""
+    try:
+        document = json.loads(body)
+    except ValueError as error:
+        raise ClientError(f"{where} is not valid JSON") from error
+    if not isinstance(document, dict):
+        raise ClientError(f"{where} is not a JSON object")
+    return document
 
 
 def s3_error_code(error: botocore.exceptions.ClientError) -> str:

@@ -23,8 +23,7 @@ import botocore.exceptions
 
 from lokifi_storage.clients.backup_store import ARCHIVE_CLASSES, MultipartUpload
 from lokifi_storage.clients.backup_store import s3_errors as key_errors
-from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.s3 import S3Client, s3_error_code, s3_errors
+from lokifi_storage.clients.s3 import S3Client, json_object, s3_error_code, s3_errors
 from lokifi_storage.domain.upload_parts import part_size
 
 __all__ = ["ARCHIVE_CLASSES", "DEFAULT_PART_SIZE", "ExportStore", "ObjectHead"]
@@ -127,13 +126,7 @@ class ExportStore:
     def get_json(self, key: str) -> dict[str, Any]:
         with key_errors(f"read {self._where(key)}"):
             body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        try:
-            document = json.loads(body)
-        except ValueError as error:
-            raise ClientError(f"{self._where(key)} is not valid JSON") from error
-        if not isinstance(document, dict):
-            raise ClientError(f"{self._where(key)} is not a JSON object")
-        return document
+        return json_object(body, self._where(key))
 
     def read(self, key: str, *, etag: str | None = None, chunk: int = 1 << 20) -> Iterator[bytes]:
         """The object's bytes as S3 serves them (`IfMatch` the ETag when given)."""
