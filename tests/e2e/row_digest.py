@@ -4,6 +4,10 @@ The fault campaigns compare the rows before and after a fault: an id missing is 
 id seen twice a row doubled, and the order-independent digest (a sum of per-row hashes) catches
 a row changed in place. Rows are read with COPY ... TO STDOUT (csv) from the live table, the
 archive (the `_rows` view when months are packed) and, for exported months, the objects in S3.
+
+An export whose partition is still in the database is a copy waiting for its drop (a kill
+between the verified upload and the DROP leaves exactly that, and the next run drops it): its
+rows are counted once, from the database, so only exported-then-dropped months come from S3.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import psycopg
 import zstandard
@@ -70,6 +76,17 @@ def database_rows(url: str, table: str = "ai_messages", columns: str = COLUMNS) 
     return rows
 
 
+def live_tables(url: str) -> set[tuple[str, str]]:
+    """(schema, name) of every table in `public` and `archive`, partitions included."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT n.nspname, c.relname FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.relkind IN ('r', 'p') AND n.nspname IN ('public', 'archive')"
+        ).fetchall()
+    return {(schema, name) for schema, name in found}
+
+
 def read_archived(s3: Any, bucket: str, key: str) -> bytes:
     """An export in DEEP_ARCHIVE is read as its owner would: after a restore request."""
     try:
@@ -80,11 +97,21 @@ def read_archived(s3: Any, bucket: str, key: str) -> bytes:
     return body
 
 
-def add_exported_rows(s3: Any, bucket: str, rows: Rows, columns: str = COLUMNS) -> None:
-    """The rows of every exported month (`*.csv.zst`) in `bucket`, in `columns` order."""
+def add_exported_rows(
+    s3: Any,
+    bucket: str,
+    rows: Rows,
+    columns: str = COLUMNS,
+    still_live: Collection[tuple[str, str]] = (),
+) -> None:
+    """The rows of every exported month (`<...>/<schema>/<partition>.csv.zst`) in `bucket`, in
+    `columns` order, except those whose (schema, partition) is in `still_live`."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
         for obj in page.get("Contents", []):
             if not obj["Key"].endswith(".csv.zst"):
+                continue
+            schema, name = (unquote(s) for s in obj["Key"].removesuffix(".csv.zst").split("/")[-2:])
+            if (schema, name) in still_live:
                 continue
             body = read_archived(s3, bucket, obj["Key"])
             text = zstandard.ZstdDecompressor().decompressobj().decompress(body).decode()

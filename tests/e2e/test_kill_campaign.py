@@ -44,7 +44,7 @@ from e2e_operator import (
     kubectl,
     wait_for,
 )
-from row_digest import Rows, add_exported_rows, database_rows
+from row_digest import Rows, add_exported_rows, database_rows, live_tables
 
 from lokifi_storage.api import conditions as types
 from lokifi_storage.api.spec import LokifiStorageSpec, ObjectStorageSpec
@@ -108,8 +108,9 @@ class Campaign:
     # --- the rows, wherever they are ----------------------------------------------------------
 
     def rows_now(self) -> Rows:
+        live = live_tables(self.database.primary_url)
         rows = database_rows(self.database.primary_url)
-        add_exported_rows(self.stack.s3_client(), self.buckets["archive"], rows)
+        add_exported_rows(self.stack.s3_client(), self.buckets["archive"], rows, still_live=live)
         return rows
 
     def check(self, after: str, *, debris: bool = True) -> None:
