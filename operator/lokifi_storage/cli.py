@@ -135,7 +135,7 @@ def run(
     import logging
 
     from lokifi_storage.domain.redaction import RedactingFilter
-    from lokifi_storage.handlers.main import RunOptions, run_operator
+    from lokifi_storage.runtime.startup import RunOptions, run_operator
 
     if bool(namespace) == all_namespaces:
         typer.echo("error: pass --namespace NS (one or more) or --all-namespaces", err=True)

@@ -234,14 +234,14 @@ REGISTRY.register(_BackupAgeCollector())
 RESYNC_INTERVAL = Gauge(
     "lokifi_storage_resync_interval_seconds",
     "The resync interval in force: --resync-seconds, or longer while one round of every"
-    " resource cannot finish inside it (handlers/controller.py).",
+    " resource cannot finish inside it (runtime/controller.py).",
     registry=REGISTRY,
 )
 
 
 SHARDS_HELD = Gauge(
     "lokifi_storage_shards_held",
-    "Shards this replica serves (sharded mode, handlers/sharding.py).",
+    "Shards this replica serves (sharded mode, runtime/sharding.py).",
     registry=REGISTRY,
 )
 

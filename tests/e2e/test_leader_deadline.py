@@ -22,8 +22,8 @@ import pytest
 from kubernetes import client as k8s_client
 
 from lokifi_storage.clients.kube import KubeClient
-from lokifi_storage.handlers.leadership import LeaseConfig, LeaseElector
 from lokifi_storage.reconcile.fence import Fence, LeadershipLost
+from lokifi_storage.runtime.leadership import LeaseConfig, LeaseElector
 from stackfixtures import StackEnv
 
 # Seconds: a standby takes over after this long without a renewal. Shorter than one hanging

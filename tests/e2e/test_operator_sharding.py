@@ -24,7 +24,7 @@ from e2e_operator import (
 )
 
 from lokifi_storage.handlers.operator import FINALIZER
-from lokifi_storage.handlers.sharding import shard_lease_name, shard_of
+from lokifi_storage.runtime.sharding import shard_lease_name, shard_of
 from stackfixtures import PgDatabase, StackEnv
 
 SHARDS = 3

@@ -9,8 +9,8 @@ import pytest
 
 from lokifi_storage.clients.errors import ConnectionFailed
 from lokifi_storage.domain.requeue import Outcome
-from lokifi_storage.handlers.controller import Controller, ControllerConfig
 from lokifi_storage.reconcile.resource import ReconcileResult
+from lokifi_storage.runtime.controller import Controller, ControllerConfig
 
 
 class ScriptedReconciler:

@@ -1,9 +1,11 @@
 """The package's layers import only downward; this test is the layer diagram made executable.
 
-api < domain < builders < clients < reconcile < handlers, with jobs beside reconcile (it may use
-clients, domain and api), admin (the plan and the kubectl plugin) above reconcile and jobs, and
-cli.py on top. A pure layer that imported a client would quietly
-start doing I/O, which is what keeps planners testable without servers.
+api < domain < builders < clients < reconcile < handlers < runtime, with jobs beside reconcile
+(it may use clients, domain and api), admin (the plan and the kubectl plugin) above reconcile and
+jobs, and cli.py on top. runtime (the process: start-up, Leases, health, scheduling) sits above
+handlers because it builds Kopf's registry from them; handlers never reach back into it. A pure
+layer that imported a client would quietly start doing I/O, which is what keeps planners testable
+without servers.
 """
 
 from __future__ import annotations
@@ -23,6 +25,16 @@ ALLOWED: dict[str, set[str]] = {
     "reconcile": {"api", "domain", "builders", "clients", "reconcile", "metrics"},
     "jobs": {"api", "domain", "builders", "clients", "jobs", "metrics"},
     "handlers": {"api", "domain", "builders", "clients", "reconcile", "handlers", "metrics"},
+    "runtime": {
+        "api",
+        "domain",
+        "builders",
+        "clients",
+        "reconcile",
+        "handlers",
+        "runtime",
+        "metrics",
+    },
     "admin": {"api", "domain", "builders", "clients", "reconcile", "jobs", "admin"},
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import collections
 
-from lokifi_storage.handlers.sharding import fair_share, shard_lease_name, shard_of
+from lokifi_storage.runtime.sharding import fair_share, shard_lease_name, shard_of
 
 
 def test_a_resource_is_always_in_the_same_shard() -> None:

@@ -11,10 +11,10 @@ Kopf settings, and why:
   never Kopf's. The last-handled configuration is the spec (no Secret values are in a spec).
 - Finalizer: only a resource with `deletionPolicy: Delete` gets `storage.lokifi.ai/cleanup` (the
   delete handler is filtered on the policy). No timers or daemons: Kopf would put a finalizer
-  on every resource; the resync is the controller's own loop (handlers/controller.py).
+  on every resource; the resync is the controller's own loop (runtime/controller.py).
 - Peering: Kopf's peering is off (standalone); two operator processes are kept apart by a Lease
-  before Kopf starts at all (handlers/leadership.py), or split the resources by shard Leases
-  (handlers/sharding.py: then Kopf only watches, and its finalizer setting names one never used,
+  before Kopf starts at all (runtime/leadership.py), or split the resources by shard Leases
+  (runtime/sharding.py: then Kopf only watches, and its finalizer setting names one never used,
   so that it leaves the shard owner's finalizer alone).
 - Scanning: off when every namespace is named exactly (or all are served): the operator serves
   one known resource, so Kopf has no need to watch CustomResourceDefinitions or Namespaces, and
@@ -82,7 +82,7 @@ def _delete_policy(spec: Mapping[str, Any], **_: Any) -> bool:
 def build_registry(*, sharded: bool = False) -> kopf.OperatorRegistry:
     """A fresh registry with the operator's handlers; they reach the controller via `memo`.
 
-    `sharded`: only the watch (`observe`); see handlers/sharding.py."""
+    `sharded`: only the watch (`observe`); see runtime/sharding.py."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -99,7 +99,7 @@ def build_registry(*, sharded: bool = False) -> kopf.OperatorRegistry:
     if sharded:
         # The shards' owners notice changes from the watch events themselves and add no
         # finalizer through Kopf: every replica would run Kopf's handlers for every resource
-        # and record them as handled in the resource (handlers/sharding.py).
+        # and record them as handled in the resource (runtime/sharding.py).
         return registry
 
     @kopf.on.resume(API_GROUP, API_VERSION, PLURAL, registry=registry)

@@ -1,6 +1,6 @@
 """Whether this process may still write: the leader's fence.
 
-Leader election (handlers/leadership.py) decides who writes; this is how the work already under
+Leader election (runtime/leadership.py) decides who writes; this is how the work already under
 way learns that the decision changed. When the Lease is lost, `lose()` is called once: every
 part checks `check()` before each change it makes, and the statements running at that moment
 are cancelled through the callbacks registered with `watch()`, so a part in flight stops at

@@ -100,7 +100,7 @@ class ReconcilerConfig:
     job_settings: JobSettings = field(default_factory=JobSettings)
     instance: str = "local"
     part_timeout_seconds: float = 120.0
-    # Lost with the Lease (handlers/main.py): parts stop and nothing more is written.
+    # Lost with the Lease (runtime/startup.py): parts stop and nothing more is written.
     fence: Fence = field(default_factory=Fence)
 
 

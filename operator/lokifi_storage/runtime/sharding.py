@@ -1,7 +1,7 @@
 """Sharding across replicas: each resource belongs to one of `shards` shards by a stable hash of
 its namespace and name, and each shard is served by whichever replica holds its Lease.
 
-Leader election (one process active, the others idle; handlers/leadership.py) stays the default;
+Leader election (one process active, the others idle; runtime/leadership.py) stays the default;
 `--shards N` (N >= 2, chart value `shards`) replaces it. Every replica then watches every
 resource (Kopf, watch events only: handlers/operator.py) and reconciles only those of the shards
 it holds. A shard's Lease (`lokifi-storage-operator-shard-<k>`) is held, renewed and taken over
@@ -25,7 +25,7 @@ other replica may take it over.
 Why not Kopf's handlers here: each replica's Kopf would run its create/update handlers for every
 resource and record them as handled in the resource's annotations (even when a filter skips
 them), so the owner could miss a change another replica recorded. In sharded mode the owner
-notices a new generation from the watch events (handlers/controller.py), and the finalizer of
+notices a new generation from the watch events (runtime/controller.py), and the finalizer of
 `deletionPolicy: Delete` is added, served and removed by the owner (`Finalizers`).
 """
 
@@ -45,14 +45,14 @@ from lokifi_storage import metrics
 from lokifi_storage.builders.names import LEASE_NAME
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.kube import LEASES, Conflict, KubeClient
-from lokifi_storage.handlers.controller import Controller, Entry
-from lokifi_storage.handlers.leadership import LeaseConfig, LeaseElector
 from lokifi_storage.handlers.operator import FINALIZER
 from lokifi_storage.reconcile.resource import (
     LOKIFI_STORAGES,
     ReconcileResult,
     ResourceReconciler,
 )
+from lokifi_storage.runtime.controller import Controller, Entry
+from lokifi_storage.runtime.leadership import LeaseConfig, LeaseElector
 
 __all__ = [
     "Finalizers",

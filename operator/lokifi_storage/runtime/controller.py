@@ -25,7 +25,7 @@ the Kubernetes API itself while handling a change.
 A per-resource lock makes sure a change, a resync and a clean-up never reconcile the same
 resource at once; the dispatcher also never starts two jobs for one resource.
 
-`owns` (handlers/sharding.py) narrows the resources this process serves to its shards: work for
+`owns` (runtime/sharding.py) narrows the resources this process serves to its shards: work for
 any other resource is dropped from the queues, never started.
 """
 

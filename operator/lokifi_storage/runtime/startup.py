@@ -2,10 +2,10 @@
 
 Order of things:
 1. the health endpoint starts at once (a standby must answer its probes too);
-2. unless `--standalone`, wait for the Lease (handlers/leadership.py): a second process stays
+2. unless `--standalone`, wait for the Lease (runtime/leadership.py): a second process stays
    here, passive, reading the Lease every few seconds and writing nothing;
 3. as leader: Kopf (watches and change handlers, handlers/operator.py), the resync loop
-   (handlers/controller.py) and the Lease renewal run side by side until SIGTERM/SIGINT, or
+   (runtime/controller.py) and the Lease renewal run side by side until SIGTERM/SIGINT, or
    until the Lease is lost, which ends the process with exit code 1.
 """
 
@@ -30,13 +30,13 @@ from lokifi_storage.clients import pg_pool
 from lokifi_storage.clients import redis as redis_client
 from lokifi_storage.clients.kube import KubeClient
 from lokifi_storage.clients.pg_pool import PoolSettings
-from lokifi_storage.handlers.controller import Controller, ControllerConfig
-from lokifi_storage.handlers.health import HealthServer, HealthState
-from lokifi_storage.handlers.leadership import LeaseConfig, LeaseElector
 from lokifi_storage.handlers.operator import build_registry, operator_settings
-from lokifi_storage.handlers.sharding import Finalizers, ShardConfig, ShardKeeper
 from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.resource import ReconcilerConfig, ResourceReconciler
+from lokifi_storage.runtime.controller import Controller, ControllerConfig
+from lokifi_storage.runtime.health import HealthServer, HealthState
+from lokifi_storage.runtime.leadership import LeaseConfig, LeaseElector
+from lokifi_storage.runtime.sharding import Finalizers, ShardConfig, ShardKeeper
 
 __all__ = ["RunOptions", "default_identity", "run_operator"]
 
