@@ -36,11 +36,12 @@ from typing import Any
 import psycopg
 
 from lokifi_storage.api.spec import TableSpec
-from lokifi_storage.clients.partition_sql import copy_out_query
 from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
-from lokifi_storage.domain.partition_actions import ExportPartition
-from lokifi_storage.domain.partition_catalog import QName
-from lokifi_storage.domain.partition_pack import PackPartition, plan_unpack
+from lokifi_storage.domain.partitions.actions import ExportPartition
+from lokifi_storage.domain.partitions.catalog import QName
+from lokifi_storage.domain.partitions.catalog_query import request_for
+from lokifi_storage.domain.partitions.pack import PackPartition, plan_unpack
+from lokifi_storage.domain.partitions.statements import copy_out_query
 from lokifi_storage.jobs.compression import compressor
 from lokifi_storage.jobs.partition_compress import pack_month, unpack_month
 from lokifi_storage.jobs.partitions_cli import plans_for
@@ -143,7 +144,7 @@ def pack(url: str, table: TableSpec) -> float:
 
 def unpack(url: str, table: TableSpec) -> float:
     with open_partition_database(url, lock_timeout_ms=60_000) as db:
-        action = plan_unpack(table, db.observe([table])[table.name], LEAF.name)
+        action = plan_unpack(table, db.observe(request_for([table]))[table.name], LEAF.name)
         started = time.monotonic()
         unpack_month(db, action)
         return time.monotonic() - started

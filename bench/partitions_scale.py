@@ -33,7 +33,8 @@ import psycopg
 
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.clients.postgres import open_partition_database
-from lokifi_storage.domain.partition_plan import plan_table
+from lokifi_storage.domain.partitions.catalog_query import request_for
+from lokifi_storage.domain.partitions.plan import plan_table
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from messagegen import SCHEMA, THREAD_INDEX
 from pgbench_server import bench_server, with_database
@@ -129,8 +130,8 @@ def main() -> None:
             noop = timed(lambda: reconcile_tables(db, [spec], now), args.repeat)
             final = reconcile_tables(db, [spec], now)
             writes = len(db.writes) - writes_before
-            observed = db.observe([spec])
-            observe = timed(lambda: db.observe([spec]), args.repeat)
+            observed = db.observe(request_for([spec]))
+            observe = timed(lambda: db.observe(request_for([spec])), args.repeat)
             plan = timed(
                 lambda: plan_table(spec, observed[spec.name], now, database="scale"),
                 args.repeat,

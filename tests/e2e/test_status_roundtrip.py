@@ -33,9 +33,9 @@ from lokifi_storage.api.status import (
 )
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.domain.conditions import build_status, status_patch
-from lokifi_storage.domain.index_plan import Problem
-from lokifi_storage.domain.partition_catalog import QName
-from lokifi_storage.domain.partition_plan import TablePlan, TableSummary
+from lokifi_storage.domain.partitions.catalog import QName
+from lokifi_storage.domain.partitions.index_plan import Problem
+from lokifi_storage.domain.partitions.plan import TablePlan, TableSummary
 from lokifi_storage.reconcile.partitions import PartitionOutcome
 from stackfixtures import REPO, StackEnv
 

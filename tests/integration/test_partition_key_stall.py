@@ -27,8 +27,9 @@ from partitionkit import (
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.domain.conditions import STALLING_REASONS
-from lokifi_storage.domain.partition_actions import CreatePartition
-from lokifi_storage.domain.partition_plan import plan_table
+from lokifi_storage.domain.partitions.actions import CreatePartition
+from lokifi_storage.domain.partitions.catalog_query import request_for
+from lokifi_storage.domain.partitions.plan import plan_table
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from stackfixtures import PgDatabase
 
@@ -97,7 +98,7 @@ def test_a_refused_statement_reports_the_servers_detail(pg_database: PgDatabase)
     _table_with_pkey(pg_database)
     spec = table_spec(subpartitionBy=SUB)
     with partition_db(pg_database) as db:
-        observed = db.observe([spec])["ai_messages"]
+        observed = db.observe(request_for([spec]))["ai_messages"]
         assert observed.relation is not None
         blind = dataclasses.replace(
             observed, relation=dataclasses.replace(observed.relation, unique_keys=())

@@ -29,9 +29,9 @@ from example_indexes import THREAD_INDEX
 from lokifi_storage.api.spec import IndexSpec
 from lokifi_storage.cli import app
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.domain.index_defs import index_def_from_spec
-from lokifi_storage.domain.partition_actions import BuildIndex
-from lokifi_storage.domain.partition_catalog import QName
+from lokifi_storage.domain.partitions.actions import BuildIndex
+from lokifi_storage.domain.partitions.catalog import QName
+from lokifi_storage.domain.partitions.index_defs import index_def_from_spec
 from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from stackfixtures import PgDatabase, StackEnv

@@ -22,12 +22,13 @@ from typer.testing import CliRunner
 
 from example_indexes import THREAD_INDEX
 from lokifi_storage.cli import app
-from lokifi_storage.domain.partition_actions import (
+from lokifi_storage.domain.partitions.actions import (
     ArchivePartition,
     CreateArchiveTable,
 )
-from lokifi_storage.domain.partition_pack import PackPartition
-from lokifi_storage.domain.partition_plan import plan_table
+from lokifi_storage.domain.partitions.catalog_query import request_for
+from lokifi_storage.domain.partitions.pack import PackPartition
+from lokifi_storage.domain.partitions.plan import plan_table
 from lokifi_storage.jobs.partition_compress import pack_month
 from lokifi_storage.jobs.partitions_cli import plans_for
 from lokifi_storage.reconcile.partitions import reconcile_tables
@@ -103,7 +104,7 @@ def test_archive_without_a_default_partition_detaches_concurrently(
     before = fingerprint(pg_database, "ai_messages")
     spec = table_spec(archive=ARCHIVE)
     with partition_db(pg_database) as db:
-        observed = db.observe([spec])["ai_messages"]
+        observed = db.observe(request_for([spec]))["ai_messages"]
         plan = plan_table(spec, observed, NOW)
         archive = next(a for a in plan.actions if isinstance(a, ArchivePartition))
         create = next(a for a in plan.actions if isinstance(a, CreateArchiveTable))
@@ -180,7 +181,7 @@ def test_a_concurrent_archive_marks_the_partition_then_drops_the_marker(
     insert_messages(pg_database, month_start(2024, 10), month_start(2024, 11), 200)
     spec = table_spec(archive=ARCHIVE)
     with partition_db(pg_database) as db:
-        observed = db.observe([spec])["ai_messages"]
+        observed = db.observe(request_for([spec]))["ai_messages"]
         plan = plan_table(spec, observed, NOW)
         archive = next(a for a in plan.actions if isinstance(a, ArchivePartition))
         db.apply(next(a for a in plan.actions if isinstance(a, CreateArchiveTable)))

@@ -32,8 +32,8 @@ from lokifi_storage.cli import app
 from lokifi_storage.clients.errors import Conflict
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.clients.s3_export import ExportStore
-from lokifi_storage.domain.partition_actions import ExportPartition
-from lokifi_storage.domain.partition_pack import PackPartition
+from lokifi_storage.domain.partitions.actions import ExportPartition
+from lokifi_storage.domain.partitions.pack import PackPartition
 from lokifi_storage.jobs.partition_compress import pack_month
 from lokifi_storage.jobs.partition_export import (
     ExportConflictError,

@@ -35,10 +35,11 @@ from example_indexes import THREAD_INDEX
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.cli import app
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.partition_pack_sql import digest_query
 from lokifi_storage.clients.postgres import PartitionDatabase
-from lokifi_storage.domain.partition_catalog import QName
-from lokifi_storage.domain.partition_pack import PackPartition, plan_unpack
+from lokifi_storage.domain.partitions.catalog import QName
+from lokifi_storage.domain.partitions.catalog_query import request_for
+from lokifi_storage.domain.partitions.pack import PackPartition, plan_unpack
+from lokifi_storage.domain.partitions.pack_steps import digest_query
 from lokifi_storage.jobs.partition_compress import pack_month, unpack_month
 from lokifi_storage.jobs.partitions_cli import plans_for
 from lokifi_storage.reconcile.partitions import reconcile_tables
@@ -370,7 +371,8 @@ def test_a_kill_at_any_point_of_unpacking_leaves_the_packed_month_whole(
 
     def unpack(db: PartitionDatabase) -> object:
         return unpack_month(
-            db, plan_unpack(spec, db.observe([spec])[spec.name], "ai_messages_p2024_10")
+            db,
+            plan_unpack(spec, db.observe(request_for([spec]))[spec.name], "ai_messages_p2024_10"),
         )
 
     with holding(pg_database, lock):
@@ -428,7 +430,10 @@ def test_sub_partitioned_months_go_through_archive_pack_unpack_export_and_drop(
 
     # Unpacking restores the sub-partitions; packing again folds them back.
     with partition_db(pg_database) as db:
-        unpack_month(db, plan_unpack(spec, db.observe([spec])[spec.name], "ai_messages_p2024_10"))
+        unpack_month(
+            db,
+            plan_unpack(spec, db.observe(request_for([spec]))[spec.name], "ai_messages_p2024_10"),
+        )
         assert query(pg_database, "SELECT count(*) FROM archive.ai_messages_p2024_10_s1") > [(0,)]
         assert fingerprint(pg_database, OCTOBER_ROWS) == october
         # Restored as the planner would have made it: a reconcile finds nothing to fix.

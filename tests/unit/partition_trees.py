@@ -1,6 +1,6 @@
 """Hand-built catalog observations for the partition planner's unit tests.
 
-Each helper builds what clients/partition_observe.py would build from a real catalog, so a
+Each helper builds what domain/partitions/observe.py would build from a real catalog, so a
 test can state a situation ("January exists, its index is INVALID") in one line.
 """
 
@@ -10,9 +10,8 @@ import datetime as dt
 from typing import Any
 
 from lokifi_storage.api.spec import TableSpec
-from lokifi_storage.domain.index_defs import IndexDef, derived_name, index_def_from_spec
-from lokifi_storage.domain.partition_bounds import bound_literal
-from lokifi_storage.domain.partition_catalog import (
+from lokifi_storage.domain.partitions.bounds import bound_literal
+from lokifi_storage.domain.partitions.catalog import (
     Bound,
     Column,
     IndexKey,
@@ -21,6 +20,7 @@ from lokifi_storage.domain.partition_catalog import (
     ObservedTable,
     QName,
 )
+from lokifi_storage.domain.partitions.index_defs import IndexDef, derived_name, index_def_from_spec
 
 UTC = dt.UTC
 

@@ -8,7 +8,7 @@ import io
 
 import pytest
 
-from lokifi_storage.domain.export_layout import (
+from lokifi_storage.domain.partitions.export_layout import (
     ExportManifest,
     ManifestProblem,
     export_key,

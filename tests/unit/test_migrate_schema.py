@@ -22,8 +22,8 @@ from lokifi_storage.domain.migrate_schema import (
     planned_target,
     target_name,
 )
-from lokifi_storage.domain.partition_bounds import TimeRange
-from lokifi_storage.domain.partition_catalog import ObservedTable, QName
+from lokifi_storage.domain.partitions.bounds import TimeRange
+from lokifi_storage.domain.partitions.catalog import ObservedTable, QName
 
 UTC = dt.UTC
 

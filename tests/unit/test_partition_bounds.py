@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lokifi_storage.domain.partition_bounds import (
+from lokifi_storage.domain.partitions.bounds import (
     INTERVALS,
     Interval,
     TimeRange,
@@ -24,7 +24,7 @@ from lokifi_storage.domain.partition_bounds import (
     range_containing,
     ranges_ahead,
 )
-from lokifi_storage.domain.partition_catalog import parse_partition_bound
+from lokifi_storage.domain.partitions.catalog import parse_partition_bound
 
 UTC = dt.UTC
 

@@ -11,9 +11,9 @@ from partition_trees import default_partition, observed, parent, spec
 
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.domain.conditions import STALLING_REASONS
-from lokifi_storage.domain.partition_actions import CreatePartition
-from lokifi_storage.domain.partition_catalog import Column, ObservedRelation, QName, UniqueKey
-from lokifi_storage.domain.partition_plan import plan_table
+from lokifi_storage.domain.partitions.actions import CreatePartition
+from lokifi_storage.domain.partitions.catalog import Column, ObservedRelation, QName, UniqueKey
+from lokifi_storage.domain.partitions.plan import plan_table
 
 NOW = dt.datetime(2026, 12, 15, 12, 0, tzinfo=dt.UTC)
 SUB = {"column": "user_id", "rangeSize": 1000, "count": 2}

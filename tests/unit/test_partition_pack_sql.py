@@ -8,7 +8,16 @@ from psycopg import sql
 
 from example_indexes import THREAD_INDEX
 from lokifi_storage.api.spec import IndexSpec
-from lokifi_storage.clients.partition_pack_sql import (
+from lokifi_storage.domain.partitions.catalog import Column, QName
+from lokifi_storage.domain.partitions.index_defs import index_def_from_spec
+from lokifi_storage.domain.partitions.pack import PackPartition, UnpackPartition, month_relation
+from lokifi_storage.domain.partitions.pack_layout import (
+    PackLayout,
+    layout_problem,
+    segment_comment,
+    stored_segment,
+)
+from lokifi_storage.domain.partitions.pack_steps import (
     digest_query,
     ensure_steps,
     pack_steps,
@@ -16,16 +25,7 @@ from lokifi_storage.clients.partition_pack_sql import (
     unpacked_copy_query,
     unpacked_select,
 )
-from lokifi_storage.clients.partition_sql import Check, Step
-from lokifi_storage.domain.index_defs import index_def_from_spec
-from lokifi_storage.domain.pack_layout import (
-    PackLayout,
-    layout_problem,
-    segment_comment,
-    stored_segment,
-)
-from lokifi_storage.domain.partition_catalog import Column, QName
-from lokifi_storage.domain.partition_pack import PackPartition, UnpackPartition, month_relation
+from lokifi_storage.domain.partitions.statements import Check, Step
 
 T = QName("public", "ai_messages")
 ARCHIVE = QName("archive", "ai_messages")

@@ -25,9 +25,7 @@ from partition_trees import (
 from example_indexes import SEARCH_INDEX, THREAD_INDEX
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import TableSpec
-from lokifi_storage.domain.index_defs import derived_name, relation_suffix
-from lokifi_storage.domain.pack_layout import segment_comment
-from lokifi_storage.domain.partition_actions import (
+from lokifi_storage.domain.partitions.actions import (
     Action,
     ArchivePartition,
     AttachIndex,
@@ -41,14 +39,16 @@ from lokifi_storage.domain.partition_actions import (
     ExportPartition,
     FinalizeDetach,
 )
-from lokifi_storage.domain.partition_catalog import (
+from lokifi_storage.domain.partitions.catalog import (
     Bound,
     ObservedRelation,
     ObservedTable,
     QName,
 )
-from lokifi_storage.domain.partition_pack import PackPartition
-from lokifi_storage.domain.partition_plan import ARCHIVE_MARKER, BOUNDS_CHECK, plan_table
+from lokifi_storage.domain.partitions.index_defs import derived_name, relation_suffix
+from lokifi_storage.domain.partitions.pack import PackPartition
+from lokifi_storage.domain.partitions.pack_layout import segment_comment
+from lokifi_storage.domain.partitions.plan import ARCHIVE_MARKER, BOUNDS_CHECK, plan_table
 
 UTC = dt.UTC
 NOW = dt.datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

@@ -16,21 +16,7 @@ from psycopg import sql
 
 from example_indexes import SEARCH_INDEX, THREAD_INDEX
 from lokifi_storage.api.spec import IndexSpec
-from lokifi_storage.clients.partition_sql import (
-    Check,
-    Guard,
-    Step,
-    index_sql,
-    steps_for,
-)
-from lokifi_storage.domain.index_defs import (
-    IndexDef,
-    IndexKeyDef,
-    derived_name,
-    index_def_from_spec,
-    matches,
-)
-from lokifi_storage.domain.partition_actions import (
+from lokifi_storage.domain.partitions.actions import (
     Action,
     ArchivePartition,
     AttachIndex,
@@ -45,8 +31,17 @@ from lokifi_storage.domain.partition_actions import (
     FinalizeDetach,
     NewRelation,
 )
-from lokifi_storage.domain.partition_catalog import Bound, IndexKey, ObservedIndex, QName
-from lokifi_storage.domain.partition_plan import plan_table
+from lokifi_storage.domain.partitions.catalog import Bound, IndexKey, ObservedIndex, QName
+from lokifi_storage.domain.partitions.index_defs import (
+    IndexDef,
+    IndexKeyDef,
+    derived_name,
+    index_def_from_spec,
+    matches,
+)
+from lokifi_storage.domain.partitions.plan import plan_table
+from lokifi_storage.domain.partitions.statements import Check, Guard, Step, index_sql
+from lokifi_storage.domain.partitions.steps import steps_for
 
 T = QName("public", "ai_messages")
 DEFAULT = QName("public", "ai_messages_default")

@@ -9,8 +9,8 @@ from lokifi_storage.api import conditions as types
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.status import Condition
 from lokifi_storage.domain.conditions import build_status, dropped_fields, without_nulls
-from lokifi_storage.domain.partition_catalog import QName
-from lokifi_storage.domain.partition_plan import TablePlan, TableSummary
+from lokifi_storage.domain.partitions.catalog import QName
+from lokifi_storage.domain.partitions.plan import TablePlan, TableSummary
 from lokifi_storage.domain.requeue import Outcome, next_delay
 from lokifi_storage.reconcile.partitions import PartitionOutcome
 

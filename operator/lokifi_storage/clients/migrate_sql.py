@@ -1,7 +1,8 @@
 """The SQL of `migrate sqlite`, as psycopg.sql compositions. No I/O happens here.
 
-Like partition_sql.py it sits in clients/ only because it needs psycopg.sql. Partitions are not
-made here: the partition planner and partition_sql.py make them, as the reconciler would.
+Composing it needs no connection; it sits beside clients/migrate_target.py, which runs it.
+Partitions are not made here: the partition planner and domain/partitions/steps.py make them,
+as the reconciler would.
 
 The canonical expression of a column prints a stored value exactly as the converter of
 domain/sqlite_values.py wrote it into COPY (escaped the same way), except for double precision,
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from psycopg import sql
 
 from lokifi_storage.domain.migrate_schema import SourceIndex, TargetColumn, TargetTable
-from lokifi_storage.domain.partition_catalog import QName
+from lokifi_storage.domain.partitions.catalog import QName
 
 __all__ = [
     "STATE_SCHEMA",

@@ -34,7 +34,7 @@ from lokifi_storage.clients.migrate_sql import (
 from lokifi_storage.clients.pg_diagnostics import server_message
 from lokifi_storage.clients.pg_probe import Target, connect_autocommit
 from lokifi_storage.domain.migrate_schema import TargetColumn, TargetTable
-from lokifi_storage.domain.partition_catalog import QName
+from lokifi_storage.domain.partitions.catalog import QName
 
 __all__ = [
     "FIRST_ROWID",

@@ -28,25 +28,22 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.clients.errors import (
     ClientError,
     ConnectionFailed,
 )
-from lokifi_storage.clients.partition_observe import (
-    CATALOG_QUERY,
-    assemble,
-    bucket_rows,
-    build_trees,
-    default_buckets_query,
-    key_type_for,
-    roots_for,
-)
-from lokifi_storage.clients.partition_sql import Check, Guard, Statement, Step, steps_for
 from lokifi_storage.clients.pg_diagnostics import server_message
 from lokifi_storage.clients.pg_probe import Target, pooled_autocommit
-from lokifi_storage.domain.partition_actions import Action
-from lokifi_storage.domain.partition_catalog import ObservedTable, QName
+from lokifi_storage.domain.partitions.actions import Action
+from lokifi_storage.domain.partitions.catalog import ObservedTable, QName
+from lokifi_storage.domain.partitions.catalog_query import (
+    CATALOG_QUERY,
+    CatalogRequest,
+    bucket_queries,
+)
+from lokifi_storage.domain.partitions.catalog_rows import assemble, bucket_rows, build_trees
+from lokifi_storage.domain.partitions.statements import Check, Guard, Statement, Step
+from lokifi_storage.domain.partitions.steps import steps_for
 
 __all__ = [
     "PARTITION_LOCK_CLASS",
@@ -316,14 +313,13 @@ class PartitionDatabase:
 
     # -- observation --------------------------------------------------------------------------
 
-    def observe(self, specs: Sequence[TableSpec]) -> dict[str, ObservedTable]:
+    def observe(self, request: CatalogRequest) -> dict[str, ObservedTable]:
         """The catalog query, then exact DEFAULT counts where the DEFAULT has pages."""
-        roots = roots_for(specs)
         try:
             with self.conn.cursor(row_factory=dict_row) as cur:
                 text = self._text(CATALOG_QUERY)
                 self.statements.append(text)
-                rows = cur.execute(CATALOG_QUERY, roots.params()).fetchall()
+                rows = cur.execute(CATALOG_QUERY, request.params()).fetchall()
         except psycopg.OperationalError as error:
             raise ConnectionFailed(f"primary {self.target}: connection lost") from error
         except psycopg.Error as error:
@@ -333,25 +329,11 @@ class PartitionDatabase:
                 reason=Reason.PARTITION_ACTION_FAILED,
             ) from error
         trees = build_trees(rows)
-        by_name = {tree.qname: (tree, heap) for tree, heap in trees.values()}
-        buckets = {}
-        for spec in specs:
-            table = roots.tables[spec.name]
-            found = by_name.get(table)
-            if spec.partitionBy is None or found is None:
-                continue
-            tree, default_heap = found
-            default = tree.default_child()
-            key_type = key_type_for(tree)
-            if default is None or default_heap == 0 or key_type is None:
-                continue
-            rows_per_bucket = self.query(
-                default_buckets_query(
-                    default.qname, spec.partitionBy.column, spec.partitionBy.interval, key_type
-                )
-            )
-            buckets[spec.name] = bucket_rows(rows_per_bucket)
-        return assemble(specs, roots, trees, buckets)
+        buckets = {
+            name: bucket_rows(self.query(query))
+            for name, query in bucket_queries(request, trees).items()
+        }
+        return assemble(request, trees, buckets)
 
     # -- claims (domain/claims.py) ------------------------------------------------------------
 

@@ -20,8 +20,8 @@ import datetime as dt
 import math
 from collections.abc import Iterable
 
-from lokifi_storage.domain.partition_bounds import Interval, TimeRange, align, to_utc
-from lokifi_storage.domain.partition_catalog import ObservedTable
+from lokifi_storage.domain.partitions.bounds import Interval, TimeRange, align, to_utc
+from lokifi_storage.domain.partitions.catalog import ObservedTable
 from lokifi_storage.domain.sqlite_values import Rejected, timestamp_instant
 
 __all__ = ["ArchiveRouter", "HourReader", "buckets_of", "stamp_text", "with_pending_buckets"]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from lokifi_storage.api.spec import TableSpec
-from lokifi_storage.domain.partition_catalog import QName
+from lokifi_storage.domain.partitions.catalog import QName
 from lokifi_storage.domain.sqlite_values import converter_for
 
 __all__ = [

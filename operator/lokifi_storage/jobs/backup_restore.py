@@ -61,7 +61,7 @@ from lokifi_storage.domain.backup_catalog import (
     verify_suffix,
 )
 from lokifi_storage.domain.backup_manifest import ManifestError, compare_counts, tables
-from lokifi_storage.domain.partition_plan import BOUNDS_CHECK
+from lokifi_storage.domain.partitions.catalog import BOUNDS_CHECK
 from lokifi_storage.jobs.backup_check import read_archive
 from lokifi_storage.jobs.compression import CorruptStreamError, decompressor
 from lokifi_storage.jobs.outcome import BackupCorruptError, JobError, VerifyMismatchError

@@ -17,7 +17,7 @@ from lokifi_storage.clients.migrate_target import FIRST_ROWID, Chunk, Reject, Ro
 from lokifi_storage.clients.sqlite_source import SqliteSource
 from lokifi_storage.domain.migrate_plan import ArchiveRouter
 from lokifi_storage.domain.migrate_schema import SourceTable, TargetTable
-from lokifi_storage.domain.partition_catalog import QName
+from lokifi_storage.domain.partitions.catalog import QName
 from lokifi_storage.domain.sqlite_values import Converter, Rejected, converter_for, float_bits
 
 __all__ = ["ChunkProducer", "RowConverter", "row_digest"]

@@ -48,20 +48,21 @@ from lokifi_storage.domain.migrate_schema import (
     planned_target,
     target_name,
 )
-from lokifi_storage.domain.partition_actions import (
+from lokifi_storage.domain.partitions.actions import (
     Action,
     ArchivePartition,
     CreatePartition,
     DropPartition,
 )
-from lokifi_storage.domain.partition_bounds import TimeRange
-from lokifi_storage.domain.partition_catalog import (
+from lokifi_storage.domain.partitions.bounds import TimeRange
+from lokifi_storage.domain.partitions.catalog import (
     Column,
     ObservedRelation,
     ObservedTable,
     QName,
 )
-from lokifi_storage.domain.partition_plan import plan_table
+from lokifi_storage.domain.partitions.catalog_query import request_for
+from lokifi_storage.domain.partitions.plan import plan_table
 from lokifi_storage.jobs.migrate_convert import ChunkProducer, RowConverter
 from lokifi_storage.jobs.migrate_progress import RowProgress
 from lokifi_storage.jobs.outcome import JobError
@@ -341,7 +342,7 @@ def _make_partitions(
     assert table.spec is not None
     created = archived = 0
     for _ in range(MAX_PARTITION_PASSES):
-        observed = db.observe([table.spec])[table.spec.name]
+        observed = db.observe(request_for([table.spec]))[table.spec.name]
         actions = _partition_actions(table, observed, now, db.database)
         if not actions:
             break
@@ -361,7 +362,7 @@ def _make_partitions(
             f"{table.target.qname}: {created} partitions made, {archived} of them archived "
             f"to {table.archive}"
         )
-    observed = db.observe([table.spec])[table.spec.name]
+    observed = db.observe(request_for([table.spec]))[table.spec.name]
     ranges: list[TimeRange] = []
     if observed.archive is not None:
         for child in observed.archive.children:
@@ -667,7 +668,7 @@ def _print_plan(
             )
         if table.spec is not None and table.spec.partitionBy is not None:
             observed = (
-                db.observe([table.spec])[table.spec.name]
+                db.observe(request_for([table.spec]))[table.spec.name]
                 if table.target.exists
                 else _virtual_observed(table)
             )

@@ -1,6 +1,6 @@
 """Pack archived months (and unpack them back), and report what it saved.
 
-The work itself is one transaction per month (clients/partition_pack_sql.py): build the other
+The work itself is one transaction per month (domain/partitions/pack_steps.py): build the other
 form, verify it against the old one (row count and a digest of every column of every row),
 swap. Here: make sure the packed table, its view and its read function exist (once per table,
 only when missing), run the step, and measure the month before and after (heap + TOAST +
@@ -13,17 +13,17 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from lokifi_storage.clients.partition_pack_sql import (
+from lokifi_storage.clients.postgres import PartitionDatabase
+from lokifi_storage.domain.partitions.catalog import QName
+from lokifi_storage.domain.partitions.pack import PackPartition, UnpackPartition
+from lokifi_storage.domain.partitions.pack_layout import PackLayout
+from lokifi_storage.domain.partitions.pack_steps import (
     ensure_steps,
     pack_steps,
     read_path_statements,
     unpack_steps,
 )
-from lokifi_storage.clients.partition_sql import Step
-from lokifi_storage.clients.postgres import PartitionDatabase
-from lokifi_storage.domain.pack_layout import PackLayout
-from lokifi_storage.domain.partition_catalog import QName
-from lokifi_storage.domain.partition_pack import PackPartition, UnpackPartition
+from lokifi_storage.domain.partitions.statements import Step
 
 __all__ = ["PackResult", "ensure_packed_table", "pack_month", "unpack_month"]
 

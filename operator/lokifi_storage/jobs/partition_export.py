@@ -20,8 +20,8 @@ A failure anywhere rolls back: the partition stays. When the key is already take
 is trusted only if it is this partition's: a manifest naming this source (system_identifier,
 database, partition) whose row count and CSV digest equal a fresh read of the partition, and
 bytes that pass the read-back (step 3). Anything else is a conflict: nothing is written, the
-partition is kept, and its COMMENT records why (domain/export_layout.py), which PartitionsReady
-reports with the key.
+partition is kept, and its COMMENT records why (domain/partitions/export_layout.py), which
+PartitionsReady reports with the key.
 """
 
 from __future__ import annotations
@@ -36,12 +36,16 @@ from psycopg import sql
 
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import ClientError, Conflict, NotFound
-from lokifi_storage.clients.partition_pack_sql import export_copy_query
-from lokifi_storage.clients.partition_sql import drop_sql
 from lokifi_storage.clients.postgres import PartitionDatabase
 from lokifi_storage.clients.s3_export import ARCHIVE_CLASSES, ExportStore, ObjectHead
-from lokifi_storage.domain.export_layout import ExportManifest, ManifestProblem, kept_mark
-from lokifi_storage.domain.partition_actions import ExportPartition
+from lokifi_storage.domain.partitions.actions import ExportPartition
+from lokifi_storage.domain.partitions.export_layout import (
+    ExportManifest,
+    ManifestProblem,
+    kept_mark,
+)
+from lokifi_storage.domain.partitions.pack_steps import export_copy_query
+from lokifi_storage.domain.partitions.statements import drop_sql
 from lokifi_storage.jobs.compression import CorruptStreamError, compressor, decompressor
 
 __all__ = [

@@ -40,11 +40,12 @@ from lokifi_storage.clients.postgres import (
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.clients.s3_export import ExportStore
 from lokifi_storage.domain.job_runs import COMPRESS_JOB, EXPORT_JOB
-from lokifi_storage.domain.partition_actions import ExportPartition
-from lokifi_storage.domain.partition_catalog import QName
-from lokifi_storage.domain.partition_pack import PackPartition, plan_unpack, table_layout
-from lokifi_storage.domain.partition_plan import TablePlan, plan_table
-from lokifi_storage.domain.retention_clock import clock_skew
+from lokifi_storage.domain.partitions.actions import ExportPartition
+from lokifi_storage.domain.partitions.catalog import QName
+from lokifi_storage.domain.partitions.catalog_query import request_for
+from lokifi_storage.domain.partitions.pack import PackPartition, plan_unpack, table_layout
+from lokifi_storage.domain.partitions.plan import TablePlan, plan_table
+from lokifi_storage.domain.partitions.retention_clock import clock_skew
 from lokifi_storage.jobs.outcome import RunNote, job_run
 from lokifi_storage.jobs.partition_compress import (
     PackResult,
@@ -153,7 +154,7 @@ def _now(text: str | None) -> dt.datetime:
 def plans_for(
     db: PartitionDatabase, tables: list[TableSpec], now: dt.datetime
 ) -> dict[str, TablePlan]:
-    observed = db.observe(tables)
+    observed = db.observe(request_for(tables))
     source = db.system_identifier() if any(t.retention for t in tables) else ""
     return {
         t.name: plan_table(t, observed[t.name], now, database=db.database, source=source)
@@ -250,7 +251,7 @@ def _compress(
             for spec in _tables_locked(db, tables, note):
                 # The view and the read function exist from the first run on, before any month
                 # is due, so applications can query the archive the same way from day one.
-                observed = db.observe([spec])
+                observed = db.observe(request_for([spec]))
                 layout = table_layout(spec, observed[spec.name])
                 if layout is not None and ensure_packed_table(db, layout):
                     typer.echo(
@@ -302,7 +303,7 @@ def unpack(
     try:
         with _open(_url(url_env), lock_timeout_ms) as db:
             for name in month:
-                observed = db.observe([spec])[spec.name]
+                observed = db.observe(request_for([spec]))[spec.name]
                 try:
                     action = plan_unpack(spec, observed, name)
                 except ValueError as error:

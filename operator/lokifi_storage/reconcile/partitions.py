@@ -49,11 +49,12 @@ from lokifi_storage.domain.claims import (
     table_claim,
     with_table_claim,
 )
-from lokifi_storage.domain.index_plan import Problem
-from lokifi_storage.domain.partition_actions import Action
-from lokifi_storage.domain.partition_catalog import ObservedTable, QName
-from lokifi_storage.domain.partition_plan import TablePlan, plan_table
-from lokifi_storage.domain.retention_clock import clock_skew, hold_retention
+from lokifi_storage.domain.partitions.actions import Action
+from lokifi_storage.domain.partitions.catalog import ObservedTable, QName
+from lokifi_storage.domain.partitions.catalog_query import request_for
+from lokifi_storage.domain.partitions.index_plan import Problem
+from lokifi_storage.domain.partitions.plan import TablePlan, plan_table
+from lokifi_storage.domain.partitions.retention_clock import clock_skew, hold_retention
 from lokifi_storage.reconcile.fence import Fence, LeadershipLost
 from lokifi_storage.reconcile.report import PartReport
 
@@ -251,7 +252,7 @@ def reconcile_tables(
         return made
 
     if not apply:
-        observed = db.observe(tables)
+        observed = db.observe(request_for(tables))
         if claimant is not None:
             conflicts = _settle_table_claims(db, tables, observed, claimant, outcome, apply=False)
         outcome.plans = {spec.name: plan(spec, observed[spec.name]) for spec in tables}
@@ -260,7 +261,7 @@ def reconcile_tables(
     db.before_write = fence.check
     with fence.watch(db.cancel), _stopped_if_lost(fence):
         for attempt in range(max_passes + 1):
-            observed = db.observe(tables)
+            observed = db.observe(request_for(tables))
             if claimant is not None and attempt == 0:
                 conflicts = _settle_table_claims(db, tables, observed, claimant, outcome)
             outcome.plans = {spec.name: plan(spec, observed[spec.name]) for spec in tables}
@@ -275,7 +276,7 @@ def reconcile_tables(
                 try:
                     fence.check(f"partition work on {spec.name}")
                     with db.table_lock(QName(*split_table_name(spec.name))):
-                        fresh = plan(spec, db.observe([spec])[spec.name])
+                        fresh = plan(spec, db.observe(request_for([spec]))[spec.name])
                         for action in fresh.actions:
                             fence.check(action.describe())
                             db.apply(action)

@@ -1,7 +1,7 @@
 """The SQL of each partition action, as psycopg.sql compositions. No I/O happens here.
 
-It lives in clients/ only because it needs psycopg.sql, which the pure layers may not import;
-it is pure all the same and unit-tested without a server. Every identifier goes through
+Composing psycopg.sql needs no connection, so this sits with the planner and is unit-tested
+without a server; clients/postgres.py only sends what it builds. Every identifier goes through
 `sql.Identifier` and every value through `sql.Literal`: nothing from a spec or the catalog is
 ever formatted into SQL text.
 
@@ -29,12 +29,10 @@ says how many rows it moves).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from psycopg import sql
 
-from lokifi_storage.domain.index_defs import IndexDef, derived_name, relation_suffix
-from lokifi_storage.domain.partition_actions import (
+from lokifi_storage.domain.partitions.actions import (
     Action,
     ArchivePartition,
     AttachIndex,
@@ -49,142 +47,22 @@ from lokifi_storage.domain.partition_actions import (
     FinalizeDetach,
     NewRelation,
 )
-from lokifi_storage.domain.partition_catalog import Bound, QName
-from lokifi_storage.domain.partition_plan import ARCHIVE_MARKER, BOUNDS_CHECK
-
-__all__ = [
-    "CONCURRENT_LOCK_TIMEOUT_MS",
-    "Check",
-    "Guard",
-    "Step",
-    "copy_out_query",
-    "count_query",
-    "drop_sql",
-    "ident",
-    "index_sql",
-    "steps_for",
-]
-
-# CREATE INDEX CONCURRENTLY waits for older transactions while holding only a lock that does
-# not block reads or writes, so it may wait longer than DDL that blocks traffic.
-CONCURRENT_LOCK_TIMEOUT_MS = 60_000
-
-LIKE_OPTIONS = sql.SQL(
-    "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION "
-    "INCLUDING GENERATED"
+from lokifi_storage.domain.partitions.catalog import ARCHIVE_MARKER, BOUNDS_CHECK, QName
+from lokifi_storage.domain.partitions.index_defs import IndexDef, derived_name, relation_suffix
+from lokifi_storage.domain.partitions.statements import (
+    CONCURRENT_LOCK_TIMEOUT_MS,
+    LIKE_OPTIONS,
+    Statement,
+    Step,
+    drop_leftover_index,
+    drop_sql,
+    for_values,
+    ident,
+    index_sql,
+    range_predicate,
 )
 
-
-@dataclass(frozen=True)
-class Check:
-    """A query whose single boolean result must be true, or the step is rolled back."""
-
-    query: sql.Composable
-    message: str
-
-
-@dataclass(frozen=True)
-class Guard:
-    """A query whose single boolean result decides whether the rest of the step runs; false
-    skips it (not an error): the work is not, or no longer, this step's to do."""
-
-    query: sql.Composable
-
-
-Statement = sql.Composable | Check | Guard
-
-
-@dataclass(frozen=True)
-class Step:
-    """Statements run together. `transaction=False` runs each in autocommit.
-
-    `lock_target` is the relation whose lock holders are named if the step keeps timing out;
-    `cleanup` runs (autocommit, best effort) when a non-transactional step fails half way.
-    """
-
-    statements: tuple[Statement, ...]
-    transaction: bool = True
-    lock_target: QName | None = None
-    cleanup: tuple[sql.Composable | Guard, ...] = ()
-    lock_timeout_ms: int | None = None
-
-
-def ident(name: QName) -> sql.Identifier:
-    return sql.Identifier(name.schema, name.name)
-
-
-def _in(schema: str, name: str) -> sql.Identifier:
-    return sql.Identifier(schema, name)
-
-
-# --- expressions -----------------------------------------------------------------------------
-
-
-def _range_predicate(column: str, bound: Bound) -> sql.Composable:
-    return sql.SQL("{col} IS NOT NULL AND {col} >= {lo} AND {col} < {hi}").format(
-        col=sql.Identifier(column), lo=sql.Literal(bound.lower), hi=sql.Literal(bound.upper)
-    )
-
-
-def _for_values(bound: Bound) -> sql.Composable:
-    if bound.is_default:
-        return sql.SQL("DEFAULT")
-    if bound.lower is None or bound.upper is None:
-        raise ValueError("a partition bound needs a lower and an upper value")
-    return sql.SQL("FOR VALUES FROM ({}) TO ({})").format(
-        sql.Literal(bound.lower), sql.Literal(bound.upper)
-    )
-
-
-def index_sql(
-    index: IndexDef, name: str, relation: QName, *, only: bool = False, concurrently: bool = False
-) -> sql.Composed:
-    """CREATE INDEX for `index` named `name` on `relation` (same schema)."""
-    if index.fulltext_column is not None:
-        body = sql.SQL("USING gin (to_tsvector({}::regconfig, {}))").format(
-            sql.Literal(index.fulltext_language), sql.Identifier(index.fulltext_column)
-        )
-    else:
-        keys = [
-            sql.SQL("{}{}{}").format(
-                sql.Identifier(k.column),
-                sql.SQL(" DESC") if k.desc else sql.SQL(""),
-                sql.SQL("")
-                if k.nulls_first is None
-                else sql.SQL(" NULLS FIRST" if k.nulls_first else " NULLS LAST"),
-            )
-            for k in index.keys
-        ]
-        body = sql.SQL("USING btree ({})").format(sql.SQL(", ").join(keys))
-    where: sql.Composable = sql.SQL("")
-    if index.where_column is not None and index.where_value is not None:
-        where = sql.SQL(" WHERE {} = {}").format(
-            sql.Identifier(index.where_column), sql.Literal(index.where_value)
-        )
-    return sql.SQL("CREATE INDEX {conc}{name} ON {only}{rel} {body}{where}").format(
-        conc=sql.SQL("CONCURRENTLY ") if concurrently else sql.SQL(""),
-        name=sql.Identifier(name),
-        only=sql.SQL("ONLY ") if only else sql.SQL(""),
-        rel=ident(relation),
-        body=body,
-        where=where,
-    )
-
-
-def count_query(relation: QName) -> sql.Composed:
-    return sql.SQL("SELECT count(*) FROM {}").format(ident(relation))
-
-
-def drop_sql(relation: QName) -> sql.Composed:
-    return sql.SQL("DROP TABLE {}").format(ident(relation))
-
-
-def copy_out_query(relation: QName) -> sql.Composed:
-    """CSV with a header: readable by any tool, loadable with COPY FROM."""
-    return sql.SQL("COPY (SELECT * FROM {}) TO STDOUT (FORMAT csv, HEADER)").format(ident(relation))
-
-
-# --- steps per action ------------------------------------------------------------------------
+__all__ = ["steps_for"]
 
 
 def _index_tree(
@@ -207,7 +85,8 @@ def _index_node(table: QName, rel: NewRelation, index: IndexDef) -> list[sql.Com
         child_name = derived_name(index.name, relation_suffix(table.name, child.qname.name))
         out.append(
             sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(
-                _in(rel.qname.schema, name), _in(child.qname.schema, child_name)
+                sql.Identifier(rel.qname.schema, name),
+                sql.Identifier(child.qname.schema, child_name),
             )
         )
     return out
@@ -236,7 +115,7 @@ def _create_partition(a: CreatePartition) -> list[Step]:
     for child in new.children:
         statements.append(
             sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
-                ident(child.qname), ident(new.qname), _for_values(child.bound)
+                ident(child.qname), ident(new.qname), for_values(child.bound)
             )
         )
     if not new.bound.is_default:
@@ -246,7 +125,7 @@ def _create_partition(a: CreatePartition) -> list[Step]:
             sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
                 ident(new.qname),
                 sql.Identifier(BOUNDS_CHECK),
-                _range_predicate(a.column, new.bound),
+                range_predicate(a.column, new.bound),
             )
         )
     if a.move_from is not None and not new.bound.is_default:
@@ -257,7 +136,7 @@ def _create_partition(a: CreatePartition) -> list[Step]:
                 "INSERT INTO {dst} ({cols}) SELECT {cols} FROM moved"
             ).format(
                 src=ident(a.move_from),
-                pred=_range_predicate(a.column, new.bound),
+                pred=range_predicate(a.column, new.bound),
                 cols=cols,
                 dst=ident(new.qname),
             )
@@ -265,7 +144,7 @@ def _create_partition(a: CreatePartition) -> list[Step]:
     statements.extend(_index_tree(a.table, new, a.indexes))
     statements.append(
         sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
-            ident(a.parent), ident(new.qname), _for_values(new.bound)
+            ident(a.parent), ident(new.qname), for_values(new.bound)
         )
     )
     return [Step(tuple(statements), lock_target=a.parent)]
@@ -299,7 +178,7 @@ def _archive(a: ArchivePartition) -> list[Step]:
                     sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({}) NOT VALID").format(
                         ident(leaf),
                         sql.Identifier(BOUNDS_CHECK),
-                        _range_predicate(a.column, a.bound),
+                        range_predicate(a.column, a.bound),
                     )
                     for leaf in a.leaves_needing_check
                 ),
@@ -325,7 +204,7 @@ def _archive(a: ArchivePartition) -> list[Step]:
     attach: list[Statement] = [
         *_move_schema([a.partition, *a.descendants], a.archive.schema),
         sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
-            ident(a.archive), ident(moved), _for_values(a.bound)
+            ident(a.archive), ident(moved), for_values(a.bound)
         ),
     ]
     detach = sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(
@@ -371,33 +250,11 @@ def _attach_orphan(a: AttachOrphan) -> list[Step]:
     statements: list[Statement] = [
         *_move_schema([a.orphan, *a.descendants], a.archive.schema),
         sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
-            ident(a.archive), ident(moved), _for_values(a.bound)
+            ident(a.archive), ident(moved), for_values(a.bound)
         ),
         _drop_marker(moved),
     ]
     return [Step(tuple(statements), lock_target=a.archive)]
-
-
-def leftover_index_query(index: QName) -> sql.Composable:
-    """True when `index` exists, is INVALID and no other session is building it right now: a
-    leftover of a failed concurrent build, which only the planner's own cleanup may drop. An
-    index another session is building is INVALID too until its build ends."""
-    return sql.SQL(
-        "SELECT coalesce((SELECT NOT x.indisvalid AND NOT EXISTS ("
-        "SELECT 1 FROM pg_stat_progress_create_index p"
-        " WHERE p.index_relid = x.indexrelid AND p.pid <> pg_backend_pid())"
-        " FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = {} AND c.relname = {}), false)"
-    ).format(sql.Literal(index.schema), sql.Literal(index.name))
-
-
-def drop_leftover_index(index: QName) -> tuple[Guard, sql.Composable]:
-    """Drop `index` only while it is an INVALID leftover nobody is building."""
-    return (
-        Guard(leftover_index_query(index)),
-        sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident(index)),
-    )
 
 
 def steps_for(action: Action) -> list[Step]:

@@ -1,4 +1,4 @@
-"""The SQL of packing and unpacking archived months (domain/pack_layout.py), as psycopg.sql
+"""The SQL of packing and unpacking archived months (pack_layout.py), as psycopg.sql
 compositions. No I/O happens here; identifiers go through sql.Identifier, bounds through
 sql.Literal, and no type name is ever written as text: the packed table takes its column types
 from the archive table itself (CREATE TABLE ... AS SELECT ... WITH NO DATA), the read function
@@ -19,22 +19,21 @@ from __future__ import annotations
 
 from psycopg import sql
 
-from lokifi_storage.clients.partition_sql import (
+from lokifi_storage.domain.partitions.actions import CreatePartition, ExportPartition
+from lokifi_storage.domain.partitions.catalog import BOUNDS_CHECK, Bound, QName
+from lokifi_storage.domain.partitions.index_defs import derived_name
+from lokifi_storage.domain.partitions.pack import PackPartition, UnpackPartition
+from lokifi_storage.domain.partitions.pack_layout import GROUP_ROWS, PackLayout, segment_comment
+from lokifi_storage.domain.partitions.statements import (
     Check,
     Statement,
     Step,
     copy_out_query,
     ident,
-    steps_for,
 )
-from lokifi_storage.domain.index_defs import derived_name
-from lokifi_storage.domain.pack_layout import GROUP_ROWS, PackLayout, segment_comment
-from lokifi_storage.domain.partition_actions import CreatePartition, ExportPartition
-from lokifi_storage.domain.partition_catalog import Bound, QName
-from lokifi_storage.domain.partition_pack import PackPartition, UnpackPartition
+from lokifi_storage.domain.partitions.steps import steps_for
 
 __all__ = [
-    "BOUNDS_CHECK",
     "digest_query",
     "ensure_steps",
     "export_copy_query",
@@ -45,7 +44,6 @@ __all__ = [
     "unpacked_select",
 ]
 
-BOUNDS_CHECK = "lokifi_bounds"
 _P = sql.Identifier("p")
 _METHODS = {"pglz": sql.SQL("pglz"), "lz4": sql.SQL("lz4")}
 _U = sql.Identifier("u")

@@ -1,5 +1,5 @@
-"""The pack and unpack actions of an archived month (see domain/pack_layout.py). Pure data;
-clients/partition_pack_sql.py turns them into SQL, jobs/partition_compress.py runs them."""
+"""The pack and unpack actions of an archived month (see pack_layout.py). Pure data;
+pack_steps.py turns them into SQL, jobs/partition_compress.py runs them."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from lokifi_storage.api.spec import TableSpec
-from lokifi_storage.domain.index_defs import IndexDef, index_def_from_spec
-from lokifi_storage.domain.pack_layout import PackLayout, layout_problem, stored_segment
-from lokifi_storage.domain.partition_actions import Action, NewRelation
-from lokifi_storage.domain.partition_catalog import Bound, ObservedTable, QName
+from lokifi_storage.domain.partitions.actions import Action, NewRelation
+from lokifi_storage.domain.partitions.catalog import Bound, ObservedTable, QName
+from lokifi_storage.domain.partitions.index_defs import IndexDef, index_def_from_spec
+from lokifi_storage.domain.partitions.pack_layout import PackLayout, layout_problem, stored_segment
 
 __all__ = ["PackPartition", "UnpackPartition", "month_relation", "plan_unpack", "table_layout"]
 

@@ -13,9 +13,11 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
-from lokifi_storage.domain.partition_bounds import KeyType, parse_bound_literal
+from lokifi_storage.domain.partitions.bounds import KeyType, parse_bound_literal
 
 __all__ = [
+    "ARCHIVE_MARKER",
+    "BOUNDS_CHECK",
     "Bound",
     "Column",
     "IndexKey",
@@ -27,6 +29,14 @@ __all__ = [
     "key_type_of",
     "parse_partition_bound",
 ]
+
+# The names of the constraints the operator puts on its partitions, which the planner reads
+# back from the catalog:
+BOUNDS_CHECK = "lokifi_bounds"  # CHECK (key within the partition's time range)
+# CHECK (true) NOT VALID, set just before a concurrent DETACH and dropped by the ATTACH to the
+# archive: a detached table that carries it was left by an interrupted archive run; one that
+# does not was detached by someone else, on purpose, and is never adopted.
+ARCHIVE_MARKER = "lokifi_archiving"
 
 
 @dataclass(frozen=True, order=True)

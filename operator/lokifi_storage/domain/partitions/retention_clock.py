@@ -14,9 +14,9 @@ import datetime as dt
 from typing import Final
 
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.domain.index_plan import Problem
-from lokifi_storage.domain.partition_actions import DropPartition, ExportPartition
-from lokifi_storage.domain.partition_plan import TablePlan
+from lokifi_storage.domain.partitions.actions import DropPartition, ExportPartition
+from lokifi_storage.domain.partitions.index_plan import Problem
+from lokifi_storage.domain.partitions.plan import TablePlan
 
 __all__ = ["MAX_CLOCK_SKEW", "clock_skew", "hold_retention"]
 

@@ -18,8 +18,8 @@ import re
 from dataclasses import dataclass
 
 from lokifi_storage.api.spec import IndexSpec
-from lokifi_storage.domain.partition_bounds import MAX_IDENTIFIER_LENGTH
-from lokifi_storage.domain.partition_catalog import ObservedIndex
+from lokifi_storage.domain.partitions.bounds import MAX_IDENTIFIER_LENGTH
+from lokifi_storage.domain.partitions.catalog import ObservedIndex
 
 __all__ = [
     "IndexDef",

@@ -20,14 +20,14 @@ per packed month, named like the month it replaced; its COMMENT names the segmen
 
 A group is never split across stored rows unless it has more than GROUP_ROWS rows. The view
 `<table>_rows` and the function `<table>_group(<segment columns>)` read it back as the
-original rows (clients/partition_pack_sql.py writes their SQL).
+original rows (domain/partitions/pack_steps.py writes their SQL).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lokifi_storage.domain.partition_catalog import Column, QName
+from lokifi_storage.domain.partitions.catalog import Column, QName
 
 __all__ = [
     "DEFAULT_PACK_ROWS",

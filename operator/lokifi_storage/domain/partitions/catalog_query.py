@@ -1,5 +1,6 @@
-"""Observe managed tables: one catalog query for every table of the database, then (only when
-a DEFAULT partition has any pages at all) an exact count of its rows per interval.
+"""What to ask the catalog about managed tables: one catalog query for every table of the
+database, then (only when a DEFAULT partition has any pages at all) an exact count of its rows
+per interval. The client (clients/postgres.py) sends them; catalog_rows.py reads the answer.
 
 The catalog query walks pg_inherits from each managed table and each archive table down to the
 leaves, and also finds tables named like our partitions that are not attached anywhere (left by
@@ -17,10 +18,6 @@ client pins TimeZone to UTC so the text is stable and parses to the same instant
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
-import json
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,21 +25,17 @@ from typing import Any
 from psycopg import sql
 
 from lokifi_storage.api.spec import TableSpec
-from lokifi_storage.domain.pack_layout import packed_parent
-from lokifi_storage.domain.partition_bounds import to_utc
-from lokifi_storage.domain.partition_catalog import (
-    Column,
-    IndexKey,
-    ObservedIndex,
-    ObservedRelation,
-    ObservedTable,
-    QName,
-    UniqueKey,
-    key_type_of,
-    parse_partition_bound,
-)
+from lokifi_storage.domain.partitions.catalog import ObservedRelation, QName, key_type_of
+from lokifi_storage.domain.partitions.pack_layout import packed_parent
 
-__all__ = ["CATALOG_QUERY", "TOASTABLE_TYPES", "assemble", "default_buckets_query", "roots_for"]
+__all__ = [
+    "CATALOG_QUERY",
+    "TOASTABLE_TYPES",
+    "CatalogRequest",
+    "bucket_queries",
+    "default_buckets_query",
+    "request_for",
+]
 
 TOASTABLE_TYPES = ("text", "character varying", "character", "json", "jsonb", "bytea")
 
@@ -159,13 +152,16 @@ ORDER BY t.root, t.depth, c.relname
 
 
 @dataclass(frozen=True)
-class Roots:
-    """What to ask the catalog for: the managed tables, archive tables and orphan prefixes."""
+class CatalogRequest:
+    """What to ask the catalog for, by qualified name only: the client runs it without
+    knowing a spec. Keys are the spec names the answer is returned under."""
 
     tables: dict[str, QName]  # spec name -> table
     archives: dict[str, QName]  # spec name -> archive table
     orphan_places: list[tuple[str, str]]  # (schema, "<table>_")
     packed: dict[str, QName] = field(default_factory=dict)  # spec name -> packed months' table
+    # spec name -> (partition column, interval): whose DEFAULT rows are counted per interval
+    buckets: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def params(self) -> dict[str, Any]:
         names = [*self.tables.values(), *self.archives.values(), *self.packed.values()]
@@ -179,181 +175,41 @@ class Roots:
         }
 
 
-def roots_for(specs: Sequence[TableSpec]) -> Roots:
+def request_for(specs: Sequence[TableSpec]) -> CatalogRequest:
     tables: dict[str, QName] = {}
     archives: dict[str, QName] = {}
     packed: dict[str, QName] = {}
+    buckets: dict[str, tuple[str, str]] = {}
     places: list[tuple[str, str]] = []
     for spec in specs:
         table = QName.parse(spec.name)
         tables[spec.name] = table
         if spec.partitionBy is None:
             continue
+        buckets[spec.name] = (spec.partitionBy.column, spec.partitionBy.interval)
         places.append((table.schema, f"{table.name}_"))
         if spec.archive is not None:
             archives[spec.name] = QName(spec.archive.schema_, table.name)
             packed[spec.name] = packed_parent(archives[spec.name])
             places.append((spec.archive.schema_, f"{table.name}_"))
-    return Roots(tables, archives, sorted(set(places)), packed)
+    return CatalogRequest(tables, archives, sorted(set(places)), packed, buckets)
 
 
-_ROW_FIELDS = (
-    "nspname",
-    "relname",
-    "relkind",
-    "bound",
-    "detach_pending",
-    "partstrat",
-    "key_columns",
-    "key_types",
-    "checks",
-    "unvalidated_checks",
-    "columns",
-    "comment",
-    "unique_keys",
-    "heap_bytes",
-    "indexes",
-)
-#: leaf relations kept between observations (a few hundred bytes each)
-LEAF_CACHE_SIZE = 65_536
-
-
-def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(
-        tuple(value) if isinstance(value, list) else value
-        for value in (row[name] for name in _ROW_FIELDS)
-    )
-
-
-@functools.lru_cache(maxsize=LEAF_CACHE_SIZE)
-def _leaf(key: tuple[Any, ...]) -> ObservedRelation:
-    """A partition without children, built once per distinct catalog row: a table of 7,680
-    partitions is observed every resync, and almost all of its rows are the same each time
-    (ObservedRelation is immutable, so one object serves every observation)."""
-    return _relation(dict(zip(_ROW_FIELDS, key, strict=True)), ())
-
-
-def _relation(row: dict[str, Any], children: tuple[ObservedRelation, ...]) -> ObservedRelation:
-    indexes = tuple(
-        ObservedIndex(
-            name=i["name"],
-            valid=bool(i["valid"]),
-            method=i["method"],
-            keys=tuple(
-                IndexKey(k["text"], bool(k["desc"]), bool(k["nulls_first"]))
-                for k in (i["keys"] or [])
-            ),
-            predicate=i["predicate"],
-            parent=QName(i["parent_schema"], i["parent_name"]) if i["parent_name"] else None,
-            partitioned=bool(i["partitioned"]),
-        )
-        for i in _json(row["indexes"])
-    )
-    columns = tuple(
-        Column(
-            name=col["name"],
-            type=col["type"],
-            generated=bool(col["generated"]),
-            toastable=col["type"] in TOASTABLE_TYPES,
-            lz4=bool(col["lz4"]),
-        )
-        for col in _json(row["columns"])
-    )
-    return ObservedRelation(
-        qname=QName(row["nspname"], row["relname"]),
-        kind=row["relkind"],
-        bound=parse_partition_bound(row["bound"]) if row["bound"] is not None else None,
-        detach_pending=bool(row["detach_pending"]),
-        key_strategy=row["partstrat"],
-        key_columns=tuple(row["key_columns"] or ()),
-        key_types=tuple(row["key_types"] or ()),
-        indexes=indexes,
-        checks=tuple(row["checks"] or ()),
-        unvalidated_checks=tuple(row["unvalidated_checks"] or ()),
-        columns=columns,
-        size_bytes=int(row["heap_bytes"] or 0),
-        unique_keys=tuple(
-            UniqueKey(name=k["name"], kind=k["kind"], columns=tuple(k["columns"]))
-            for k in _json(row.get("unique_keys"))
-        ),
-        children=children,
-        comment=row.get("comment"),
-    )
-
-
-def _json(value: Any) -> list[dict[str, Any]]:
-    if isinstance(value, str):
-        loaded: list[dict[str, Any]] = json.loads(value)
-        return loaded
-    return list(value or [])
-
-
-def build_trees(rows: Sequence[dict[str, Any]]) -> dict[int, tuple[ObservedRelation, int]]:
-    """Root oid -> (tree, heap bytes of the root's DEFAULT partition)."""
-    by_parent: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    roots: dict[int, dict[str, Any]] = {}
-    for row in rows:
-        if row["depth"] == 0:
-            roots[row["oid"]] = row
-        else:
-            by_parent[row["parent"]].append(row)
-
-    def build(row: dict[str, Any]) -> ObservedRelation:
-        below = by_parent.get(row["oid"])
-        if not below:
-            return _leaf(_row_key(row))
-        return _relation(row, tuple(build(child) for child in below))
-
-    out: dict[int, tuple[ObservedRelation, int]] = {}
-    for oid, row in roots.items():
-        tree = build(row)
-        default_heap = next(
-            (
-                int(child["heap_bytes"] or 0)
-                for child in by_parent.get(oid, [])
-                if child["bound"] is not None and child["bound"].strip() == "DEFAULT"
-            ),
-            0,
-        )
-        out[oid] = (tree, default_heap)
-    return out
-
-
-def assemble(
-    specs: Sequence[TableSpec],
-    roots: Roots,
-    trees: dict[int, tuple[ObservedRelation, int]],
-    buckets: dict[str, tuple[tuple[tuple[dt.datetime, int], ...], int]],
-) -> dict[str, ObservedTable]:
-    """One ObservedTable per spec, from the trees of the catalog query and the DEFAULT counts."""
-    by_name = {tree.qname: tree for tree, _ in trees.values()}
-    out: dict[str, ObservedTable] = {}
-    for spec in specs:
-        table = roots.tables[spec.name]
-        archive_q = roots.archives.get(spec.name)
-        packed_q = roots.packed.get(spec.name)
-        prefix = f"{table.name}_"
-        schemas = {table.schema} | ({archive_q.schema} if archive_q else set())
-        orphans = tuple(
-            tree
-            for q, tree in sorted(by_name.items())
-            if q.schema in schemas
-            and q.name.startswith(prefix)
-            and tree.bound is None
-            and q != table
-            and q != archive_q
-            and q != packed_q
-        )
-        counted, outside = buckets.get(spec.name, ((), 0))
-        out[spec.name] = ObservedTable(
-            qname=table,
-            relation=by_name.get(table),
-            archive=by_name.get(archive_q) if archive_q else None,
-            packed=by_name.get(packed_q) if packed_q else None,
-            orphans=orphans,
-            default_buckets=counted,
-            default_rows_outside_buckets=outside,
-        )
+def bucket_queries(
+    request: CatalogRequest, found: dict[QName, tuple[ObservedRelation, int]]
+) -> dict[str, sql.Composed]:
+    """The DEFAULT counts worth running, per spec name: only where the DEFAULT has pages
+    (`found`: table -> (tree, heap bytes of its DEFAULT)), since zero pages means empty."""
+    out: dict[str, sql.Composed] = {}
+    for name, (column, interval) in request.buckets.items():
+        tree, default_heap = found.get(request.tables[name], (None, 0))
+        if tree is None or default_heap == 0:
+            continue
+        default = tree.default_child()
+        key_type = key_type_of(tree.key_types[0]) if tree.key_types else None
+        if default is None or key_type is None:
+            continue
+        out[name] = default_buckets_query(default.qname, column, interval, key_type)
     return out
 
 
@@ -372,18 +228,3 @@ def default_buckets_query(
     return sql.SQL("SELECT {} AS bucket, count(*) FROM {} GROUP BY 1 ORDER BY 1").format(
         trunc, sql.Identifier(default.schema, default.name)
     )
-
-
-def bucket_rows(rows: Sequence[tuple[Any, Any]]) -> tuple[tuple[tuple[dt.datetime, int], ...], int]:
-    counted: list[tuple[dt.datetime, int]] = []
-    outside = 0
-    for bucket, count in rows:
-        if isinstance(bucket, dt.datetime):
-            counted.append((to_utc(bucket), int(count)))
-        else:
-            outside += int(count)
-    return tuple(counted), outside
-
-
-def key_type_for(tree: ObservedRelation) -> str | None:
-    return key_type_of(tree.key_types[0]) if tree.key_types else None

@@ -1,6 +1,6 @@
 """The actions the partition planner decides on: typed, ordered, and each able to say what it does.
 
-Actions are data. clients/partition_sql.py turns each into SQL (quoted with psycopg.sql), the
+Actions are data. domain/partitions/steps.py turns each into SQL (quoted with psycopg.sql), the
 reconciler executes the immediate ones in order, and the `deferred` ones (compression and
 export: long, heavy rewrites and uploads) are left for `lokifi-storage partitions compress` /
 `export`, which run as Jobs. `describe()` is the sentence shown in `plan` output and Events.
@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from lokifi_storage.domain.export_layout import manifest_key
-from lokifi_storage.domain.index_defs import IndexDef
-from lokifi_storage.domain.pack_layout import PackLayout
-from lokifi_storage.domain.partition_catalog import Bound, QName
+from lokifi_storage.domain.partitions.catalog import Bound, QName
+from lokifi_storage.domain.partitions.export_layout import manifest_key
+from lokifi_storage.domain.partitions.index_defs import IndexDef
+from lokifi_storage.domain.partitions.pack_layout import PackLayout
 
 __all__ = [
     "Action",

@@ -16,15 +16,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.domain.index_defs import IndexDef, derived_name, matches, relation_suffix
-from lokifi_storage.domain.partition_actions import (
+from lokifi_storage.domain.partitions.actions import (
     Action,
     AttachIndex,
     BuildIndex,
     CreateParentIndex,
     DropInvalidIndex,
 )
-from lokifi_storage.domain.partition_catalog import ObservedRelation, QName
+from lokifi_storage.domain.partitions.catalog import ObservedRelation, QName
+from lokifi_storage.domain.partitions.index_defs import (
+    IndexDef,
+    derived_name,
+    matches,
+    relation_suffix,
+)
 
 __all__ = ["IndexPlan", "Problem", "plan_indexes"]
 
