@@ -265,7 +265,7 @@ def _fill(database: PgDatabase, rows: int) -> None:
         conn.execute("CREATE TABLE ai_messages_default PARTITION OF ai_messages DEFAULT")
         conn.execute(
             "INSERT INTO ai_messages (user_id, thread_id, role, content, created_at)"
-            " SELECT (g * 7919) %% 2100000, g %% 5000, CASE WHEN g %% 2 = 0 THEN 'user'"
+            " SELECT (g::bigint * 7919) %% 2100000, g %% 5000, CASE WHEN g %% 2 = 0 THEN 'user'"
             " ELSE 'assistant' END, 'message ' || g || ' ' || md5(g::text),"
             " now() - make_interval(secs => (g::float8 / %s) * %s * 365 * 86400)"
             " FROM generate_series(1, %s) g",
