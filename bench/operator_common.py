@@ -23,7 +23,7 @@ from e2e_full import create_example_secrets, example_values  # noqa: E402
 from e2e_operator import APP_SCHEMA, OperatorProcess, create_secret, kubectl, render  # noqa: E402
 from e2e_proxy import CountingProxy, counting_proxy  # noqa: E402
 
-from lokifi_storage.builders.names import API_GROUP, API_VERSION, PLURAL  # noqa: E402
+from lokifi_storage.api.coordinates import GROUP, PLURAL, VERSION  # noqa: E402
 from lokifi_storage.clients.kube import KubeClient, Resource  # noqa: E402
 from stackfixtures import (  # noqa: E402
     StackEnv,
@@ -61,7 +61,7 @@ __all__ = [
     "what",
 ]
 
-LKS = Resource(API_GROUP, API_VERSION, PLURAL)
+LKS = Resource(GROUP, VERSION, PLURAL)
 
 
 def stack() -> StackEnv:

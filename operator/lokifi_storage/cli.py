@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from lokifi_storage.admin import plan_cli
+from lokifi_storage.domain.job_env import JOB_IMAGE_ENV
 from lokifi_storage.jobs import backup_cli, migrate_cli, partitions_cli, vacuum
 
 app = typer.Typer(
@@ -124,7 +125,7 @@ def run(
     ] = 10,
     job_image: Annotated[
         str | None,
-        typer.Option(envvar="LOKIFI_JOB_IMAGE", help="Image of the backup and vacuum CronJobs."),
+        typer.Option(envvar=JOB_IMAGE_ENV, help="Image of the backup and vacuum CronJobs."),
     ] = None,
     log_level: Annotated[
         LogLevel,

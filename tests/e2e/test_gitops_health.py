@@ -28,7 +28,7 @@ from e2e_operator import (
 from gitops import HEALTH_LUA, REPO, Health, argocd_health, kstatus
 
 from lokifi_storage.api import conditions as types
-from lokifi_storage.builders.names import API_GROUP, KIND
+from lokifi_storage.api.coordinates import GROUP, KIND
 
 ARGOCD_README = REPO / "deploy" / "argocd" / "README.md"
 
@@ -183,7 +183,7 @@ def test_the_virtual_machine_is_argocds_lua_5_1_without_the_string_library(
 def test_readme_configures_argocd_with_the_shipped_script() -> None:
     """The argocd-cm snippet in the README is the script itself, under the right key."""
     text = ARGOCD_README.read_text()
-    key = f"resource.customizations.health.{API_GROUP}_{KIND}"
+    key = f"resource.customizations.health.{GROUP}_{KIND}"
     block = re.search(rf"^  {re.escape(key)}: \|\n((?:    .*\n|\n)+)", text, re.MULTILINE)
     assert block is not None, f"no `{key}: |` block in {ARGOCD_README}"
     embedded = "\n".join(line[4:] for line in block.group(1).splitlines()).strip()

@@ -8,7 +8,7 @@ import pytest
 
 from lokifi_storage.domain.backup_manifest import (
     ManifestError,
-    TableCount,
+    TableRows,
     build_manifest,
     compare_counts,
     tables,
@@ -17,7 +17,7 @@ from lokifi_storage.domain.backup_manifest import (
 T = datetime(2026, 2, 5, 2, 0, tzinfo=UTC)
 
 
-def _manifest(counts: list[TableCount]) -> dict[str, object]:
+def _manifest(counts: list[TableRows]) -> dict[str, object]:
     return build_manifest(
         dump_key="b/p/daily/x.dump.zst",
         schedule="daily",
@@ -37,7 +37,7 @@ def _manifest(counts: list[TableCount]) -> dict[str, object]:
 
 
 def test_a_manifest_round_trips_its_table_counts() -> None:
-    doc = _manifest([TableCount("public", "b", 2), TableCount("archive", "a", 1)])
+    doc = _manifest([TableRows("public", "b", 2), TableRows("archive", "a", 1)])
     assert doc["startedAt"] == "2026-02-05T02:00:00.000Z"
     assert tables(doc) == {"archive.a": 1, "public.b": 2}
 

@@ -13,7 +13,7 @@ from lokifi_storage.api.spec import LokifiStorageSpec, TableSpec
 from lokifi_storage.builders.cronjobs import JobSettings, desired_cronjobs
 from lokifi_storage.builders.labels import Owner
 from lokifi_storage.cli import app
-from lokifi_storage.jobs.backup_cli import DEFAULT_URL_ENV
+from lokifi_storage.domain.job_env import PRIMARY_URL_ENV
 
 SPEC = LokifiStorageSpec.model_validate(
     {
@@ -127,7 +127,7 @@ def test_vacuum_job_lists_the_tables() -> None:
 @pytest.mark.parametrize("job", JOBS, ids=lambda j: j["metadata"]["name"])
 def test_the_database_url_arrives_in_the_variable_the_cli_reads(job: dict[str, Any]) -> None:
     env = {e["name"]: e for e in container(job)["env"]}
-    assert env[DEFAULT_URL_ENV]["valueFrom"]["secretKeyRef"] == {"name": "lokifi-db", "key": "url"}
+    assert env[PRIMARY_URL_ENV]["valueFrom"]["secretKeyRef"] == {"name": "lokifi-db", "key": "url"}
 
 
 def _job(name: str) -> dict[str, Any]:

@@ -29,11 +29,13 @@ from pydantic import ValidationError
 from lokifi_storage.admin.paint import ColorMode, Painter
 from lokifi_storage.admin.plan_view import PlanView, plan_json, plan_text
 from lokifi_storage.api.conditions import Reason
+from lokifi_storage.api.coordinates import KIND
 from lokifi_storage.api.spec import SecretKeyRef
 from lokifi_storage.builders.cronjobs import DEFAULT_IMAGE, JobSettings
 from lokifi_storage.builders.labels import Owner
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.kube import CRONJOBS, KubeClient
+from lokifi_storage.domain.job_env import JOB_IMAGE_ENV, PRIMARY_URL_ENV
 from lokifi_storage.reconcile.owned import owned_selector
 from lokifi_storage.reconcile.resource import (
     LOKIFI_STORAGES,
@@ -45,8 +47,6 @@ from lokifi_storage.reconcile.secrets import MissingSecretError, SecretReader
 
 __all__ = ["Output", "plan", "plan_body", "run_plan"]
 
-DEFAULT_URL_ENV = "LOKIFI_PRIMARY_URL"
-JOB_IMAGE_ENV = "LOKIFI_JOB_IMAGE"
 EXIT_CHANGES = 2
 
 
@@ -95,7 +95,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
         docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
     except (OSError, yaml.YAMLError) as error:
         raise _fail(f"cannot read {path}: {type(error).__name__}") from None
-    body = next((d for d in docs if d.get("kind") == "LokifiStorage"), None)
+    body = next((d for d in docs if d.get("kind") == KIND), None)
     if body is None:
         body = {"metadata": {"name": path.stem}, "spec": docs[0] if docs else {}}
     return body
@@ -119,7 +119,7 @@ def plan_body(
     kube: KubeClient | None,
     *,
     now: dt.datetime | None = None,
-    url_env: str = DEFAULT_URL_ENV,
+    url_env: str = PRIMARY_URL_ENV,
     job_image: str | None = None,
 ) -> PlanView:
     """Plan `body` (a LokifiStorage; the live one's uid and status when it exists)."""
@@ -209,7 +209,7 @@ def plan(
     ] = False,
     url_env: Annotated[
         str, typer.Option(help="With --offline: the variable holding the primary's URL.")
-    ] = DEFAULT_URL_ENV,
+    ] = PRIMARY_URL_ENV,
     job_image: Annotated[
         str | None,
         typer.Option(

@@ -31,17 +31,17 @@ from typing import Any, Final
 import yaml
 from pydantic import BaseModel
 
+from lokifi_storage.api.coordinates import (
+    CRD_NAME,
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+)
 from lokifi_storage.api.spec import LokifiStorageSpec
 from lokifi_storage.api.status import LokifiStorageStatus
-
-GROUP: Final = "storage.lokifi.ai"
-VERSION: Final = "v1alpha1"
-KIND: Final = "LokifiStorage"
-PLURAL: Final = "lokifistorages"
-SINGULAR: Final = "lokifistorage"
-SHORT_NAMES: Final = ("lks",)
-CRD_NAME: Final = f"{PLURAL}.{GROUP}"
-API_VERSION: Final = f"{GROUP}/{VERSION}"
 
 _DROPPED_KEYS: Final = frozenset({"title", "$defs"})
 _SCALARS: Final = (str, int, float, bool)

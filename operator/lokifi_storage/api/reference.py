@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from pydantic import BaseModel
 
-from lokifi_storage.api.crd import API_VERSION, KIND, SHORT_NAMES
+from lokifi_storage.api.coordinates import API_VERSION, KIND, SHORT_NAMES
 from lokifi_storage.api.spec import LokifiStorageSpec
 from lokifi_storage.api.status import LokifiStorageStatus
 

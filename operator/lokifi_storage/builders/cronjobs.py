@@ -37,7 +37,16 @@ from lokifi_storage.builders.names import (
     partitions_cronjob_name,
     vacuum_cronjob_name,
 )
-from lokifi_storage.domain.job_runs import RESOURCE_ENV, resource_key
+from lokifi_storage.domain.job_env import (
+    AWS_ACCESS_KEY_ID_ENV,
+    AWS_REGION_ENV,
+    AWS_SECRET_ACCESS_KEY_ENV,
+    PRIMARY_URL_ENV,
+    RESOURCE_ENV,
+    TABLES_JSON_ENV,
+    VERIFY_URL_ENV,
+)
+from lokifi_storage.domain.job_runs import resource_key
 from lokifi_storage.domain.schedule_diff import with_desired_hash
 
 __all__ = [
@@ -55,17 +64,9 @@ __all__ = [
 BACKUP_COMPONENT: Final = "backup"
 VACUUM_COMPONENT: Final = "vacuum"
 PARTITIONS_COMPONENT: Final = "partitions"
-ENV_TABLES_JSON: Final = "LOKIFI_TABLES_JSON"
 
 DEFAULT_IMAGE: Final = "ghcr.io/lokifi/lokifi-storage-operator:latest"
 CLI: Final = "lokifi-storage"
-
-# Environment variable names the job commands read; the values come from Secrets.
-ENV_DATABASE_URL: Final = "LOKIFI_PRIMARY_URL"
-ENV_VERIFY_URL: Final = "LOKIFI_VERIFY_URL"
-ENV_AWS_ACCESS_KEY_ID: Final = "AWS_ACCESS_KEY_ID"
-ENV_AWS_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 - a name
-ENV_AWS_REGION: Final = "AWS_DEFAULT_REGION"
 
 # Keys of the object-storage credentials Secret (`objectStorage.credentialsSecretRef`, docs/api.md).
 S3_ACCESS_KEY_ID_KEY: Final = "AWS_ACCESS_KEY_ID"
@@ -107,11 +108,11 @@ def _storage_env(
     storage = spec.objectStorage
     if storage is None:
         return [], []
-    plain = [(ENV_AWS_REGION, storage.region)]
+    plain = [(AWS_REGION_ENV, storage.region)]
     secret = storage.credentialsSecretRef.name
     refs = [
-        (ENV_AWS_ACCESS_KEY_ID, SecretKeyRef(name=secret, key=S3_ACCESS_KEY_ID_KEY)),
-        (ENV_AWS_SECRET_ACCESS_KEY, SecretKeyRef(name=secret, key=S3_SECRET_ACCESS_KEY_KEY)),
+        (AWS_ACCESS_KEY_ID_ENV, SecretKeyRef(name=secret, key=S3_ACCESS_KEY_ID_KEY)),
+        (AWS_SECRET_ACCESS_KEY_ENV, SecretKeyRef(name=secret, key=S3_SECRET_ACCESS_KEY_KEY)),
     ]
     return plain, refs
 
@@ -119,7 +120,7 @@ def _storage_env(
 def _database_env(spec: LokifiStorageSpec) -> list[tuple[str, SecretKeyRef]]:
     if spec.postgres is None:
         return []
-    return [(ENV_DATABASE_URL, spec.postgres.primary.secretRef)]
+    return [(PRIMARY_URL_ENV, spec.postgres.primary.secretRef)]
 
 
 def backup_command(
@@ -161,8 +162,8 @@ def backup_command(
     if backups.verifyRestore:
         args.append("--verify")
         if backups.verifyTarget is not None:
-            args += ["--verify-target-env", ENV_VERIFY_URL]
-            verify_env.append((ENV_VERIFY_URL, backups.verifyTarget.secretRef))
+            args += ["--verify-target-env", VERIFY_URL_ENV]
+            verify_env.append((VERIFY_URL_ENV, backups.verifyTarget.secretRef))
     plain, s3_refs = _storage_env(spec)
     return JobCommand(
         component=BACKUP_COMPONENT,
@@ -209,7 +210,7 @@ def partition_commands(spec: LokifiStorageSpec) -> list[tuple[str, JobCommand]]:
             separators=(",", ":"),
         )
         args = ["partitions", work]
-        plain: list[tuple[str, str]] = [(ENV_TABLES_JSON, tables_json)]
+        plain: list[tuple[str, str]] = [(TABLES_JSON_ENV, tables_json)]
         secret_env = _database_env(spec)
         if work == "export":
             s3_plain, s3_refs = _storage_env(spec)

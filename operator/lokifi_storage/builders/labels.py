@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from lokifi_storage.builders.names import API_GROUP, API_VERSION, KIND, bounded_name
+from lokifi_storage.api.coordinates import API_VERSION, KIND
+from lokifi_storage.builders.names import bounded_name
 
 __all__ = [
     "COMPONENT_LABEL",
@@ -70,7 +71,7 @@ def owner_reference(owner: Owner) -> dict[str, object]:
     blockOwnerDeletion makes foreground deletion of the LokifiStorage wait for its objects.
     """
     return {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "apiVersion": API_VERSION,
         "kind": KIND,
         "name": owner.name,
         "uid": owner.uid,

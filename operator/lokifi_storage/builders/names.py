@@ -1,4 +1,4 @@
-"""Deterministic names of everything the operator creates, and the resource's API coordinates.
+"""Deterministic names of everything the operator creates.
 
 Names are derived only from the resource's name and the spec (never from time or randomness), so
 a restarted operator finds the objects its predecessor created and a removed schedule maps to
@@ -14,21 +14,12 @@ import re
 from typing import Final
 
 __all__ = [
-    "API_GROUP",
-    "API_VERSION",
     "CRONJOB_NAME_LIMIT",
-    "KIND",
     "LEASE_NAME",
-    "PLURAL",
     "backup_cronjob_name",
     "bounded_name",
     "vacuum_cronjob_name",
 ]
-
-API_GROUP: Final = "storage.lokifi.ai"
-API_VERSION: Final = "v1alpha1"
-KIND: Final = "LokifiStorage"
-PLURAL: Final = "lokifistorages"
 
 # The Lease two operator processes compete for; only its holder reconciles.
 LEASE_NAME: Final = "lokifi-storage-operator"

@@ -23,13 +23,14 @@ import logging
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.clients.errors import (
     AuthenticationFailed,
     ClientError,
@@ -92,14 +93,6 @@ class ObjectRef:
     namespace: str
     name: str
     uid: str
-
-
-def _micro_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class KubeClient:
@@ -340,9 +333,9 @@ class KubeClient:
             "reportingComponent": component,
             "reportingInstance": instance,
             "action": reason,
-            "firstTimestamp": _time(now),
-            "lastTimestamp": _time(now),
-            "eventTime": _micro_time(now),
+            "firstTimestamp": rfc3339(now),
+            "lastTimestamp": rfc3339(now),
+            "eventTime": rfc3339(now, "microseconds"),
             "count": 1,
         }
         self._request("POST", EVENTS.path(about.namespace), body=body)

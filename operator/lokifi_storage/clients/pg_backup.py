@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -25,10 +24,10 @@ from lokifi_storage.clients.errors import (
 )
 from lokifi_storage.clients.pg_diagnostics import describe_error
 from lokifi_storage.clients.pg_probe import describe_target, libpq_url
+from lokifi_storage.domain.backup_manifest import TableRows
 
 __all__ = [
     "SnapshotSession",
-    "TableRows",
     "count_rows",
     "create_database",
     "database_exists",
@@ -53,19 +52,6 @@ WHERE c.relkind = 'r' AND c.relpersistence <> 't'
                   AND d.objid = c.oid AND d.deptype = 'e')
 ORDER BY 1, 2
 """
-
-
-@dataclass(frozen=True)
-class TableRows:
-    """Rows of one table (partitions are tables of their own)."""
-
-    schema: str
-    table: str
-    rows: int
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.schema}.{self.table}"
 
 
 Connection = psycopg.Connection[tuple[Any, ...]]

@@ -25,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.pg_probe import describe_target, libpq_url
+from lokifi_storage.domain.job_env import PG_BIN_ENV
 
 __all__ = [
     "ConnectionArgs",
@@ -43,7 +44,7 @@ _STDERR_KEEP = 64 * 1024
 
 def tool_path(name: str, pg_bin: str | None = None) -> str:
     """`pg_bin`/name, else $LOKIFI_PG_BIN/name, else the first `name` on PATH."""
-    directory = pg_bin or os.environ.get("LOKIFI_PG_BIN")
+    directory = pg_bin or os.environ.get(PG_BIN_ENV)
     if directory:
         candidate = os.path.join(directory, name)
         if os.access(candidate, os.X_OK):

@@ -20,6 +20,7 @@ from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.cron import parse_cron
 from lokifi_storage.api.spec import BackupScheduleSpec
 from lokifi_storage.api.status import BackupStatus
+from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.domain.backup_catalog import BackupEntry
 
 __all__ = ["BackupsHealth", "assess_backups", "schedule_interval"]
@@ -41,7 +42,7 @@ def schedule_interval(schedule: str, around: datetime) -> timedelta:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return None if moment is None else rfc3339(moment)
 
 
 @dataclass(frozen=True)

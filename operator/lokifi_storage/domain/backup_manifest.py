@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["FORMAT", "ManifestError", "TableCount", "build_manifest", "compare_counts", "tables"]
+from lokifi_storage.api.timestamps import rfc3339
+
+__all__ = ["FORMAT", "ManifestError", "TableRows", "build_manifest", "compare_counts", "tables"]
 
 FORMAT = "lokifi-backup/1"
 
@@ -28,7 +30,11 @@ class ManifestError(ValueError):
 
 
 @dataclass(frozen=True)
-class TableCount:
+class TableRows:
+    """Rows of one table (partitions are tables of their own), as counted in the dump's snapshot
+    and as written to and read back from the manifest: one record for both, so a verify compares
+    like with like."""
+
     schema: str
     table: str
     rows: int
@@ -36,10 +42,6 @@ class TableCount:
     @property
     def qualified(self) -> str:
         return f"{self.schema}.{self.table}"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def build_manifest(
@@ -57,7 +59,7 @@ def build_manifest(
     sha256: str,
     dump_bytes: int,
     parts: int,
-    counts: Iterable[TableCount],
+    counts: Iterable[TableRows],
 ) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -68,8 +70,8 @@ def build_manifest(
         "serverVersion": server_version,
         "pgDumpVersion": pg_dump_version,
         "storageClass": storage_class,
-        "startedAt": _iso(started_at),
-        "finishedAt": _iso(finished_at),
+        "startedAt": rfc3339(started_at, "milliseconds"),
+        "finishedAt": rfc3339(finished_at, "milliseconds"),
         "sizeBytes": size_bytes,
         "sha256": sha256,
         "dumpBytes": dump_bytes,

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Final
 
 from lokifi_storage.api import conditions as types
@@ -44,7 +43,6 @@ __all__ = [
     "build_status",
     "condition_events",
     "dropped_fields",
-    "rfc3339",
     "set_condition",
     "status_patch",
     "summarize",
@@ -90,11 +88,6 @@ STALLING_REASONS: Final = frozenset(
 
 SUMMARY_ORDER: Final = (types.READY, types.RECONCILING, types.STALLED)
 STATUS_KEYS: Final = tuple(LokifiStorageStatus.model_fields)
-
-
-def rfc3339(moment: datetime) -> str:
-    """`2026-01-31T12:00:00Z`: the format Kubernetes uses for lastTransitionTime."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def set_condition(

@@ -24,7 +24,6 @@ __all__ = [
     "BACKUP_JOB_PREFIX",
     "COMPRESS_JOB",
     "EXPORT_JOB",
-    "RESOURCE_ENV",
     "VACUUM_JOB",
     "JobRun",
     "condition_of_job",
@@ -32,9 +31,6 @@ __all__ = [
     "resource_key",
 ]
 
-# The environment variable through which a CronJob tells its command which resource it runs
-# for; a command run by hand without it records nothing.
-RESOURCE_ENV: Final = "LOKIFI_RESOURCE"
 COMPRESS_JOB: Final = "partitions-compress"
 EXPORT_JOB: Final = "partitions-export"
 VACUUM_JOB: Final = "vacuum"

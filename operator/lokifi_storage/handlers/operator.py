@@ -31,11 +31,11 @@ from typing import Any, Final
 
 import kopf
 
-from lokifi_storage.builders.names import API_GROUP, API_VERSION, PLURAL
+from lokifi_storage.api.coordinates import GROUP, PLURAL, VERSION
 
 __all__ = ["ANNOTATION_PREFIX", "FINALIZER", "build_registry", "operator_settings"]
 
-ANNOTATION_PREFIX: Final = "storage.lokifi.ai"
+ANNOTATION_PREFIX: Final = GROUP
 FINALIZER: Final = "storage.lokifi.ai/cleanup"
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def build_registry(*, sharded: bool = False) -> kopf.OperatorRegistry:
         """Credentials as the `kubernetes` client finds them: service account or kubeconfig."""
         return kopf.login_via_client(**kwargs)
 
-    @kopf.on.event(API_GROUP, API_VERSION, PLURAL, registry=registry)
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def observe(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Keep the controller's list of resources current (on the loop: no executor thread
         is taken per watch event)."""
@@ -102,9 +102,9 @@ def build_registry(*, sharded: bool = False) -> kopf.OperatorRegistry:
         # and record them as handled in the resource (runtime/sharding.py).
         return registry
 
-    @kopf.on.resume(API_GROUP, API_VERSION, PLURAL, registry=registry)
-    @kopf.on.create(API_GROUP, API_VERSION, PLURAL, registry=registry)
-    @kopf.on.update(API_GROUP, API_VERSION, PLURAL, field="spec", registry=registry)
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.update(GROUP, VERSION, PLURAL, field="spec", registry=registry)
     async def reconcile(
         namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any
     ) -> None:
@@ -112,7 +112,7 @@ def build_registry(*, sharded: bool = False) -> kopf.OperatorRegistry:
         every resync (the controller's queue), and wait for it."""
         await memo.controller.submit(namespace or "", name, uid)
 
-    @kopf.on.delete(API_GROUP, API_VERSION, PLURAL, when=_delete_policy, registry=registry)
+    @kopf.on.delete(GROUP, VERSION, PLURAL, when=_delete_policy, registry=registry)
     def delete(namespace: str | None, name: str, uid: str, memo: kopf.Memo, **_: Any) -> None:
         """deletionPolicy Delete: remove what the operator created, then let it go."""
         memo.controller.clean_up(namespace or "", name, uid)

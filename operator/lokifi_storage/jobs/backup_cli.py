@@ -26,6 +26,13 @@ from lokifi_storage.clients.pg_probe import describe_target
 from lokifi_storage.clients.pg_tools import connection_args
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.domain.backup_catalog import backup_folder, name_prefix, source_id
+from lokifi_storage.domain.job_env import (
+    AWS_REGION_ENV,
+    PG_BIN_ENV,
+    PRIMARY_URL_ENV,
+    S3_ENDPOINT_ENV,
+    S3_REGION_ENV,
+)
 from lokifi_storage.domain.job_runs import BACKUP_JOB_PREFIX
 from lokifi_storage.jobs.backup_create import (
     BackupTarget,
@@ -46,8 +53,6 @@ from lokifi_storage.jobs.outcome import JobError, RunNote, TerminatedError, job_
 from lokifi_storage.jobs.progress import Reporter, human_bytes
 
 __all__ = ["app", "restore"]
-
-DEFAULT_URL_ENV = "LOKIFI_PRIMARY_URL"
 
 app = typer.Typer(
     name="backup",
@@ -92,11 +97,11 @@ Source = Annotated[
 ]
 Endpoint = Annotated[
     str | None,
-    typer.Option(envvar="LOKIFI_S3_ENDPOINT", help="S3-compatible endpoint URL (default AWS)."),
+    typer.Option(envvar=S3_ENDPOINT_ENV, help="S3-compatible endpoint URL (default AWS)."),
 ]
 Region = Annotated[
     str | None,
-    typer.Option(envvar=["LOKIFI_S3_REGION", "AWS_DEFAULT_REGION", "AWS_REGION"], help="Region."),
+    typer.Option(envvar=[S3_REGION_ENV, AWS_REGION_ENV, "AWS_REGION"], help="Region."),
 ]
 UrlEnv = Annotated[
     str,
@@ -104,7 +109,7 @@ UrlEnv = Annotated[
 ]
 PgBin = Annotated[
     str | None,
-    typer.Option(envvar="LOKIFI_PG_BIN", help="Directory of pg_dump/pg_restore (default PATH)."),
+    typer.Option(envvar=PG_BIN_ENV, help="Directory of pg_dump/pg_restore (default PATH)."),
 ]
 Jobs = Annotated[
     int,
@@ -240,7 +245,7 @@ def create(
     part_size_mb: Annotated[int, typer.Option(min=5, help="First upload part size.")] = 16,
     level: Annotated[int | None, typer.Option(help="Compression level (codec default).")] = None,
     threads: Annotated[int, typer.Option(help="zstd worker threads (0: inline).")] = 0,
-    url_env: UrlEnv = DEFAULT_URL_ENV,
+    url_env: UrlEnv = PRIMARY_URL_ENV,
     pg_bin: PgBin = None,
 ) -> None:
     """pg_dump the database into one new backup, streamed to S3 with no temporary file."""
@@ -290,7 +295,7 @@ def list_(
     region: Region = None,
     schedule: Annotated[str | None, typer.Option(help="Only this schedule.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
-    url_env: UrlEnv = DEFAULT_URL_ENV,
+    url_env: UrlEnv = PRIMARY_URL_ENV,
 ) -> None:
     """List the backups in the bucket, oldest first."""
     target = _target(
@@ -345,7 +350,7 @@ def verify_(
     jobs: Jobs = 1,
     workdir: Workdir = None,
     target_env: VerifyTargetEnv = None,
-    url_env: UrlEnv = DEFAULT_URL_ENV,
+    url_env: UrlEnv = PRIMARY_URL_ENV,
     pg_bin: PgBin = None,
 ) -> None:
     """Verify a backup against its manifest, never on the primary.
@@ -379,7 +384,7 @@ def prune(
     source: Source = None,
     endpoint: Endpoint = None,
     region: Region = None,
-    url_env: UrlEnv = DEFAULT_URL_ENV,
+    url_env: UrlEnv = PRIMARY_URL_ENV,
 ) -> None:
     """Apply retention to one schedule (create --keep does this after every backup)."""
     from datetime import UTC, datetime
@@ -429,7 +434,7 @@ def restore(
             "names), or when that cannot be checked: repeat the target database's name."
         ),
     ] = None,
-    url_env: UrlEnv = DEFAULT_URL_ENV,
+    url_env: UrlEnv = PRIMARY_URL_ENV,
     pg_bin: PgBin = None,
 ) -> None:
     """Restore a backup from S3 into a database (pg_restore, --jobs N in parallel).

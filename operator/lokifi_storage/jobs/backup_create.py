@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from lokifi_storage.clients.backup_store import BackupStore, MultipartUpload
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.pg_backup import SnapshotSession, TableRows
+from lokifi_storage.clients.pg_backup import SnapshotSession
 from lokifi_storage.clients.pg_tools import (
     ToolProcess,
     connection_args,
@@ -43,7 +43,7 @@ from lokifi_storage.domain.backup_catalog import (
     manifest_key,
     schedule_prefix,
 )
-from lokifi_storage.domain.backup_manifest import TableCount, build_manifest
+from lokifi_storage.domain.backup_manifest import TableRows, build_manifest
 from lokifi_storage.domain.backup_retention import PrunePlan, plan_prune
 from lokifi_storage.domain.upload_parts import MAX_PARTS, part_size
 from lokifi_storage.jobs.compression import compressor
@@ -257,7 +257,7 @@ def create_backup(
                 sha256=digest.hexdigest(),
                 dump_bytes=raw,
                 parts=upload.parts,
-                counts=[TableCount(c.schema, c.table, c.rows) for c in counts],
+                counts=counts,
             )
             target.store.put_json(mkey, manifest)
             manifest_written = True

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.clients.backup_store import BackupStore
 from lokifi_storage.clients.errors import ClientError, NotFound
 from lokifi_storage.clients.pg_backup import (
@@ -405,7 +406,7 @@ def _mark(
             "dumpKey": key,
             "ok": ok,
             "kind": kind,
-            "checkedAt": clock().isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "checkedAt": rfc3339(clock()),
             "message": message,
             "mismatches": mismatches[:100],
         },

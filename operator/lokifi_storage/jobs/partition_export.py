@@ -35,6 +35,7 @@ from typing import Any
 from psycopg import sql
 
 from lokifi_storage.api.conditions import Reason
+from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.clients.errors import ClientError, Conflict, NotFound
 from lokifi_storage.clients.postgres import PartitionDatabase
 from lokifi_storage.clients.s3_export import ARCHIVE_CLASSES, ExportStore, ObjectHead
@@ -171,7 +172,7 @@ def _manifest(
         object_bytes=digest.obj_bytes,
         compression=EXPORT_CODEC,
         storage_class=action.storage_class,
-        exported_at=clock().isoformat(timespec="seconds").replace("+00:00", "Z"),
+        exported_at=rfc3339(clock()),
     )
 
 

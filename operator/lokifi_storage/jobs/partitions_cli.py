@@ -29,6 +29,7 @@ import yaml
 from pydantic import ValidationError
 
 from lokifi_storage.api.conditions import Reason
+from lokifi_storage.api.coordinates import KIND
 from lokifi_storage.api.names import split_table_name
 from lokifi_storage.api.spec import LokifiStorageSpec, TableSpec
 from lokifi_storage.clients.errors import ClientError
@@ -39,6 +40,13 @@ from lokifi_storage.clients.postgres import (
 )
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.clients.s3_export import ExportStore
+from lokifi_storage.domain.job_env import (
+    AWS_REGION_ENV,
+    PRIMARY_URL_ENV,
+    S3_ENDPOINT_ENV,
+    S3_REGION_ENV,
+    TABLES_JSON_ENV,
+)
 from lokifi_storage.domain.job_runs import COMPRESS_JOB, EXPORT_JOB
 from lokifi_storage.domain.partitions.actions import ExportPartition
 from lokifi_storage.domain.partitions.catalog import QName
@@ -57,9 +65,6 @@ from lokifi_storage.jobs.partition_export import export_and_drop
 from lokifi_storage.jobs.progress import human_bytes
 
 __all__ = ["app", "plans_for"]
-
-DEFAULT_URL_ENV = "LOKIFI_PRIMARY_URL"
-TABLES_ENV = "LOKIFI_TABLES_JSON"
 
 app = typer.Typer(
     name="partitions",
@@ -108,20 +113,20 @@ def load_spec(path: Path | None) -> tuple[list[TableSpec], LokifiStorageSpec | N
     try:
         if path is not None:
             docs = _documents(path)
-            doc = next((d for d in docs if d.get("kind") == "LokifiStorage"), None)
+            doc = next((d for d in docs if d.get("kind") == KIND), None)
             body = doc.get("spec", {}) if doc is not None else (docs[0] if docs else {})
             spec = LokifiStorageSpec.model_validate(body)
             if spec.postgres is None:
                 raise _fail(f"{path} has no spec.postgres")
             return list(spec.postgres.tables), spec
-        raw = os.environ.get(TABLES_ENV)
+        raw = os.environ.get(TABLES_JSON_ENV)
         if not raw:
-            raise _fail(f"pass -f resource.yaml or set {TABLES_ENV}")
+            raise _fail(f"pass -f resource.yaml or set {TABLES_JSON_ENV}")
         return [TableSpec.model_validate(t) for t in json.loads(raw)], None
     except ValidationError as error:
         raise _fail(f"invalid spec: {error.errors()[0]['msg']}") from None
     except json.JSONDecodeError:
-        raise _fail(f"{TABLES_ENV} is not valid JSON") from None
+        raise _fail(f"{TABLES_JSON_ENV} is not valid JSON") from None
 
 
 def _select(tables: list[TableSpec], only: list[str] | None) -> list[TableSpec]:
@@ -211,7 +216,7 @@ def _tables_locked(
 def compress(
     file: File = None,
     table: Tables = None,
-    url_env: UrlEnv = DEFAULT_URL_ENV,
+    url_env: UrlEnv = PRIMARY_URL_ENV,
     now: Now = None,
     lock_timeout_ms: LockTimeoutMs = 2000,
     dry_run: Annotated[bool, typer.Option(help="Print what would be packed.")] = False,
@@ -287,7 +292,7 @@ def unpack(
     ],
     file: File = None,
     table: Annotated[str | None, typer.Option(help="The table (needed with several).")] = None,
-    url_env: UrlEnv = DEFAULT_URL_ENV,
+    url_env: UrlEnv = PRIMARY_URL_ENV,
     lock_timeout_ms: LockTimeoutMs = 2000,
 ) -> None:
     """Restore packed months to ordinary partitions of the archive table (for back-fills,
@@ -330,14 +335,14 @@ app.command("decompress", help="Same as unpack.")(unpack)
 def export(
     file: File = None,
     table: Tables = None,
-    url_env: UrlEnv = DEFAULT_URL_ENV,
+    url_env: UrlEnv = PRIMARY_URL_ENV,
     endpoint: Annotated[
         str | None,
-        typer.Option(envvar="LOKIFI_S3_ENDPOINT", help="S3 endpoint (default: the spec's)."),
+        typer.Option(envvar=S3_ENDPOINT_ENV, help="S3 endpoint (default: the spec's)."),
     ] = None,
     region: Annotated[
         str | None,
-        typer.Option(envvar=["LOKIFI_S3_REGION", "AWS_DEFAULT_REGION"], help="S3 region."),
+        typer.Option(envvar=[S3_REGION_ENV, AWS_REGION_ENV], help="S3 region."),
     ] = None,
     now: Now = None,
     lock_timeout_ms: LockTimeoutMs = 2000,

@@ -24,6 +24,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from lokifi_storage.api.timestamps import rfc3339
+
 __all__ = ["Reporter", "Task", "human_bytes"]
 
 
@@ -102,7 +104,7 @@ class Reporter:
         if self.tty:
             self._console.print(message, markup=False)
         else:
-            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            stamp = rfc3339(datetime.now(UTC))
             print(f"{stamp} {message}", file=self.stream, flush=True)
 
     @contextmanager

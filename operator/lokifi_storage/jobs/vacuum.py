@@ -21,6 +21,7 @@ import typer
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.pg_vacuum import LockTimeoutError, RelationGoneError, VacuumSession
+from lokifi_storage.domain.job_env import PRIMARY_URL_ENV
 from lokifi_storage.domain.job_runs import VACUUM_JOB
 from lokifi_storage.domain.vacuum_plan import TableName, parse_table_name, plan_vacuum
 from lokifi_storage.jobs.outcome import TerminatedError, job_run, sigterm_raises
@@ -110,7 +111,7 @@ def vacuum(
     ] = 5.0,
     url_env: Annotated[
         str, typer.Option(help="Environment variable holding the primary's URL.")
-    ] = "LOKIFI_PRIMARY_URL",
+    ] = PRIMARY_URL_ENV,
 ) -> None:
     """VACUUM (ANALYZE) tables and their partitions with timings and a lock timeout.
 

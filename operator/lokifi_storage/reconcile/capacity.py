@@ -18,13 +18,14 @@ metrics every time.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from lokifi_storage import metrics
 from lokifi_storage.api import conditions as types
 from lokifi_storage.api.spec import MonitoringSpec
 from lokifi_storage.api.status import Condition, RelationSize, StorageSample, StorageStatus
+from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.clients.pg_sizes import measure_sizes
 from lokifi_storage.domain.capacity import Sample, assess, record_sample
 from lokifi_storage.reconcile.report import PartReport
@@ -32,10 +33,6 @@ from lokifi_storage.reconcile.report import PartReport
 __all__ = ["reconcile_capacity"]
 
 TOP_RELATIONS = 5
-
-
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_time(text: str) -> datetime | None:
@@ -105,9 +102,9 @@ def reconcile_capacity(
         usedPercent=live.used_percent,
         growthBytesPerDay=live.growth_bytes_per_day,
         projectedFullDate=live.projected_full.isoformat() if live.projected_full else None,
-        sampledAt=_stamp(now),
+        sampledAt=rfc3339(now),
         largest=[RelationSize(name=n, bytes=b) for n, b in observed.largest],
-        samples=[StorageSample(time=_stamp(s.at), bytes=s.bytes) for s in history],
+        samples=[StorageSample(time=rfc3339(s.at), bytes=s.bytes) for s in history],
     )
     storage = status.model_dump(mode="json", exclude_none=True)
     return _condition_report(live.exceeded, live.reason, live.message, storage)

@@ -40,11 +40,12 @@ from pydantic import ValidationError
 from lokifi_storage import metrics
 from lokifi_storage.api import conditions as types
 from lokifi_storage.api.conditions import Reason
+from lokifi_storage.api.coordinates import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from lokifi_storage.api.spec import LokifiStorageSpec
 from lokifi_storage.api.status import Condition
+from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.builders.cronjobs import JobSettings, desired_cronjobs
 from lokifi_storage.builders.labels import Owner
-from lokifi_storage.builders.names import API_GROUP, API_VERSION, KIND, PLURAL
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.job_runs import read_job_runs
 from lokifi_storage.clients.kube import KubeClient, ObjectRef, Resource
@@ -54,7 +55,6 @@ from lokifi_storage.domain.conditions import (
     build_status,
     condition_events,
     dropped_fields,
-    rfc3339,
     status_patch,
 )
 from lokifi_storage.domain.connection_secret import build_connection_secret_data
@@ -89,7 +89,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LOKIFI_STORAGES: Final = Resource(API_GROUP, API_VERSION, PLURAL)
+LOKIFI_STORAGES: Final = Resource(GROUP, VERSION, PLURAL)
 COMPONENT: Final = "lokifi-storage-operator"
 
 
@@ -492,7 +492,7 @@ class ResourceReconciler:
 
     def _post(self, owner: Owner, events: Sequence[EventSpec], now: datetime) -> None:
         about = ObjectRef(
-            api_version=f"{API_GROUP}/{API_VERSION}",
+            api_version=API_VERSION,
             kind=KIND,
             namespace=owner.namespace,
             name=owner.name,

@@ -33,16 +33,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.kube import LEASES, Conflict, KubeClient
 
 __all__ = ["LeaseConfig", "LeaseElector"]
 
 log = logging.getLogger(__name__)
-
-
-def _micro_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -94,7 +91,7 @@ class LeaseElector:
     # --- one attempt (synchronous: runs in a thread) -------------------------------------------
 
     def _body(self, previous: dict[str, Any] | None) -> dict[str, Any]:
-        now = _micro_time(self._clock())
+        now = rfc3339(self._clock(), "microseconds")
         spec = dict((previous or {}).get("spec") or {})
         transitions = int(spec.get("leaseTransitions") or 0)
         if spec.get("holderIdentity") != self.config.identity:

@@ -30,6 +30,7 @@ from lokifi_storage.clients import pg_pool
 from lokifi_storage.clients import redis as redis_client
 from lokifi_storage.clients.kube import KubeClient
 from lokifi_storage.clients.pg_pool import PoolSettings
+from lokifi_storage.domain.job_env import JOB_IMAGE_ENV
 from lokifi_storage.handlers.operator import build_registry, operator_settings
 from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.resource import ReconcilerConfig, ResourceReconciler
@@ -41,8 +42,6 @@ from lokifi_storage.runtime.sharding import Finalizers, ShardConfig, ShardKeeper
 __all__ = ["RunOptions", "default_identity", "run_operator"]
 
 log = logging.getLogger(__name__)
-
-JOB_IMAGE_ENV = "LOKIFI_JOB_IMAGE"
 
 
 def default_identity() -> str:
