@@ -34,6 +34,7 @@ from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.clients.errors import (
     AuthenticationFailed,
     ClientError,
+    Conflict,
     ConnectionFailed,
     NotFound,
     Refused,
@@ -41,7 +42,6 @@ from lokifi_storage.clients.errors import (
 
 __all__ = [
     "FIELD_MANAGER",
-    "Conflict",
     "KubeClient",
     "ObjectRef",
     "Resource",
@@ -52,12 +52,6 @@ log = logging.getLogger(__name__)
 FIELD_MANAGER: Final = "lokifi-storage-operator"
 REQUEST_TIMEOUT: Final = urllib3.Timeout(connect=5.0, read=30.0)
 MESSAGE_LIMIT: Final = 1024
-
-
-class Conflict(Refused):
-    """409: the object changed since it was read (or already exists)."""
-
-    reason = "Conflict"
 
 
 @dataclass(frozen=True)

@@ -16,14 +16,18 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from lokifi_storage.api.conditions import Reason
-from lokifi_storage.clients.errors import ClientError, ConnectionFailed, NotFound, Refused
+from lokifi_storage.clients.errors import (
+    ClientError,
+    ConnectionFailed,
+    LockTimeout,
+    RelationGone,
+)
 from lokifi_storage.clients.pg_backup import Connection, connect
 from lokifi_storage.clients.pg_diagnostics import describe_error
 from lokifi_storage.clients.pg_probe import describe_target
 from lokifi_storage.domain.vacuum_plan import Relation, Step, TableName
 
-__all__ = ["LockTimeoutError", "RelationGoneError", "VacuumSession"]
+__all__ = ["VacuumSession"]
 
 # Resolve a name the way PostgreSQL would: an explicit schema, else the first schema of the
 # search_path that has it. Only tables (ordinary or partitioned) qualify.
@@ -49,16 +53,6 @@ FROM tree t JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.
 WHERE c.relkind = 'r'
 ORDER BY 1, 2
 """
-
-
-class LockTimeoutError(Refused):
-    """The relation's lock was not granted within lock_timeout; nothing was done to it."""
-
-    reason = Reason.LOCK_TIMEOUT
-
-
-class RelationGoneError(NotFound):
-    """The relation was dropped (e.g. an expired partition) between planning and its turn."""
 
 
 # Every table an empty `tables` list means: top-level tables (partitions come through their
@@ -130,7 +124,7 @@ class VacuumSession:
         return found
 
     def run(self, step: Step) -> float:
-        """Run one step; its duration in seconds. LockTimeoutError when the lock waited out."""
+        """Run one step; its duration in seconds. LockTimeout when the lock waited out."""
         target = sql.SQL("{}.{}").format(sql.Identifier(step.schema), sql.Identifier(step.name))
         if step.command == "analyze":
             statement = sql.SQL("ANALYZE {}").format(target)
@@ -142,11 +136,9 @@ class VacuumSession:
         try:
             self._conn.execute(statement)
         except pg_errors.LockNotAvailable as error:
-            raise LockTimeoutError(
-                f"{step.describe()}: lock not granted within lock_timeout"
-            ) from error
+            raise LockTimeout(f"{step.describe()}: lock not granted within lock_timeout") from error
         except pg_errors.UndefinedTable as error:
-            raise RelationGoneError(f"{step.describe()}: the relation is gone") from error
+            raise RelationGone(f"{step.describe()}: the relation is gone") from error
         except psycopg.OperationalError as error:
             raise ConnectionFailed(f"{self.target}: connection lost") from error
         except psycopg.Error as error:

@@ -31,6 +31,8 @@ from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import (
     ClientError,
     ConnectionFailed,
+    LockTimeout,
+    PartitionWorkBusy,
 )
 from lokifi_storage.clients.pg_diagnostics import server_message
 from lokifi_storage.clients.pg_probe import Target, pooled_autocommit
@@ -47,9 +49,7 @@ from lokifi_storage.domain.partitions.steps import steps_for
 
 __all__ = [
     "PARTITION_LOCK_CLASS",
-    "LockTimeout",
     "PartitionDatabase",
-    "PartitionWorkBusy",
     "open_partition_database",
 ]
 
@@ -59,18 +59,6 @@ DEFAULT_BACKOFF_SECONDS = 0.5
 OBSERVE_STATEMENT_TIMEOUT_MS = 60_000
 
 Conn = psycopg.Connection[Any]
-
-
-class LockTimeout(ClientError):
-    """A step could not get its locks within lock_timeout, every attempt."""
-
-    reason = Reason.LOCK_TIMEOUT
-
-
-class PartitionWorkBusy(ClientError):
-    """Another session holds the partition-work lock of the table."""
-
-    reason = Reason.PARTITION_WORK_BUSY
 
 
 # The first half of the two-key advisory lock of partition work ('LKSP'); the second half is

@@ -6,7 +6,7 @@ something still writes to the file. TEXT comes back as `bytearray` and BLOB as `
 converters of domain/sqlite_values.py tell text from binary by that, and text that is not UTF-8
 reaches them as bytes instead of failing the whole read.
 
-Errors are the migrate command's own: `SourceCorrupt` (not a SQLite file, or damaged),
+Errors (in clients/errors.py): `SourceCorrupt` (not a SQLite file, or damaged),
 `SourceLocked` (another process holds a lock that keeps readers out), each with one line naming
 the file.
 """
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.errors import ClientError, SourceCorrupt, SourceLocked
 from lokifi_storage.domain.migrate_schema import (
     ForeignKey,
     SourceColumn,
@@ -26,15 +26,7 @@ from lokifi_storage.domain.migrate_schema import (
     SourceTable,
 )
 
-__all__ = ["SourceCorrupt", "SourceLocked", "SqliteSource"]
-
-
-class SourceCorrupt(ClientError):
-    reason = "SourceCorrupt"
-
-
-class SourceLocked(ClientError):
-    reason = "SourceLocked"
+__all__ = ["SqliteSource"]
 
 
 def _quote(name: str) -> str:

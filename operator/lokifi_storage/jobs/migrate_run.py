@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lokifi_storage.api.spec import TableSpec
-from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.errors import ClientError, SourceCorrupt, SourceLocked
 from lokifi_storage.clients.migrate_sql import (
     create_table,
     foreign_key,
@@ -33,7 +33,7 @@ from lokifi_storage.clients.migrate_sql import (
 )
 from lokifi_storage.clients.migrate_target import Checkpoint, MigrateTarget
 from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
-from lokifi_storage.clients.sqlite_source import SourceCorrupt, SourceLocked, SqliteSource
+from lokifi_storage.clients.sqlite_source import SqliteSource
 from lokifi_storage.domain.migrate_plan import (
     ArchiveRouter,
     HourReader,

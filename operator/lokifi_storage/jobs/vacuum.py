@@ -19,8 +19,8 @@ from typing import Annotated
 import typer
 
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.pg_vacuum import LockTimeoutError, RelationGoneError, VacuumSession
+from lokifi_storage.clients.errors import ClientError, LockTimeout, RelationGone
+from lokifi_storage.clients.pg_vacuum import VacuumSession
 from lokifi_storage.domain.job_env import PRIMARY_URL_ENV
 from lokifi_storage.domain.job_runs import VACUUM_JOB
 from lokifi_storage.domain.vacuum_plan import TableName, parse_table_name, plan_vacuum
@@ -72,11 +72,11 @@ def run_vacuum(
         for step in steps:
             try:
                 seconds = session.run(step)
-            except LockTimeoutError as error:
+            except LockTimeout as error:
                 result.lock_timeouts.append(step.qualified)
                 reporter.info(f"SKIPPED {error}")
                 continue
-            except RelationGoneError as error:
+            except RelationGone as error:
                 result.gone.append(step.qualified)
                 reporter.info(f"SKIPPED {error}")
                 continue

@@ -46,8 +46,8 @@ from lokifi_storage.builders.labels import (
     label_value,
 )
 from lokifi_storage.builders.secret import build_connection_secret, decode_secret_data
-from lokifi_storage.clients.errors import ClientError, Refused
-from lokifi_storage.clients.kube import CRONJOBS, SECRETS, Conflict, KubeClient
+from lokifi_storage.clients.errors import ClientError, Conflict, Refused
+from lokifi_storage.clients.kube import CRONJOBS, SECRETS, KubeClient
 from lokifi_storage.domain.change_plan import Change, FieldChange, changed_fields
 from lokifi_storage.domain.schedule_diff import needs_write, plan_owned_objects
 

@@ -34,8 +34,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from lokifi_storage.api.timestamps import rfc3339
-from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.kube import LEASES, Conflict, KubeClient
+from lokifi_storage.clients.errors import ClientError, Conflict
+from lokifi_storage.clients.kube import LEASES, KubeClient
 
 __all__ = ["LeaseConfig", "LeaseElector"]
 

@@ -43,8 +43,8 @@ from typing import Any, Final
 
 from lokifi_storage import metrics
 from lokifi_storage.builders.names import LEASE_NAME
-from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.kube import LEASES, Conflict, KubeClient
+from lokifi_storage.clients.errors import ClientError, Conflict
+from lokifi_storage.clients.kube import LEASES, KubeClient
 from lokifi_storage.handlers.operator import FINALIZER
 from lokifi_storage.reconcile.resource import (
     LOKIFI_STORAGES,
