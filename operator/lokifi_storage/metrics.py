@@ -6,8 +6,8 @@ them side by side, and `forget()` removes a deleted resource's series entirely.
 
 Who feeds what:
 - `observe_part(...)`: the resource reconciler, once per part per reconcile (duration, errors).
-- `record_status(...)`: the resource reconciler, after a reconcile, with the status it computed:
-  partitions, replicas, Redis, backups and conditions are read from it.
+- `record_status(...)`: the resource reconciler, after a reconcile, with the status model it
+  computed: partitions, replicas, Redis, backups and conditions are read from it.
 - `set_storage(...)`: the capacity part, with the live measurement (status.storage moves only
   hourly, see domain/capacity.py; the metric is always current).
 - `start_metrics_server(port)`: `lokifi-storage run`.
@@ -27,6 +27,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from lokifi_storage.api.status import BackupStatus, LokifiStorageStatus, RedisStatus
 
 __all__ = [
     "REGISTRY",
@@ -307,13 +309,8 @@ def set_storage(
             )
 
 
-def _plain(value: Any) -> Any:
-    dump = getattr(value, "model_dump", None)
-    return dump(mode="json") if callable(dump) else value
-
-
-def _timestamp(text: Any) -> float | None:
-    if not isinstance(text, str) or not text:
+def _timestamp(text: str | None) -> float | None:
+    if not text:
         return None
     try:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
@@ -321,50 +318,45 @@ def _timestamp(text: Any) -> float | None:
         return None
 
 
-def record_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
-    """Set the gauges that mirror `.status` blocks; a block absent from `status` is left as is,
-    a block present replaces that family's series of the resource (so removed tables,
-    replicas or schedules disappear)."""
-    status = {key: _plain(value) for key, value in status.items()}
+def record_status(namespace: str, name: str, status: LokifiStorageStatus) -> None:
+    """Set the gauges that mirror `.status` blocks; a block `status` does not set is left as
+    is, a block set replaces that family's series of the resource (so removed tables, replicas
+    or schedules disappear)."""
+    present = status.model_fields_set
     with _lock:
-        if "partitions" in status:
+        if "partitions" in present:
             counts: dict[tuple[str, ...], float] = {}
             default_rows: dict[tuple[str, ...], float] = {}
-            for item in status["partitions"] or []:
-                item = _plain(item)
-                table = str(item.get("table"))
-                counts[(table, "live")] = float(item.get("count") or 0)
-                counts[(table, "archived")] = float(item.get("archived") or 0)
-                counts[(table, "pending_compress")] = float(item.get("pendingCompress") or 0)
-                counts[(table, "pending_export")] = float(item.get("pendingExport") or 0)
-                default_rows[(table,)] = float(item.get("inDefault") or 0)
+            for item in status.partitions:
+                counts[(item.table, "live")] = float(item.count)
+                counts[(item.table, "archived")] = float(item.archived)
+                counts[(item.table, "pending_compress")] = float(item.pendingCompress)
+                counts[(item.table, "pending_export")] = float(item.pendingExport)
+                default_rows[(item.table,)] = float(item.inDefault)
             _replace(PARTITIONS, namespace, name, counts)
             _replace(DEFAULT_PARTITION_ROWS, namespace, name, default_rows)
-        if "replicas" in status:
+        if "replicas" in present:
             lag: dict[tuple[str, ...], float] = {}
             healthy: dict[tuple[str, ...], float] = {}
-            for item in status["replicas"] or []:
-                item = _plain(item)
-                replica = str(item.get("name"))
-                healthy[(replica,)] = 1.0 if item.get("healthy") else 0.0
-                if item.get("lagSeconds") is not None:
-                    lag[(replica,)] = float(item["lagSeconds"])
+            for replica in status.replicas:
+                healthy[(replica.name,)] = 1.0 if replica.healthy else 0.0
+                if replica.lagSeconds is not None:
+                    lag[(replica.name,)] = float(replica.lagSeconds)
             _replace(REPLICA_LAG_SECONDS, namespace, name, lag)
             _replace(REPLICA_HEALTHY, namespace, name, healthy)
-        if "redis" in status:
-            _record_redis(namespace, name, _plain(status["redis"]) or {})
-        if "backups" in status:
-            _record_backups(namespace, name, [_plain(b) for b in status["backups"] or []])
-        if "conditions" in status:
+        if "redis" in present:
+            _record_redis(namespace, name, status.redis or RedisStatus())
+        if "backups" in present:
+            _record_backups(namespace, name, status.backups)
+        if "conditions" in present:
             conditions: dict[tuple[str, ...], float] = {
-                (str(c.get("type")), str(c.get("status")), str(c.get("reason"))): 1.0
-                for c in (_plain(c) for c in status["conditions"] or [])
+                (c.type, c.status, c.reason): 1.0 for c in status.conditions
             }
             _replace(CONDITION, namespace, name, conditions)
 
 
-def _record_redis(namespace: str, name: str, redis: Mapping[str, Any]) -> None:
-    state = redis.get("clusterState")
+def _record_redis(namespace: str, name: str, redis: RedisStatus) -> None:
+    state = redis.clusterState
     _replace(
         REDIS_CLUSTER_STATE_OK,
         namespace,
@@ -372,35 +364,39 @@ def _record_redis(namespace: str, name: str, redis: Mapping[str, Any]) -> None:
         {} if state is None else {(): 1.0 if state == "ok" else 0.0},
     )
     slots: dict[tuple[str, ...], float] = {
-        (label,): float(redis[key])
-        for label, key in (("assigned", "slotsAssigned"), ("ok", "slotsOk"), ("fail", "slotsFail"))
-        if redis.get(key) is not None
+        (label,): float(value)
+        for label, value in (
+            ("assigned", redis.slotsAssigned),
+            ("ok", redis.slotsOk),
+            ("fail", redis.slotsFail),
+        )
+        if value is not None
     }
     _replace(REDIS_SLOTS, namespace, name, slots)
     nodes: dict[tuple[str, ...], float] = {
-        (role,): float(redis[key])
-        for role, key in (("master", "masters"), ("replica", "replicas"))
-        if redis.get(key) is not None
+        (role,): float(value)
+        for role, value in (("master", redis.masters), ("replica", redis.replicas))
+        if value is not None
     }
     _replace(REDIS_NODES, namespace, name, nodes)
 
 
-def _record_backups(namespace: str, name: str, backups: list[Mapping[str, Any]]) -> None:
+def _record_backups(namespace: str, name: str, backups: list[BackupStatus]) -> None:
     last: dict[tuple[str, ...], float] = {}
     size: dict[tuple[str, ...], float] = {}
     count: dict[tuple[str, ...], float] = {}
     verify: dict[tuple[str, ...], float] = {}
     for item in backups:
-        schedule = (str(item.get("schedule")),)
-        finished = _timestamp(item.get("lastSuccessfulTime"))
+        schedule = (item.schedule,)
+        finished = _timestamp(item.lastSuccessfulTime)
         if finished is not None:
             last[schedule] = finished
-        if item.get("lastSizeBytes") is not None:
-            size[schedule] = float(item["lastSizeBytes"])
-        if item.get("count") is not None:
-            count[schedule] = float(item["count"])
-        if item.get("lastVerifyResult") in ("Passed", "Failed"):
-            verify[schedule] = 1.0 if item["lastVerifyResult"] == "Passed" else 0.0
+        if item.lastSizeBytes is not None:
+            size[schedule] = float(item.lastSizeBytes)
+        if item.count is not None:
+            count[schedule] = float(item.count)
+        if item.lastVerifyResult is not None:
+            verify[schedule] = 1.0 if item.lastVerifyResult == "Passed" else 0.0
     _replace(BACKUP_LAST_SUCCESS, namespace, name, last)
     _replace(BACKUP_LAST_SIZE, namespace, name, size)
     _replace(BACKUP_COUNT, namespace, name, count)

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from helmchart import CHART, by_kind, one, render
 from lokifi_storage import metrics
+from lokifi_storage.api.status import LokifiStorageStatus
 from stackfixtures import REPO
 
 RULES = REPO / "deploy" / "prometheus" / "lokifi-storage-rules.yaml"
@@ -113,7 +114,7 @@ def _storage(used: float, projected: date | None = None) -> Callable[[], None]:
 
 def _served(status: dict[str, Any], storage: Callable[[], None]) -> list[str]:
     """promtool input_series lines (`name{labels}` -> value) of what the exporter serves."""
-    metrics.record_status(NS, NAME, status)
+    metrics.record_status(NS, NAME, LokifiStorageStatus.model_validate(status))
     storage()
     try:
         text = generate_latest(metrics.REGISTRY).decode()

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from dataclasses import dataclass
 
 import pytest
 import yaml
 from e2e_operator import get_json, kubectl
 
-from lokifi_storage.api.conditions import PARTITIONS_READY, Reason
-from lokifi_storage.api.status import Condition, PartitionStatus
+from lokifi_storage.api.conditions import PARTITIONS_READY
+from lokifi_storage.api.spec import LokifiStorageSpec
+from lokifi_storage.api.status import LokifiStorageStatus, PartitionStatus, ready
 from lokifi_storage.clients.kube import KubeClient
-from lokifi_storage.reconcile.parts import Part, PartContext
+from lokifi_storage.reconcile.parts import PartContext
 from lokifi_storage.reconcile.report import PartReport
 from lokifi_storage.reconcile.resource import ResourceReconciler
 from stackfixtures import REPO, StackEnv
@@ -28,25 +29,37 @@ from stackfixtures import REPO, StackEnv
 WARNING = "drops status fields"
 
 
-def _part(row: dict[str, Any]) -> Part:
-    def run(module: Any, ctx: PartContext) -> list[PartReport]:
-        condition = Condition(
-            type=PARTITIONS_READY, status="True", reason=Reason.RECONCILED, message="ok"
-        )
-        return [PartReport(condition=condition, status={"partitions": [row]})]
+class FuturePartitionStatus(PartitionStatus):
+    """status.partitions[] as a newer operator version writes it: one field more."""
 
-    return Part(
-        name="partitions",
-        module="lokifi_storage.reconcile.partitions",
-        conditions=(PARTITIONS_READY,),
-        status_keys=("partitions",),
-        declared=lambda spec: True,
-        run=run,
-    )
+    partitionsOfTheFuture: int  # noqa: N815 - status fields are camelCase
+
+
+@dataclass(frozen=True)
+class _Partitions:
+    """The partitions part, reporting `row` whatever the database holds."""
+
+    row: PartitionStatus
+    name: str = "partitions"
+    conditions: tuple[str, ...] = (PARTITIONS_READY,)
+    status_keys: tuple[str, ...] = ("partitions",)
+
+    def declared(self, spec: LokifiStorageSpec) -> bool:
+        return True
+
+    def run(self, ctx: PartContext) -> list[PartReport]:
+        status = LokifiStorageStatus(partitions=[self.row])
+        return [PartReport(condition=ready(PARTITIONS_READY, "ok"), status=status)]
+
+    def cleanup(self, ctx: PartContext) -> list[str]:
+        return []
+
+    def release(self, ctx: PartContext) -> list[str]:
+        return []
 
 
 def _reconcile_three_times(
-    stack: StackEnv, namespace: str, row: dict[str, Any], caplog: pytest.LogCaptureFixture
+    stack: StackEnv, namespace: str, row: PartitionStatus, caplog: pytest.LogCaptureFixture
 ) -> list[bool]:
     resource = yaml.safe_load((REPO / "examples" / "lokifistorage-minimal.yaml").read_text())
     resource["metadata"]["namespace"] = namespace
@@ -54,7 +67,7 @@ def _reconcile_three_times(
     assert stack.kubeconfig is not None
     kube = KubeClient.from_environment(stack.kubeconfig)
     try:
-        reconciler = ResourceReconciler(kube, parts=[_part(row)])
+        reconciler = ResourceReconciler(kube, parts=[_Partitions(row)])
         name = resource["metadata"]["name"]
         with caplog.at_level(logging.WARNING, logger="lokifi_storage.reconcile.resource"):
             return [reconciler.reconcile(namespace, name).status_patched for _ in range(3)]
@@ -65,7 +78,7 @@ def _reconcile_three_times(
 def test_a_field_the_crd_does_not_know_is_named_once_and_not_resent(
     kube_stack: StackEnv, crd: str, k8s_namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    row = {"table": "ai_messages", "count": 2, "partitionsOfTheFuture": 7}
+    row = FuturePartitionStatus(table="ai_messages", count=2, partitionsOfTheFuture=7)
     patched = _reconcile_three_times(kube_stack, k8s_namespace, row, caplog)
     assert patched == [True, False, False]  # sent once; stored without it, so not re-sent
     warnings = [r.getMessage() for r in caplog.records if WARNING in r.getMessage()]
@@ -76,8 +89,8 @@ def test_a_field_the_crd_does_not_know_is_named_once_and_not_resent(
 def test_a_status_the_crd_knows_converges_without_the_warning(
     kube_stack: StackEnv, crd: str, k8s_namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    row = PartitionStatus(table="ai_threads").model_dump()  # oldest/newest None, as the issue saw
-    assert row["oldest"] is None
+    row = PartitionStatus(table="ai_threads")  # oldest/newest None, as the issue saw
+    assert row.oldest is None
     patched = _reconcile_three_times(kube_stack, k8s_namespace, row, caplog)
     assert patched == [True, False, False]
     assert not [r for r in caplog.records if WARNING in r.getMessage()]

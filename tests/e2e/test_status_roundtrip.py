@@ -32,7 +32,14 @@ from lokifi_storage.api.status import (
     StorageStatus,
 )
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.domain.conditions import build_status, status_patch
+from lokifi_storage.domain.conditions import (
+    BLOCK_KEYS,
+    build_status,
+    read_status,
+    reported_blocks,
+    status_json,
+    status_patch,
+)
 from lokifi_storage.domain.partitions.catalog import QName
 from lokifi_storage.domain.partitions.index_plan import Problem
 from lokifi_storage.domain.partitions.plan import TablePlan, TableSummary
@@ -98,7 +105,7 @@ def _partitions_report() -> dict[str, Any]:
     return {"condition": report.condition, "status": report.status}
 
 
-def _shapes() -> list[tuple[str, list[Condition], dict[str, Any]]]:
+def _shapes() -> list[tuple[str, list[Condition], LokifiStorageStatus]]:
     """(name, part conditions, status blocks) for each shape."""
     partitions = _partitions_report()
     every_part = [
@@ -125,16 +132,20 @@ def _shapes() -> list[tuple[str, list[Condition], dict[str, Any]]]:
         "connectionSecret": ConnectionSecretStatus,
     }
     lists: dict[str, type[BaseModel]] = {"replicas": ReplicaStatus, "backups": BackupStatus}
-    shapes: list[tuple[str, list[Condition], dict[str, Any]]] = [
+    shapes: list[tuple[str, list[Condition], LokifiStorageStatus]] = [
         ("partitions of real plans", [partitions["condition"]], partitions["status"]),
-        ("every part condition", every_part, {}),
+        ("every part condition", every_part, LokifiStorageStatus()),
     ]
     for full in (False, True):
         which = "full" if full else "sparse"
         sampled = {key: model_sample(model, full) for key, model in blocks.items()}
         sampled |= {key: [model_sample(model, full)] for key, model in lists.items()}
-        shapes.append((f"every block, {which}", every_part, sampled))
-    shapes.append(("all parts ready, no blocks", [every_part[0]], {"partitions": []}))
+        shapes.append(
+            (f"every block, {which}", every_part, LokifiStorageStatus.model_validate(sampled))
+        )
+    shapes.append(
+        ("all parts ready, no blocks", [every_part[0]], LokifiStorageStatus(partitions=[]))
+    )
     return shapes
 
 
@@ -149,9 +160,8 @@ def test_every_status_shape_reads_back_exactly_as_sent(
     current: dict[str, Any] = {}
     checked = []
     for shape, parts, blocks in _shapes():
-        dropped = [key for key in LokifiStorageStatus.model_fields if key not in blocks]
-        dropped = [k for k in dropped if k not in ("conditions", "observedGeneration", "summary")]
-        desired = build_status(current, 1, parts, blocks, dropped, NOW)
+        dropped = [key for key in BLOCK_KEYS if key not in reported_blocks(blocks)]
+        desired = status_json(build_status(read_status(current), 1, parts, blocks, dropped, NOW))
         patch = status_patch(current, desired)
         kubectl(
             kube_stack,

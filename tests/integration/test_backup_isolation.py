@@ -16,6 +16,7 @@ from backupkit import all_keys, cli, cli_env, folder_of, fresh_database, seed
 
 from lokifi_storage.api.spec import BackupsSpec, ObjectStorageSpec
 from lokifi_storage.clients.s3 import make_client
+from lokifi_storage.domain.conditions import status_json
 from lokifi_storage.reconcile.backups import reconcile_backups
 from stackfixtures import PgDatabase, StackEnv
 
@@ -50,7 +51,7 @@ def _status(stack: StackEnv, bucket: str, folder: str) -> dict[str, object]:
     report = reconcile_backups(
         spec, storage, None, None, folder=folder, now=datetime.now(UTC), client=client
     )
-    (daily,) = report.status["backups"]  # type: ignore[misc]
+    (daily,) = status_json(report.status)["backups"]  # type: ignore[misc]
     return dict(daily)
 
 

@@ -11,6 +11,7 @@ from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import BackupsSpec, ObjectStorageSpec
 from lokifi_storage.clients.errors import NotFound
 from lokifi_storage.clients.s3 import RequestCounter, make_client
+from lokifi_storage.domain.conditions import status_json
 from lokifi_storage.jobs.backup_create import CreateOptions, create_backup
 from lokifi_storage.jobs.backup_restore import RestoreOptions, verify_backup
 from lokifi_storage.jobs.outcome import BackupCorruptError
@@ -80,7 +81,7 @@ def test_status_reports_each_schedules_newest_backup_and_writes_nothing(
 
     assert report.condition.status == "True"
     assert report.condition.reason == Reason.BACKUPS_CURRENT
-    daily, weekly = report.status["backups"]
+    daily, weekly = status_json(report.status)["backups"]
     assert daily["schedule"] == "daily"
     assert daily["lastSizeBytes"] == made.size_bytes
     assert daily["lastKey"] == made.key
@@ -142,7 +143,7 @@ def test_a_failed_verification_makes_backups_not_ready_until_one_passes(
     failed, _ = _reconcile(stack, s3_bucket, datetime.now(UTC))
     assert failed.condition.status == "False"
     assert failed.condition.reason == Reason.VERIFY_FAILED
-    assert failed.status["backups"][0]["lastVerifyResult"] == "Failed"
+    assert status_json(failed.status)["backups"][0]["lastVerifyResult"] == "Failed"
 
     second = create_backup(
         pg_database, where, CreateOptions(schedule="daily", pg_bin=stack.pg_bin), quiet()
@@ -150,8 +151,8 @@ def test_a_failed_verification_makes_backups_not_ready_until_one_passes(
     verify_backup(where.store, second.key, None, options, quiet())
     passed, _ = _reconcile(stack, s3_bucket, datetime.now(UTC))
     assert passed.condition.status == "True"
-    assert passed.status["backups"][0]["lastVerifyResult"] == "Passed"
-    assert "lastVerifiedTime" in passed.status["backups"][0]
+    assert status_json(passed.status)["backups"][0]["lastVerifyResult"] == "Passed"
+    assert "lastVerifiedTime" in status_json(passed.status)["backups"][0]
 
 
 def test_a_missing_bucket_is_reported_as_bucket_not_found(stack: StackEnv) -> None:
@@ -181,4 +182,4 @@ def test_a_bucket_objectstorage_will_create_is_pending_not_missing(stack: StackE
         since=datetime.now(UTC),
     )
     assert report.condition.reason == Reason.BACKUP_PENDING
-    assert [s["schedule"] for s in report.status["backups"]] == ["daily", "weekly"]
+    assert [s["schedule"] for s in status_json(report.status)["backups"]] == ["daily", "weekly"]

@@ -9,6 +9,7 @@ import psycopg
 from lokifi_storage import metrics
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import MonitoringSpec
+from lokifi_storage.domain.conditions import status_json
 from lokifi_storage.reconcile.capacity import reconcile_capacity
 from stackfixtures import PgDatabase, StackEnv
 
@@ -46,21 +47,21 @@ def test_the_alert_fires_when_the_database_grows_past_the_threshold_and_clears_a
 
     _fill(pg_database, megabytes=capacity // 1024 // 1024 // 8 + 1)  # ~+13% of capacity
     above = reconcile_capacity(
-        _spec(capacity), pg_database, below.status["storage"], now + timedelta(minutes=5)
+        _spec(capacity), pg_database, below.status.storage, now + timedelta(minutes=5)
     )
     assert above.condition.status == "False"
     assert above.condition.reason == Reason.CAPACITY_THRESHOLD_EXCEEDED
     assert "alert threshold of 80%" in above.condition.message
-    assert above.status["storage"]["usedPercent"] >= 80
+    assert status_json(above.status)["storage"]["usedPercent"] >= 80
 
     with psycopg.connect(pg_database, autocommit=True) as conn:
         conn.execute("DROP TABLE ballast")
         conn.execute("CHECKPOINT")
     cleared = reconcile_capacity(
-        _spec(capacity), pg_database, above.status["storage"], now + timedelta(minutes=10)
+        _spec(capacity), pg_database, above.status.storage, now + timedelta(minutes=10)
     )
     assert cleared.condition.status == "True"
-    assert cleared.status["storage"]["usedPercent"] < 80
+    assert status_json(cleared.status)["storage"]["usedPercent"] < 80
 
 
 def test_exactly_at_the_threshold_the_alert_fires(stack: StackEnv, pg_database: PgDatabase) -> None:
@@ -68,7 +69,7 @@ def test_exactly_at_the_threshold_the_alert_fires(stack: StackEnv, pg_database: 
     at = reconcile_capacity(_spec(size * 2, threshold=50), pg_database, None, datetime.now(UTC))
     # The size can only grow between the two reads (catalog caches), never shrink.
     assert at.condition.status == "False"
-    assert at.status["storage"]["usedPercent"] >= 50
+    assert status_json(at.status)["storage"]["usedPercent"] >= 50
 
 
 def test_an_unchanged_database_gives_back_the_same_status_block_within_the_hour(
@@ -79,10 +80,8 @@ def test_an_unchanged_database_gives_back_the_same_status_block_within_the_hour(
     first = reconcile_capacity(spec, pg_database, None, now)
     with psycopg.connect(pg_database, autocommit=True) as conn:
         conn.execute("CREATE TABLE grows AS SELECT g FROM generate_series(1, 10000) g")
-    again = reconcile_capacity(
-        spec, pg_database, first.status["storage"], now + timedelta(minutes=20)
-    )
-    assert again.status == first.status
+    again = reconcile_capacity(spec, pg_database, first.status.storage, now + timedelta(minutes=20))
+    assert status_json(again.status) == status_json(first.status)
     assert again.condition == first.condition
 
 
@@ -97,12 +96,12 @@ def test_hourly_samples_build_the_growth_and_a_projected_full_date(
         report = reconcile_capacity(
             spec,
             pg_database,
-            report.status["storage"],
+            report.status.storage,
             start + timedelta(hours=hour),
             namespace="ns",
             name="cap",
         )
-    storage = report.status["storage"]
+    storage = status_json(report.status)["storage"]
     try:
         assert len(storage["samples"]) == 3
         assert storage["growthBytesPerDay"] > 0

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lokifi_storage import metrics
+from lokifi_storage.api.status import LokifiStorageStatus
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 
@@ -49,39 +50,41 @@ def _documented() -> set[str]:
     return set(re.findall(r"^\| `(lokifi_storage_[a-z_]+)`", DOC.read_text(), re.MULTILINE))
 
 
-def _full_status(finished: datetime) -> dict[str, object]:
-    return {
-        "partitions": [
-            {
-                "table": "ai_messages",
-                "count": 15,
-                "archived": 12,
-                "inDefault": 3,
-                "pendingExport": 2,
-            }
-        ],
-        "replicas": [{"name": "replica-1", "healthy": True, "lagSeconds": 0.4}],
-        "redis": {
-            "clusterState": "ok",
-            "slotsAssigned": 16384,
-            "slotsOk": 16384,
-            "slotsFail": 0,
-            "masters": 3,
-            "replicas": 3,
-        },
-        "backups": [
-            {
-                "schedule": "daily",
-                "lastSuccessfulTime": finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                "lastSizeBytes": 4096,
-                "count": 7,
-                "lastVerifyResult": "Passed",
-            }
-        ],
-        "conditions": [
-            {"type": "CapacityOK", "status": "False", "reason": "CapacityThresholdExceeded"}
-        ],
-    }
+def _full_status(finished: datetime) -> LokifiStorageStatus:
+    return LokifiStorageStatus.model_validate(
+        {
+            "partitions": [
+                {
+                    "table": "ai_messages",
+                    "count": 15,
+                    "archived": 12,
+                    "inDefault": 3,
+                    "pendingExport": 2,
+                }
+            ],
+            "replicas": [{"name": "replica-1", "healthy": True, "lagSeconds": 0.4}],
+            "redis": {
+                "clusterState": "ok",
+                "slotsAssigned": 16384,
+                "slotsOk": 16384,
+                "slotsFail": 0,
+                "masters": 3,
+                "replicas": 3,
+            },
+            "backups": [
+                {
+                    "schedule": "daily",
+                    "lastSuccessfulTime": finished.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "lastSizeBytes": 4096,
+                    "count": 7,
+                    "lastVerifyResult": "Passed",
+                }
+            ],
+            "conditions": [
+                {"type": "CapacityOK", "status": "False", "reason": "CapacityThresholdExceeded"}
+            ],
+        }
+    )
 
 
 def test_the_endpoint_serves_every_documented_series(endpoint: str) -> None:
@@ -148,7 +151,7 @@ def test_a_removed_table_and_a_deleted_resource_disappear_from_the_endpoint(
     endpoint: str,
 ) -> None:
     metrics.record_status("ns", "lks", _full_status(datetime.now(UTC)))
-    metrics.record_status("ns", "lks", {"partitions": []})
+    metrics.record_status("ns", "lks", LokifiStorageStatus(partitions=[]))
     # The registry is the process's: other tests' resources may have series of their own.
     ours = {
         name

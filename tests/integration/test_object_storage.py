@@ -15,6 +15,7 @@ import pytest
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import LifecycleRuleSpec, ObjectStorageSpec, TransitionSpec
 from lokifi_storage.clients.s3 import RequestCounter, S3Client, make_client
+from lokifi_storage.domain.conditions import status_json
 from lokifi_storage.reconcile.object_storage import reconcile_object_storage
 from stackfixtures import StackEnv
 
@@ -92,7 +93,7 @@ def test_the_seed_policy_lands_and_reads_back_equal(stack: StackEnv, s3_bucket: 
     assert report.condition.status == "True", report.condition.message
     assert _rules(stack, s3_bucket) == [SEED_DOCUMENT]
     assert report.actions == [f"bucket {s3_bucket}: lifecycle rules added ArchiveOldFiles"]
-    [bucket] = report.status["objectStorage"]["buckets"]
+    [bucket] = status_json(report.status)["objectStorage"]["buckets"]
     assert bucket == {
         "name": s3_bucket,
         "exists": True,
@@ -154,7 +155,7 @@ def test_rules_the_operator_does_not_manage_are_kept_untouched(
     after = _rules(stack, s3_bucket)
     assert after[:2] == before
     assert after[2] == SEED_DOCUMENT
-    [bucket] = report.status["objectStorage"]["buckets"]
+    [bucket] = status_json(report.status)["objectStorage"]["buckets"]
     assert bucket["foreignRules"] == 2
     assert "kept 2 rule(s) it does not manage" in report.actions[0]
     assert "2 rule(s) not managed by the operator kept" in report.condition.message
@@ -174,7 +175,7 @@ def test_a_rule_dropped_from_the_spec_is_removed_and_foreign_rules_stay(
         Bucket=s3_bucket,
         LifecycleConfiguration={"Rules": [*_rules(stack, s3_bucket), FOREIGN_RULE]},
     )
-    managed = {s3_bucket: first.status["objectStorage"]["buckets"][0]["managedRules"]}
+    managed = {s3_bucket: status_json(first.status)["objectStorage"]["buckets"][0]["managedRules"]}
 
     report = _reconcile(
         stack,
@@ -188,7 +189,9 @@ def test_a_rule_dropped_from_the_spec_is_removed_and_foreign_rules_stay(
         "team-logs-expiry",
     ]
     assert "removed ExpireScratch" in report.actions[0]
-    assert report.status["objectStorage"]["buckets"][0]["managedRules"] == ["ArchiveOldFiles"]
+    assert status_json(report.status)["objectStorage"]["buckets"][0]["managedRules"] == [
+        "ArchiveOldFiles"
+    ]
 
 
 def test_a_missing_bucket_is_reported_and_not_created(stack: StackEnv) -> None:
@@ -238,7 +241,9 @@ def test_bad_credentials_are_access_denied_without_any_key_in_the_report(
     )
 
     assert (report.condition.status, report.condition.reason) == ("False", Reason.ACCESS_DENIED)
-    everything = json.dumps([report.condition.model_dump(), report.status, report.actions])
+    everything = json.dumps(
+        [report.condition.model_dump(), status_json(report.status), report.actions]
+    )
     for key in (access_key, secret_key, stack.aws_access_key_id, stack.aws_secret_access_key):
         assert key not in everything
     with pytest.raises(stack.s3_client().exceptions.ClientError, match="NoSuchLifecycle"):
@@ -254,7 +259,7 @@ def test_an_unreachable_endpoint_is_endpoint_unreachable(stack: StackEnv, s3_buc
         "False",
         Reason.ENDPOINT_UNREACHABLE,
     )
-    assert [b["reason"] for b in report.status["objectStorage"]["buckets"]] == [
+    assert [b["reason"] for b in status_json(report.status)["objectStorage"]["buckets"]] == [
         Reason.ENDPOINT_UNREACHABLE,
         Reason.ENDPOINT_UNREACHABLE,
     ]

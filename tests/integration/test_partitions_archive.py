@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from example_indexes import THREAD_INDEX
 from lokifi_storage.cli import app
+from lokifi_storage.domain.conditions import status_json
 from lokifi_storage.domain.partitions.actions import (
     ArchivePartition,
     CreateArchiveTable,
@@ -86,7 +87,7 @@ def test_old_partitions_move_to_the_archive_without_copying_a_row(pg_database: P
         " JOIN pg_namespace n ON n.oid = c.relnamespace"
         " WHERE n.nspname = 'archive' AND c.relname = 'idx_ai_messages_user_thread_time'",
     ) == [(True,)]
-    status = outcome.report().status["partitions"][0]
+    status = status_json(outcome.report().status)["partitions"][0]
     assert status["archived"] == 3
     assert status["oldest"] == "2025-01-01"
 
@@ -264,7 +265,7 @@ def test_compression_packs_archived_months_and_keeps_every_row(
     with partition_db(pg_database) as db:
         outcome = reconcile_tables(db, [spec], NOW)
     assert not outcome.failures
-    assert outcome.report().status["partitions"][0]["pendingCompress"] == 2
+    assert status_json(outcome.report().status)["partitions"][0]["pendingCompress"] == 2
     before = fingerprint(pg_database, "archive.ai_messages")
     with partition_db(pg_database) as db:
         todo = [
@@ -294,7 +295,7 @@ def test_compression_packs_archived_months_and_keeps_every_row(
     with partition_db(pg_database) as db:
         settled = reconcile_tables(db, [spec], NOW)
         assert db.writes == []
-    status = settled.report().status["partitions"][0]
+    status = status_json(settled.report().status)["partitions"][0]
     assert status["pendingCompress"] == 0
     assert status["archived"] == 3
 

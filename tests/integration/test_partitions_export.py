@@ -32,6 +32,7 @@ from lokifi_storage.cli import app
 from lokifi_storage.clients.errors import Conflict
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.clients.s3_export import ExportStore
+from lokifi_storage.domain.conditions import status_json
 from lokifi_storage.domain.partitions.actions import ExportPartition
 from lokifi_storage.domain.partitions.pack import PackPartition
 from lokifi_storage.jobs.partition_compress import pack_month
@@ -111,7 +112,7 @@ def test_partition_goes_through_archive_compress_export_with_rows_and_checksum_c
         assert fingerprint(
             pg_database, OCTOBER.replace("ai_messages", "archive.ai_messages_rows")
         ) == (october_rows)
-        status = reconcile_tables(db, [spec], NOW).report().status["partitions"][0]  # type: ignore[list-item]
+        status = status_json(reconcile_tables(db, [spec], NOW).report().status)["partitions"][0]  # type: ignore[list-item]
         assert status["pendingExport"] == 1
         (export,) = exports(db, spec)
         assert export.partition.name == "ai_messages_p2024_10"

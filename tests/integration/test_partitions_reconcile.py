@@ -24,6 +24,7 @@ from partitionkit import (
 from example_indexes import SEARCH_INDEX, THREAD_INDEX
 from lokifi_storage.api.conditions import PARTITIONS_READY, Reason
 from lokifi_storage.api.spec import PostgresSpec
+from lokifi_storage.domain.conditions import status_json
 from lokifi_storage.reconcile.partitions import reconcile_partitions, reconcile_tables
 from stackfixtures import PgDatabase
 
@@ -79,7 +80,7 @@ def test_first_reconcile_makes_default_and_partitions_ahead_with_indexes(
         "idx_ai_messages_user_thread_time_p2026_02",
         "idx_ai_messages_user_thread_time_p2026_03",
     ]
-    assert report.status["partitions"] == [
+    assert status_json(report.status)["partitions"] == [
         {
             "table": "ai_messages",
             "count": 3,
@@ -150,7 +151,7 @@ def test_rows_in_default_move_into_new_partition(pg_database: PgDatabase) -> Non
         "ai_messages_p2026_02": 350,
         "ai_messages_p2027_06": 50,
     }
-    assert outcome.report().status["partitions"][0]["inDefault"] == 0
+    assert status_json(outcome.report().status)["partitions"][0]["inDefault"] == 0
     moved = [a for a in outcome.done if "moving" in a]
     assert len(moved) == 4
 

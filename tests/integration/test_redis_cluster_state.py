@@ -20,6 +20,7 @@ import redis
 
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import RedisNodeSpec, RedisSpec
+from lokifi_storage.domain.conditions import status_json
 from lokifi_storage.reconcile.redis import reconcile_redis
 
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -110,4 +111,4 @@ def test_a_cluster_without_slot_coverage_is_cluster_not_ok_until_it_is(
 
     recovered = reconcile_redis(spec, password)
     assert recovered.condition.status == "True", recovered.condition.message
-    assert recovered.status["redis"]["clusterState"] == "ok"
+    assert status_json(recovered.status)["redis"]["clusterState"] == "ok"

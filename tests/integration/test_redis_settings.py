@@ -16,6 +16,7 @@ import redis
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import RedisNodeSpec, RedisSpec
 from lokifi_storage.clients.redis import RedisNodes
+from lokifi_storage.domain.conditions import status_json
 from lokifi_storage.reconcile.redis import reconcile_redis
 from stackfaults import stopped_redis_node
 from stackfixtures import StackEnv
@@ -130,7 +131,7 @@ def test_settings_land_on_all_six_nodes_and_a_second_pass_sends_no_config_set(
     assert second.actions == []
     assert second.condition.status == "True"
 
-    status = second.status["redis"]
+    status = status_json(second.status)["redis"]
     assert status["clusterState"] == "ok"
     assert (status["slotsAssigned"], status["slotsOk"], status["slotsFail"]) == (16384, 16384, 0)
     assert (status["masters"], status["replicas"]) == (3, 3)
@@ -201,7 +202,9 @@ def test_a_wrong_password_is_authentication_failed_without_the_password(stack: S
         "False",
         Reason.AUTHENTICATION_FAILED,
     )
-    everything = json.dumps([report.condition.model_dump(), report.status, report.actions])
+    everything = json.dumps(
+        [report.condition.model_dump(), status_json(report.status), report.actions]
+    )
     assert wrong not in everything
     assert stack.redis_password not in everything
     assert _config(stack, "slowlog-max-len") != dict.fromkeys(range(7000, 7006), "201")

@@ -16,6 +16,7 @@ import psycopg
 
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import PostgresSpec
+from lokifi_storage.domain.conditions import status_json
 from lokifi_storage.reconcile.replicas import ReplicaWiring, reconcile_replicas
 from stackfaults import stopped_pg_replica
 from stackfixtures import PgDatabase
@@ -56,7 +57,7 @@ def _everything_reported(wiring: ReplicaWiring) -> str:
         {
             "primary": wiring.primary_report.condition.model_dump(),
             "replicas": wiring.replicas_report.condition.model_dump(),
-            "status": wiring.replicas_report.status,
+            "status": status_json(wiring.replicas_report.status),
             "actions": wiring.replicas_report.actions,
             "verdicts": [v.message for v in wiring.replicas],
             "primary_obs": repr(wiring.primary),
@@ -104,7 +105,7 @@ def test_a_streaming_replica_is_healthy_and_named_in_the_secret(pg_database: PgD
 
     assert wiring.primary_report.condition.status == "True"
     assert wiring.replicas_report.condition.status == "True"
-    [replica] = wiring.replicas_report.status["replicas"]
+    [replica] = status_json(wiring.replicas_report.status)["replicas"]
     assert replica["name"] == "replica-1"
     assert replica["healthy"] is True
     assert replica["streaming"] is True
@@ -131,7 +132,7 @@ def test_a_caught_up_replica_has_no_lag_on_an_idle_primary(pg_database: PgDataba
 
     wiring = reconcile_replicas(_spec(max_lag=1), db.primary_url, {"replica-1": db.replica_url})
 
-    [replica] = wiring.replicas_report.status["replicas"]
+    [replica] = status_json(wiring.replicas_report.status)["replicas"]
     assert replica["healthy"] is True, wiring.replicas_report.condition.message
     assert replica["lagSeconds"] <= 1
 
@@ -143,7 +144,7 @@ def test_a_stopped_replica_is_left_out_and_reads_fall_back_to_the_primary(
     with stopped_pg_replica():
         wiring = reconcile_replicas(_spec(), db.primary_url, {"replica-1": db.replica_url})
 
-    [replica] = wiring.replicas_report.status["replicas"]
+    [replica] = status_json(wiring.replicas_report.status)["replicas"]
     assert replica["healthy"] is False
     assert replica["reason"] == Reason.REPLICA_UNREACHABLE
     condition = wiring.replicas_report.condition
@@ -170,13 +171,13 @@ def test_a_replica_with_paused_replay_is_left_out_until_replay_resumes(
     _wait_replayed(db)
     resumed = reconcile_replicas(spec, db.primary_url, {"replica-1": db.replica_url})
 
-    [lagging] = paused.replicas_report.status["replicas"]
+    [lagging] = status_json(paused.replicas_report.status)["replicas"]
     assert lagging["healthy"] is False
     assert lagging["reason"] == Reason.REPLICA_LAGGING
     assert lagging["lagSeconds"] > 1
     assert "replay is paused" in paused.replicas_report.condition.message
     assert paused.replicas_report.secret_data["DATABASE_REPLICA_URL"] == _as_driver(db.primary_url)
-    [replica] = resumed.replicas_report.status["replicas"]
+    [replica] = status_json(resumed.replicas_report.status)["replicas"]
     assert replica["healthy"] is True, resumed.replicas_report.condition.message
     assert resumed.replicas_report.secret_data["DATABASE_REPLICA_URL"] == _as_driver(db.replica_url)
 
@@ -193,7 +194,7 @@ def test_a_wrong_replica_password_is_reported_without_any_password(
         _spec(), db.primary_url, {"replica-1": _with_password(db.replica_url, wrong)}
     )
 
-    [replica] = wiring.replicas_report.status["replicas"]
+    [replica] = status_json(wiring.replicas_report.status)["replicas"]
     assert (replica["healthy"], replica["reason"]) == (False, Reason.AUTHENTICATION_FAILED)
     condition = wiring.replicas_report.condition
     assert condition.reason == Reason.AUTHENTICATION_FAILED
@@ -221,13 +222,13 @@ def test_a_wrong_primary_password_fails_postgres_ready_without_any_password(
     assert wrong not in reported
     assert real not in reported
     # Without the primary the replica cannot be compared, but it still serves reads.
-    [replica] = wiring.replicas_report.status["replicas"]
+    [replica] = status_json(wiring.replicas_report.status)["replicas"]
     assert replica["healthy"] is True
 
 
 def test_a_replica_whose_url_is_missing_names_its_secret(pg_database: PgDatabase) -> None:
     wiring = reconcile_replicas(_spec(), pg_database.primary_url, {})
 
-    [replica] = wiring.replicas_report.status["replicas"]
+    [replica] = status_json(wiring.replicas_report.status)["replicas"]
     assert (replica["healthy"], replica["reason"]) == (False, Reason.SECRET_NOT_FOUND)
     assert "lokifi-db-replica-1" in wiring.replicas_report.condition.message

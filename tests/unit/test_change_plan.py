@@ -13,7 +13,7 @@ from lokifi_storage.domain.change_plan import (
     plan_status,
     plan_summary,
 )
-from lokifi_storage.domain.conditions import summarize
+from lokifi_storage.domain.conditions import read_status, status_json, summarize
 from lokifi_storage.reconcile.report import PartReport
 from lokifi_storage.reconcile.resource import _dry_run
 
@@ -73,31 +73,34 @@ def test_changed_fields_names_the_schedule_and_env_by_name() -> None:
 def _report(kind: str, planned: list[Change], status: str = "True") -> PartReport:
     return PartReport(
         condition=Condition(type=kind, status=status, reason=Reason.RECONCILED),  # type: ignore[arg-type]
-        status={"x": 1},
+        status=LokifiStorageStatus.model_validate({"redis": {"masters": 3}}),
         planned=planned,
     )
 
 
 def test_dry_run_marks_parts_with_pending_changes_and_reports_the_plan_once() -> None:
     reports = [_report("RedisReady", [SET]), _report("PartitionsReady", [])]
-    out, block, events = _dry_run(reports, 4, {})
+    out, block, events = _dry_run(reports, 4, LokifiStorageStatus())
     assert out[0].condition.status == "False"
     assert out[0].condition.reason == Reason.DRY_RUN
     assert "CONFIG SET maxmemory 1gb -> 2gb" in out[0].condition.message
     assert out[1].condition.status == "True"
-    assert block == plan_status([SET], 4)
-    assert LokifiStorageStatus.model_validate({"plan": block}).plan is not None
+    # Sent exactly as the plan lists it (a field-less change has no `fields` key).
+    assert status_json(LokifiStorageStatus(plan=block))["plan"] == plan_status([SET], 4)
     assert [e.reason for e in events] == [Reason.DRY_RUN, Reason.PLANNED]
     assert events[1].message == "would CONFIG SET maxmemory 1gb -> 2gb on 10.0.0.1:7000"
     # The same plan again (status.plan already says it): no Event, so no write.
-    _, again, repeated = _dry_run(reports, 4, {"plan": block})
+    stored = read_status({"plan": plan_status([SET], 4)})
+    _, again, repeated = _dry_run(reports, 4, stored)
     assert again == block
     assert repeated == []
 
 
 def test_a_pending_dry_run_is_not_ready_but_neither_stalled_nor_retrying() -> None:
     out, _, _ = _dry_run(
-        [_report("RedisReady", [SET]), _report("PartitionsReady", [PARTITION])], 1, {}
+        [_report("RedisReady", [SET]), _report("PartitionsReady", [PARTITION])],
+        1,
+        LokifiStorageStatus(),
     )
     ready, reconciling, stalled = summarize([r.condition for r in out])
     assert (ready.status, ready.reason) == ("False", Reason.DRY_RUN)
@@ -112,6 +115,6 @@ def test_a_part_failing_for_its_own_reason_keeps_it_in_dry_run() -> None:
         ),
         planned=[SET],
     )
-    out, block, _ = _dry_run([failing], 1, {})
+    out, block, _ = _dry_run([failing], 1, LokifiStorageStatus())
     assert out[0].condition.reason == Reason.CLUSTER_NOT_OK
-    assert block["changes"] == 1
+    assert block.changes == 1

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import kopf
-import pytest
 
 from lokifi_storage.api import conditions as types
 from lokifi_storage.api.spec import LokifiStorageSpec
-from lokifi_storage.api.status import Condition
+from lokifi_storage.api.status import ready
 from lokifi_storage.clients.errors import ConnectionFailed
 from lokifi_storage.handlers.operator import FINALIZER, build_registry, operator_settings
-from lokifi_storage.reconcile.parts import Part, PartContext, run_part
+from lokifi_storage.reconcile.parts import PartContext, clean_up_parts, run_part
 from lokifi_storage.reconcile.report import PartReport
 from lokifi_storage.reconcile.secrets import MissingSecretError
 
@@ -55,22 +55,33 @@ def context() -> PartContext:
     )
 
 
-def part(run: Any, conditions: tuple[str, ...] = (types.POSTGRES_READY,)) -> Part:
-    return Part(
-        name="test",
-        module="json",  # any importable module: the run functions ignore it
-        conditions=conditions,
-        status_keys=(),
-        declared=lambda spec: True,
-        run=run,
-    )
+@dataclass(frozen=True)
+class FakePart:
+    """A part whose run is given: what run_part does around it is under test."""
+
+    run_with: Callable[[PartContext], list[PartReport]]
+    conditions: tuple[str, ...] = (types.POSTGRES_READY,)
+    name: str = "test"
+    status_keys: tuple[str, ...] = ()
+
+    def declared(self, spec: LokifiStorageSpec) -> bool:
+        return True
+
+    def run(self, ctx: PartContext) -> list[PartReport]:
+        return self.run_with(ctx)
+
+    def cleanup(self, ctx: PartContext) -> list[str]:
+        return []
+
+    def release(self, ctx: PartContext) -> list[str]:
+        return []
 
 
 def test_a_missing_secret_becomes_the_parts_conditions_naming_it() -> None:
-    def run(module: Any, ctx: PartContext) -> list[PartReport]:
+    def run(ctx: PartContext) -> list[PartReport]:
         raise MissingSecretError("SecretNotFound", "Secret 'db' not found in namespace 'ns'")
 
-    reports = run_part(part(run, (types.POSTGRES_READY, types.REPLICAS_READY)), context())
+    reports = run_part(FakePart(run, (types.POSTGRES_READY, types.REPLICAS_READY)), context())
     assert [r.condition.type for r in reports] == [types.POSTGRES_READY, types.REPLICAS_READY]
     assert {(r.condition.status, r.condition.reason) for r in reports} == {
         ("False", "SecretNotFound")
@@ -79,10 +90,10 @@ def test_a_missing_secret_becomes_the_parts_conditions_naming_it() -> None:
 
 
 def test_a_client_error_keeps_its_reason_and_message() -> None:
-    def run(module: Any, ctx: PartContext) -> list[PartReport]:
+    def run(ctx: PartContext) -> list[PartReport]:
         raise ConnectionFailed("primary db:5432 not answering")
 
-    (report,) = run_part(part(run), context())
+    (report,) = run_part(FakePart(run), context())
     assert (report.condition.reason, report.condition.message) == (
         "ConnectionFailed",
         "primary db:5432 not answering",
@@ -90,30 +101,30 @@ def test_a_client_error_keeps_its_reason_and_message() -> None:
 
 
 def test_an_unexpected_exception_never_puts_its_text_in_the_condition() -> None:
-    def run(module: Any, ctx: PartContext) -> list[PartReport]:
+    def run(ctx: PartContext) -> list[PartReport]:
         raise RuntimeError("could not connect to postgresql://app:hunter2@db/app")
 
-    (report,) = run_part(part(run), context())
+    (report,) = run_part(FakePart(run), context())
     assert report.condition.reason == "PartFailed"
     assert "RuntimeError" in report.condition.message
     assert "hunter2" not in report.condition.message
 
 
-def test_a_part_whose_module_does_not_exist_yet_is_not_called() -> None:
-    missing = Part(
-        name="later",
-        module="lokifi_storage.reconcile.not_written_yet",
-        conditions=(types.REDIS_READY,),
-        status_keys=(),
-        declared=lambda spec: True,
-        run=lambda module, ctx: pytest.fail("called"),  # type: ignore[arg-type,return-value]
-    )
-    assert not missing.available()
-    assert run_part(missing, context()) == []
-
-
 def test_a_successful_part_returns_its_reports_unchanged() -> None:
-    report = PartReport(
-        condition=Condition(type=types.POSTGRES_READY, status="True", reason="Reconciled")
-    )
-    assert run_part(part(lambda module, ctx: [report]), context()) == [report]
+    report = PartReport(condition=ready(types.POSTGRES_READY, "fine"))
+    assert run_part(FakePart(lambda ctx: [report]), context()) == [report]
+
+
+def test_one_cleanup_failing_does_not_skip_the_next_parts_cleanup() -> None:
+    class Failing(FakePart):
+        def cleanup(self, ctx: PartContext) -> list[str]:
+            raise ConnectionFailed("primary db:5432 not answering")
+
+    class Cleaning(FakePart):
+        def cleanup(self, ctx: PartContext) -> list[str]:
+            return ["dropped archive.t"]
+
+    parts = [Failing(lambda ctx: [], name="first"), Cleaning(lambda ctx: [], name="second")]
+    done, failures = clean_up_parts(parts, context())
+    assert done == ["dropped archive.t"]
+    assert failures == ["first: primary db:5432 not answering"]

@@ -6,11 +6,13 @@ from typing import Any
 
 from lokifi_storage.api import conditions as types
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.api.status import Condition
+from lokifi_storage.api.status import Condition, LokifiStorageStatus
 from lokifi_storage.domain.conditions import (
     build_status,
     condition_events,
+    read_status,
     set_condition,
+    status_json,
     status_patch,
     summarize,
 )
@@ -27,8 +29,24 @@ def bad(kind: str, reason: str, message: str = "broken") -> Condition:
     return Condition(type=kind, status="False", reason=reason, message=message)
 
 
-def by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {c["type"]: c for c in status["conditions"]}
+NONE = LokifiStorageStatus()
+
+
+def blocks(**values: Any) -> LokifiStorageStatus:
+    return LokifiStorageStatus.model_validate(values)
+
+
+def stored(status: LokifiStorageStatus) -> LokifiStorageStatus:
+    """`status` as the next reconcile reads it back: sent as JSON, read into the model."""
+    return read_status(status_json(status))
+
+
+def wire(status: LokifiStorageStatus) -> dict[str, Any]:
+    return status_json(status)
+
+
+def by_type(status: LokifiStorageStatus) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in wire(status)["conditions"]}
 
 
 def test_last_transition_time_is_kept_when_only_the_message_changes() -> None:
@@ -103,14 +121,16 @@ def test_invalid_spec_is_stalled_whatever_the_parts_say() -> None:
 
 def test_a_second_identical_reconcile_produces_an_empty_status_patch() -> None:
     parts = [ok(types.POSTGRES_READY), ok(types.PARTITIONS_READY)]
-    blocks = {"partitions": [{"table": "ai_messages", "count": 4}]}
-    first = build_status({}, 3, parts, blocks, [], T0)
-    second = build_status(first, 3, parts, blocks, [], T1)
-    assert status_patch(first, second) == {}
+    reported = blocks(partitions=[{"table": "ai_messages", "count": 4}])
+    first = build_status(NONE, 3, parts, reported, [], T0)
+    second = build_status(stored(first), 3, parts, reported, [], T1)
+    assert status_patch(wire(first), wire(second)) == {}
 
 
 def test_conditions_are_stamped_with_generation_and_ordered_summary_first() -> None:
-    status = build_status({}, 7, [ok(types.REDIS_READY), ok(types.POSTGRES_READY)], {}, [], T0)
+    status = wire(
+        build_status(NONE, 7, [ok(types.REDIS_READY), ok(types.POSTGRES_READY)], NONE, [], T0)
+    )
     kinds = [c["type"] for c in status["conditions"]]
     assert kinds == ["Ready", "Reconciling", "Stalled", "PostgresReady", "RedisReady"]
     assert {c["observedGeneration"] for c in status["conditions"]} == {7}
@@ -119,36 +139,37 @@ def test_conditions_are_stamped_with_generation_and_ordered_summary_first() -> N
 
 def test_a_part_removed_from_the_spec_loses_its_condition_and_its_status_block() -> None:
     first = build_status(
-        {},
+        NONE,
         1,
         [ok(types.POSTGRES_READY), ok(types.REDIS_READY)],
-        {"redis": {"clusterState": "ok"}},
+        blocks(redis={"clusterState": "ok"}),
         [],
         T0,
     )
-    second = build_status(first, 2, [ok(types.POSTGRES_READY)], {}, ["redis"], T1)
-    patch = status_patch(first, second)
+    second = build_status(stored(first), 2, [ok(types.POSTGRES_READY)], NONE, ["redis"], T1)
+    patch = status_patch(wire(first), wire(second))
     assert patch["redis"] is None
     assert "RedisReady" not in by_type(second)
 
 
 def test_a_failed_part_keeps_its_last_observed_status_block() -> None:
     first = build_status(
-        {}, 1, [ok(types.PARTITIONS_READY)], {"partitions": [{"table": "t"}]}, [], T0
+        NONE, 1, [ok(types.PARTITIONS_READY)], blocks(partitions=[{"table": "t"}]), [], T0
     )
     second = build_status(
-        first, 1, [bad(types.PARTITIONS_READY, Reason.CONNECTION_FAILED)], {}, [], T1
+        stored(first), 1, [bad(types.PARTITIONS_READY, Reason.CONNECTION_FAILED)], NONE, [], T1
     )
-    assert second["partitions"] == [{"table": "t"}]
+    assert wire(second)["partitions"] == wire(first)["partitions"]
+    assert [p.table for p in second.partitions] == ["t"]
 
 
 def test_invalid_spec_keeps_part_conditions_as_last_observed() -> None:
-    first = build_status({}, 1, [ok(types.POSTGRES_READY)], {}, [], T0)
-    second = build_status(first, 2, [], {}, [], T1, invalid_spec="bad cron")
+    first = build_status(NONE, 1, [ok(types.POSTGRES_READY)], NONE, [], T0)
+    second = build_status(stored(first), 2, [], NONE, [], T1, invalid_spec="bad cron")
     conds = by_type(second)
     assert conds["PostgresReady"]["observedGeneration"] == 1
     assert conds["Stalled"]["status"] == "True"
-    assert second["observedGeneration"] == 2
+    assert wire(second)["observedGeneration"] == 2
 
 
 def test_status_patch_never_touches_keys_the_operator_does_not_know() -> None:
@@ -158,28 +179,28 @@ def test_status_patch_never_touches_keys_the_operator_does_not_know() -> None:
 
 
 def test_a_new_failure_posts_a_warning_and_a_persisting_one_posts_nothing() -> None:
-    healthy = build_status({}, 1, [ok(types.REDIS_READY)], {}, [], T0)
+    healthy = build_status(NONE, 1, [ok(types.REDIS_READY)], NONE, [], T0)
     broken = build_status(
-        healthy, 1, [bad(types.REDIS_READY, Reason.NODE_UNREACHABLE, "down")], {}, [], T1
+        stored(healthy), 1, [bad(types.REDIS_READY, Reason.NODE_UNREACHABLE, "down")], NONE, [], T1
     )
-    events = condition_events(healthy["conditions"], broken["conditions"])
+    events = condition_events(healthy.conditions, broken.conditions)
     assert [(e.type, e.reason) for e in events] == [("Warning", Reason.NODE_UNREACHABLE)]
-    assert condition_events(broken["conditions"], broken["conditions"]) == []
+    assert condition_events(broken.conditions, broken.conditions) == []
 
 
 def test_recovery_posts_a_normal_event() -> None:
-    broken = build_status({}, 1, [bad(types.REDIS_READY, Reason.NODE_UNREACHABLE)], {}, [], T0)
-    healthy = build_status(broken, 1, [ok(types.REDIS_READY)], {}, [], T1)
-    events = condition_events(broken["conditions"], healthy["conditions"])
+    broken = build_status(NONE, 1, [bad(types.REDIS_READY, Reason.NODE_UNREACHABLE)], NONE, [], T0)
+    healthy = build_status(stored(broken), 1, [ok(types.REDIS_READY)], NONE, [], T1)
+    events = condition_events(broken.conditions, healthy.conditions)
     assert [(e.type, e.reason) for e in events] == [("Normal", Reason.RECONCILED)]
     assert events[0].message.startswith("RedisReady recovered")
 
 
 def test_printer_column_summary_is_derived_from_the_part_blocks() -> None:
-    blocks = {
-        "partitions": [{"table": "a", "count": 4}, {"table": "b", "count": 3}],
-        "replicas": [{"name": "r1", "healthy": True, "lagSeconds": 0.4}],
-    }
-    status = build_status({}, 1, [ok(types.PARTITIONS_READY)], blocks, [], T0)
+    reported = blocks(
+        partitions=[{"table": "a", "count": 4}, {"table": "b", "count": 3}],
+        replicas=[{"name": "r1", "healthy": True, "lagSeconds": 0.4}],
+    )
+    status = wire(build_status(NONE, 1, [ok(types.PARTITIONS_READY)], reported, [], T0))
     assert status["summary"] == {"partitions": 7, "maxReplicaLagSeconds": 0.4}
-    assert "summary" not in build_status({}, 1, [], {}, [], T0)
+    assert "summary" not in wire(build_status(NONE, 1, [], NONE, [], T0))

@@ -7,8 +7,8 @@ from typing import Any
 
 from lokifi_storage.api import conditions as types
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.api.status import Condition
-from lokifi_storage.domain.conditions import build_status, dropped_fields, without_nulls
+from lokifi_storage.api.status import Condition, LokifiStorageStatus
+from lokifi_storage.domain.conditions import build_status, dropped_fields, status_json
 from lokifi_storage.domain.partitions.catalog import QName
 from lokifi_storage.domain.partitions.plan import TablePlan, TableSummary
 from lokifi_storage.domain.requeue import Outcome, next_delay
@@ -34,38 +34,42 @@ def test_a_table_without_partitions_is_reported_without_null_oldest_or_newest() 
         )
     }
     report = PartitionOutcome(plans=plans).report()
-    assert report.status == {
-        "partitions": [
-            {
-                "table": "ai_threads",
-                "count": 0,
-                "inDefault": 0,
-                "archived": 0,
-                "pendingCompress": 0,
-                "pendingExport": 0,
-            }
-        ]
-    }
+    assert status_json(report.status)["partitions"] == [
+        {
+            "table": "ai_threads",
+            "count": 0,
+            "inDefault": 0,
+            "archived": 0,
+            "pendingCompress": 0,
+            "pendingExport": 0,
+        }
+    ]
 
 
 def test_build_status_drops_nulls_at_any_depth_of_any_block() -> None:
-    blocks = {
-        "redis": {"clusterState": None, "masters": 3, "usedMemoryBytes": {}},
-        "replicas": [{"name": "r1", "healthy": False, "lagSeconds": None, "reason": None}],
-        "storage": {"databaseBytes": None, "largest": [], "samples": []},
-    }
+    blocks = LokifiStorageStatus.model_validate(
+        {
+            "redis": {"clusterState": None, "masters": 3, "usedMemoryBytes": {}},
+            "replicas": [{"name": "r1", "healthy": False, "lagSeconds": None, "reason": None}],
+            "storage": {"databaseBytes": None, "largest": [], "samples": []},
+        }
+    )
     part = Condition(type=types.REDIS_READY, status="True", reason=Reason.RECONCILED)
-    status = build_status({}, None, [part], blocks, [], NOW)
+    status = status_json(build_status(LokifiStorageStatus(), None, [part], blocks, [], NOW))
     assert _nulls(status) == []
     assert status["redis"] == {"masters": 3, "usedMemoryBytes": {}}
     assert "observedGeneration" not in status
 
 
-def test_without_nulls_keeps_list_lengths_and_falsy_values() -> None:
-    assert without_nulls({"a": [None, {"b": None, "c": 0}], "d": False, "e": None}) == {
-        "a": [None, {"c": 0}],
-        "d": False,
+def test_status_json_keeps_falsy_values_and_sends_only_the_keys_set() -> None:
+    status = LokifiStorageStatus.model_validate(
+        {"partitions": [], "redis": {"slotsFail": 0, "clusterState": None}}
+    )
+    assert status_json(status) == {
+        "partitions": [],
+        "redis": {"slotsFail": 0, "usedMemoryBytes": {}},
     }
+    assert status_json(LokifiStorageStatus()) == {}
 
 
 def test_dropped_fields_names_what_the_server_did_not_store_not_what_it_changed() -> None:

@@ -15,6 +15,7 @@ from typing import Any, Final
 from lokifi_storage.admin.paint import Painter
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.domain.change_plan import PARTS, Change
+from lokifi_storage.domain.conditions import reported_blocks
 from lokifi_storage.reconcile.report import PartReport
 from lokifi_storage.reconcile.resource import ResourcePlan
 
@@ -39,7 +40,9 @@ class PlanView:
         return [
             r
             for r in self.plan.reports
-            if r.condition.status != "True" and not r.status and r.condition.reason not in _OBSERVED
+            if r.condition.status != "True"
+            and not reported_blocks(r.status)
+            and r.condition.reason not in _OBSERVED
         ]
 
     def problems(self) -> list[PartReport]:
@@ -47,22 +50,24 @@ class PlanView:
         return [
             r
             for r in self.plan.reports
-            if r.condition.status != "True" and r.status and r.condition.reason not in _OBSERVED
+            if r.condition.status != "True"
+            and reported_blocks(r.status)
+            and r.condition.reason not in _OBSERVED
         ]
 
     def job_work(self) -> list[str]:
         """Partition work the Jobs do, not the reconcile: listed, not counted as changes."""
         out: list[str] = []
         for report in self.plan.reports:
-            for table in report.status.get("partitions") or []:
-                if table.get("pendingCompress"):
+            for table in report.status.partitions:
+                if table.pendingCompress:
                     out.append(
-                        f"{table['table']}: {table['pendingCompress']} archived partition(s) "
+                        f"{table.table}: {table.pendingCompress} archived partition(s) "
                         "for `lokifi-storage partitions compress`"
                     )
-                if table.get("pendingExport"):
+                if table.pendingExport:
                     out.append(
-                        f"{table['table']}: {table['pendingExport']} expired partition(s) "
+                        f"{table.table}: {table.pendingExport} expired partition(s) "
                         "for `lokifi-storage partitions export`"
                     )
         return out

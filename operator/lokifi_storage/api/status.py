@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.quantity import format_bytes
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -36,6 +37,35 @@ class Condition(StatusModel):
     message: str = ""
     observedGeneration: int | None = None
     lastTransitionTime: str | None = None
+
+
+# Conditions are built through these, so True/False and the reason that goes with them are
+# said once per meaning rather than spelt out at every report.
+
+
+def ready(kind: str, message: str, reason: str = Reason.RECONCILED) -> Condition:
+    """`kind` is at the declared state (True)."""
+    return Condition(type=kind, status="True", reason=reason, message=message)
+
+
+def failed(kind: str, reason: str, message: str = "") -> Condition:
+    """`kind` is not at the declared state (False), for `reason`."""
+    return Condition(type=kind, status="False", reason=reason, message=message)
+
+
+def judged(kind: str, ok: bool, reason: str, message: str) -> Condition:
+    """True or False as a verdict computed elsewhere says, with the verdict's reason."""
+    return ready(kind, message, reason) if ok else failed(kind, reason, message)
+
+
+def raised(kind: str, reason: str, message: str) -> Condition:
+    """Reconciling or Stalled set (True): the operator is retrying, or a human must act."""
+    return Condition(type=kind, status="True", reason=reason, message=message)
+
+
+def cleared(kind: str, reason: str = Reason.RECONCILED) -> Condition:
+    """Reconciling or Stalled not set (False): nothing to retry, nothing to fix."""
+    return Condition(type=kind, status="False", reason=reason, message="")
 
 
 class PartitionStatus(StatusModel):

@@ -13,11 +13,13 @@ kubectl, Flux and Argo CD read are unit-tested without an API server:
              not answer, a lock that timed out): the operator is still working on it.
   CapacityOK is advisory: a database filling up raises its own condition, a Warning event and a
   metric, but the storage stack is still at the declared state, so Ready does not drop for it.
-- `build_status` assembles the complete desired status; `status_patch` is the JSON merge patch
-  from the current status to it, empty when nothing changed, so a reconcile that finds nothing
-  to do sends no PATCH. The desired status holds no null anywhere: the CRD declares no field
-  nullable, so the API server drops a null field on write, and a status that sent one would
-  never read back equal to itself (a patch on every pass, and a false "CRD is old" warning).
+- `read_status` reads `.status` into the model; `build_status` assembles the complete desired
+  status as the model; `status_json` is where it becomes what the API server is sent, and
+  `status_patch` is the JSON merge patch from the current status to it, empty when nothing
+  changed, so a reconcile that finds nothing to do sends no PATCH. The JSON holds no null
+  anywhere: the CRD declares no field nullable, so the API server drops a null field on write,
+  and a status that sent one would never read back equal to itself (a patch on every pass,
+  and a false "CRD is old" warning).
 - `dropped_fields` names the fields the API server did not store of what was sent: the only
   honest sign of a CRD older than the operator.
 - `condition_events` turns condition changes into Events: a Warning when a condition becomes
@@ -27,14 +29,23 @@ kubectl, Flux and Argo CD read are unit-tested without an API server:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pydantic import ValidationError
+
 from lokifi_storage.api import conditions as types
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.api.status import Condition, LokifiStorageStatus
-from lokifi_storage.api.status import summarize as summarize_columns
+from lokifi_storage.api.status import (
+    Condition,
+    LokifiStorageStatus,
+    cleared,
+    failed,
+    raised,
+    ready,
+)
 
 __all__ = [
     "ADVISORY_CONDITIONS",
@@ -43,10 +54,13 @@ __all__ = [
     "build_status",
     "condition_events",
     "dropped_fields",
+    "read_status",
+    "reported_blocks",
     "set_condition",
+    "status_json",
     "status_patch",
     "summarize",
-    "without_nulls",
+    "with_blocks",
 ]
 
 # Conditions reported but not gating Ready.
@@ -88,6 +102,12 @@ STALLING_REASONS: Final = frozenset(
 
 SUMMARY_ORDER: Final = (types.READY, types.RECONCILING, types.STALLED)
 STATUS_KEYS: Final = tuple(LokifiStorageStatus.model_fields)
+# The blocks parts and owned objects report; the rest is the reconciler's own bookkeeping.
+BLOCK_KEYS: Final = tuple(
+    key for key in STATUS_KEYS if key not in ("observedGeneration", "conditions", "summary")
+)
+
+log = logging.getLogger(__name__)
 
 
 def set_condition(
@@ -124,15 +144,9 @@ def summarize(parts: Sequence[Condition], invalid_spec: str | None = None) -> li
     """
     if invalid_spec is not None:
         return [
-            Condition(
-                type=types.READY, status="False", reason=Reason.INVALID_SPEC, message=invalid_spec
-            ),
-            Condition(
-                type=types.RECONCILING, status="False", reason=Reason.INVALID_SPEC, message=""
-            ),
-            Condition(
-                type=types.STALLED, status="True", reason=Reason.INVALID_SPEC, message=invalid_spec
-            ),
+            failed(types.READY, Reason.INVALID_SPEC, invalid_spec),
+            cleared(types.RECONCILING, Reason.INVALID_SPEC),
+            raised(types.STALLED, Reason.INVALID_SPEC, invalid_spec),
         ]
     gating = _gating(parts)
     failing = [c for c in gating if c.status != "True"]
@@ -144,44 +158,31 @@ def summarize(parts: Sequence[Condition], invalid_spec: str | None = None) -> li
 
     if not failing:
         count = len(gating)
-        message = (
-            f"all {count} part conditions True" if count else "no part declared; nothing to manage"
-        )
-        ready = Condition(
-            type=types.READY, status="True", reason=Reason.RECONCILED, message=message
+        ready_ = ready(
+            types.READY,
+            f"all {count} part conditions True" if count else "no part declared; nothing to manage",
         )
     else:
         reason = failing[0].reason if len(failing) == 1 else Reason.PART_FAILED
         if all(c.reason == Reason.DRY_RUN for c in failing):
             reason = Reason.DRY_RUN  # several parts with changes pending, nothing failing
-        ready = Condition(
-            type=types.READY, status="False", reason=reason, message=_failure_text(failing)
-        )
+        ready_ = failed(types.READY, reason, _failure_text(failing))
 
-    if retrying:
-        reconciling = Condition(
-            type=types.RECONCILING,
-            status="True",
-            reason=retrying[0].reason if len(retrying) == 1 else Reason.PART_FAILED,
-            message="retrying: " + _failure_text(retrying),
-        )
-    else:
-        reconciling = Condition(
-            type=types.RECONCILING, status="False", reason=Reason.RECONCILED, message=""
-        )
+    reconciling = (
+        raised(types.RECONCILING, _one_reason(retrying), "retrying: " + _failure_text(retrying))
+        if retrying
+        else cleared(types.RECONCILING)
+    )
+    stalled = (
+        raised(types.STALLED, _one_reason(stalling), "needs attention: " + _failure_text(stalling))
+        if stalling
+        else cleared(types.STALLED)
+    )
+    return [ready_, reconciling, stalled]
 
-    if stalling:
-        stalled = Condition(
-            type=types.STALLED,
-            status="True",
-            reason=stalling[0].reason if len(stalling) == 1 else Reason.PART_FAILED,
-            message="needs attention: " + _failure_text(stalling),
-        )
-    else:
-        stalled = Condition(
-            type=types.STALLED, status="False", reason=Reason.RECONCILED, message=""
-        )
-    return [ready, reconciling, stalled]
+
+def _one_reason(conditions: Sequence[Condition]) -> str:
+    return conditions[0].reason if len(conditions) == 1 else Reason.PART_FAILED
 
 
 def _order(condition: Condition) -> tuple[int, str]:
@@ -189,13 +190,55 @@ def _order(condition: Condition) -> tuple[int, str]:
     return (order.index(condition.type) if condition.type in order else len(order), condition.type)
 
 
-def without_nulls(value: Any) -> Any:
-    """`value` with every null mapping entry removed, at any depth (lists keep their length)."""
-    if isinstance(value, Mapping):
-        return {k: without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [without_nulls(v) for v in value]
-    return value
+def read_status(raw: Mapping[str, Any]) -> LokifiStorageStatus:
+    """`.status` as the API server holds it, as the model.
+
+    Keys this operator does not know are left out (status_patch never touches them either). A
+    block that does not validate (written by another version) is left out too, as if it had
+    never been reported: the part that owns it reports it afresh.
+    """
+    known = {key: value for key, value in raw.items() if key in STATUS_KEYS}
+    try:
+        return LokifiStorageStatus.model_validate(known)
+    except ValidationError:
+        readable = {}
+        for key, value in known.items():
+            try:
+                LokifiStorageStatus.model_validate({key: value})
+            except ValidationError:
+                log.warning("status.%s is not readable by this operator version; rebuilt", key)
+                continue
+            readable[key] = value
+        return LokifiStorageStatus.model_validate(readable)
+
+
+def status_json(status: LokifiStorageStatus) -> dict[str, Any]:
+    """`status` as sent to the API server: the keys set, and no null at any depth.
+
+    The CRD declares no field nullable, so the API server drops a null field on write; a status
+    that sent one would never read back equal to itself (a patch on every pass). A block of a
+    subclass (a newer shape) is sent with its own fields, so a CRD that lacks them is noticed.
+    """
+    keys = status.model_fields_set
+    out = status.model_dump(
+        mode="json", exclude_none=True, include=keys - {"plan"}, serialize_as_any=True
+    )
+    if "plan" in keys and status.plan is not None:
+        # Written as domain/change_plan.py lists it: a change touching no field has no `fields`
+        # key (rather than an empty list), which is what the plan in status compares equal to.
+        out["plan"] = status.plan.model_dump(mode="json", exclude_none=True, exclude_unset=True)
+    return out
+
+
+def reported_blocks(status: LokifiStorageStatus) -> dict[str, Any]:
+    """The blocks `status` sets (a part's report sets only those it owns and observed)."""
+    return {key: getattr(status, key) for key in BLOCK_KEYS if key in status.model_fields_set}
+
+
+def with_blocks(status: LokifiStorageStatus, **blocks: Any) -> LokifiStorageStatus:
+    """`status` with `blocks` set as well (None values are not set)."""
+    update = {key: value for key, value in blocks.items() if value is not None}
+    return LokifiStorageStatus.model_validate({**reported_blocks(status), **update})
 
 
 def dropped_fields(sent: Any, stored: Any, path: str = "") -> list[str]:
@@ -225,43 +268,42 @@ def dropped_fields(sent: Any, stored: Any, path: str = "") -> list[str]:
 
 
 def build_status(
-    current: Mapping[str, Any],
+    current: LokifiStorageStatus,
     generation: int | None,
     parts: Sequence[Condition],
-    blocks: Mapping[str, Any],
+    blocks: LokifiStorageStatus,
     dropped_keys: Iterable[str],
     now: str,
     invalid_spec: str | None = None,
-) -> dict[str, Any]:
+) -> LokifiStorageStatus:
     """The complete desired `.status`.
 
     `parts`: this reconcile's part conditions (conditions of parts no longer in the spec are
-    left out, so they disappear). `blocks`: status keys the parts reported. `dropped_keys`:
-    status keys of parts no longer in the spec, removed. Keys of parts that failed without
-    reporting are kept as last observed. With an invalid spec, part conditions and blocks are
-    kept as they were: nothing was observed.
+    left out, so they disappear). `blocks`: the status blocks the parts reported (set).
+    `dropped_keys`: status keys of parts no longer in the spec, removed. Keys of parts that
+    failed without reporting are kept as last observed. With an invalid spec, part conditions
+    and blocks are kept as they were: nothing was observed.
     """
-    previous = [Condition.model_validate(c) for c in current.get("conditions") or []]
-    status: dict[str, Any] = {
-        key: value for key, value in current.items() if key in STATUS_KEYS and key != "conditions"
+    fields: dict[str, Any] = {
+        key: getattr(current, key)
+        for key in current.model_fields_set
+        if key not in ("conditions", "summary")
     }
     for key in dropped_keys:
-        status.pop(key, None)
+        fields.pop(key, None)
+    previous = current.conditions
     if invalid_spec is None:
-        status.update(without_nulls(dict(blocks)))
+        fields.update(reported_blocks(blocks))
         stamped = [set_condition(previous, c, generation, now) for c in parts]
     else:
         stamped = [c for c in previous if c.type not in SUMMARY_ORDER]
     summary = summarize(stamped, invalid_spec)
     stamped += [set_condition(previous, c, generation, now) for c in summary]
-    status["conditions"] = [c.model_dump(exclude_none=True) for c in sorted(stamped, key=_order)]
+    fields["conditions"] = sorted(stamped, key=_order)
     if generation is not None:
-        status["observedGeneration"] = generation
-    columns = summarize_columns(LokifiStorageStatus.model_validate(status))
-    status.pop("summary", None)
-    if columns.model_dump(exclude_none=True):
-        status["summary"] = columns.model_dump(exclude_none=True)
-    return status
+        fields["observedGeneration"] = generation
+    # The printer-column summary is derived by the model from the blocks.
+    return LokifiStorageStatus.model_validate(fields)
 
 
 def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
@@ -290,38 +332,34 @@ class EventSpec:
 
 
 def condition_events(
-    previous: Iterable[Mapping[str, Any]], current: Iterable[Mapping[str, Any]]
+    previous: Iterable[Condition], current: Iterable[Condition]
 ) -> list[EventSpec]:
     """Warning for each part condition that became (or changed while) False; Normal on recovery.
 
     Only part conditions and Stalled/InvalidSpec are turned into events: Ready and Reconciling
     repeat what the parts say.
     """
-    before = {c["type"]: c for c in previous}
+    before = {c.type: c for c in previous}
     events: list[EventSpec] = []
     for cond in current:
-        kind = cond["type"]
+        kind = cond.type
         if kind in (types.READY, types.RECONCILING):
             continue
-        if kind == types.STALLED and cond.get("reason") != Reason.INVALID_SPEC:
+        if kind == types.STALLED and cond.reason != Reason.INVALID_SPEC:
             continue
         old = before.get(kind)
-        failing = cond["status"] == "True" if kind == types.STALLED else cond["status"] != "True"
+        failing = cond.status == "True" if kind == types.STALLED else cond.status != "True"
         was_failing = old is not None and (
-            old["status"] == "True" if kind == types.STALLED else old["status"] != "True"
+            old.status == "True" if kind == types.STALLED else old.status != "True"
         )
         if failing:
             if (
                 old is None
                 or not was_failing
-                or old.get("reason") != cond.get("reason")
-                or old.get("message") != cond.get("message")
+                or old.reason != cond.reason
+                or old.message != cond.message
             ):
-                events.append(
-                    EventSpec("Warning", cond["reason"], f"{kind}: {cond.get('message', '')}")
-                )
+                events.append(EventSpec("Warning", cond.reason, f"{kind}: {cond.message}"))
         elif was_failing:
-            events.append(
-                EventSpec("Normal", cond["reason"], f"{kind} recovered: {cond.get('message', '')}")
-            )
+            events.append(EventSpec("Normal", cond.reason, f"{kind} recovered: {cond.message}"))
     return events

@@ -11,20 +11,23 @@ Read-only: a LIST per reconcile, no PUT, whatever the outcome.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 
 from lokifi_storage.api import conditions as types
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.api.spec import BackupsSpec, ObjectStorageSpec
-from lokifi_storage.api.status import Condition
+from lokifi_storage.api.spec import BackupsSpec, LokifiStorageSpec, ObjectStorageSpec
+from lokifi_storage.api.status import LokifiStorageStatus, judged
 from lokifi_storage.clients.backup_store import BackupStore
 from lokifi_storage.clients.errors import NotFound
+from lokifi_storage.clients.pg_backup import server_identity
 from lokifi_storage.clients.s3 import S3Client, make_reconcile_client
-from lokifi_storage.domain.backup_catalog import catalog, name_prefix
+from lokifi_storage.domain.backup_catalog import backup_folder, catalog, name_prefix, source_id
 from lokifi_storage.domain.backup_health import assess_backups
+from lokifi_storage.reconcile.parts import Part, PartContext, s3_credentials
 from lokifi_storage.reconcile.report import PartReport
 
-__all__ = ["reconcile_backups"]
+__all__ = ["PART", "BackupsPart", "reconcile_backups"]
 
 
 def _created_here(spec: BackupsSpec, object_storage: ObjectStorageSpec | None) -> bool:
@@ -66,11 +69,57 @@ def reconcile_backups(
     runs = catalog(spec.prefix, folder, objects)
     health = assess_backups(spec.schedules, runs, now, since=since, verify=spec.verifyRestore)
     return PartReport(
-        condition=Condition(
-            type=types.BACKUPS_READY,
-            status="True" if health.ok else "False",
-            reason=health.reason,
-            message=health.message,
-        ),
-        status={"backups": [s.model_dump(mode="json", exclude_none=True) for s in health.statuses]},
+        condition=judged(types.BACKUPS_READY, health.ok, health.reason, health.message),
+        status=LokifiStorageStatus(backups=list(health.statuses)),
     )
+
+
+def _backup_source(ctx: PartContext) -> str:
+    """The primary's `<system_identifier>-<database>`, read once per primary URL: the folder
+    the backup CronJobs write to, and the only one this resource reports."""
+    postgres = ctx.spec.postgres
+    assert postgres is not None
+    url = ctx.secrets.value(postgres.primary.secretRef)
+    fingerprint = hashlib.sha256(url.encode()).hexdigest()
+    cached = ctx.memory.get("backupSource")
+    if cached is not None and cached[0] == fingerprint:
+        return str(cached[1])
+    source = source_id(*server_identity(url))
+    ctx.memory["backupSource"] = (fingerprint, source)
+    return source
+
+
+class BackupsPart:
+    """spec.backups: BackupsReady and status.backups, from what the bucket holds."""
+
+    name = "backups"
+    conditions = (types.BACKUPS_READY,)
+    status_keys = ("backups",)
+
+    def declared(self, spec: LokifiStorageSpec) -> bool:
+        return spec.backups is not None
+
+    def run(self, ctx: PartContext) -> list[PartReport]:
+        backups = ctx.spec.backups
+        assert backups is not None
+        folder = backup_folder(ctx.namespace, ctx.name, _backup_source(ctx))
+        access_key, secret_key = s3_credentials(ctx)
+        report = reconcile_backups(
+            backups,
+            ctx.spec.objectStorage,
+            access_key,
+            secret_key,
+            folder=folder,
+            now=ctx.now,
+            since=ctx.created,
+        )
+        return [report]
+
+    def cleanup(self, ctx: PartContext) -> list[str]:
+        return []  # backups outlive the resource: they are what restores it
+
+    def release(self, ctx: PartContext) -> list[str]:
+        return []  # it claims nothing
+
+
+PART: Part = BackupsPart()

@@ -17,20 +17,25 @@ metrics every time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from lokifi_storage import metrics
 from lokifi_storage.api import conditions as types
-from lokifi_storage.api.spec import MonitoringSpec
-from lokifi_storage.api.status import Condition, RelationSize, StorageSample, StorageStatus
+from lokifi_storage.api.spec import LokifiStorageSpec, MonitoringSpec
+from lokifi_storage.api.status import (
+    LokifiStorageStatus,
+    RelationSize,
+    StorageSample,
+    StorageStatus,
+    judged,
+)
 from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.clients.pg_sizes import measure_sizes
 from lokifi_storage.domain.capacity import Sample, assess, record_sample
+from lokifi_storage.reconcile.parts import Part, PartContext
 from lokifi_storage.reconcile.report import PartReport
 
-__all__ = ["reconcile_capacity"]
+__all__ = ["PART", "CapacityPart", "reconcile_capacity"]
 
 TOP_RELATIONS = 5
 
@@ -56,7 +61,7 @@ def _samples(previous: StorageStatus | None) -> list[Sample]:
 def reconcile_capacity(
     spec: MonitoringSpec,
     primary_url: str,
-    previous: Mapping[str, Any] | None,
+    previous: StorageStatus | None,
     now: datetime,
     *,
     namespace: str | None = None,
@@ -65,7 +70,7 @@ def reconcile_capacity(
     """One capacity pass. `namespace`/`name` label the metrics (none set when omitted)."""
     capacity = spec.capacity_bytes  # parsed and checked positive by the spec's validator
     threshold = spec.alertThresholdPercent
-    before = StorageStatus.model_validate(previous) if previous else None
+    before = previous
 
     observed = measure_sizes(primary_url, top=TOP_RELATIONS)
     history, recorded = record_sample(_samples(before), Sample(now, observed.database_bytes))
@@ -84,7 +89,6 @@ def reconcile_capacity(
 
     if (
         not recorded
-        and previous
         and before is not None
         and before.databaseBytes is not None
         and before.sampledAt is not None
@@ -94,7 +98,7 @@ def reconcile_capacity(
         shown = assess(sampled_at, before.databaseBytes, capacity, threshold, _samples(before))
         if shown.exceeded == live.exceeded:
             # Hand back the block exactly as it is in .status: nothing to patch.
-            return _condition_report(shown.exceeded, shown.reason, shown.message, dict(previous))
+            return _condition_report(shown.exceeded, shown.reason, shown.message, before)
     # Something worth writing: a new sample, a new capacity, or the alert flipped.
     status = StorageStatus(
         databaseBytes=observed.database_bytes,
@@ -106,19 +110,47 @@ def reconcile_capacity(
         largest=[RelationSize(name=n, bytes=b) for n, b in observed.largest],
         samples=[StorageSample(time=rfc3339(s.at), bytes=s.bytes) for s in history],
     )
-    storage = status.model_dump(mode="json", exclude_none=True)
-    return _condition_report(live.exceeded, live.reason, live.message, storage)
+    return _condition_report(live.exceeded, live.reason, live.message, status)
 
 
 def _condition_report(
-    exceeded: bool, reason: str, message: str, storage: dict[str, Any]
+    exceeded: bool, reason: str, message: str, storage: StorageStatus
 ) -> PartReport:
     return PartReport(
-        condition=Condition(
-            type=types.CAPACITY_OK,
-            status="False" if exceeded else "True",
-            reason=reason,
-            message=message,
-        ),
-        status={"storage": storage},
+        condition=judged(types.CAPACITY_OK, not exceeded, reason, message),
+        status=LokifiStorageStatus(storage=storage),
     )
+
+
+class CapacityPart:
+    """spec.monitoring: CapacityOK and status.storage, the live sizes in the metrics."""
+
+    name = "capacity"
+    conditions = (types.CAPACITY_OK,)
+    status_keys = ("storage",)
+
+    def declared(self, spec: LokifiStorageSpec) -> bool:
+        return spec.monitoring is not None and spec.postgres is not None
+
+    def run(self, ctx: PartContext) -> list[PartReport]:
+        postgres, monitoring = ctx.spec.postgres, ctx.spec.monitoring
+        assert postgres is not None
+        assert monitoring is not None
+        report = reconcile_capacity(
+            monitoring,
+            ctx.secrets.value(postgres.primary.secretRef),
+            ctx.status.storage,
+            ctx.now,
+            namespace=ctx.namespace,
+            name=ctx.name,
+        )
+        return [report]
+
+    def cleanup(self, ctx: PartContext) -> list[str]:
+        return []  # it only measures
+
+    def release(self, ctx: PartContext) -> list[str]:
+        return []  # it claims nothing
+
+
+PART: Part = CapacityPart()

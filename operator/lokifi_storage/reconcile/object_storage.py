@@ -17,19 +17,26 @@ With a `claimant` (the resource), each declared rule id of a bucket has one owne
 (domain/claims.py), recorded as the bucket tag `lokifi-storage/rule/<id>` = `<uid> <ns>/<name>`.
 A rule id another resource owns, declared here with other content than the bucket holds, is a
 Conflict naming the owner, and nothing is written to that bucket by this resource; the same
-content is shared. A rule another resource owns is never retired from here.
+content is shared. A rule another resource owns is never retired from here. The claims are kept
+in reconcile/lifecycle_claims.py, which a deleted resource's release uses too.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from lokifi_storage.api import conditions
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.api.spec import BucketSpec, ObjectStorageSpec
-from lokifi_storage.api.status import BucketStatus, Condition, ObjectStorageStatus
+from lokifi_storage.api.spec import BucketSpec, LokifiStorageSpec, ObjectStorageSpec
+from lokifi_storage.api.status import (
+    BucketStatus,
+    Condition,
+    LokifiStorageStatus,
+    ObjectStorageStatus,
+    failed,
+    ready,
+)
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.s3 import (
     LifecycleDocument,
@@ -37,34 +44,22 @@ from lokifi_storage.clients.s3 import (
     bucket_exists,
     create_bucket,
     delete_lifecycle,
-    get_bucket_tags,
     get_lifecycle,
     make_reconcile_client,
-    put_bucket_tags,
     put_lifecycle,
 )
 from lokifi_storage.domain.change_plan import Change, FieldChange
-from lokifi_storage.domain.claims import Claim, Claimant, Verdict, digest, judge
+from lokifi_storage.domain.claims import Claimant
 from lokifi_storage.domain.connection_secret import SecretKeyCollisionError, bucket_entries
-from lokifi_storage.domain.lifecycle import (
-    LifecyclePlan,
-    canonical_rule,
-    plan_lifecycle,
-    render_rule,
+from lokifi_storage.domain.lifecycle import LifecyclePlan, plan_lifecycle
+from lokifi_storage.reconcile.lifecycle_claims import (
+    release_lifecycle_claims,
+    settle_rule_claims,
 )
+from lokifi_storage.reconcile.parts import Part, PartContext, claimant_of, s3_credentials
 from lokifi_storage.reconcile.report import PartReport
 
-__all__ = ["reconcile_object_storage", "release_lifecycle_claims", "rule_tag"]
-
-RULE_TAG_PREFIX = "lokifi-storage/rule/"
-_TAG_SAFE = re.compile(r"^[A-Za-z0-9 +\-=._:/@]{1,100}$")
-
-
-def rule_tag(rule_id: str) -> str:
-    """The bucket tag key recording who manages the rule `rule_id` (a digest for an id a tag
-    key cannot hold)."""
-    return RULE_TAG_PREFIX + (rule_id if _TAG_SAFE.match(rule_id) else "sha-" + digest(rule_id))
-
+__all__ = ["PART", "ObjectStoragePart", "managed_rules", "reconcile_object_storage"]
 
 # When several things are wrong, the condition's reason is the one that explains the most.
 _PRIORITY = (
@@ -102,105 +97,6 @@ def _lifecycle_change(plan: LifecyclePlan) -> Change:
         f"update {plan.describe()}",
         tuple(fields),
     )
-
-
-@dataclass
-class _Settled:
-    conflicts: list[str] = field(default_factory=list)
-    actions: list[str] = field(default_factory=list)
-    retirable: list[str] = field(default_factory=list)
-
-
-def _settle_rule_claims(
-    client: S3Client,
-    bucket: BucketSpec,
-    current: list[dict[str, object]],
-    previously_managed: Collection[str],
-    claimant: Claimant,
-    *,
-    apply: bool = True,
-) -> _Settled:
-    """Check the claims of the declared rule ids; record new ones, release retired ones.
-    Writes nothing (not even a tag) when one of them conflicts, or without `apply`."""
-    tags = get_bucket_tags(client, bucket.name)
-    live = {str(rule.get("ID")): rule for rule in current if rule.get("ID")}
-    settled = _Settled()
-    wanted = dict(tags)
-    for rule in bucket.lifecycle:
-        key = rule_tag(rule.id)
-        claim = Claim.from_tag(tags.get(key))
-        same = rule.id in live and canonical_rule(live[rule.id]) == canonical_rule(
-            render_rule(rule)
-        )
-        verdict = judge(claimant, claim, same)
-        if verdict is Verdict.CONFLICT and claim is not None:
-            settled.conflicts.append(
-                f"lifecycle rule {rule.id} of bucket {bucket.name} is managed by {claim.owner} "
-                "with other content; this resource changes nothing on the bucket (make the "
-                f"rules equal, or remove it from one of the two; claim: bucket tag {key})"
-            )
-        elif verdict is Verdict.FREE:
-            wanted[key] = claimant.claim().tag()
-    declared = {rule.id for rule in bucket.lifecycle}
-    for rule_id in previously_managed:
-        if rule_id in declared:
-            continue
-        claim = Claim.from_tag(tags.get(rule_tag(rule_id)))
-        if claim is None or claim.uid == claimant.uid:
-            settled.retirable.append(rule_id)
-            wanted.pop(rule_tag(rule_id), None)
-    if settled.conflicts:
-        return settled
-    settled.retirable += sorted(declared & set(previously_managed))
-    if wanted != tags and apply:
-        put_bucket_tags(client, bucket.name, wanted)
-        added = sorted(set(wanted) - set(tags))
-        removed = sorted(set(tags) - set(wanted))
-        settled.actions.append(
-            f"bucket {bucket.name}: lifecycle rule claims"
-            + (
-                f" recorded {', '.join(k.removeprefix(RULE_TAG_PREFIX) for k in added)}"
-                if added
-                else ""
-            )
-            + (
-                f" released {', '.join(k.removeprefix(RULE_TAG_PREFIX) for k in removed)}"
-                if removed
-                else ""
-            )
-        )
-    return settled
-
-
-def release_lifecycle_claims(
-    spec: ObjectStorageSpec,
-    access_key: str | None,
-    secret_key: str | None,
-    claimant: Claimant,
-    *,
-    client: S3Client | None = None,
-) -> list[str]:
-    """Remove `claimant`'s rule claims from every declared bucket (the rules stay)."""
-    s3 = client or make_reconcile_client(spec.endpoint, spec.region, access_key, secret_key)
-    released: list[str] = []
-    for bucket in spec.buckets:
-        if not bucket_exists(s3, bucket.name):
-            continue
-        tags = get_bucket_tags(s3, bucket.name)
-        ours = [
-            key
-            for key, value in tags.items()
-            if key.startswith(RULE_TAG_PREFIX)
-            and (claim := Claim.from_tag(value)) is not None
-            and claim.uid == claimant.uid
-        ]
-        if ours:
-            put_bucket_tags(s3, bucket.name, {k: v for k, v in tags.items() if k not in ours})
-            released.append(
-                f"bucket {bucket.name}: released lifecycle rule claims "
-                + ", ".join(k.removeprefix(RULE_TAG_PREFIX) for k in ours)
-            )
-    return released
 
 
 def _reconcile_bucket(
@@ -242,7 +138,7 @@ def _reconcile_bucket(
 
     current = get_lifecycle(client, bucket.name)
     if claimant is not None:
-        settled = _settle_rule_claims(
+        settled = settle_rule_claims(
             client, bucket, current.rules, previously_managed, claimant, apply=found.apply
         )
         if settled.conflicts:
@@ -297,22 +193,19 @@ def _condition(spec: ObjectStorageSpec, found: _Pass) -> Condition:
     if found.problems:
         reasons = [reason for reason, _ in found.problems]
         reason = min(reasons, key=lambda r: _PRIORITY.index(r) if r in _PRIORITY else 99)
-        return Condition(
-            type=conditions.OBJECT_STORAGE_READY,
-            status="False",
-            reason=reason,
-            message="; ".join(message for _, message in found.problems),
+        return failed(
+            conditions.OBJECT_STORAGE_READY,
+            reason,
+            "; ".join(message for _, message in found.problems),
         )
     kept = (
         f"; {found.foreign_kept} rule(s) not managed by the operator kept"
         if found.foreign_kept
         else ""
     )
-    return Condition(
-        type=conditions.OBJECT_STORAGE_READY,
-        status="True",
-        reason=Reason.RECONCILED,
-        message=f"{len(spec.buckets)} bucket(s) present, lifecycle rules current{kept}",
+    return ready(
+        conditions.OBJECT_STORAGE_READY,
+        f"{len(spec.buckets)} bucket(s) present, lifecycle rules current{kept}",
     )
 
 
@@ -370,11 +263,78 @@ def reconcile_object_storage(
                     )
                 break
 
-    status = ObjectStorageStatus(buckets=found.buckets)
     return PartReport(
         condition=_condition(spec, found),
-        status={"objectStorage": status.model_dump(exclude_none=True)},
+        status=LokifiStorageStatus(objectStorage=ObjectStorageStatus(buckets=found.buckets)),
         actions=found.actions,
         secret_data=secret_data,
         planned=found.planned,
     )
+
+
+def managed_rules(status: LokifiStorageStatus) -> dict[str, list[str]]:
+    """status.objectStorage's managedRules per bucket: what the last pass managed."""
+    buckets = status.objectStorage.buckets if status.objectStorage is not None else []
+    return {bucket.name: list(bucket.managedRules) for bucket in buckets}
+
+
+class ObjectStoragePart:
+    """spec.objectStorage: ObjectStorageReady, status.objectStorage, the S3_BUCKET_* keys."""
+
+    name = "object-storage"
+    conditions = (conditions.OBJECT_STORAGE_READY,)
+    status_keys = ("objectStorage",)
+
+    def declared(self, spec: LokifiStorageSpec) -> bool:
+        return spec.objectStorage is not None and bool(spec.objectStorage.buckets)
+
+    def run(self, ctx: PartContext) -> list[PartReport]:
+        storage = ctx.spec.objectStorage
+        assert storage is not None
+        access_key, secret_key = s3_credentials(ctx)
+        report = reconcile_object_storage(
+            storage,
+            access_key,
+            secret_key,
+            previously_managed=managed_rules(ctx.status),
+            apply=ctx.apply,
+            claimant=claimant_of(ctx),
+        )
+        return [report]
+
+    def cleanup(self, ctx: PartContext) -> list[str]:
+        """Remove the lifecycle rules the operator set; every other rule of the bucket stays.
+
+        Declaring no rules for a bucket whose rules the operator managed is exactly what makes
+        the part retire them, so the cleanup is one more pass with empty lifecycles.
+        """
+        storage = ctx.spec.objectStorage
+        assert storage is not None
+        access_key, secret_key = s3_credentials(ctx)
+        managed = managed_rules(ctx.status)
+        for bucket in storage.buckets:
+            managed[bucket.name] = sorted(
+                {*managed.get(bucket.name, []), *(r.id for r in bucket.lifecycle)}
+            )
+        emptied = storage.model_copy(
+            update={
+                "buckets": [
+                    b.model_copy(update={"lifecycle": [], "create": False}) for b in storage.buckets
+                ]
+            }
+        )
+        report = reconcile_object_storage(
+            emptied, access_key, secret_key, previously_managed=managed, claimant=claimant_of(ctx)
+        )
+        if report.condition.status != "True":
+            raise ClientError(report.condition.message, reason=report.condition.reason)
+        return list(report.actions)
+
+    def release(self, ctx: PartContext) -> list[str]:
+        storage = ctx.spec.objectStorage
+        assert storage is not None
+        access_key, secret_key = s3_credentials(ctx)
+        return release_lifecycle_claims(storage, access_key, secret_key, claimant_of(ctx))
+
+
+PART: Part = ObjectStoragePart()

@@ -37,6 +37,7 @@ from typing import Any
 
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import LokifiStorageSpec
+from lokifi_storage.api.status import ConnectionSecretStatus
 from lokifi_storage.builders.cronjobs import JobSettings, desired_cronjobs
 from lokifi_storage.builders.labels import (
     INSTANCE_LABEL,
@@ -94,7 +95,7 @@ class SecretSync:
     """
 
     actions: list[str] = field(default_factory=list)
-    status: dict[str, str] | None = None
+    status: ConnectionSecretStatus | None = None
     planned: list[Change] = field(default_factory=list)
 
 
@@ -117,16 +118,16 @@ def sync_connection_secret(
         written = _sync_connection_secret(kube, owner, spec, data, apply)
         if not apply:
             return _planned_rename(written, recorded)
-        if written.status is None or recorded is None or recorded == written.status["name"]:
+        if written.status is None or recorded is None or recorded == written.status.name:
             return written
-        deleted = _delete_renamed(kube, owner, recorded, written.status["name"])
+        deleted = _delete_renamed(kube, owner, recorded, written.status.name)
         return SecretSync(written.actions + deleted, written.status)
 
 
 def _planned_rename(planned: SecretSync, recorded: str | None) -> SecretSync:
     """With apply off: add the delete a rename would make; status keeps what exists now."""
     changes = list(planned.planned)
-    target = planned.status["name"] if planned.status else None
+    target = planned.status.name if planned.status else None
     if recorded and target and recorded != target:
         changes.append(
             Change(
@@ -137,7 +138,7 @@ def _planned_rename(planned: SecretSync, recorded: str | None) -> SecretSync:
             )
         )
     if recorded:
-        return SecretSync(planned=changes, status={"name": recorded})
+        return SecretSync(planned=changes, status=ConnectionSecretStatus(name=recorded))
     return SecretSync(planned=changes, status=None if planned.planned else planned.status)
 
 
@@ -182,7 +183,7 @@ def _sync_connection_secret(
     observed = kube.get_secret(owner.namespace, name)
     if observed is not None and _controller_uid(observed) != owner.uid:
         raise _not_ours(name, observed)
-    status = {"name": name}
+    status = ConnectionSecretStatus(name=name)
     if not needs_write(desired, observed):
         return SecretSync(status=status)
     if not apply:

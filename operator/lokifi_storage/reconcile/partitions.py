@@ -36,8 +36,14 @@ from dataclasses import dataclass, field
 
 from lokifi_storage.api.conditions import PARTITIONS_READY, Reason
 from lokifi_storage.api.names import split_table_name
-from lokifi_storage.api.spec import PostgresSpec, TableSpec
-from lokifi_storage.api.status import Condition, ConditionStatus, PartitionStatus
+from lokifi_storage.api.spec import LokifiStorageSpec, PostgresSpec, TableSpec
+from lokifi_storage.api.status import (
+    Condition,
+    LokifiStorageStatus,
+    PartitionStatus,
+    judged,
+    ready,
+)
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
 from lokifi_storage.domain.change_plan import Change, ChangeKind
@@ -56,11 +62,14 @@ from lokifi_storage.domain.partitions.index_plan import Problem
 from lokifi_storage.domain.partitions.plan import TablePlan, plan_table
 from lokifi_storage.domain.partitions.retention_clock import clock_skew, hold_retention
 from lokifi_storage.reconcile.fence import Fence, LeadershipLost
+from lokifi_storage.reconcile.parts import Part, PartContext, claimant_of
 from lokifi_storage.reconcile.report import PartReport
 
 __all__ = [
     "MAX_PASSES",
+    "PART",
     "PartitionOutcome",
+    "PartitionsPart",
     "reconcile_partitions",
     "reconcile_tables",
     "release_table_claims",
@@ -81,11 +90,7 @@ class PartitionOutcome:
     def report(self) -> PartReport:
         return PartReport(
             condition=self.condition(),
-            status={
-                "partitions": [
-                    self.status_of(p).model_dump(exclude_none=True) for p in self.plans.values()
-                ]
-            },
+            status=LokifiStorageStatus(partitions=[self.status_of(p) for p in self.plans.values()]),
             actions=list(self.done),
             planned=list(self.planned),
         )
@@ -109,15 +114,15 @@ class PartitionOutcome:
         if self.failures:
             first = next(iter(self.failures.values()))
             message = "; ".join(f"{name}: {error.message}" for name, error in self.failures.items())
-            return _condition("False", first.reason, message, notes)
+            return _condition(False, first.reason, message, notes)
         problems = [(name, p) for name, plan in self.plans.items() for p in plan.problems]
         if problems:
             message = "; ".join(f"{name}: {p.message}" for name, p in problems)
-            return _condition("False", problems[0][1].reason, message, notes)
+            return _condition(False, problems[0][1].reason, message, notes)
         unfinished = [name for name, plan in self.plans.items() if plan.actions]
         if unfinished:
             return _condition(
-                "False",
+                False,
                 Reason.PROGRESSING,
                 f"more work left after {MAX_PASSES} passes for {', '.join(unfinished)}",
                 notes,
@@ -134,23 +139,18 @@ class PartitionOutcome:
                 pending.append(
                     f"{export} expired partitions await `lokifi-storage partitions export`"
                 )
-            return _condition("True", Reason.MAINTENANCE_PENDING, "; ".join(pending), notes)
+            return _condition(True, Reason.MAINTENANCE_PENDING, "; ".join(pending), notes)
         count = sum(p.summary.count for p in self.plans.values())
         in_default = sum(p.summary.in_default for p in self.plans.values())
         message = (
             f"{len(self.plans)} tables: {count} partitions, {in_default} rows in DEFAULT partitions"
         )
-        return _condition("True", Reason.RECONCILED, message, notes)
+        return _condition(True, Reason.RECONCILED, message, notes)
 
 
-def _condition(status: ConditionStatus, reason: str, message: str, notes: list[str]) -> Condition:
+def _condition(ok: bool, reason: str, message: str, notes: list[str]) -> Condition:
     text = "; ".join([message, *notes]) if notes else message
-    return Condition(
-        type=PARTITIONS_READY,
-        status=status,
-        reason=reason,
-        message=text,
-    )
+    return judged(PARTITIONS_READY, ok, reason, text)
 
 
 def _kind(action: Action) -> ChangeKind:
@@ -317,13 +317,8 @@ def reconcile_partitions(
     """
     if not postgres.tables:
         return PartReport(
-            condition=Condition(
-                type=PARTITIONS_READY,
-                status="True",
-                reason=Reason.RECONCILED,
-                message="no tables declared",
-            ),
-            status={"partitions": []},
+            condition=ready(PARTITIONS_READY, "no tables declared"),
+            status=LokifiStorageStatus(partitions=[]),
         )
     with open_partition_database(primary_url) as db:
         hold = None
@@ -365,3 +360,40 @@ def release_table_claims(primary_url: str, claimant: Claimant) -> list[str]:
     """Release every table claim of `claimant` (the resource is deleted)."""
     with open_partition_database(primary_url) as db:
         return _release(db, claimant, lambda _: True)
+
+
+class PartitionsPart:
+    """spec.postgres.tables: PartitionsReady, status.partitions, the claims of the tables."""
+
+    name = "partitions"
+    conditions = (PARTITIONS_READY,)
+    status_keys = ("partitions",)
+
+    def declared(self, spec: LokifiStorageSpec) -> bool:
+        return spec.postgres is not None and bool(spec.postgres.tables)
+
+    def run(self, ctx: PartContext) -> list[PartReport]:
+        postgres = ctx.spec.postgres
+        assert postgres is not None
+        report = reconcile_partitions(
+            postgres,
+            ctx.secrets.value(postgres.primary.secretRef),
+            now=ctx.now,
+            apply=ctx.apply,
+            claimant=claimant_of(ctx),
+            fence=ctx.fence,
+            at=ctx.at,
+        )
+        return [report]
+
+    def cleanup(self, ctx: PartContext) -> list[str]:
+        return []  # partitions are data: never dropped for a deleted resource
+
+    def release(self, ctx: PartContext) -> list[str]:
+        postgres = ctx.spec.postgres
+        assert postgres is not None
+        url = ctx.secrets.value(postgres.primary.secretRef)
+        return release_table_claims(url, claimant_of(ctx))
+
+
+PART: Part = PartitionsPart()

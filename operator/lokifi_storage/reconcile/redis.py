@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from lokifi_storage.api import conditions
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.redis_settings import setting_problem
-from lokifi_storage.api.spec import RedisSpec
-from lokifi_storage.api.status import Condition, RedisStatus
+from lokifi_storage.api.spec import LokifiStorageSpec, RedisSpec
+from lokifi_storage.api.status import Condition, LokifiStorageStatus, RedisStatus, failed, ready
 from lokifi_storage.clients.errors import AuthenticationFailed, ClientError, ConnectionFailed
 from lokifi_storage.clients.redis import CLAIMS_KEY, RedisNode, RedisNodes
 from lokifi_storage.domain.change_plan import Change, FieldChange
@@ -42,9 +42,10 @@ from lokifi_storage.domain.redis_topology import (
     parse_cluster_info,
     parse_cluster_nodes,
 )
+from lokifi_storage.reconcile.parts import Part, PartContext, claimant_of
 from lokifi_storage.reconcile.report import PartReport
 
-__all__ = ["reconcile_redis", "release_redis_claims"]
+__all__ = ["PART", "RedisPart", "reconcile_redis", "release_redis_claims"]
 
 
 @dataclass
@@ -242,20 +243,17 @@ def _condition(
         else ""
     )
     if problems:
-        return Condition(
-            type=conditions.REDIS_READY,
-            status="False",
-            reason=problems[0][0],
-            message="; ".join(message for _, message in problems) + rewrite_note,
+        return failed(
+            conditions.REDIS_READY,
+            problems[0][0],
+            "; ".join(message for _, message in problems) + rewrite_note,
         )
     masters = sum(1 for n in topology if n.is_master)
     replicas = sum(1 for n in topology if n.is_replica)
     changed = f", {len(found.actions)} settings written" if found.actions else ""
-    return Condition(
-        type=conditions.REDIS_READY,
-        status="True",
-        reason=Reason.RECONCILED,
-        message=f"cluster ok: {masters} masters, {replicas} replicas, settings current on "
+    return ready(
+        conditions.REDIS_READY,
+        f"cluster ok: {masters} masters, {replicas} replicas, settings current on "
         f"{node_count} nodes{changed}{rewrite_note}",
     )
 
@@ -316,9 +314,9 @@ def reconcile_redis(
             client.close()
 
     status = (
-        {}
+        LokifiStorageStatus()
         if info is None
-        else {"redis": _status(topology, info, found).model_dump(exclude_none=True)}
+        else LokifiStorageStatus(redis=_status(topology, info, found))
     )
     return PartReport(
         condition=_condition(info, topology, found, reached),
@@ -347,3 +345,32 @@ def release_redis_claims(spec: RedisSpec, password: str | None, claimant: Claima
             if claim is not None and claim.uid == claimant.uid and client.release(start, key, text):
                 released.append(f"released setting {key} of {_cluster_name(topology)}")
         return released
+
+
+class RedisPart:
+    """spec.redis: RedisReady, status.redis, the REDIS_* keys, the claims of the settings."""
+
+    name = "redis"
+    conditions = (conditions.REDIS_READY,)
+    status_keys = ("redis",)
+
+    def declared(self, spec: LokifiStorageSpec) -> bool:
+        return spec.redis is not None
+
+    def run(self, ctx: PartContext) -> list[PartReport]:
+        redis = ctx.spec.redis
+        assert redis is not None
+        password = ctx.secrets.optional(redis.passwordSecretRef)
+        return [reconcile_redis(redis, password, apply=ctx.apply, claimant=claimant_of(ctx))]
+
+    def cleanup(self, ctx: PartContext) -> list[str]:
+        return []  # settings are left as they are: another client may rely on them
+
+    def release(self, ctx: PartContext) -> list[str]:
+        redis = ctx.spec.redis
+        assert redis is not None
+        password = ctx.secrets.optional(redis.passwordSecretRef)
+        return release_redis_claims(redis, password, claimant_of(ctx))
+
+
+PART: Part = RedisPart()

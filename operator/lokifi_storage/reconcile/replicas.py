@@ -10,13 +10,20 @@ this module never talks to Kubernetes and tests can pass the local stack's URLs 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from lokifi_storage.api import conditions
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.api.spec import PostgresSpec, ReplicaSpec
-from lokifi_storage.api.status import Condition, ReplicaStatus
+from lokifi_storage.api.spec import LokifiStorageSpec, PostgresSpec, ReplicaSpec
+from lokifi_storage.api.status import (
+    Condition,
+    LokifiStorageStatus,
+    ReplicaStatus,
+    failed,
+    ready,
+)
 from lokifi_storage.clients.errors import AuthenticationFailed, ClientError
 from lokifi_storage.clients.pg_probe import (
     PrimaryProbe,
@@ -32,9 +39,11 @@ from lokifi_storage.domain.replica_health import (
     ReplicaObservation,
     judge_replica,
 )
+from lokifi_storage.reconcile.parts import Part, PartContext
 from lokifi_storage.reconcile.report import PartReport
+from lokifi_storage.reconcile.secrets import MissingSecretError
 
-__all__ = ["ReplicaWiring", "reconcile_replicas"]
+__all__ = ["PART", "PostgresPart", "ReplicaWiring", "reconcile_replicas"]
 
 # How long a lagging replica is given to replay up to the primary's position before the lag
 # falls back to the age of its last replayed transaction (domain/replica_health.py).
@@ -115,58 +124,42 @@ def _safe_target(url: str) -> str:
 
 
 def _primary_condition(obs: PrimaryObservation) -> Condition:
+    kind = conditions.POSTGRES_READY
     if not obs.reachable:
-        return Condition(
-            type=conditions.POSTGRES_READY,
-            status="False",
-            reason=obs.error_reason or Reason.CONNECTION_FAILED,
-            message=obs.error_message or f"primary {obs.target} could not be reached",
+        return failed(
+            kind,
+            obs.error_reason or Reason.CONNECTION_FAILED,
+            obs.error_message or f"primary {obs.target} could not be reached",
         )
     if obs.in_recovery:
-        return Condition(
-            type=conditions.POSTGRES_READY,
-            status="False",
-            reason=Reason.PRIMARY_IN_RECOVERY,
-            message=f"primary {obs.target} is in recovery (a standby): it cannot take writes",
+        return failed(
+            kind,
+            Reason.PRIMARY_IN_RECOVERY,
+            f"primary {obs.target} is in recovery (a standby): it cannot take writes",
         )
-    return Condition(
-        type=conditions.POSTGRES_READY,
-        status="True",
-        reason=Reason.RECONCILED,
-        message=f"primary {obs.target} accepts writes (PostgreSQL {obs.server_version})",
-    )
+    return ready(kind, f"primary {obs.target} accepts writes (PostgreSQL {obs.server_version})")
 
 
 def _replicas_condition(verdicts: list[ReplicaHealth]) -> Condition:
+    kind = conditions.REPLICAS_READY
     unhealthy = [v for v in verdicts if not v.healthy]
     if not verdicts:
-        return Condition(
-            type=conditions.REPLICAS_READY,
-            status="True",
-            reason=Reason.RECONCILED,
-            message="no replicas declared; reads go to the primary",
-        )
+        return ready(kind, "no replicas declared; reads go to the primary")
     if not unhealthy:
-        return Condition(
-            type=conditions.REPLICAS_READY,
-            status="True",
-            reason=Reason.RECONCILED,
-            message=f"{len(verdicts)} of {len(verdicts)} replicas healthy",
-        )
+        return ready(kind, f"{len(verdicts)} of {len(verdicts)} replicas healthy")
     reasons = {v.reason for v in unhealthy}
     reason = reasons.pop() if len(reasons) == 1 else Reason.REPLICAS_DEGRADED
     healthy_count = len(verdicts) - len(unhealthy)
     fallback = "" if healthy_count else "; reads go to the primary"
-    return Condition(
-        type=conditions.REPLICAS_READY,
-        status="False",
-        reason=reason or Reason.REPLICAS_DEGRADED,
-        message=f"{healthy_count} of {len(verdicts)} replicas healthy{fallback}. "
+    return failed(
+        kind,
+        reason or Reason.REPLICAS_DEGRADED,
+        f"{healthy_count} of {len(verdicts)} replicas healthy{fallback}. "
         + "; ".join(v.message for v in unhealthy),
     )
 
 
-def _replica_status(verdict: ReplicaHealth) -> dict[str, object]:
+def _replica_status(verdict: ReplicaHealth) -> ReplicaStatus:
     lag = None if verdict.lag_seconds is None else lag_for_status(verdict.lag_seconds)
     return ReplicaStatus(
         name=verdict.name,
@@ -174,7 +167,7 @@ def _replica_status(verdict: ReplicaHealth) -> dict[str, object]:
         lagSeconds=lag,
         streaming=verdict.streaming,
         reason=verdict.reason,
-    ).model_dump(exclude_none=True)
+    )
 
 
 def reconcile_replicas(
@@ -196,9 +189,42 @@ def reconcile_replicas(
         primary_report=PartReport(condition=_primary_condition(primary_obs)),
         replicas_report=PartReport(
             condition=_replicas_condition(verdicts),
-            status={"replicas": [_replica_status(v) for v in verdicts]},
+            status=LokifiStorageStatus(replicas=[_replica_status(v) for v in verdicts]),
             secret_data=secret_data,
         ),
         primary=primary_obs,
         replicas=tuple(verdicts),
     )
+
+
+class PostgresPart:
+    """spec.postgres: PostgresReady and ReplicasReady, status.replicas, the DATABASE_* keys."""
+
+    name = "postgres"
+    conditions = (conditions.POSTGRES_READY, conditions.REPLICAS_READY)
+    status_keys = ("replicas",)
+
+    def declared(self, spec: LokifiStorageSpec) -> bool:
+        return spec.postgres is not None
+
+    def run(self, ctx: PartContext) -> list[PartReport]:
+        postgres = ctx.spec.postgres
+        assert postgres is not None
+        primary_url = ctx.secrets.value(postgres.primary.secretRef)
+        replica_urls: dict[str, str] = {}
+        for replica in postgres.replicas:
+            # A replica whose Secret is missing is reported SecretNotFound by the part itself,
+            # which still probes the others.
+            with contextlib.suppress(MissingSecretError):
+                replica_urls[replica.name] = ctx.secrets.value(replica.secretRef)
+        wiring = reconcile_replicas(postgres, primary_url, replica_urls)
+        return [wiring.primary_report, wiring.replicas_report]
+
+    def cleanup(self, ctx: PartContext) -> list[str]:
+        return []  # it only reads
+
+    def release(self, ctx: PartContext) -> list[str]:
+        return []  # it claims nothing
+
+
+PART: Part = PostgresPart()

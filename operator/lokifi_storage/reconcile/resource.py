@@ -5,11 +5,13 @@ The steps, each returning early when it must:
    an older watch event carried them).
 2. Validate the spec with the models. An invalid spec (it passed admission but the models say
    no, e.g. an older CRD) -> Stalled/InvalidSpec with the validation message; nothing else runs.
-3. Run every declared part in parallel, each isolated (reconcile/parts.py): one part failing or
-   hanging never blocks the others; a hanging part is reported after `part_timeout_seconds`.
+3. Run every declared part of `PARTS` in parallel, each isolated (reconcile/parts.py): one part
+   failing or hanging never blocks the others; a hanging part is reported after
+   `part_timeout_seconds`.
 4. Write the owned objects that differ: the connection Secret (data merged from the parts) and
    the CronJobs (reconcile/owned.py).
-5. Build the desired status and patch only the keys that changed; nothing changed -> no PATCH.
+5. Build the desired status (the api/status.py model, turned into JSON only for the patch) and
+   patch only the keys that changed; nothing changed -> no PATCH.
 6. Post an Event per action taken and per condition that became False or recovered.
 
 With spec.dryRun the same steps run with apply off (observe -> plan -> report, no apply): every
@@ -42,7 +44,7 @@ from lokifi_storage.api import conditions as types
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.coordinates import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from lokifi_storage.api.spec import LokifiStorageSpec
-from lokifi_storage.api.status import Condition
+from lokifi_storage.api.status import LokifiStorageStatus, PlanStatus, failed
 from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.builders.cronjobs import JobSettings, desired_cronjobs
 from lokifi_storage.builders.labels import Owner
@@ -55,11 +57,24 @@ from lokifi_storage.domain.conditions import (
     build_status,
     condition_events,
     dropped_fields,
+    read_status,
+    reported_blocks,
+    status_json,
     status_patch,
+    with_blocks,
 )
 from lokifi_storage.domain.connection_secret import build_connection_secret_data
 from lokifi_storage.domain.job_runs import JobRun, overlay_job_runs, resource_key
 from lokifi_storage.domain.requeue import Outcome
+from lokifi_storage.reconcile import (
+    archive_tables,
+    backups,
+    capacity,
+    object_storage,
+    partitions,
+    redis,
+    replicas,
+)
 from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.owned import (
     OwnedObjectRefusedError,
@@ -71,7 +86,7 @@ from lokifi_storage.reconcile.parts import (
     Part,
     PartContext,
     clean_up_parts,
-    default_parts,
+    failed_reports,
     release_parts,
     run_part,
 )
@@ -80,6 +95,7 @@ from lokifi_storage.reconcile.secrets import MissingSecretError, SecretReader
 
 __all__ = [
     "LOKIFI_STORAGES",
+    "PARTS",
     "ReconcileResult",
     "ReconcilerConfig",
     "ResourcePlan",
@@ -91,6 +107,17 @@ log = logging.getLogger(__name__)
 
 LOKIFI_STORAGES: Final = Resource(GROUP, VERSION, PLURAL)
 COMPONENT: Final = "lokifi-storage-operator"
+
+# Every part, in the order their conditions are listed.
+PARTS: Final[tuple[Part, ...]] = (
+    replicas.PART,
+    partitions.PART,
+    archive_tables.PART,
+    redis.PART,
+    object_storage.PART,
+    backups.PART,
+    capacity.PART,
+)
 
 
 @dataclass(frozen=True)
@@ -148,8 +175,8 @@ def _created(meta: Mapping[str, Any]) -> datetime | None:
     return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
 
 
-def _condition_of(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == kind), None)
+def _is_true(status: LokifiStorageStatus, kind: str) -> bool:
+    return any(c.type == kind and c.status == "True" for c in status.conditions)
 
 
 class ResourceReconciler:
@@ -164,7 +191,7 @@ class ResourceReconciler:
     ) -> None:
         self.kube = kube
         self.config = config or ReconcilerConfig()
-        self.parts = list(parts) if parts is not None else default_parts()
+        self.parts: tuple[Part, ...] = tuple(parts) if parts is not None else PARTS
         self._clock = clock or (lambda: datetime.now(UTC))
         # A clock given here is an explicit instant to plan at (`plan --now`), which partition
         # ages then use instead of the database server's clock.
@@ -182,15 +209,18 @@ class ResourceReconciler:
         meta = body["metadata"]
         owner = Owner(namespace=namespace, name=name, uid=meta["uid"])
         generation = meta.get("generation")
-        current: Mapping[str, Any] = body.get("status") or {}
+        stored: Mapping[str, Any] = body.get("status") or {}
+        current = read_status(stored)
         now = self._clock()
 
         try:
             spec = LokifiStorageSpec.model_validate(body.get("spec") or {})
         except ValidationError as error:
             message = format_validation_error(error)
-            desired = build_status(current, generation, [], {}, [], rfc3339(now), message)
-            return self._finish(owner, current, desired, [], Outcome.INVALID, now)
+            desired = build_status(
+                current, generation, [], LokifiStorageStatus(), [], rfc3339(now), message
+            )
+            return self._finish(owner, stored, desired, [], Outcome.INVALID, now)
 
         apply = not spec.dryRun
         secrets = SecretReader(self.kube, namespace)
@@ -210,10 +240,11 @@ class ResourceReconciler:
         if apply:
             dropped.append("plan")
         else:
-            reports, blocks["plan"], plan_events = _dry_run(reports, generation, current)
+            reports, plan, plan_events = _dry_run(reports, generation, current)
+            blocks = with_blocks(blocks, plan=plan)
 
         for report in reports:
-            blocks.update(report.status)
+            blocks = with_blocks(blocks, **reported_blocks(report.status))
         if spec.postgres is None or spec.postgres.connectionSecret is None:
             dropped.append("connectionSecret")
         desired = build_status(
@@ -224,7 +255,7 @@ class ResourceReconciler:
             dropped,
             rfc3339(now),
         )
-        return self._finish(owner, current, desired, actions, _outcome(desired), now, plan_events)
+        return self._finish(owner, stored, desired, actions, _outcome(desired), now, plan_events)
 
     def plan(
         self,
@@ -247,7 +278,7 @@ class ResourceReconciler:
         owner = Owner(
             namespace=namespace, name=str(meta.get("name", "")), uid=str(meta.get("uid") or "")
         )
-        current: Mapping[str, Any] = body.get("status") or {}
+        current = read_status(body.get("status") or {})
         reports, _ = self._run_parts(
             owner, spec, self._clock(), current, _created(meta), False, secrets
         )
@@ -279,7 +310,7 @@ class ResourceReconciler:
             secrets=SecretReader(self.kube, namespace),
             now=now,
             memory=self._memory(owner.uid),
-            status=body.get("status") or {},
+            status=read_status(body.get("status") or {}),
             created=_created(body["metadata"]),
         )
         actions, failures = clean_up_parts(self.parts, ctx)
@@ -309,7 +340,7 @@ class ResourceReconciler:
             uid=str(meta.get("uid", "")),
             secrets=SecretReader(self.kube, namespace),
             now=self._clock(),
-            status=plain.get("status") or {},
+            status=read_status(plain.get("status") or {}),
         )
         released, failures = release_parts(self.parts, ctx)
         for line in released:
@@ -349,13 +380,13 @@ class ResourceReconciler:
         owner: Owner,
         spec: LokifiStorageSpec,
         now: datetime,
-        current: Mapping[str, Any],
+        current: LokifiStorageStatus,
         created: datetime | None,
         apply: bool = True,
         secrets: SecretReader | None = None,
     ) -> tuple[list[PartReport], list[str]]:
         """Every declared part in parallel; status keys of undeclared parts to drop."""
-        declared = [p for p in self.parts if p.conditions and p.declared(spec) and p.available()]
+        declared = [p for p in self.parts if p.conditions and p.declared(spec)]
         dropped = [
             key
             for p in self.parts
@@ -388,17 +419,11 @@ class ResourceReconciler:
                 try:
                     reports += future.result(timeout=deadline)
                 except FutureTimeout:
-                    reports += [
-                        PartReport(
-                            condition=Condition(
-                                type=kind,
-                                status="False",
-                                reason=Reason.PART_FAILED,
-                                message=f"{part.name} did not finish within {deadline:.0f}s",
-                            )
-                        )
-                        for kind in part.conditions
-                    ]
+                    reports += failed_reports(
+                        part,
+                        Reason.PART_FAILED,
+                        f"{part.name} did not finish within {deadline:.0f}s",
+                    )
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         return reports, dropped
@@ -408,20 +433,21 @@ class ResourceReconciler:
         owner: Owner,
         spec: LokifiStorageSpec,
         reports: list[PartReport],
-        current: Mapping[str, Any],
+        current: LokifiStorageStatus,
         apply: bool = True,
-    ) -> tuple[list[PartReport], list[str], dict[str, Any]]:
+    ) -> tuple[list[PartReport], list[str], LokifiStorageStatus]:
         """Write the connection Secret and CronJobs; a refusal becomes a part's condition.
 
-        Returns the reports, the actions taken and the status blocks of the owned objects.
+        Returns the reports, the actions taken and the status of the owned objects (its
+        connectionSecret block set when there is one to write).
         With apply off the writes they would make are added to the reports' `planned`
         (the Secret's to PostgresReady's report, the CronJobs' to BackupsReady's or, without
         backups, PostgresReady's).
         """
         actions: list[str] = []
-        blocks: dict[str, Any] = {}
+        blocks = LokifiStorageStatus()
         data = build_connection_secret_data(*(r.secret_data for r in reports))
-        recorded = (current.get("connectionSecret") or {}).get("name")
+        recorded = current.connectionSecret.name if current.connectionSecret else None
         try:
             secret = sync_connection_secret(self.kube, owner, spec, data, recorded, apply=apply)
         except OwnedObjectRefusedError as refused:
@@ -430,7 +456,7 @@ class ResourceReconciler:
             actions += secret.actions
             reports = _add_planned(reports, (types.POSTGRES_READY,), secret.planned)
             if secret.status is not None:
-                blocks["connectionSecret"] = secret.status
+                blocks = LokifiStorageStatus(connectionSecret=secret.status)
         try:
             cronjobs = plan_or_sync_cronjobs(
                 self.kube, owner, spec, self.config.job_settings, apply=apply
@@ -446,22 +472,24 @@ class ResourceReconciler:
     def _finish(
         self,
         owner: Owner,
-        current: Mapping[str, Any],
-        desired: Mapping[str, Any],
+        stored: Mapping[str, Any],
+        desired_status: LokifiStorageStatus,
         actions: list[str],
         outcome: Outcome,
         now: datetime,
         plan_events: Sequence[EventSpec] = (),
     ) -> ReconcileResult:
+        """Patch what differs of `stored` (`.status` as read), post the Events, set metrics."""
         self.config.fence.check(f"writing the status of {owner.namespace}/{owner.name}")
-        patch = status_patch(current, desired)
+        desired = status_json(desired_status)
+        patch = status_patch(stored, desired)
         memory = self._memory(owner.uid)
-        if patch and memory.get("last_status") == (desired, current):
+        if patch and memory.get("last_status") == (desired, stored):
             # The API server stored something else than what was sent last time, and would
             # again: re-sending would write on every resync without ever converging. Only
             # fields missing from what it stored mean a CRD that prunes them (older than the
             # operator); the desired status carries no null, so that is not a false alarm.
-            dropped = dropped_fields({k: desired[k] for k in patch if k in desired}, current)
+            dropped = dropped_fields({k: desired[k] for k in patch if k in desired}, stored)
             if dropped and not memory.get("pruning_reported"):
                 log.warning(
                     "%s/%s: the API server drops status fields %s: the CRD is older than the "
@@ -473,18 +501,18 @@ class ResourceReconciler:
                 memory["pruning_reported"] = True
             patch = {}
         if patch:
-            stored = self.kube.patch_status(LOKIFI_STORAGES, owner.namespace, owner.name, patch)
-            if stored is not None:
-                memory["last_status"] = (desired, stored.get("status") or {})
+            written = self.kube.patch_status(LOKIFI_STORAGES, owner.namespace, owner.name, patch)
+            if written is not None:
+                memory["last_status"] = (desired, written.get("status") or {})
         events = [EventSpec("Normal", Reason.RECONCILED, action) for action in actions]
-        events += condition_events(current.get("conditions") or [], desired["conditions"])
+        events += condition_events(read_status(stored).conditions, desired_status.conditions)
         events += plan_events
         self._post(owner, events, now)
-        metrics.record_status(owner.namespace, owner.name, desired)
-        ready = _condition_of(desired, types.READY) or {}
+        metrics.record_status(owner.namespace, owner.name, desired_status)
+        ready = next((c for c in desired_status.conditions if c.type == types.READY), None)
         return ReconcileResult(
             outcome=outcome,
-            ready_message=str(ready.get("message", "")),
+            ready_message=ready.message if ready else "",
             status_patched=bool(patch),
             actions=tuple(actions),
             events=tuple(events),
@@ -528,14 +556,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _outcome(status: Mapping[str, Any]) -> Outcome:
+def _outcome(status: LokifiStorageStatus) -> Outcome:
     """Ready; stalled (only a human can help, nothing to retry); or not ready (retry soon)."""
-    ready = _condition_of(status, types.READY) or {}
-    if ready.get("status") == "True":
+    if _is_true(status, types.READY):
         return Outcome.READY
-    reconciling = _condition_of(status, types.RECONCILING) or {}
-    stalled = _condition_of(status, types.STALLED) or {}
-    if stalled.get("status") == "True" and reconciling.get("status") != "True":
+    if _is_true(status, types.STALLED) and not _is_true(status, types.RECONCILING):
         return Outcome.STALLED
     return Outcome.NOT_READY
 
@@ -544,14 +569,14 @@ def _timed_run(part: Part, ctx: PartContext) -> list[PartReport]:
     """run_part, with its duration and outcome recorded in the metrics."""
     started = time.monotonic()
     reports = run_part(part, ctx)
-    failed = [r.condition for r in reports if r.condition.status != "True"]
+    failing = [r.condition for r in reports if r.condition.status != "True"]
     metrics.observe_part(
         ctx.namespace,
         ctx.name,
         part.name,
         time.monotonic() - started,
-        ok=not failed,
-        reason=failed[0].reason if failed else None,
+        ok=not failing,
+        reason=failing[0].reason if failing else None,
     )
     return reports
 
@@ -560,11 +585,11 @@ def _override(
     reports: list[PartReport], kind: str, refused: OwnedObjectRefusedError
 ) -> list[PartReport]:
     """Replace (or add) the condition `kind` with the refusal."""
-    failed = Condition(type=kind, status="False", reason=refused.reason, message=refused.message)
+    refusal = failed(kind, refused.reason, refused.message)
     out = [r for r in reports if r.condition.type != kind]
     kept = [r for r in reports if r.condition.type == kind]
-    status = kept[0].status if kept else {}
-    return [*out, PartReport(condition=failed, status=status)]
+    status = kept[0].status if kept else LokifiStorageStatus()
+    return [*out, PartReport(condition=refusal, status=status)]
 
 
 def _add_planned(
@@ -582,8 +607,8 @@ def _add_planned(
 
 
 def _dry_run(
-    reports: list[PartReport], generation: int | None, current: Mapping[str, Any]
-) -> tuple[list[PartReport], dict[str, Any], list[EventSpec]]:
+    reports: list[PartReport], generation: int | None, current: LokifiStorageStatus
+) -> tuple[list[PartReport], PlanStatus, list[EventSpec]]:
     """Dry-run reports: a part with changes pending reads False/DryRun (unless it already
     failed for its own reason); status.plan; and Events when the plan differs from the one in
     status (a steady dry-run posts nothing)."""
@@ -594,20 +619,17 @@ def _dry_run(
         if report.planned and pending:
             first = "; ".join(c.describe() for c in report.planned[:3])
             more = f" and {len(report.planned) - 3} more" if len(report.planned) > 3 else ""
-            condition = Condition(
-                type=report.condition.type,
-                status="False",
-                reason=Reason.DRY_RUN,
-                message=f"dry run: {len(report.planned)} change(s) planned, none applied: "
-                f"{first}{more}",
+            condition = failed(
+                report.condition.type,
+                Reason.DRY_RUN,
+                f"dry run: {len(report.planned)} change(s) planned, none applied: {first}{more}",
             )
             report = replace(report, condition=condition)
         out.append(report)
-    block = plan_status(changes, generation)
-    previous = current.get("plan") or {}
+    block = PlanStatus.model_validate(plan_status(changes, generation))
     events: list[EventSpec] = []
-    if {k: v for k, v in previous.items()} != block:
-        events.append(EventSpec("Normal", Reason.DRY_RUN, f"dry run: {block['summary']}"))
+    if current.plan != block:
+        events.append(EventSpec("Normal", Reason.DRY_RUN, f"dry run: {block.summary}"))
         events += [
             EventSpec("Normal", Reason.PLANNED, f"would {change.describe()}")
             for change in sorted(changes, key=lambda c: (c.part, c.target))[:MAX_PLAN_EVENTS]
