@@ -69,7 +69,7 @@ def _reconcile_three_times(
     try:
         reconciler = ResourceReconciler(kube, parts=[_Partitions(row)])
         name = resource["metadata"]["name"]
-        with caplog.at_level(logging.WARNING, logger="lokifi_storage.reconcile.resource"):
+        with caplog.at_level(logging.WARNING, logger="lokifi_storage.reconcile.publish"):
             return [reconciler.reconcile(namespace, name).status_patched for _ in range(3)]
     finally:
         kube.close()

@@ -14,8 +14,8 @@ from lokifi_storage.domain.change_plan import (
     plan_summary,
 )
 from lokifi_storage.domain.conditions import read_status, status_json, summarize
+from lokifi_storage.reconcile.dry_run import mark_dry_run
 from lokifi_storage.reconcile.report import PartReport
-from lokifi_storage.reconcile.resource import _dry_run
 
 SET = Change(
     "redis",
@@ -80,7 +80,7 @@ def _report(kind: str, planned: list[Change], status: str = "True") -> PartRepor
 
 def test_dry_run_marks_parts_with_pending_changes_and_reports_the_plan_once() -> None:
     reports = [_report("RedisReady", [SET]), _report("PartitionsReady", [])]
-    out, block, events = _dry_run(reports, 4, LokifiStorageStatus())
+    out, block, events = mark_dry_run(reports, 4, LokifiStorageStatus())
     assert out[0].condition.status == "False"
     assert out[0].condition.reason == Reason.DRY_RUN
     assert "CONFIG SET maxmemory 1gb -> 2gb" in out[0].condition.message
@@ -91,13 +91,13 @@ def test_dry_run_marks_parts_with_pending_changes_and_reports_the_plan_once() ->
     assert events[1].message == "would CONFIG SET maxmemory 1gb -> 2gb on 10.0.0.1:7000"
     # The same plan again (status.plan already says it): no Event, so no write.
     stored = read_status({"plan": plan_status([SET], 4)})
-    _, again, repeated = _dry_run(reports, 4, stored)
+    _, again, repeated = mark_dry_run(reports, 4, stored)
     assert again == block
     assert repeated == []
 
 
 def test_a_pending_dry_run_is_not_ready_but_neither_stalled_nor_retrying() -> None:
-    out, _, _ = _dry_run(
+    out, _, _ = mark_dry_run(
         [_report("RedisReady", [SET]), _report("PartitionsReady", [PARTITION])],
         1,
         LokifiStorageStatus(),
@@ -115,6 +115,6 @@ def test_a_part_failing_for_its_own_reason_keeps_it_in_dry_run() -> None:
         ),
         planned=[SET],
     )
-    out, block, _ = _dry_run([failing], 1, LokifiStorageStatus())
+    out, block, _ = mark_dry_run([failing], 1, LokifiStorageStatus())
     assert out[0].condition.reason == Reason.CLUSTER_NOT_OK
     assert block.changes == 1

@@ -24,8 +24,9 @@ writes come back as planned changes: the Secret's changed keys (never values), t
 changed fields.
 
 A 403 from the API server is a missing RBAC rule, which only a human can add: it becomes the
-part's condition (reason Forbidden, with the API server's sentence naming the verb and resource)
-instead of a retry loop that only the operator's log would show.
+part's condition (reason Forbidden, with the API server's sentence naming the verb and resource;
+`sync_owned` puts it on PostgresReady or BackupsReady) instead of a retry loop that only the
+operator's log would show.
 """
 
 from __future__ import annotations
@@ -35,9 +36,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from lokifi_storage.api import conditions
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import LokifiStorageSpec
-from lokifi_storage.api.status import ConnectionSecretStatus
+from lokifi_storage.api.status import ConnectionSecretStatus, LokifiStorageStatus, failed
 from lokifi_storage.builders.cronjobs import JobSettings, desired_cronjobs
 from lokifi_storage.builders.labels import (
     INSTANCE_LABEL,
@@ -50,7 +52,10 @@ from lokifi_storage.builders.secret import build_connection_secret, decode_secre
 from lokifi_storage.clients.errors import ClientError, Conflict, Refused
 from lokifi_storage.clients.kube import CRONJOBS, SECRETS, KubeClient
 from lokifi_storage.domain.change_plan import Change, FieldChange, changed_fields
+from lokifi_storage.domain.connection_secret import build_connection_secret_data
 from lokifi_storage.domain.schedule_diff import needs_write, plan_owned_objects
+from lokifi_storage.reconcile.dry_run import add_planned
+from lokifi_storage.reconcile.report import PartReport
 
 __all__ = [
     "CronJobSync",
@@ -58,6 +63,7 @@ __all__ = [
     "SecretSync",
     "sync_connection_secret",
     "sync_cronjobs",
+    "sync_owned",
 ]
 
 
@@ -325,3 +331,55 @@ def _sync_cronjobs(
         if kube.delete(CRONJOBS, owner.namespace, name):
             actions.append(f"deleted CronJob {name}")
     return actions
+
+
+def sync_owned(
+    kube: KubeClient,
+    owner: Owner,
+    spec: LokifiStorageSpec,
+    reports: list[PartReport],
+    current: LokifiStorageStatus,
+    job_settings: JobSettings,
+    *,
+    apply: bool = True,
+) -> tuple[list[PartReport], list[str], LokifiStorageStatus]:
+    """Write the connection Secret and CronJobs; a refusal becomes a part's condition.
+
+    Returns the reports, the actions taken and the status of the owned objects (its
+    connectionSecret block set when there is one to write). With apply off the writes they
+    would make are added to the reports' `planned` (the Secret's to PostgresReady's report, the
+    CronJobs' to BackupsReady's or, without backups, PostgresReady's).
+    """
+    actions: list[str] = []
+    blocks = LokifiStorageStatus()
+    data = build_connection_secret_data(*(r.secret_data for r in reports))
+    recorded = current.connectionSecret.name if current.connectionSecret else None
+    try:
+        secret = sync_connection_secret(kube, owner, spec, data, recorded, apply=apply)
+    except OwnedObjectRefusedError as refused:
+        reports = _override(reports, conditions.POSTGRES_READY, refused)
+    else:
+        actions += secret.actions
+        reports = add_planned(reports, (conditions.POSTGRES_READY,), secret.planned)
+        if secret.status is not None:
+            blocks = LokifiStorageStatus(connectionSecret=secret.status)
+    try:
+        cronjobs = plan_or_sync_cronjobs(kube, owner, spec, job_settings, apply=apply)
+    except OwnedObjectRefusedError as refused:
+        reports = _override(reports, conditions.BACKUPS_READY, refused)
+    else:
+        actions += cronjobs.actions
+        kinds = (conditions.BACKUPS_READY, conditions.POSTGRES_READY)
+        reports = add_planned(reports, kinds, cronjobs.planned)
+    return reports, actions, blocks
+
+
+def _override(
+    reports: list[PartReport], kind: str, refused: OwnedObjectRefusedError
+) -> list[PartReport]:
+    """Replace (or add) the condition `kind` with the refusal."""
+    refusal = failed(kind, refused.reason, refused.message)
+    out = [r for r in reports if r.condition.type != kind]
+    kept = [r for r in reports if r.condition.type == kind]
+    status = kept[0].status if kept else LokifiStorageStatus()
+    return [*out, PartReport(condition=refusal, status=status)]

@@ -29,11 +29,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -42,28 +39,23 @@ from pydantic import ValidationError
 from lokifi_storage import metrics
 from lokifi_storage.api import conditions as types
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.api.coordinates import API_VERSION, GROUP, KIND, PLURAL, VERSION
 from lokifi_storage.api.spec import LokifiStorageSpec
-from lokifi_storage.api.status import LokifiStorageStatus, PlanStatus, failed
+from lokifi_storage.api.status import LokifiStorageStatus
 from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.builders.cronjobs import JobSettings, desired_cronjobs
 from lokifi_storage.builders.labels import Owner
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.job_runs import read_job_runs
-from lokifi_storage.clients.kube import KubeClient, ObjectRef, Resource
-from lokifi_storage.domain.change_plan import Change, plan_status, plan_summary
+from lokifi_storage.clients.kube import KubeClient
+from lokifi_storage.domain.change_plan import Change, plan_summary
 from lokifi_storage.domain.conditions import (
     EventSpec,
     build_status,
     condition_events,
-    dropped_fields,
     read_status,
     reported_blocks,
-    status_json,
-    status_patch,
     with_blocks,
 )
-from lokifi_storage.domain.connection_secret import build_connection_secret_data
 from lokifi_storage.domain.job_runs import JobRun, overlay_job_runs, resource_key
 from lokifi_storage.domain.requeue import Outcome
 from lokifi_storage.reconcile import (
@@ -75,21 +67,18 @@ from lokifi_storage.reconcile import (
     redis,
     replicas,
 )
+from lokifi_storage.reconcile.dry_run import mark_dry_run
 from lokifi_storage.reconcile.fence import Fence
-from lokifi_storage.reconcile.owned import (
-    OwnedObjectRefusedError,
-    plan_or_sync_cronjobs,
-    sync_connection_secret,
-)
+from lokifi_storage.reconcile.owned import sync_owned
 from lokifi_storage.reconcile.parts import (
     CleanupIncompleteError,
     Part,
     PartContext,
     clean_up_parts,
-    failed_reports,
     release_parts,
-    run_part,
+    run_parts,
 )
+from lokifi_storage.reconcile.publish import LOKIFI_STORAGES, post_events, write_status
 from lokifi_storage.reconcile.report import PartReport
 from lokifi_storage.reconcile.secrets import MissingSecretError, SecretReader
 
@@ -105,8 +94,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LOKIFI_STORAGES: Final = Resource(GROUP, VERSION, PLURAL)
-COMPONENT: Final = "lokifi-storage-operator"
 
 # Every part, in the order their conditions are listed.
 PARTS: Final[tuple[Part, ...]] = (
@@ -153,10 +140,6 @@ class ResourcePlan:
     @property
     def summary(self) -> str:
         return plan_summary(self.changes)
-
-
-# Planned-change Events posted when a dry-run plan changes; the rest are in status.plan.
-MAX_PLAN_EVENTS: Final = 20
 
 
 def format_validation_error(error: ValidationError) -> str:
@@ -234,13 +217,15 @@ class ResourceReconciler:
         actions = [action for report in reports for action in report.actions]
         if apply:
             self.config.fence.check(f"writing the objects of {namespace}/{name}")
-        reports, owned_actions, blocks = self._sync_owned(owner, spec, reports, current, apply)
+        reports, owned_actions, blocks = sync_owned(
+            self.kube, owner, spec, reports, current, self.config.job_settings, apply=apply
+        )
         actions += owned_actions
         plan_events: list[EventSpec] = []
         if apply:
             dropped.append("plan")
         else:
-            reports, plan, plan_events = _dry_run(reports, generation, current)
+            reports, plan, plan_events = mark_dry_run(reports, generation, current)
             blocks = with_blocks(blocks, plan=plan)
 
         for report in reports:
@@ -283,7 +268,9 @@ class ResourceReconciler:
             owner, spec, self._clock(), current, _created(meta), False, secrets
         )
         if owned:
-            reports, _, _ = self._sync_owned(owner, spec, reports, current, False)
+            reports, _, _ = sync_owned(
+                self.kube, owner, spec, reports, current, self.config.job_settings, apply=False
+            )
         changes = tuple(change for report in reports for change in report.planned)
         return ResourcePlan(reports=tuple(reports), changes=changes)
 
@@ -316,7 +303,7 @@ class ResourceReconciler:
         actions, failures = clean_up_parts(self.parts, ctx)
         events = [EventSpec("Normal", Reason.CLEANED_UP, action) for action in actions]
         events += [EventSpec("Warning", Reason.CLEANUP_FAILED, failure) for failure in failures]
-        self._post(owner, events, now)
+        post_events(self.kube, owner, events, now, self.config.instance)
         if failures:
             raise CleanupIncompleteError("; ".join(failures))
         return actions
@@ -408,66 +395,7 @@ class ResourceReconciler:
             fence=self.config.fence,
             at=now if self._explicit_clock else None,
         )
-        if len(declared) <= 1:
-            return [r for p in declared for r in _timed_run(p, ctx)], dropped
-        reports: list[PartReport] = []
-        pool = ThreadPoolExecutor(max_workers=len(declared), thread_name_prefix="part")
-        try:
-            futures = [(p, pool.submit(_timed_run, p, ctx)) for p in declared]
-            deadline = self.config.part_timeout_seconds
-            for part, future in futures:
-                try:
-                    reports += future.result(timeout=deadline)
-                except FutureTimeout:
-                    reports += failed_reports(
-                        part,
-                        Reason.PART_FAILED,
-                        f"{part.name} did not finish within {deadline:.0f}s",
-                    )
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
-        return reports, dropped
-
-    def _sync_owned(
-        self,
-        owner: Owner,
-        spec: LokifiStorageSpec,
-        reports: list[PartReport],
-        current: LokifiStorageStatus,
-        apply: bool = True,
-    ) -> tuple[list[PartReport], list[str], LokifiStorageStatus]:
-        """Write the connection Secret and CronJobs; a refusal becomes a part's condition.
-
-        Returns the reports, the actions taken and the status of the owned objects (its
-        connectionSecret block set when there is one to write).
-        With apply off the writes they would make are added to the reports' `planned`
-        (the Secret's to PostgresReady's report, the CronJobs' to BackupsReady's or, without
-        backups, PostgresReady's).
-        """
-        actions: list[str] = []
-        blocks = LokifiStorageStatus()
-        data = build_connection_secret_data(*(r.secret_data for r in reports))
-        recorded = current.connectionSecret.name if current.connectionSecret else None
-        try:
-            secret = sync_connection_secret(self.kube, owner, spec, data, recorded, apply=apply)
-        except OwnedObjectRefusedError as refused:
-            reports = _override(reports, types.POSTGRES_READY, refused)
-        else:
-            actions += secret.actions
-            reports = _add_planned(reports, (types.POSTGRES_READY,), secret.planned)
-            if secret.status is not None:
-                blocks = LokifiStorageStatus(connectionSecret=secret.status)
-        try:
-            cronjobs = plan_or_sync_cronjobs(
-                self.kube, owner, spec, self.config.job_settings, apply=apply
-            )
-        except OwnedObjectRefusedError as refused:
-            reports = _override(reports, types.BACKUPS_READY, refused)
-        else:
-            actions += cronjobs.actions
-            kinds = (types.BACKUPS_READY, types.POSTGRES_READY)
-            reports = _add_planned(reports, kinds, cronjobs.planned)
-        return reports, actions, blocks
+        return run_parts(declared, ctx, self.config.part_timeout_seconds), dropped
 
     def _finish(
         self,
@@ -481,70 +409,20 @@ class ResourceReconciler:
     ) -> ReconcileResult:
         """Patch what differs of `stored` (`.status` as read), post the Events, set metrics."""
         self.config.fence.check(f"writing the status of {owner.namespace}/{owner.name}")
-        desired = status_json(desired_status)
-        patch = status_patch(stored, desired)
-        memory = self._memory(owner.uid)
-        if patch and memory.get("last_status") == (desired, stored):
-            # The API server stored something else than what was sent last time, and would
-            # again: re-sending would write on every resync without ever converging. Only
-            # fields missing from what it stored mean a CRD that prunes them (older than the
-            # operator); the desired status carries no null, so that is not a false alarm.
-            dropped = dropped_fields({k: desired[k] for k in patch if k in desired}, stored)
-            if dropped and not memory.get("pruning_reported"):
-                log.warning(
-                    "%s/%s: the API server drops status fields %s: the CRD is older than the "
-                    "operator; apply crds/lokifistorage.yaml of this version",
-                    owner.namespace,
-                    owner.name,
-                    ", ".join(dropped[:10]),
-                )
-                memory["pruning_reported"] = True
-            patch = {}
-        if patch:
-            written = self.kube.patch_status(LOKIFI_STORAGES, owner.namespace, owner.name, patch)
-            if written is not None:
-                memory["last_status"] = (desired, written.get("status") or {})
+        patched = write_status(self.kube, owner, stored, desired_status, self._memory(owner.uid))
         events = [EventSpec("Normal", Reason.RECONCILED, action) for action in actions]
         events += condition_events(read_status(stored).conditions, desired_status.conditions)
         events += plan_events
-        self._post(owner, events, now)
+        post_events(self.kube, owner, events, now, self.config.instance)
         metrics.record_status(owner.namespace, owner.name, desired_status)
         ready = next((c for c in desired_status.conditions if c.type == types.READY), None)
         return ReconcileResult(
             outcome=outcome,
             ready_message=ready.message if ready else "",
-            status_patched=bool(patch),
+            status_patched=patched,
             actions=tuple(actions),
             events=tuple(events),
         )
-
-    def _post(self, owner: Owner, events: Sequence[EventSpec], now: datetime) -> None:
-        about = ObjectRef(
-            api_version=API_VERSION,
-            kind=KIND,
-            namespace=owner.namespace,
-            name=owner.name,
-            uid=owner.uid,
-        )
-        for event in events:
-            try:
-                self.kube.post_event(
-                    about,
-                    event.type,
-                    event.reason,
-                    event.message,
-                    component=COMPONENT,
-                    instance=self.config.instance,
-                    now=now,
-                )
-            except Exception as error:  # an event lost is not a reconcile lost
-                log.warning(
-                    "could not post event %s for %s/%s: %s",
-                    event.reason,
-                    owner.namespace,
-                    owner.name,
-                    type(error).__name__,
-                )
 
 
 def _plain(value: Any) -> Any:
@@ -563,75 +441,3 @@ def _outcome(status: LokifiStorageStatus) -> Outcome:
     if _is_true(status, types.STALLED) and not _is_true(status, types.RECONCILING):
         return Outcome.STALLED
     return Outcome.NOT_READY
-
-
-def _timed_run(part: Part, ctx: PartContext) -> list[PartReport]:
-    """run_part, with its duration and outcome recorded in the metrics."""
-    started = time.monotonic()
-    reports = run_part(part, ctx)
-    failing = [r.condition for r in reports if r.condition.status != "True"]
-    metrics.observe_part(
-        ctx.namespace,
-        ctx.name,
-        part.name,
-        time.monotonic() - started,
-        ok=not failing,
-        reason=failing[0].reason if failing else None,
-    )
-    return reports
-
-
-def _override(
-    reports: list[PartReport], kind: str, refused: OwnedObjectRefusedError
-) -> list[PartReport]:
-    """Replace (or add) the condition `kind` with the refusal."""
-    refusal = failed(kind, refused.reason, refused.message)
-    out = [r for r in reports if r.condition.type != kind]
-    kept = [r for r in reports if r.condition.type == kind]
-    status = kept[0].status if kept else LokifiStorageStatus()
-    return [*out, PartReport(condition=refusal, status=status)]
-
-
-def _add_planned(
-    reports: list[PartReport], kinds: Sequence[str], planned: Sequence[Change]
-) -> list[PartReport]:
-    """Add `planned` to the report of the first condition of `kinds` present (else to the
-    first report: the changes are listed even when their part timed out)."""
-    if not planned or not reports:
-        return reports
-    kinds_present = [r.condition.type for r in reports]
-    kind = next((k for k in kinds if k in kinds_present), kinds_present[0])
-    index = kinds_present.index(kind)
-    updated = replace(reports[index], planned=[*reports[index].planned, *planned])
-    return [*reports[:index], updated, *reports[index + 1 :]]
-
-
-def _dry_run(
-    reports: list[PartReport], generation: int | None, current: LokifiStorageStatus
-) -> tuple[list[PartReport], PlanStatus, list[EventSpec]]:
-    """Dry-run reports: a part with changes pending reads False/DryRun (unless it already
-    failed for its own reason); status.plan; and Events when the plan differs from the one in
-    status (a steady dry-run posts nothing)."""
-    changes = [change for report in reports for change in report.planned]
-    out: list[PartReport] = []
-    for report in reports:
-        pending = report.condition.status == "True" or report.condition.reason == Reason.PROGRESSING
-        if report.planned and pending:
-            first = "; ".join(c.describe() for c in report.planned[:3])
-            more = f" and {len(report.planned) - 3} more" if len(report.planned) > 3 else ""
-            condition = failed(
-                report.condition.type,
-                Reason.DRY_RUN,
-                f"dry run: {len(report.planned)} change(s) planned, none applied: {first}{more}",
-            )
-            report = replace(report, condition=condition)
-        out.append(report)
-    block = PlanStatus.model_validate(plan_status(changes, generation))
-    events: list[EventSpec] = []
-    if current.plan != block:
-        events.append(EventSpec("Normal", Reason.DRY_RUN, f"dry run: {block.summary}"))
-        events += [
-            EventSpec("Normal", Reason.PLANNED, f"would {change.describe()}")
-            for change in sorted(changes, key=lambda c: (c.part, c.target))[:MAX_PLAN_EVENTS]
-        ]
-    return out, block, events
