@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from lokifi_storage import __version__
 from lokifi_storage.admin import plan_cli
 from lokifi_storage.domain.job_env import JOB_IMAGE_ENV
 from lokifi_storage.jobs import backup_cli, migrate_cli, partitions_cli, vacuum
@@ -56,9 +57,7 @@ app.add_typer(docs_app, name="docs")
 @app.command()
 def version() -> None:
     """Print the operator's version."""
-    from importlib.metadata import version as dist_version
-
-    typer.echo(dist_version("lokifi-storage-operator"))
+    typer.echo(__version__)
 
 
 app.add_typer(backup_cli.app, name="backup")
