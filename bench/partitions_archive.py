@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 
 from lokifi_storage.api.spec import TableSpec
-from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
+from lokifi_storage.clients.postgres.partitions import PartitionDatabase, open_partition_database
 from lokifi_storage.domain.partitions.statements import Step
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from messagegen import SCHEMA, SEARCH_INDEX, THREAD_INDEX, insert_params, insert_sql, load_pool

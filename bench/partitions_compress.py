@@ -36,7 +36,7 @@ from typing import Any
 import psycopg
 
 from lokifi_storage.api.spec import TableSpec
-from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
+from lokifi_storage.clients.postgres.partitions import PartitionDatabase, open_partition_database
 from lokifi_storage.domain.partitions.actions import ExportPartition
 from lokifi_storage.domain.partitions.catalog import QName
 from lokifi_storage.domain.partitions.catalog_query import request_for

@@ -33,7 +33,7 @@ from typing import Any
 import psycopg
 
 from lokifi_storage.api.spec import TableSpec
-from lokifi_storage.clients.postgres import open_partition_database
+from lokifi_storage.clients.postgres.partitions import open_partition_database
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from messagegen import SCHEMA, SEARCH_INDEX, THREAD_INDEX
 from pgbench_server import bench_server, with_database

@@ -30,7 +30,7 @@ import psycopg
 from psycopg import sql
 
 from lokifi_storage.api.spec import TableSpec
-from lokifi_storage.clients.postgres import open_partition_database
+from lokifi_storage.clients.postgres.partitions import open_partition_database
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from messagegen import SCHEMA, THREAD_INDEX, insert_params, insert_sql, load_pool
 from pgbench_server import bench_server, with_database

@@ -56,7 +56,7 @@ from row_digest import COLUMNS, Rows, copy_into, database_rows
 
 from lokifi_storage.api import conditions as types
 from lokifi_storage.clients.kube import LEASES, KubeClient
-from lokifi_storage.clients.postgres import PARTITION_LOCK_CLASS
+from lokifi_storage.clients.postgres.partitions import PARTITION_LOCK_CLASS
 from lokifi_storage.runtime.startup import LEASE_NAME
 from stackfixtures import PgDatabase, StackEnv
 

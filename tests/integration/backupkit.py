@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from lokifi_storage.clients.backup_store import BackupStore
-from lokifi_storage.clients.pg_backup import server_identity
+from lokifi_storage.clients.postgres.backup import server_identity
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.domain.backup_catalog import backup_folder, source_id
 from lokifi_storage.jobs.backup_create import BackupTarget

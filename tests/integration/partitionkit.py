@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 
 from lokifi_storage.api.spec import TableSpec
-from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
+from lokifi_storage.clients.postgres.partitions import PartitionDatabase, open_partition_database
 
 UTC = dt.UTC
 

@@ -9,12 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import pytest
 
-from lokifi_storage.clients import pg_pool
 from lokifi_storage.clients import redis as redis_client
 from lokifi_storage.clients.errors import ConnectionFailed
-from lokifi_storage.clients.pg_pool import PoolSettings
-from lokifi_storage.clients.pg_probe import open_primary
-from lokifi_storage.clients.postgres import open_partition_database
+from lokifi_storage.clients.postgres import pool as pg_pool
+from lokifi_storage.clients.postgres.partitions import open_partition_database
+from lokifi_storage.clients.postgres.pool import PoolSettings
+from lokifi_storage.clients.postgres.probe import open_primary
 from lokifi_storage.clients.redis import RedisNodes
 from stackfixtures import PgDatabase, StackEnv
 

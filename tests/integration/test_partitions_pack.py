@@ -35,7 +35,7 @@ from example_indexes import THREAD_INDEX
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.cli import app
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.postgres import PartitionDatabase
+from lokifi_storage.clients.postgres.partitions import PartitionDatabase
 from lokifi_storage.domain.conditions import status_json
 from lokifi_storage.domain.partitions.catalog import QName
 from lokifi_storage.domain.partitions.catalog_query import request_for

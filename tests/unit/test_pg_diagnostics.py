@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lokifi_storage.clients.pg_diagnostics import redact
+from lokifi_storage.clients.postgres.diagnostics import redact
 
 
 def test_url_passwords_and_password_keywords_are_redacted() -> None:

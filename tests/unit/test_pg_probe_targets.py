@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.pg_probe import describe_target, libpq_url
+from lokifi_storage.clients.postgres.connection import describe_target, libpq_url
 
 
 def test_a_target_names_user_host_port_and_database_but_not_the_password() -> None:

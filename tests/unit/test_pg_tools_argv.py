@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.pg_tools import (
+from lokifi_storage.clients.postgres.tools import (
     connection_args,
     pg_dump_argv,
     pg_restore_argv,

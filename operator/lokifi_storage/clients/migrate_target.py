@@ -31,8 +31,8 @@ from lokifi_storage.clients.migrate_sql import (
     ident,
     state_tables,
 )
-from lokifi_storage.clients.pg_diagnostics import server_message
-from lokifi_storage.clients.pg_probe import Target, connect_autocommit
+from lokifi_storage.clients.postgres.connection import Target, connect_autocommit
+from lokifi_storage.clients.postgres.diagnostics import server_message
 from lokifi_storage.domain.migrate_schema import TargetColumn, TargetTable
 from lokifi_storage.domain.partitions.catalog import QName
 

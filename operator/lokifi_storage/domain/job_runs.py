@@ -3,10 +3,10 @@
 The local control plane of the tests has no kubelet, and a real cluster keeps only a few
 finished Jobs: the operator cannot rely on reading Job objects to learn that a backup or an
 export failed. So each job records its own last outcome in the database it works on (table
-`lokifi_storage.job_runs`, clients/job_runs.py), keyed by the resource (`namespace/name`) and
-the job, and the operator reads it on every reconcile: a failed last run makes the part's
-condition False with the job's own reason and message, and the next good run makes it True
-again. A part that is already False for a reason of its own keeps that reason.
+`lokifi_storage.job_runs`, clients/postgres/job_runs.py), keyed by the resource
+(`namespace/name`) and the job, and the operator reads it on every reconcile: a failed last run
+makes the part's condition False with the job's own reason and message, and the next good run
+makes it True again. A part that is already False for a reason of its own keeps that reason.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Is a read replica fit to serve reads? Pure judgement over what the probes observed.
 
-How lag is measured (the probe in clients/pg_probe.py does the I/O, this module the arithmetic):
+How lag is measured (the probe in clients/postgres/probe.py does the I/O, this module the
+arithmetic):
 
 1. Right before probing a replica, the primary's current WAL position P is read.
 2. If the replica's replay position is already at or past P, it has every change the primary

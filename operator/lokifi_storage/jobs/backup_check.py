@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from typing import IO
 
 from lokifi_storage.clients.backup_store import BackupStore
-from lokifi_storage.clients.pg_tools import ConnectionArgs, ToolProcess, tool_path
+from lokifi_storage.clients.postgres.tools import ConnectionArgs, ToolProcess, tool_path
 from lokifi_storage.domain.backup_catalog import compression_of
 from lokifi_storage.jobs.compression import CorruptStreamError, decompressor
 from lokifi_storage.jobs.outcome import BackupCorruptError, JobError

@@ -21,9 +21,9 @@ from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import Compression, StorageClass
 from lokifi_storage.clients.backup_store import ARCHIVE_CLASSES, BackupStore
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.pg_backup import server_identity
-from lokifi_storage.clients.pg_probe import describe_target
-from lokifi_storage.clients.pg_tools import connection_args
+from lokifi_storage.clients.postgres.backup import server_identity
+from lokifi_storage.clients.postgres.connection import describe_target
+from lokifi_storage.clients.postgres.tools import connection_args
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.domain.backup_catalog import backup_folder, name_prefix, source_id
 from lokifi_storage.domain.job_env import (

@@ -28,8 +28,8 @@ from datetime import UTC, datetime
 
 from lokifi_storage.clients.backup_store import BackupStore, MultipartUpload
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.pg_backup import SnapshotSession
-from lokifi_storage.clients.pg_tools import (
+from lokifi_storage.clients.postgres.backup import SnapshotSession
+from lokifi_storage.clients.postgres.tools import (
     ToolProcess,
     connection_args,
     pg_dump_argv,

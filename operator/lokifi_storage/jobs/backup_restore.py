@@ -33,7 +33,7 @@ from typing import IO, Any
 from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.clients.backup_store import BackupStore
 from lokifi_storage.clients.errors import ClientError, NotFound
-from lokifi_storage.clients.pg_backup import (
+from lokifi_storage.clients.postgres.backup import (
     count_rows,
     create_database,
     database_exists,
@@ -43,8 +43,8 @@ from lokifi_storage.clients.pg_backup import (
     server_identity,
     user_table_count,
 )
-from lokifi_storage.clients.pg_probe import describe_target
-from lokifi_storage.clients.pg_tools import (
+from lokifi_storage.clients.postgres.connection import describe_target
+from lokifi_storage.clients.postgres.tools import (
     ToolProcess,
     connection_args,
     pg_restore_argv,

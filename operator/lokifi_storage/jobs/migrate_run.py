@@ -32,7 +32,7 @@ from lokifi_storage.clients.migrate_sql import (
     set_sequences,
 )
 from lokifi_storage.clients.migrate_target import Checkpoint, MigrateTarget
-from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
+from lokifi_storage.clients.postgres.partitions import PartitionDatabase, open_partition_database
 from lokifi_storage.clients.sqlite_source import SqliteSource
 from lokifi_storage.domain.migrate_plan import (
     ArchiveRouter,

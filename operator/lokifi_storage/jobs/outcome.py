@@ -26,7 +26,7 @@ import typer
 
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.job_runs import record_job_run
+from lokifi_storage.clients.postgres.job_runs import record_job_run
 from lokifi_storage.domain.job_env import RESOURCE_ENV
 from lokifi_storage.domain.redaction import redact, register_secret
 

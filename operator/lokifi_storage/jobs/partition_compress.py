@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from psycopg import sql
 
-from lokifi_storage.clients.postgres import PartitionDatabase
+from lokifi_storage.clients.postgres.partitions import PartitionDatabase
 from lokifi_storage.domain.partitions.catalog import QName
 from lokifi_storage.domain.partitions.pack import PackPartition, UnpackPartition
 from lokifi_storage.domain.partitions.pack_layout import PackLayout

@@ -37,7 +37,7 @@ from psycopg import sql
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.clients.errors import ClientError, Conflict, NotFound
-from lokifi_storage.clients.postgres import PartitionDatabase
+from lokifi_storage.clients.postgres.partitions import PartitionDatabase
 from lokifi_storage.clients.s3_export import ARCHIVE_CLASSES, ExportStore, ObjectHead
 from lokifi_storage.domain.partitions.actions import ExportPartition
 from lokifi_storage.domain.partitions.export_layout import (

@@ -33,7 +33,7 @@ from lokifi_storage.api.coordinates import KIND
 from lokifi_storage.api.names import split_table_name
 from lokifi_storage.api.spec import LokifiStorageSpec, TableSpec
 from lokifi_storage.clients.errors import ClientError, PartitionWorkBusy
-from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
+from lokifi_storage.clients.postgres.partitions import PartitionDatabase, open_partition_database
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.clients.s3_export import ExportStore
 from lokifi_storage.domain.job_env import (

@@ -20,7 +20,7 @@ import typer
 
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import ClientError, LockTimeout, RelationGone
-from lokifi_storage.clients.pg_vacuum import VacuumSession
+from lokifi_storage.clients.postgres.vacuum import VacuumSession
 from lokifi_storage.domain.job_env import PRIMARY_URL_ENV
 from lokifi_storage.domain.job_runs import VACUUM_JOB
 from lokifi_storage.domain.vacuum_plan import TableName, parse_table_name, plan_vacuum

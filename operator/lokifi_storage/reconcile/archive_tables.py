@@ -2,13 +2,13 @@
 
 Archive tables are created by the partitions part when a table declares `archive`; they are a
 part of their own only for the cleanup, which drops each one while it is empty (a table still
-holding a partition or a row is kept: clients/pg_cleanup.py).
+holding a partition or a row is kept: clients/postgres/cleanup.py).
 """
 
 from __future__ import annotations
 
 from lokifi_storage.api.spec import LokifiStorageSpec
-from lokifi_storage.clients.pg_cleanup import drop_empty_archive_tables
+from lokifi_storage.clients.postgres.cleanup import drop_empty_archive_tables
 from lokifi_storage.reconcile.parts import Part, PartContext
 from lokifi_storage.reconcile.report import PartReport
 

@@ -20,7 +20,7 @@ from lokifi_storage.api.spec import BackupsSpec, LokifiStorageSpec, ObjectStorag
 from lokifi_storage.api.status import LokifiStorageStatus, judged
 from lokifi_storage.clients.backup_store import BackupStore
 from lokifi_storage.clients.errors import NotFound
-from lokifi_storage.clients.pg_backup import server_identity
+from lokifi_storage.clients.postgres.backup import server_identity
 from lokifi_storage.clients.s3 import S3Client, make_reconcile_client
 from lokifi_storage.domain.backup_catalog import backup_folder, catalog, name_prefix, source_id
 from lokifi_storage.domain.backup_health import assess_backups

@@ -30,7 +30,7 @@ from lokifi_storage.api.status import (
     judged,
 )
 from lokifi_storage.api.timestamps import rfc3339
-from lokifi_storage.clients.pg_sizes import measure_sizes
+from lokifi_storage.clients.postgres.sizes import measure_sizes
 from lokifi_storage.domain.capacity import Sample, assess, record_sample
 from lokifi_storage.reconcile.parts import Part, PartContext
 from lokifi_storage.reconcile.report import PartReport

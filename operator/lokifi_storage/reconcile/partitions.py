@@ -45,7 +45,7 @@ from lokifi_storage.api.status import (
     ready,
 )
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.postgres import PartitionDatabase, open_partition_database
+from lokifi_storage.clients.postgres.partitions import PartitionDatabase, open_partition_database
 from lokifi_storage.domain.change_plan import Change, ChangeKind
 from lokifi_storage.domain.claims import (
     Claimant,

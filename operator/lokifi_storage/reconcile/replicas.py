@@ -1,6 +1,6 @@
 """Replica wiring: probe the primary and each replica, judge them, build the DATABASE_* keys.
 
-observe (clients/pg_probe) -> judge (domain/replica_health) -> report. This part only reads:
+observe (clients/postgres/probe) -> judge (domain/replica_health) -> report. This part only reads:
 it never writes to PostgreSQL. What it decides reaches the world through the connection Secret,
 which the handler writes (and only when its data changed).
 
@@ -25,12 +25,8 @@ from lokifi_storage.api.status import (
     ready,
 )
 from lokifi_storage.clients.errors import AuthenticationFailed, ClientError
-from lokifi_storage.clients.pg_probe import (
-    PrimaryProbe,
-    describe_target,
-    observe_replica,
-    open_primary,
-)
+from lokifi_storage.clients.postgres.connection import describe_target
+from lokifi_storage.clients.postgres.probe import PrimaryProbe, observe_replica, open_primary
 from lokifi_storage.domain.connection_secret import database_entries
 from lokifi_storage.domain.quantize import lag_for_status
 from lokifi_storage.domain.replica_health import (

@@ -45,8 +45,8 @@ from lokifi_storage.api.timestamps import rfc3339
 from lokifi_storage.builders.cronjobs import JobSettings, desired_cronjobs
 from lokifi_storage.builders.labels import Owner
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.job_runs import read_job_runs
 from lokifi_storage.clients.kube import KubeClient
+from lokifi_storage.clients.postgres.job_runs import read_job_runs
 from lokifi_storage.domain.change_plan import Change, plan_summary
 from lokifi_storage.domain.conditions import (
     EventSpec,

@@ -26,10 +26,10 @@ import kopf
 from lokifi_storage import metrics
 from lokifi_storage.builders.cronjobs import DEFAULT_IMAGE, JobSettings
 from lokifi_storage.builders.names import LEASE_NAME
-from lokifi_storage.clients import pg_pool
 from lokifi_storage.clients import redis as redis_client
 from lokifi_storage.clients.kube import KubeClient
-from lokifi_storage.clients.pg_pool import PoolSettings
+from lokifi_storage.clients.postgres import pool as pg_pool
+from lokifi_storage.clients.postgres.pool import PoolSettings
 from lokifi_storage.domain.job_env import JOB_IMAGE_ENV
 from lokifi_storage.handlers.operator import build_registry, operator_settings
 from lokifi_storage.reconcile.fence import Fence

@@ -1,4 +1,4 @@
-"""What the catalog says about a managed table: plain data, built by clients/postgres.py.
+"""What the catalog says about a managed table: plain data, built by clients/postgres/partitions.py.
 
 The client turns one catalog query into these objects; the planner reads only these. Keeping
 the shape here (and not psycopg rows) is what lets the planner be unit-tested with hand-built

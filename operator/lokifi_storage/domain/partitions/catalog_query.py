@@ -1,6 +1,7 @@
 """What to ask the catalog about managed tables: one catalog query for every table of the
 database, then (only when a DEFAULT partition has any pages at all) an exact count of its rows
-per interval. The client (clients/postgres.py) sends them; catalog_rows.py reads the answer.
+per interval. The client (clients/postgres/partitions.py) sends them; catalog_rows.py reads the
+answer.
 
 The catalog query walks pg_inherits from each managed table and each archive table down to the
 leaves, and also finds tables named like our partitions that are not attached anywhere (left by

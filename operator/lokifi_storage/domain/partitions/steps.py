@@ -1,9 +1,9 @@
 """The SQL of each partition action, as psycopg.sql compositions. No I/O happens here.
 
 Composing psycopg.sql needs no connection, so this sits with the planner and is unit-tested
-without a server; clients/postgres.py only sends what it builds. Every identifier goes through
-`sql.Identifier` and every value through `sql.Literal`: nothing from a spec or the catalog is
-ever formatted into SQL text.
+without a server; clients/postgres/partitions.py only sends what it builds. Every identifier goes
+through `sql.Identifier` and every value through `sql.Literal`: nothing from a spec or the catalog
+is ever formatted into SQL text.
 
 An action becomes one or more `Step`s. A step either runs in one transaction (the default) or
 statement by statement in autocommit (CREATE/DROP INDEX CONCURRENTLY and DETACH ...

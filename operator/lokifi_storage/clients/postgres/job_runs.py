@@ -14,8 +14,11 @@ from typing import Any, Final
 import psycopg
 from psycopg import errors as pg_errors
 
-from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.pg_probe import connect_autocommit, pooled_autocommit
+from lokifi_storage.clients.postgres.connection import (
+    connect_autocommit,
+    pooled_autocommit,
+    translate,
+)
 from lokifi_storage.domain.job_runs import JobRun
 
 __all__ = ["JOB_RUNS_TABLE", "read_job_runs", "record_job_run"]
@@ -58,9 +61,7 @@ def record_job_run(
         }
         conn.execute(_UPSERT, params)
     except psycopg.Error as error:
-        raise ClientError(
-            f"primary {target}: could not record the outcome of {job} ({type(error).__name__})"
-        ) from None
+        raise translate(error, f"primary {target}", f"recording the outcome of {job}") from None
     finally:
         conn.close()
 
@@ -80,7 +81,5 @@ def read_job_runs(url: str, resource: str) -> list[JobRun]:
                 {"resource": resource},
             ).fetchall()
         except psycopg.Error as error:
-            raise ClientError(
-                f"primary {target}: could not read the jobs' outcomes ({type(error).__name__})"
-            ) from None
+            raise translate(error, f"primary {target}", "reading the jobs' outcomes") from None
     return [JobRun(job, bool(ok), reason, message, at) for job, ok, reason, message, at in rows]

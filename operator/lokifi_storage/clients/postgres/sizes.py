@@ -9,12 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import psycopg
-
-from lokifi_storage.clients.errors import ClientError, ConnectionFailed
-from lokifi_storage.clients.pg_backup import connect
-from lokifi_storage.clients.pg_diagnostics import describe_error
-from lokifi_storage.clients.pg_probe import describe_target
+from lokifi_storage.clients.postgres.connection import connect, describe_target, translated
 
 __all__ = ["SizeObservation", "measure_sizes"]
 
@@ -43,14 +38,9 @@ class SizeObservation:
 def measure_sizes(url: str, *, top: int = 5) -> SizeObservation:
     """pg_database_size of the URL's database and its `top` largest relations."""
     target = str(describe_target(url))
-    with connect(url) as conn:
-        try:
-            conn.execute("SET statement_timeout = 30000")
-            row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
-            largest = conn.execute(_LARGEST, {"top": top}).fetchall()
-        except psycopg.OperationalError as error:
-            raise ConnectionFailed(f"{target}: connection lost") from error
-        except psycopg.Error as error:
-            raise ClientError(f"{target}: size query failed ({describe_error(error)})") from error
+    with connect(url) as conn, translated(target, "size query"):
+        conn.execute("SET statement_timeout = 30000")
+        row = conn.execute("SELECT pg_database_size(current_database())").fetchone()
+        largest = conn.execute(_LARGEST, {"top": top}).fetchall()
     assert row is not None
     return SizeObservation(int(row[0]), [(str(n), int(b)) for n, b in largest])

@@ -28,14 +28,13 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.clients.errors import (
-    ClientError,
-    ConnectionFailed,
-    LockTimeout,
-    PartitionWorkBusy,
+from lokifi_storage.clients.errors import ClientError, LockTimeout, PartitionWorkBusy
+from lokifi_storage.clients.postgres.connection import (
+    Target,
+    pooled_autocommit,
+    translate,
+    translated,
 )
-from lokifi_storage.clients.pg_diagnostics import server_message
-from lokifi_storage.clients.pg_probe import Target, pooled_autocommit
 from lokifi_storage.domain.partitions.actions import Action
 from lokifi_storage.domain.partitions.catalog import ObservedTable, QName
 from lokifi_storage.domain.partitions.catalog_query import (
@@ -97,6 +96,11 @@ class PartitionDatabase:
     def database(self) -> str:
         return self.target.dbname
 
+    @property
+    def where(self) -> str:
+        """How messages name this connection (never with its password)."""
+        return f"primary {self.target}"
+
     def system_identifier(self) -> str:
         """The cluster's id from pg_control_system(): fixed at initdb, shared by its
         streaming replicas, different on any other server."""
@@ -129,16 +133,8 @@ class PartitionDatabase:
         self, statement: sql.Composable | str, params: dict[str, Any] | None = None
     ) -> list[tuple[Any, ...]]:
         """A read-only query; maps driver errors to the clients' error tree."""
-        try:
+        with translated(self.where, "query", reason=Reason.PARTITION_ACTION_FAILED):
             return list(self._execute(statement, params).fetchall())
-        except psycopg.OperationalError as error:
-            raise ConnectionFailed(f"primary {self.target}: connection lost") from error
-        except psycopg.Error as error:
-            raise ClientError(
-                f"primary {self.target}: query failed ({type(error).__name__}: "
-                f"{server_message(error)})",
-                reason=Reason.PARTITION_ACTION_FAILED,
-            ) from error
 
     def _set_lock_timeout(self, milliseconds: int, *, local: bool) -> None:
         self._execute(
@@ -191,16 +187,17 @@ class PartitionDatabase:
                         f"{self._holders(step.lock_target)}"
                     ) from error
                 self.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-            except psycopg.OperationalError as error:
-                raise ConnectionFailed(f"primary {self.target}: connection lost: {what}") from error
             except psycopg.Error as error:
                 # "Already exists": this step created nothing, so there is nothing of its own
-                # to clean up (what exists belongs to whoever made it).
-                if not isinstance(error, pg_errors.DuplicateTable | pg_errors.DuplicateObject):
+                # to clean up (what exists belongs to whoever made it); a lost connection has
+                # nothing to clean up with.
+                if not isinstance(
+                    error,
+                    psycopg.OperationalError | pg_errors.DuplicateTable | pg_errors.DuplicateObject,
+                ):
                     self._cleanup(step)
-                raise ClientError(
-                    f"{what}: {type(error).__name__}: {server_message(error)}",
-                    reason=Reason.PARTITION_ACTION_FAILED,
+                raise translate(
+                    error, self.where, what, reason=Reason.PARTITION_ACTION_FAILED
                 ) from error
             except ClientError:
                 self._cleanup(step)
@@ -303,19 +300,13 @@ class PartitionDatabase:
 
     def observe(self, request: CatalogRequest) -> dict[str, ObservedTable]:
         """The catalog query, then exact DEFAULT counts where the DEFAULT has pages."""
-        try:
-            with self.conn.cursor(row_factory=dict_row) as cur:
-                text = self._text(CATALOG_QUERY)
-                self.statements.append(text)
-                rows = cur.execute(CATALOG_QUERY, request.params()).fetchall()
-        except psycopg.OperationalError as error:
-            raise ConnectionFailed(f"primary {self.target}: connection lost") from error
-        except psycopg.Error as error:
-            raise ClientError(
-                f"primary {self.target}: catalog query failed ({type(error).__name__}: "
-                f"{server_message(error)})",
-                reason=Reason.PARTITION_ACTION_FAILED,
-            ) from error
+        with (
+            translated(self.where, "catalog query", reason=Reason.PARTITION_ACTION_FAILED),
+            self.conn.cursor(row_factory=dict_row) as cur,
+        ):
+            text = self._text(CATALOG_QUERY)
+            self.statements.append(text)
+            rows = cur.execute(CATALOG_QUERY, request.params()).fetchall()
         trees = build_trees(rows)
         buckets = {
             name: bucket_rows(self.query(query))
@@ -393,26 +384,18 @@ class PartitionDatabase:
                 f"{relation}: lock not granted within {self.lock_timeout_ms} ms"
                 f"{self._holders(relation)}"
             ) from error
-        except psycopg.OperationalError as error:
-            raise ConnectionFailed(f"primary {self.target}: connection lost") from error
         except psycopg.Error as error:
-            raise ClientError(
-                f"{relation}: {type(error).__name__}: {server_message(error)}",
-                reason=Reason.PARTITION_ACTION_FAILED,
+            raise translate(
+                error, self.where, f"snapshot of {relation}", reason=Reason.PARTITION_ACTION_FAILED
             ) from error
 
     def write_now(self, statement: sql.Composable) -> None:
         """One changing statement in its own transaction, errors mapped (a kept export's mark)."""
-        try:
-            with self.conn.transaction():
-                self._execute(statement, write=True)
-        except psycopg.OperationalError as error:
-            raise ConnectionFailed(f"primary {self.target}: connection lost") from error
-        except psycopg.Error as error:
-            raise ClientError(
-                f"primary {self.target}: {type(error).__name__}: {server_message(error)}",
-                reason=Reason.PARTITION_ACTION_FAILED,
-            ) from error
+        with (
+            translated(self.where, "write", reason=Reason.PARTITION_ACTION_FAILED),
+            self.conn.transaction(),
+        ):
+            self._execute(statement, write=True)
 
     def execute_write(self, statement: sql.Composable) -> None:
         """One changing statement in the current transaction (errors map in the caller's
@@ -424,19 +407,14 @@ class PartitionDatabase:
         text = self._text(statement)
         self.statements.append(text)
         self.last_copy_rows = 0
-        try:
-            with self.conn.cursor() as cur:
-                with cur.copy(text) as copy:
-                    for chunk in copy:
-                        yield bytes(chunk)
-                self.last_copy_rows = max(cur.rowcount, 0)
-        except psycopg.OperationalError as error:
-            raise ConnectionFailed(f"primary {self.target}: connection lost during COPY") from error
-        except psycopg.Error as error:
-            raise ClientError(
-                f"COPY failed: {type(error).__name__}: {server_message(error)}",
-                reason=Reason.EXPORT_FAILED,
-            ) from error
+        with (
+            translated(self.where, "COPY", reason=Reason.EXPORT_FAILED),
+            self.conn.cursor() as cur,
+        ):
+            with cur.copy(text) as copy:
+                for chunk in copy:
+                    yield bytes(chunk)
+            self.last_copy_rows = max(cur.rowcount, 0)
 
 
 def _parts(q: QName) -> tuple[str, str]:
@@ -445,7 +423,7 @@ def _parts(q: QName) -> tuple[str, str]:
 
 @contextmanager
 def open_partition_database(url: str, **options: Any) -> Iterator[PartitionDatabase]:
-    """A connection to the primary (shared, clients/pg_pool.py) in autocommit, TimeZone UTC;
+    """A connection to the primary (shared, pool.py) in autocommit, TimeZone UTC;
     raise the clients' error tree."""
     with pooled_autocommit(url, "primary") as (conn, target):
         db = PartitionDatabase(conn, target, **options)

@@ -24,7 +24,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.pg_probe import describe_target, libpq_url
+from lokifi_storage.clients.postgres.connection import describe_target, libpq_url
 from lokifi_storage.domain.job_env import PG_BIN_ENV
 
 __all__ = [

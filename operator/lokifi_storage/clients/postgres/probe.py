@@ -1,14 +1,11 @@
 """Read-only health probes of the PostgreSQL primary and its streaming replicas.
 
-Kept apart from the partition client (clients/postgres.py): these probes never write, use short
+Kept apart from the partition client (partitions.py): these probes never write, use short
 timeouts, and take one connection per server for the length of a probe (from the process's
-shared pool, clients/pg_pool.py), so a slow or dead replica costs one connect timeout and
-nothing else. The lag arithmetic is in domain/replica_health.py; this module
-only gathers the numbers it needs.
+shared pool, pool.py), so a slow or dead replica costs one connect timeout and nothing else.
+The lag arithmetic is in domain/replica_health.py; this module only gathers the numbers it needs.
 
-Error messages are built from host, port, database and user only. The URL (which carries the
-password) is never formatted into a message, and parse errors of a malformed URL are not chained,
-because libpq quotes the offending fragment of the string back.
+Error messages are built from host, port, database and user only (connection.py says how).
 """
 
 from __future__ import annotations
@@ -16,152 +13,36 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg.conninfo import conninfo_to_dict
 
 from lokifi_storage.api.conditions import Reason
-from lokifi_storage.clients import pg_pool
-from lokifi_storage.clients.errors import (
-    AuthenticationFailed,
-    ClientError,
-    ConnectionFailed,
-    NotFound,
+from lokifi_storage.clients.errors import AuthenticationFailed, ClientError
+from lokifi_storage.clients.postgres.connection import (
+    Target,
+    describe_target,
+    pooled_autocommit,
+    translated,
 )
-from lokifi_storage.clients.pg_diagnostics import describe_error
-from lokifi_storage.domain.connection_secret import with_driver
 from lokifi_storage.domain.replica_health import PrimaryObservation, ReplicaObservation
 
-__all__ = [
-    "PrimaryProbe",
-    "connect_autocommit",
-    "describe_target",
-    "observe_replica",
-    "open_primary",
-    "pooled_autocommit",
-]
+__all__ = ["PrimaryProbe", "observe_replica", "open_primary"]
 
-APPLICATION_NAME = "lokifi-storage-operator"
-CONNECT_TIMEOUT_SECONDS = 5
 STATEMENT_TIMEOUT_MS = 10_000
 POLL_INTERVAL_SECONDS = 0.1
-
-_AUTH_MARKERS = (
-    "password authentication failed",
-    "authentication failed",
-    "no password supplied",
-    "pg_hba.conf rejects",
-    "no pg_hba.conf entry",
-)
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a URL points, without its password: safe to put in messages and status."""
-
-    host: str
-    port: str
-    dbname: str
-    user: str
-
-    def __str__(self) -> str:
-        return f"{self.user}@{self.host}:{self.port}/{self.dbname}"
-
-
-def libpq_url(url: str) -> str:
-    """Accept application-style schemes (`postgresql+asyncpg://`) by handing libpq its own."""
-    scheme, sep, _ = url.partition("://")
-    if sep and "+" in scheme:
-        return with_driver(url, "postgresql")
-    return url
-
-
-def describe_target(url: str) -> Target:
-    """Parse `url` as libpq does and keep only what may be shown; never echo a parse error."""
-    try:
-        info = conninfo_to_dict(libpq_url(url))
-    except (psycopg.Error, ValueError):
-        # The library's message quotes the malformed fragment, which may be the password.
-        raise ClientError(
-            "database URL could not be parsed (expected postgresql://user:pass@host:port/db)",
-            reason=Reason.CONNECTION_FAILED,
-        ) from None
-    return Target(
-        host=str(info.get("host") or info.get("hostaddr") or "localhost"),
-        port=str(info.get("port") or "5432"),
-        dbname=str(info.get("dbname") or info.get("user") or ""),
-        user=str(info.get("user") or ""),
-    )
-
-
-def _map_connect_error(error: psycopg.Error, target: Target, role: str) -> ClientError:
-    text = str(error).lower()
-    if isinstance(error, pg_errors.InvalidPassword | pg_errors.InvalidAuthorizationSpecification):
-        return AuthenticationFailed(f"{role} {target}: authentication failed")
-    if any(marker in text for marker in _AUTH_MARKERS):
-        return AuthenticationFailed(f"{role} {target}: authentication failed")
-    if isinstance(error, pg_errors.InvalidCatalogName) or "does not exist" in text:
-        return NotFound(f"{role} {target}: database does not exist")
-    if "timeout" in text:
-        return ConnectionFailed(f"{role} {target}: connection timed out")
-    return ConnectionFailed(f"{role} {target}: connection refused or server not answering")
-
-
-def connect_autocommit(url: str, role: str) -> tuple[psycopg.Connection[tuple[Any, ...]], Target]:
-    """Open an autocommit connection under the operator's application_name and connect timeout.
-
-    The probes and the partition client (clients/postgres.py) both connect through here, so a
-    failed connect is classified the same way for both: the clients' error tree, with a message
-    naming `role` and the target, never the URL or libpq's text (which can quote the password).
-    The caller closes the connection.
-    """
-    target = describe_target(url)
-    try:
-        conn = psycopg.connect(
-            libpq_url(url),
-            autocommit=True,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            application_name=APPLICATION_NAME,
-        )
-    except psycopg.Error as error:
-        raise _map_connect_error(error, target, role) from error
-    return conn, target
-
-
-@contextmanager
-def pooled_autocommit(
-    url: str, role: str
-) -> Iterator[tuple[psycopg.Connection[tuple[Any, ...]], Target]]:
-    """`connect_autocommit`, through the process's pools (clients/pg_pool.py): an idle
-    connection to the same URL is reused, and the connections to one server stay bounded.
-    Given back (reset) when the block ends; the caller does not close it."""
-    target = describe_target(url)
-    with pg_pool.pools().connection(
-        libpq_url(url),
-        (target.host, target.port),
-        lambda: connect_autocommit(url, role),
-        f"{role} {target}",
-    ) as (conn, _):
-        yield conn, target
 
 
 @contextmanager
 def _connect(
     url: str, role: str
 ) -> Iterator[tuple[psycopg.Connection[tuple[object, ...]], Target]]:
-    with pooled_autocommit(url, role) as (conn, target):
-        try:
-            conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
-            yield conn, target
-        except psycopg.OperationalError as error:
-            raise ConnectionFailed(f"{role} {target}: connection lost during the probe") from error
-        except psycopg.Error as error:
-            raise ClientError(
-                f"{role} {target}: probe query failed ({describe_error(error)})"
-            ) from error
+    with (
+        pooled_autocommit(url, role) as (conn, target),
+        translated(f"{role} {target}", "probe query"),
+    ):
+        conn.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+        yield conn, target
 
 
 class PrimaryProbe:
@@ -176,14 +57,8 @@ class PrimaryProbe:
         self.target = target
 
     def _one(self, query: str) -> tuple[object, ...]:
-        try:
+        with translated(f"primary {self.target}", "probe query"):
             row = self._conn.execute(query).fetchone()
-        except psycopg.OperationalError as error:
-            raise ConnectionFailed(f"primary {self.target}: connection lost") from error
-        except psycopg.Error as error:
-            raise ClientError(
-                f"primary {self.target}: probe query failed ({describe_error(error)})"
-            ) from error
         assert row is not None
         return row
 

@@ -16,15 +16,14 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from lokifi_storage.clients.errors import (
-    ClientError,
-    ConnectionFailed,
-    LockTimeout,
-    RelationGone,
+from lokifi_storage.clients.errors import LockTimeout, RelationGone
+from lokifi_storage.clients.postgres.connection import (
+    Connection,
+    connect,
+    describe_target,
+    translate,
+    translated,
 )
-from lokifi_storage.clients.pg_backup import Connection, connect
-from lokifi_storage.clients.pg_diagnostics import describe_error
-from lokifi_storage.clients.pg_probe import describe_target
 from lokifi_storage.domain.vacuum_plan import Relation, Step, TableName
 
 __all__ = ["VacuumSession"]
@@ -89,19 +88,13 @@ class VacuumSession:
 
     def all_tables(self) -> list[TableName]:
         """Every user table of the database, schema-qualified."""
-        try:
+        with translated(self.target, "catalog query"):
             rows = self._conn.execute(_ALL_TABLES).fetchall()
-        except psycopg.OperationalError as error:
-            raise ConnectionFailed(f"{self.target}: connection lost") from error
-        except psycopg.Error as error:
-            raise ClientError(
-                f"{self.target}: catalog query failed ({describe_error(error)})"
-            ) from error
         return [TableName(str(schema), str(table)) for schema, table in rows]
 
     def resolve(self, names: Sequence[TableName]) -> dict[TableName, Relation | None]:
         found: dict[TableName, Relation | None] = {}
-        try:
+        with translated(self.target, "catalog query"):
             for name in names:
                 row = self._conn.execute(
                     _RESOLVE, {"schema": name.schema, "table": name.table}
@@ -115,12 +108,6 @@ class VacuumSession:
                     rows = self._conn.execute(_LEAVES, {"oid": oid}).fetchall()
                     leaves = tuple((str(s), str(t)) for s, t in rows)
                 found[name] = Relation(str(schema), str(table), kind == "p", leaves)
-        except psycopg.OperationalError as error:
-            raise ConnectionFailed(f"{self.target}: connection lost") from error
-        except psycopg.Error as error:
-            raise ClientError(
-                f"{self.target}: catalog query failed ({describe_error(error)})"
-            ) from error
         return found
 
     def run(self, step: Step) -> float:
@@ -139,8 +126,6 @@ class VacuumSession:
             raise LockTimeout(f"{step.describe()}: lock not granted within lock_timeout") from error
         except pg_errors.UndefinedTable as error:
             raise RelationGone(f"{step.describe()}: the relation is gone") from error
-        except psycopg.OperationalError as error:
-            raise ConnectionFailed(f"{self.target}: connection lost") from error
         except psycopg.Error as error:
-            raise ClientError(f"{step.describe()}: failed ({describe_error(error)})") from error
+            raise translate(error, self.target, step.describe()) from error
         return time.monotonic() - started

@@ -10,20 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg import sql
 
-from lokifi_storage.clients.errors import (
-    AuthenticationFailed,
-    ClientError,
-    ConnectionFailed,
-    NotFound,
+from lokifi_storage.clients.postgres.connection import (
+    Connection,
+    connect,
+    describe_target,
+    translate,
+    translated,
 )
-from lokifi_storage.clients.pg_diagnostics import describe_error
-from lokifi_storage.clients.pg_probe import describe_target, libpq_url
 from lokifi_storage.domain.backup_manifest import TableRows
 
 __all__ = [
@@ -38,8 +35,6 @@ __all__ = [
     "user_table_count",
 ]
 
-CONNECT_TIMEOUT_SECONDS = 10
-
 # Ordinary tables whose rows pg_dump writes: no catalogs, no temp tables of other sessions, no
 # tables that belong to an extension (pg_dump leaves those to CREATE EXTENSION).
 _TABLES = """
@@ -52,37 +47,6 @@ WHERE c.relkind = 'r' AND c.relpersistence <> 't'
                   AND d.objid = c.oid AND d.deptype = 'e')
 ORDER BY 1, 2
 """
-
-
-Connection = psycopg.Connection[tuple[Any, ...]]
-
-
-def _map(error: psycopg.Error, target: str) -> ClientError:
-    text = str(error).lower()
-    if isinstance(error, pg_errors.InvalidPassword) or "password authentication" in text:
-        return AuthenticationFailed(f"{target}: authentication failed")
-    if isinstance(error, pg_errors.InvalidCatalogName) or "does not exist" in text:
-        return NotFound(f"{target}: database does not exist")
-    return ConnectionFailed(f"{target}: connection refused or server not answering")
-
-
-@contextmanager
-def connect(url: str, *, autocommit: bool = True) -> Iterator[Connection]:
-    """A connection whose failures are the clients' error tree, messages without secrets."""
-    target = str(describe_target(url))
-    try:
-        conn = psycopg.connect(
-            libpq_url(url),
-            autocommit=autocommit,
-            connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            application_name="lokifi-storage",
-        )
-    except psycopg.Error as error:
-        raise _map(error, target) from error
-    try:
-        yield conn
-    finally:
-        conn.close()
 
 
 def _count(conn: Connection) -> list[TableRows]:
@@ -123,9 +87,7 @@ class SnapshotSession:
                 session = cls(conn, target)
                 yield session
             except psycopg.Error as error:
-                raise ClientError(
-                    f"{target}: snapshot query failed ({describe_error(error)})"
-                ) from error
+                raise translate(error, target, "snapshot query") from error
             finally:
                 if not conn.closed and not conn.broken:
                     conn.execute("ROLLBACK")
@@ -137,24 +99,15 @@ class SnapshotSession:
 
     def count_rows(self) -> list[TableRows]:
         """Rows per table as of the exported snapshot: exactly what the dump contains."""
-        try:
+        with translated(self.target, "counting rows"):
             return _count(self._conn)
-        except psycopg.Error as error:
-            raise ClientError(
-                f"{self.target}: counting rows failed ({describe_error(error)})"
-            ) from error
 
 
 def count_rows(url: str) -> list[TableRows]:
     """Rows per table in the database at `url` (used on a restored copy)."""
     target = str(describe_target(url))
-    with connect(url) as conn:
-        try:
-            return _count(conn)
-        except psycopg.Error as error:
-            raise ClientError(
-                f"{target}: counting rows failed ({describe_error(error)})"
-            ) from error
+    with connect(url) as conn, translated(target, "counting rows"):
+        return _count(conn)
 
 
 def server_identity(url: str) -> tuple[str, str]:
@@ -164,22 +117,17 @@ def server_identity(url: str) -> tuple[str, str]:
     replicas only: two servers never share it, whatever their databases are called.
     """
     target = str(describe_target(url))
-    with connect(url) as conn:
-        try:
-            row = conn.execute(
-                "SELECT system_identifier::text, current_database() FROM pg_control_system()"
-            ).fetchone()
-        except psycopg.Error as error:
-            raise ClientError(
-                f"{target}: cannot read the server's system_identifier ({type(error).__name__})"
-            ) from error
+    with connect(url) as conn, translated(target, "reading the server's system_identifier"):
+        row = conn.execute(
+            "SELECT system_identifier::text, current_database() FROM pg_control_system()"
+        ).fetchone()
     assert row is not None
     return str(row[0]), str(row[1])
 
 
 def managed_partitions(url: str, constraint: str) -> int:
     """How many tables of the database carry a CHECK constraint named `constraint`."""
-    with connect(url) as conn:
+    with connect(url) as conn, translated(str(describe_target(url)), "counting partitions"):
         row = conn.execute(
             "SELECT count(DISTINCT conrelid) FROM pg_constraint WHERE contype = 'c'"
             " AND conname = %s",
@@ -189,7 +137,7 @@ def managed_partitions(url: str, constraint: str) -> int:
 
 
 def database_exists(url: str, name: str) -> bool:
-    with connect(url) as conn:
+    with connect(url) as conn, translated(str(describe_target(url)), "listing databases"):
         row = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         return row is not None
 
@@ -197,18 +145,13 @@ def database_exists(url: str, name: str) -> bool:
 def create_database(url: str, name: str) -> None:
     """CREATE DATABASE `name` on the server of `url` (connected to `url`'s own database)."""
     target = str(describe_target(url))
-    with connect(url) as conn:
-        try:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        except psycopg.Error as error:
-            raise ClientError(
-                f"{target}: could not create database {name!r} ({describe_error(error)})"
-            ) from error
+    with connect(url) as conn, translated(target, f"creating database {name!r}"):
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def scratch_databases(url: str, prefix: str) -> list[str]:
     """Databases of the server whose name starts with `prefix`."""
-    with connect(url) as conn:
+    with connect(url) as conn, translated(str(describe_target(url)), "listing databases"):
         rows = conn.execute(
             "SELECT datname FROM pg_database WHERE left(datname, length(%s)) = %s ORDER BY 1",
             (prefix, prefix),
@@ -221,18 +164,13 @@ def drop_database(url: str, name: str, *, force: bool = True) -> None:
     a database someone is connected to is refused (ClientError)."""
     target = str(describe_target(url))
     statement = "DROP DATABASE IF EXISTS {} WITH (FORCE)" if force else "DROP DATABASE IF EXISTS {}"
-    with connect(url) as conn:
-        try:
-            conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
-        except psycopg.Error as error:
-            raise ClientError(
-                f"{target}: could not drop database {name!r} ({describe_error(error)})"
-            ) from error
+    with connect(url) as conn, translated(target, f"dropping database {name!r}"):
+        conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
 
 
 def user_table_count(url: str) -> int:
     """How many tables (of any kind) live outside the system schemas: 0 means fresh."""
-    with connect(url) as conn:
+    with connect(url) as conn, translated(str(describe_target(url)), "counting tables"):
         row = conn.execute(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')"

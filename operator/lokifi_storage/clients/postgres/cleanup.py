@@ -14,10 +14,9 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import sql
 
-from lokifi_storage.api.conditions import Reason
-from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.pg_diagnostics import describe_error
-from lokifi_storage.clients.postgres import open_partition_database
+from lokifi_storage.clients.errors import LockTimeout
+from lokifi_storage.clients.postgres.connection import translate
+from lokifi_storage.clients.postgres.partitions import open_partition_database
 
 __all__ = ["drop_empty_archive_tables"]
 
@@ -62,12 +61,7 @@ def drop_empty_archive_tables(url: str, tables: Sequence[tuple[str, str]]) -> li
                     conn.execute(sql.SQL("DROP TABLE {}").format(qualified))
                     actions.append(f"dropped empty archive table {name}")
             except psycopg.errors.LockNotAvailable:
-                raise ClientError(
-                    f"archive table {name} is in use; its drop is retried",
-                    reason=Reason.LOCK_TIMEOUT,
-                ) from None
+                raise LockTimeout(f"archive table {name} is in use; its drop is retried") from None
             except psycopg.Error as error:
-                raise ClientError(
-                    f"archive table {name} could not be dropped: {describe_error(error)}"
-                ) from None
+                raise translate(error, db.where, f"dropping archive table {name}") from None
     return actions
