@@ -24,36 +24,16 @@ PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "lokifi_storage"
 ALLOWED: dict[str, set[str]] = {
     "api": {"api"},
     "domain": {"api", "domain"},
+    "metrics": {"api", "domain"},
     "builders": {"api", "domain", "builders"},
     "clients": {"api", "domain", "clients"},
     "reconcile": {"api", "domain", "builders", "clients", "reconcile", "metrics"},
     "jobs": {"api", "domain", "builders", "clients", "jobs", "metrics"},
     "handlers": {"api", "domain", "builders", "clients", "reconcile", "handlers", "metrics"},
-    "runtime": {
-        "api",
-        "domain",
-        "builders",
-        "clients",
-        "reconcile",
-        "handlers",
-        "runtime",
-        "metrics",
-    },
-    "metrics": {"api", "domain"},
-    "cli": {
-        "api",
-        "domain",
-        "builders",
-        "clients",
-        "reconcile",
-        "handlers",
-        "runtime",
-        "jobs",
-        "admin",
-        "metrics",
-    },
     "admin": {"api", "domain", "builders", "clients", "reconcile", "jobs", "admin"},
 }
+ALLOWED["runtime"] = ALLOWED["handlers"] | {"runtime"}
+ALLOWED["cli"] = set(ALLOWED) - {"cli"}
 
 # Third-party modules that mean I/O: forbidden in the pure layers.
 IO_MODULES = {"psycopg", "psycopg_pool", "redis", "boto3", "botocore", "kubernetes", "kopf"}
