@@ -76,7 +76,18 @@ def _samples_file(path: Path) -> Path:
             None,
             1.5,
         ),
-        (4, 1709633472, "no", '"just a string"', None, None, 1e-05, None, None, None),
+        (
+            4,
+            1709633472,
+            "no",
+            '"just a string"',
+            None,
+            "bell\x07 bs\x08 ff\x0c vt\x0b cr\r",  # COPY TO names \b \f \v: same digest
+            1e-05,
+            None,
+            None,
+            None,
+        ),
         (5, 1709633472123, "1", "42", b"\x01", "", 123456789012345.0, "-0.0", None, b"\x02"),
         (
             6,
@@ -141,6 +152,7 @@ def test_every_value_kind_is_converted_and_the_digests_agree(
     assert rows[4][3] is None
     assert rows[1][4] == "tab\there"
     assert rows[2][4] == "new\nline\\"
+    assert rows[4][4] == "bell\x07 bs\x08 ff\x0c vt\x0b cr\r"
     assert rows[6][4] == "x" * 3000
     assert rows[3][5] == 0.0
     assert rows[6][5] == float("inf")
@@ -166,6 +178,11 @@ def test_the_app_file_lands_in_monthly_and_user_range_partitions_old_months_arch
     assert run.returncode == 0, run.stdout + run.stderr
     for table, n in (("users", 50), ("ai_threads", 200), ("ai_messages", 3000)):
         assert f"verified public.{table}: {n} rows" in run.stdout
+    # Run again: everything is there, so nothing is loaded or built a second time.
+    again = run_migrate(pg_database, source, manifest)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "built after the rows" not in again.stdout
+    assert "verified public.ai_messages: 3000 rows" in again.stdout
     # Before December 2024 (archive.afterDays 365 before --now): in the archive, nothing else.
     main = query(
         pg_database,
@@ -205,6 +222,35 @@ def test_the_app_file_lands_in_monthly_and_user_range_partitions_old_months_arch
         "SELECT conname FROM pg_constraint WHERE contype = 'f' AND conparentid = 0 ORDER BY 1",
     )
     assert [r[0] for r in fks] == ["ai_messages_thread_id_fkey", "ai_threads_user_id_fkey"]
+    # Keys and the declared index were built after the rows, where a reconcile expects them:
+    # every leaf has a primary key, and the partitioned indexes are valid (PostgreSQL marks
+    # one valid only once every partition below it has its index attached).
+    assert "primary key and indexes built after the rows" in run.stdout
+    unkeyed = query(
+        pg_database,
+        "SELECT t.relid::regclass::text FROM unnest(ARRAY['ai_messages'::regclass,"
+        " 'archive.ai_messages'::regclass]) r, pg_partition_tree(r) t"
+        " JOIN pg_class c ON c.oid = t.relid AND c.relkind = 'r'"
+        " WHERE NOT EXISTS (SELECT FROM pg_index i WHERE i.indrelid = t.relid AND i.indisprimary)",
+    )
+    assert unkeyed == []
+    assert query(
+        pg_database,
+        "SELECT indexrelid::regclass::text, indisvalid FROM pg_index"
+        " WHERE indexrelid::regclass::text LIKE '%idx_ai_messages_user_thread_time' ORDER BY 1",
+    ) == [
+        ("archive.idx_ai_messages_user_thread_time", True),
+        ("idx_ai_messages_user_thread_time", True),
+    ]
+    assert [
+        r[0]
+        for r in query(
+            pg_database,
+            "SELECT conname FROM pg_constraint"
+            " WHERE contype = 'p' AND conrelid IN ('users'::regclass, 'ai_messages'::regclass)"
+            " ORDER BY 1",
+        )
+    ] == ["ai_messages_pkey", "users_pkey"]
 
 
 def test_unconvertible_rows_go_to_the_rejects_table_with_table_key_column_and_reason(

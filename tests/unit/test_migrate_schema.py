@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 
 from lokifi_storage.api.spec import TableSpec
+from lokifi_storage.clients.migrate_sql import create_table
 from lokifi_storage.clients.migrate_target import FIRST_ROWID, Checkpoint
 from lokifi_storage.domain.migrate_plan import ArchiveRouter, buckets_of, with_pending_buckets
 from lokifi_storage.domain.migrate_schema import (
@@ -24,6 +25,7 @@ from lokifi_storage.domain.migrate_schema import (
 )
 from lokifi_storage.domain.partitions.bounds import TimeRange
 from lokifi_storage.domain.partitions.catalog import ObservedTable, QName
+from lokifi_storage.jobs.migrate_keys import defers_primary_key
 
 UTC = dt.UTC
 
@@ -88,6 +90,31 @@ def test_plain_target_keeps_the_sqlite_primary_key() -> None:
     target = planned_target(MESSAGES, QName("public", "ai_messages"), None)
     assert target.primary_key == ("id",)
     assert target.partition_column is None
+
+
+def test_only_a_rowid_alias_key_is_built_after_the_rows() -> None:
+    """An INTEGER PRIMARY KEY is unique in SQLite and stays so as bigint, with or without the
+    partition columns after it; a key SQLite does not make unique by itself (a TEXT key may
+    hold NULLs, and a blob and a text that convert alike) stays in the CREATE TABLE."""
+    spec = TableSpec.model_validate(
+        {"name": "ai_messages", "partitionBy": {"column": "created_at", "interval": "month"}}
+    )
+    for declared in (None, spec):
+        target = planned_target(MESSAGES, QName("public", "ai_messages"), declared)
+        assert defers_primary_key(MESSAGES, target)
+    keyed_by_text = SourceTable(
+        name="files",
+        columns=(SourceColumn("path", "TEXT", pk=1), SourceColumn("size", "INTEGER")),
+    )
+    target = planned_target(keyed_by_text, QName("public", "files"), None)
+    assert target.primary_key == ("path",)
+    assert not defers_primary_key(keyed_by_text, target)
+    assert "PRIMARY KEY" in create_table(target, with_primary_key=True).as_string()
+    deferred = create_table(
+        planned_target(MESSAGES, QName("public", "ai_messages"), spec), with_primary_key=False
+    ).as_string()
+    assert "PRIMARY KEY" not in deferred
+    assert '"created_at" timestamp with time zone NOT NULL' in deferred
 
 
 def test_declared_table_is_found_in_its_schema() -> None:

@@ -182,6 +182,16 @@ def test_copy_escape_leaves_ordinary_text_alone() -> None:
     assert copy_escape(b"plain") == b"plain"
 
 
+def test_copy_escape_writes_what_copy_to_prints() -> None:
+    """The verification hashes COPY TO's lines against the lines sent: COPY TO names six
+    control characters by a letter and leaves the others (here BEL) as they are."""
+    assert copy_escape(b"a\\b\tc\nd\re\x08f\x0cg\x0bh\x07i") == (
+        b"a\\\\b\\tc\\nd\\re\\bf\\fg\\vh\x07i"
+    )
+    convert = converter_for("text")
+    assert convert(bytearray(b"x\x0by")) == b"x\\vy"
+
+
 def test_unsupported_target_types_are_refused() -> None:
     with pytest.raises(ValueError, match="no conversion"):
         converter_for("interval")

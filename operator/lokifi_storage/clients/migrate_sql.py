@@ -4,12 +4,12 @@ Composing it needs no connection; it sits beside clients/migrate_target.py, whic
 Partitions are not made here: the partition planner and domain/partitions/steps.py make them,
 as the reconciler would.
 
-The canonical expression of a column prints a stored value exactly as the converter of
-domain/sqlite_values.py wrote it into COPY (escaped the same way), except for double precision,
-whose canonical form is its eight bytes in hex on both sides (jobs/migrate_convert.py); so the
-digest of a row is md5 of the same bytes on both sides. The digest of a table is the sum of the
-first 64 bits of every row's md5, as a signed bigint: order-independent, and duplicates count
-twice.
+The verification reads the rows back with COPY TO, each column through its canonical
+expression, which prints a stored value exactly as the converter of domain/sqlite_values.py
+wrote it into COPY (escaped the same way), except for double precision, whose canonical form is
+its eight bytes in hex on both sides (jobs/migrate_convert.py); so the digest of a row is md5 of
+the same bytes on both sides. The digest of a table is the sum of the first 64 bits of every
+row's md5, as signed integers: order-independent, and duplicates count twice.
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ from lokifi_storage.domain.partitions.catalog import QName
 
 __all__ = [
     "STATE_SCHEMA",
+    "add_primary_key",
     "canonical_expression",
+    "copy_out_statement",
     "copy_statement",
     "create_table",
-    "digest_query",
     "foreign_key",
     "ident",
     "index_statement",
+    "leaves_query",
     "set_sequences",
     "state_tables",
 ]
@@ -87,16 +89,20 @@ def state_tables() -> list[sql.Composed]:
     ]
 
 
-def create_table(table: TargetTable) -> sql.Composed:
+def create_table(table: TargetTable, *, with_primary_key: bool = True) -> sql.Composed:
+    """CREATE TABLE; without the primary key when it is built after the rows (its columns are
+    NOT NULL all the same, so adding it later needs no scan for NULLs)."""
     columns = [
         sql.SQL("{} {}{}").format(
             sql.Identifier(c.name),
             sql.SQL("bigserial" if c.serial else c.type),
-            sql.SQL(" NOT NULL") if c.not_null and not c.serial else sql.SQL(""),
+            sql.SQL(" NOT NULL")
+            if (c.not_null or c.name in table.primary_key) and not c.serial
+            else sql.SQL(""),
         )
         for c in table.columns
     ]
-    if table.primary_key:
+    if table.primary_key and with_primary_key:
         columns.append(
             sql.SQL("PRIMARY KEY ({})").format(
                 sql.SQL(", ").join(sql.Identifier(k) for k in table.primary_key)
@@ -112,51 +118,50 @@ def create_table(table: TargetTable) -> sql.Composed:
     )
 
 
-def _escaped(value: sql.Composable) -> sql.Composable:
-    # COPY's text escapes, applied in the same order as copy_escape().
-    out = value
-    for raw, escaped in (("\\", "\\\\"), ("\t", "\\t"), ("\n", "\\n"), ("\r", "\\r")):
-        out = sql.SQL("replace({}, {}, {})").format(out, sql.Literal(raw), sql.Literal(escaped))
-    return out
+def add_primary_key(relation: QName, columns: Sequence[str]) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} ADD PRIMARY KEY ({})").format(
+        ident(relation), sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    )
 
 
 def canonical_expression(column: TargetColumn) -> sql.Composable:
-    """The column's value as the text the converter sent for it, NULL as COPY's \\N."""
+    """What COPY TO is asked to print for the column so that its text field is byte for byte
+    the field the converter sent: the column itself (COPY applies the same output functions
+    and escapes, and prints NULL as \\N), except for times, printed with all six fractional
+    digits as the converters write them, and double precision, compared by its bits since
+    PostgreSQL's shortest float text is not always Python's."""
     col = sql.Identifier(column.name)
     base = column.type.partition("(")[0].strip()
-    expression: sql.Composable
-    if base in ("text", "character varying", "json"):
-        expression = _escaped(col)
-    elif base == "jsonb":
-        expression = _escaped(sql.SQL("{}::text").format(col))
-    elif base == "boolean":
-        expression = sql.SQL("CASE WHEN {0} THEN 't' WHEN NOT {0} THEN 'f' END").format(col)
-    elif base == "timestamp with time zone":
-        expression = sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US') || '+00'").format(col)
-    elif base == "timestamp without time zone":
-        expression = sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')").format(col)
-    elif base == "date":
-        expression = sql.SQL("to_char({}, 'YYYY-MM-DD')").format(col)
-    elif base == "double precision":
-        # PostgreSQL's shortest float text is not always Python's: compare the exact bits.
-        expression = sql.SQL("encode(float8send({}), 'hex')").format(col)
-    elif base == "bytea":
-        expression = sql.SQL("{} || encode({}, 'hex')").format(sql.Literal("\\\\x"), col)
-    else:  # integers, numeric, uuid
-        expression = sql.SQL("{}::text").format(col)
-    return sql.SQL("coalesce({}, {})").format(expression, sql.Literal("\\N"))
+    if base == "timestamp with time zone":
+        return sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US') || '+00'").format(col)
+    if base == "timestamp without time zone":
+        return sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')").format(col)
+    if base == "date":
+        return sql.SQL("to_char({}, 'YYYY-MM-DD')").format(col)
+    if base == "double precision":
+        return sql.SQL("encode(float8send({}), 'hex')").format(col)
+    if base == "bytea":  # hex whatever the server's bytea_output
+        return sql.SQL("{} || encode({}, 'hex')").format(sql.Literal("\\x"), col)
+    return col
 
 
-def digest_query(relations: Sequence[QName], columns: Sequence[TargetColumn]) -> sql.Composed:
-    """count(*) and the digest over the union of `relations` (a table and its archive)."""
-    line = sql.SQL(" || E'\\t' || ").join(canonical_expression(c) for c in columns)
-    parts = [
-        sql.SQL("SELECT {} AS line FROM {}").format(line, ident(relation)) for relation in relations
-    ]
+def copy_out_statement(relation: QName, columns: Sequence[TargetColumn]) -> sql.Composed:
+    """The rows of `relation` as the lines the verification hashes (one per row)."""
+    return sql.SQL("COPY (SELECT {} FROM ONLY {}) TO STDOUT").format(
+        sql.SQL(", ").join(canonical_expression(c) for c in columns), ident(relation)
+    )
+
+
+def leaves_query(relations: Sequence[QName]) -> sql.Composed:
+    """The leaf tables under `relations` (a plain table is its own leaf), largest first."""
     return sql.SQL(
-        "SELECT count(*), coalesce(sum(('x' || substr(md5(line), 1, 16))::bit(64)::bigint), 0)"
-        " FROM ({}) AS rows"
-    ).format(sql.SQL(" UNION ALL ").join(parts))
+        "SELECT n.nspname, c.relname FROM pg_class c"
+        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE c.relkind = 'r' AND c.oid IN ("
+        "  SELECT t.relid FROM unnest({}::regclass[]) AS r(rel),"
+        "  LATERAL (SELECT r.rel AS relid UNION SELECT relid FROM pg_partition_tree(r.rel)) t)"
+        " ORDER BY c.relpages DESC, 1, 2"
+    ).format(sql.Literal([ident_text(r) for r in relations]))
 
 
 def copy_statement(relation: QName, columns: Sequence[str]) -> sql.Composed:

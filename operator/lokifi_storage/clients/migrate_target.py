@@ -15,6 +15,7 @@ Messages carry host, port, database and relation names only, never the URL.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,9 +27,10 @@ from psycopg import sql
 from lokifi_storage.clients.errors import ClientError, ConnectionFailed
 from lokifi_storage.clients.migrate_sql import (
     STATE_SCHEMA,
+    copy_out_statement,
     copy_statement,
-    digest_query,
     ident,
+    leaves_query,
     state_tables,
 )
 from lokifi_storage.clients.postgres.connection import Target, connect_autocommit
@@ -310,6 +312,17 @@ class MigrateTarget:
         )
         return bool(rows[0][0])
 
+    def primary_keyed(self, relations: Sequence[QName]) -> set[QName]:
+        """Those of `relations` that have a primary key."""
+        rows = self.query(
+            "SELECT n.nspname, c.relname FROM pg_index i"
+            " JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE i.indisprimary AND (n.nspname, c.relname) IN"
+            " (SELECT * FROM unnest(%s::text[], %s::text[]))",
+            ([r.schema for r in relations], [r.name for r in relations]),
+        )
+        return {QName(schema, name) for schema, name in rows}
+
     def finish_table(self, source_table: str) -> None:
         self.execute(
             sql.SQL(
@@ -428,8 +441,24 @@ class MigrateTarget:
 
     # -- after the rows -----------------------------------------------------------------------
 
-    def digest(
-        self, relations: Sequence[QName], columns: Sequence[TargetColumn]
-    ) -> tuple[int, int]:
-        rows = self.query(digest_query(relations, columns))
-        return int(rows[0][0]), int(rows[0][1])
+    def leaves(self, relations: Sequence[QName]) -> list[QName]:
+        """The tables that hold the rows of `relations` (their leaf partitions), largest first."""
+        return [QName(schema, name) for schema, name in self.query(leaves_query(relations))]
+
+    def digest(self, relation: QName, columns: Sequence[TargetColumn]) -> tuple[int, int]:
+        """Row count and digest of one leaf table, from its rows as COPY TO prints them: the
+        server only reads and prints (in C, beside the hashing here), and each line is already
+        the text the source side hashed."""
+        count = total = 0
+        md5 = hashlib.md5
+        from_bytes = int.from_bytes
+        try:
+            with self.conn.cursor() as cur, cur.copy(copy_out_statement(relation, columns)) as copy:
+                for line in copy:
+                    count += 1
+                    total += from_bytes(
+                        md5(line[:-1], usedforsecurity=False).digest()[:8], "big", signed=True
+                    )
+        except psycopg.Error as error:
+            raise self._fail(error, f"reading {relation} back") from error
+        return count, total

@@ -154,12 +154,22 @@ class SqliteSource:
         return int(self.query(f"SELECT count(*) FROM {_quote(table)}")[0][0])
 
     def rows(
-        self, table: SourceTable, after_rowid: int | None, batch: int = 5000
+        self,
+        table: SourceTable,
+        after_rowid: int | None,
+        batch: int = 5000,
+        until_rowid: int | None = None,
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """(*columns, rowid) in rowid order after `after_rowid`, `batch` rows at a time."""
+        """(*columns, rowid) in rowid order in (`after_rowid`, `until_rowid`], `batch` rows at a
+        time; None for either bound means from the first or up to the last."""
         cols = ", ".join(_quote(c.name) for c in table.copied)
-        where = "" if after_rowid is None else " WHERE rowid > ?"
-        params: tuple[Any, ...] = () if after_rowid is None else (after_rowid,)
+        bounds = [
+            (f"rowid {op} ?", value)
+            for op, value in ((">", after_rowid), ("<=", until_rowid))
+            if value is not None
+        ]
+        where = (" WHERE " + " AND ".join(b for b, _ in bounds)) if bounds else ""
+        params: tuple[Any, ...] = tuple(v for _, v in bounds)
         try:
             cursor = self.conn.execute(
                 f"SELECT {cols}, rowid FROM {_quote(table.name)}{where} ORDER BY rowid", params
@@ -171,6 +181,20 @@ class SqliteSource:
                 yield block
         except sqlite3.Error as error:
             raise self._map(error) from error
+
+    def chunk_end(self, table: str, after_rowid: int | None, rows: int) -> int | None:
+        """The rowid that ends a range of `rows` rows after `after_rowid` (fewer at the end of
+        the table), or None when no row follows it. Walks the rowid b-tree only."""
+        where = "" if after_rowid is None else " WHERE rowid > ?"
+        params: tuple[Any, ...] = () if after_rowid is None else (after_rowid,)
+        found = self.query(
+            f"SELECT rowid FROM {_quote(table)}{where} ORDER BY rowid LIMIT 1 OFFSET ?",
+            (*params, rows - 1),
+        )
+        if found:
+            return int(found[0][0])
+        last = self.query(f"SELECT max(rowid) FROM {_quote(table)}{where}", params)
+        return int(last[0][0]) if last and last[0][0] is not None else None
 
     def visit_values(self, table: str, column: str, visit: Callable[[Any], None]) -> None:
         """Call `visit` with every non-NULL value of `column` (TEXT as bytes), in one scan run by

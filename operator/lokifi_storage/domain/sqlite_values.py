@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import json.encoder
+import json.scanner
 import math
 import re
 import struct
@@ -89,17 +91,38 @@ _NUMBER_TEXT: Final = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _INT_TEXT: Final = re.compile(r"[+-]?\d+")
 
 
+_COPY_ESCAPES: Final = (
+    (b"\t", b"\\t"),
+    (b"\n", b"\\n"),
+    (b"\r", b"\\r"),
+    (b"\b", b"\\b"),
+    (b"\f", b"\\f"),
+    (b"\v", b"\\v"),
+)
+
+
 def copy_escape(data: bytes) -> bytes:
-    """Escape a text field for COPY's text format: backslash, tab, newline, carriage return."""
+    """Escape a text field for COPY's text format exactly as COPY TO writes it (backslash, and
+    the control characters it names by a letter), so that the verification can hash what the
+    server sends back byte for byte against what was sent."""
     if b"\\" in data:
         data = data.replace(b"\\", b"\\\\")
-    if b"\t" in data:
-        data = data.replace(b"\t", b"\\t")
-    if b"\n" in data:
-        data = data.replace(b"\n", b"\\n")
-    if b"\r" in data:
-        data = data.replace(b"\r", b"\\r")
+    for raw, escaped in _COPY_ESCAPES:
+        if raw in data:
+            data = data.replace(raw, escaped)
     return data
+
+
+def _needs_escape(value: bytes | bytearray) -> bool:
+    return (
+        b"\\" in value
+        or b"\t" in value
+        or b"\n" in value
+        or b"\r" in value
+        or b"\b" in value
+        or b"\f" in value
+        or b"\v" in value
+    )
 
 
 def _utf8(value: bytes | bytearray) -> bytes:
@@ -145,7 +168,7 @@ def _text(max_chars: int | None) -> Converter:
                 _utf8(value)
             elif b"\x00" in value:
                 raise Rejected("text contains a NUL byte, which PostgreSQL text cannot hold")
-            if b"\\" in value or b"\t" in value or b"\n" in value or b"\r" in value:
+            if _needs_escape(value):
                 return copy_escape(bytes(value))
             return value  # type: ignore[return-value]  # bytes-like: joined as it is
         if isinstance(value, bytes | bytearray):
@@ -479,8 +502,12 @@ def _parse_json(value: Any) -> Any:
         raise Rejected("JSON nested too deeply") from None
 
 
-_FLAT: Final = (str, int, bool, type(None))
-_JSONB_ENCODER: Final = json.JSONEncoder(separators=(", ", ": "), ensure_ascii=False).encode
+# The scanner json.loads uses (the C one when built), and the quoting JSONEncoder uses.
+_SCAN: Final[Callable[[str, int], tuple[Any, int]]] = json.scanner.make_scanner(
+    json.JSONDecoder()  # type: ignore[arg-type]  # typeshed types the class, not its argument
+)
+_STRING: Final = json.encoder.encode_basestring
+_JSON_SPACE: Final = " \t\n\r"
 
 
 def _ascii_key(key: str) -> tuple[int, str]:
@@ -489,20 +516,38 @@ def _ascii_key(key: str) -> tuple[int, str]:
 
 def _flat_jsonb(value: bytearray) -> bytes | None:
     """The app's metadata: one flat object with ASCII keys and string, integer, boolean or null
-    values. Printed by the C encoder with the keys in jsonb order; None for anything else."""
+    values, printed with the keys in jsonb order; None for anything else (then `jsonb_text`
+    decides). Calls the scanner and the string quoting of the json module directly: the
+    per-call set-up of json.loads and json.dumps costs more than the work on such objects."""
     if not value.isascii() or b"\\u" in value or value[:1] != b"{":
         return None
+    text = value.decode("ascii")
     try:
-        parsed = json.loads(value.decode("ascii"))
-    except ValueError:
+        parsed, end = _SCAN(text, 0)
+    except (ValueError, StopIteration):
+        return None
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
         return None
     if type(parsed) is not dict:
         return None
-    for item in parsed.values():
-        if type(item) not in _FLAT:
+    parts = []
+    for key in sorted(parsed, key=_ascii_key):
+        item = parsed[key]
+        kind = type(item)
+        if kind is str:
+            out = _STRING(item)
+        elif kind is int:
+            out = str(item)
+        elif item is True:
+            out = "true"
+        elif item is False:
+            out = "false"
+        elif item is None:
+            out = "null"
+        else:
             return None
-    keys = sorted(parsed, key=_ascii_key)
-    return copy_escape(_JSONB_ENCODER({k: parsed[k] for k in keys}).encode())
+        parts.append(_STRING(key) + ": " + out)
+    return copy_escape(("{" + ", ".join(parts) + "}").encode())
 
 
 def _jsonb(value: Any) -> bytes:

@@ -64,6 +64,15 @@ def sqlite(
     writers: Annotated[
         int, typer.Option(min=1, max=16, help="Connections loading chunks in parallel.")
     ] = 2,
+    converters: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=16,
+            help="Processes reading and converting rows; 0 (the default): one thread of this "
+            "process, which measured faster on a busy 2-core machine (bench/RESULTS.md).",
+        ),
+    ] = 0,
     busy_timeout_ms: Annotated[
         int, typer.Option(min=0, help="How long to wait for a lock on the SQLite file.")
     ] = 5_000,
@@ -106,6 +115,7 @@ def sqlite(
         dry_run=dry_run,
         chunk_rows=chunk_rows,
         writers=writers,
+        converters=converters,
         busy_timeout_ms=busy_timeout_ms,
         check_integrity=integrity_check,
         now=moment,

@@ -1,16 +1,21 @@
 """Rows of one SQLite table turned into COPY chunks: conversion, routing and the row digests.
 
-Runs in its own thread while the main thread COPYs the previous chunk, so converting in Python
-and loading in PostgreSQL overlap; the queue between them holds at most two chunks, which is
-what bounds memory whatever the file size.
+Ranges of rows are converted in a pool of processes while the writers COPY earlier chunks, so
+converting in Python and loading in PostgreSQL overlap and the conversion is not held to one
+core by the interpreter lock; a thread of the main process hands the results to the writers in
+the order the ranges follow each other.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import queue
 import threading
+from collections import deque
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lokifi_storage.clients.migrate_target import FIRST_ROWID, Chunk, Reject, RouteRows
@@ -20,7 +25,14 @@ from lokifi_storage.domain.migrate_schema import SourceTable, TargetTable
 from lokifi_storage.domain.partitions.catalog import QName
 from lokifi_storage.domain.sqlite_values import Converter, Rejected, converter_for, float_bits
 
-__all__ = ["ChunkProducer", "RowConverter", "row_digest"]
+__all__ = [
+    "ChunkProducer",
+    "ConvertSetup",
+    "RowConverter",
+    "close_sources",
+    "conversion_pool",
+    "row_digest",
+]
 
 NULL = b"\\N"
 PREVIEW_CHARS = 200
@@ -152,28 +164,115 @@ class RowConverter:
         return _Block(routes, rejects, rowid, size)
 
 
-class ChunkProducer:
-    """Reads and converts in a thread; writers take chunks with `next()` until it returns None.
+@dataclass(frozen=True)
+class ConvertSetup:
+    """What a conversion process needs to read and convert one table: plain, picklable data
+    (the converters themselves are rebuilt in the process)."""
 
-    Resuming, it starts after `after_rowid` and leaves out the rows of `skip`, the ranges that
-    chunks committed beyond it (several writers finish out of order)."""
+    sqlite_path: Path
+    busy_timeout_ms: int
+    source: SourceTable
+    target: TargetTable
+    archive: QName | None
+    router: ArchiveRouter | None
+    hashed: bool
+    skip: tuple[tuple[int, int], ...]
+    chunk_bytes: int
+
+
+@dataclass
+class _Converted:
+    """One range's rows, converted in a process: (after_rowid, last_rowid] and what it holds."""
+
+    routes: dict[QName, RouteRows]
+    rejects: list[Reject]
+    last_rowid: int
+
+
+_opened: dict[Path, SqliteSource] = {}  # a conversion process's connection, per file
+
+
+def _convert_range(setup: ConvertSetup, after: int | None, until: int) -> _Converted:
+    """Runs in a conversion process: the rows of (after, until] read from the process's own
+    read-only connection and converted, stopping early once `chunk_bytes` are reached (the
+    caller asks again for the rest)."""
+    source = _opened.get(setup.sqlite_path)
+    if source is None:
+        source = _opened[setup.sqlite_path] = SqliteSource(
+            setup.sqlite_path, busy_timeout_ms=setup.busy_timeout_ms
+        )
+    converter = RowConverter(
+        setup.source,
+        setup.target,
+        archive=setup.archive,
+        router=setup.router,
+        hashed=setup.hashed,
+    )
+    routes: dict[QName, RouteRows] = {}
+    rejects: list[Reject] = []
+    last = after if after is not None else FIRST_ROWID
+    size = 0
+    skip = setup.skip
+    for fetched in source.rows(setup.source, after, 5000, until_rowid=until):
+        last = fetched[-1][-1]
+        if skip:
+            fetched = [row for row in fetched if not any(a < row[-1] <= b for a, b in skip)]
+        block = converter.block(fetched)
+        rejects.extend(block.rejects)
+        for relation, part in block.routes.items():
+            into = routes.setdefault(relation, RouteRows())
+            into.lines.extend(part.lines)
+            into.rowids.extend(part.rowids)
+            into.hashes.extend(part.hashes)
+        size += block.size
+        if size >= setup.chunk_bytes:
+            break
+    return _Converted(routes, rejects, last)
+
+
+def conversion_pool(processes: int) -> Executor:
+    """Processes that read and convert ranges of rows, each with its own SQLite connection:
+    conversion is Python work, which one process's threads cannot spread over several cores.
+    Started fresh ("spawn"): the parent holds threads and open connections a fork would copy.
+    With 0, one thread of this process does it (less memory and start-up, one core)."""
+    if processes <= 0:
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrate-convert")
+    return ProcessPoolExecutor(
+        max_workers=processes, mp_context=multiprocessing.get_context("spawn")
+    )
+
+
+def close_sources() -> None:
+    """Close the connections a conversion thread of this process opened."""
+    while _opened:
+        _opened.popitem()[1].close()
+
+
+class ChunkProducer:
+    """Cuts the table into ranges of `chunk_rows` rowids and has `pool` convert them, a few
+    ranges ahead of the writers; writers take chunks with `next()` until it returns None.
+
+    The ranges in flight (at most `ahead`) and the queue (two chunks) bound memory whatever
+    the file size. Resuming, it starts after `after_rowid` and leaves out the rows of `skip`,
+    the ranges that chunks committed beyond it (several writers finish out of order)."""
 
     def __init__(
         self,
         source: SqliteSource,
-        converter: RowConverter,
+        pool: Executor,
+        setup: ConvertSetup,
         *,
         after_rowid: int | None,
         chunk_rows: int,
-        chunk_bytes: int,
-        skip: tuple[tuple[int, int], ...] = (),
+        ahead: int,
     ) -> None:
         self.source = source
-        self.converter = converter
+        self.pool = pool
+        self.setup = setup
         self.after_rowid = after_rowid
         self.chunk_rows = chunk_rows
-        self.chunk_bytes = chunk_bytes
-        self.skip = skip
+        self.ahead = max(ahead, 1)
+        self.columns = tuple(c.name for c in setup.source.copied)
         self.queue: queue.Queue[Chunk | BaseException | None] = queue.Queue(maxsize=2)
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="migrate-convert", daemon=True)
@@ -187,55 +286,48 @@ class ChunkProducer:
                 continue
         return False
 
-    def _chunk(self, blocks: list[_Block], after: int) -> Chunk:
-        routes: dict[QName, RouteRows] = {}
-        rejects: list[Reject] = []
-        for block in blocks:
-            rejects.extend(block.rejects)
-            for relation, rows in block.routes.items():
-                into = routes.setdefault(relation, RouteRows())
-                into.lines.extend(rows.lines)
-                into.rowids.extend(rows.rowids)
-                into.hashes.extend(rows.hashes)
-        c = self.converter
+    def _chunk(self, after: int | None, converted: _Converted) -> Chunk:
+        setup = self.setup
         return Chunk(
-            source_table=c.source.name,
-            target=c.target.qname,
-            columns=c.columns,
-            after_rowid=after,
-            last_rowid=blocks[-1].last_rowid,
-            routes=routes,
-            rejects=rejects,
-            key_column=c.key_column,
-            hashed=c.hashed,
+            source_table=setup.source.name,
+            target=setup.target.qname,
+            columns=self.columns,
+            after_rowid=FIRST_ROWID if after is None else after,
+            last_rowid=converted.last_rowid,
+            routes=converted.routes,
+            rejects=converted.rejects,
+            key_column=setup.source.rowid_alias or "rowid",
+            hashed=setup.hashed,
         )
-
-    def _unskipped(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-        return [row for row in rows if not any(a < row[-1] <= b for a, b in self.skip)]
 
     def _run(self) -> None:
         try:
-            blocks: list[_Block] = []
-            rows = size = 0
-            after = FIRST_ROWID if self.after_rowid is None else self.after_rowid
-            batch = min(5000, self.chunk_rows)
-            for fetched in self.source.rows(self.converter.source, self.after_rowid, batch):
-                if self.stop.is_set():
+            pending: deque[tuple[int | None, int, Future[_Converted]]] = deque()
+            start = self.after_rowid
+            exhausted = False
+            table = self.setup.source.name
+            while not self.stop.is_set():
+                while not exhausted and len(pending) < self.ahead:
+                    end = self.source.chunk_end(table, start, self.chunk_rows)
+                    if end is None:
+                        exhausted = True
+                        break
+                    pending.append(
+                        (start, end, self.pool.submit(_convert_range, self.setup, start, end))
+                    )
+                    start = end
+                if not pending:
+                    self._put(None)
                     return
-                last = fetched[-1][-1]
-                block = self.converter.block(self._unskipped(fetched) if self.skip else fetched)
-                block.last_rowid = last
-                blocks.append(block)
-                rows += len(fetched)
-                size += block.size
-                if rows >= self.chunk_rows or size >= self.chunk_bytes:
-                    if not self._put(self._chunk(blocks, after)):
-                        return
-                    after = last
-                    blocks, rows, size = [], 0, 0
-            if blocks and not self._put(self._chunk(blocks, after)):
-                return
-            self._put(None)
+                after, end, future = pending.popleft()
+                converted = future.result()
+                if converted.last_rowid < end:  # stopped at chunk_bytes: the rest next
+                    rest = converted.last_rowid
+                    pending.appendleft(
+                        (rest, end, self.pool.submit(_convert_range, self.setup, rest, end))
+                    )
+                if not self._put(self._chunk(after, converted)):
+                    return
         except BaseException as error:  # handed to a writer, which raises it
             self._put(error)
 

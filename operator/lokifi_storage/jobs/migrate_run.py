@@ -8,8 +8,9 @@ Order of work, each step finished before the next starts:
      for the declared ones), then their partitions for the whole time range of the data, made
      and archived by the partition planner as a reconcile would (domain/migrate_plan.py);
   3. rows in rowid order, chunk by chunk, each chunk one transaction with its checkpoint;
-  4. sequences set past the loaded maximum, SQLite's indexes and foreign keys on the tables
-     this run created;
+  4. sequences set past the loaded maximum; on the tables this run created, the primary key
+     and the declared indexes (left out of steps 2-3 when that is safe, jobs/migrate_keys.py),
+     SQLite's indexes and foreign keys;
   5. verification (default on): per table, the source's row count equals rows copied plus rows
      rejected, and count and digest of the target equal those of the converted source rows.
 """
@@ -20,7 +21,8 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lokifi_storage.api.spec import TableSpec
@@ -42,6 +44,7 @@ from lokifi_storage.domain.migrate_plan import (
 )
 from lokifi_storage.domain.migrate_schema import (
     SourceTable,
+    TargetColumn,
     TargetTable,
     compatibility_problems,
     load_order,
@@ -63,7 +66,21 @@ from lokifi_storage.domain.partitions.catalog import (
 )
 from lokifi_storage.domain.partitions.catalog_query import request_for
 from lokifi_storage.domain.partitions.plan import plan_table
-from lokifi_storage.jobs.migrate_convert import ChunkProducer, RowConverter
+from lokifi_storage.jobs.migrate_convert import (
+    ChunkProducer,
+    ConvertSetup,
+    RowConverter,
+    close_sources,
+    conversion_pool,
+)
+from lokifi_storage.jobs.migrate_keys import (
+    Statement,
+    defers_primary_key,
+    index_builds,
+    primary_key_statements,
+    run_parallel,
+    share_out,
+)
 from lokifi_storage.jobs.migrate_progress import RowProgress
 from lokifi_storage.jobs.outcome import JobError
 from lokifi_storage.jobs.progress import Reporter
@@ -109,6 +126,7 @@ class MigrateOptions:
     chunk_rows: int = 20_000
     chunk_bytes: int = 32 * 1024 * 1024
     writers: int = 2
+    converters: int = 0  # processes reading and converting rows (0: a thread of this one)
     busy_timeout_ms: int = 5_000
     check_integrity: bool = True
     now: dt.datetime | None = None
@@ -162,6 +180,16 @@ class _Table:
     buckets: dict[dt.datetime, int] = field(default_factory=dict)
     archive: QName | None = None
     router: ArchiveRouter | None = None
+    key: tuple[str, ...] = ()  # the primary key a created table gets
+    owned: bool = False  # created by this migration (now or by an earlier run)
+
+    @property
+    def deferred_spec(self) -> TableSpec | None:
+        """The spec the partitions are made with before the rows: without its indexes when
+        the table is the migration's own (they are built after the rows)."""
+        if self.spec is None or not self.owned or not self.spec.indexes:
+            return self.spec
+        return self.spec.model_copy(update={"indexes": []})
 
     @property
     def relations(self) -> list[QName]:
@@ -270,8 +298,9 @@ def _decide(
             if spec is not None and spec.archive is not None
             else None
         )
+        planned = planned_target(table, qname, spec)
         if existing is None:
-            decided = planned_target(table, qname, spec)
+            decided = planned
         else:
             decided = existing
             problems.extend(compatibility_problems(table, existing))
@@ -296,7 +325,19 @@ def _decide(
             if spec is not None and spec.partitionBy is not None
             else {}
         )
-        out.append(_Table(table, spec, decided, source.count(table.name), buckets, archive))
+        point = checkpoints.get(table.name)
+        out.append(
+            _Table(
+                table,
+                spec,
+                decided,
+                source.count(table.name),
+                buckets,
+                archive,
+                key=planned.primary_key,
+                owned=existing is None or (point is not None and point.created),
+            )
+        )
     if problems:
         raise MigrateError("; ".join(problems), EXIT_INCOMPATIBLE)
     return out
@@ -321,12 +362,15 @@ def _virtual_observed(table: _Table) -> ObservedTable:
 
 
 def _partition_actions(
-    table: _Table, observed: ObservedTable, now: dt.datetime, database: str
+    table: _Table,
+    observed: ObservedTable,
+    now: dt.datetime,
+    database: str,
+    spec: TableSpec | None = None,
 ) -> list[Action]:
-    assert table.spec is not None
-    plan = plan_table(
-        table.spec, with_pending_buckets(observed, table.buckets), now, database=database
-    )
+    spec = spec or table.spec
+    assert spec is not None
+    plan = plan_table(spec, with_pending_buckets(observed, table.buckets), now, database=database)
     if plan.problems:
         raise MigrateError(
             "; ".join(f"{table.target.qname}: {p.message}" for p in plan.problems),
@@ -339,11 +383,12 @@ def _partition_actions(
 def _make_partitions(
     db: PartitionDatabase, table: _Table, now: dt.datetime, reporter: Reporter
 ) -> None:
-    assert table.spec is not None
+    spec = table.deferred_spec
+    assert spec is not None
     created = archived = 0
     for _ in range(MAX_PARTITION_PASSES):
-        observed = db.observe(request_for([table.spec]))[table.spec.name]
-        actions = _partition_actions(table, observed, now, db.database)
+        observed = db.observe(request_for([spec]))[spec.name]
+        actions = _partition_actions(table, observed, now, db.database, spec)
         if not actions:
             break
         for action in actions:
@@ -362,7 +407,7 @@ def _make_partitions(
             f"{table.target.qname}: {created} partitions made, {archived} of them archived "
             f"to {table.archive}"
         )
-    observed = db.observe(request_for([table.spec]))[table.spec.name]
+    observed = db.observe(request_for([spec]))[spec.name]
     ranges: list[TimeRange] = []
     if observed.archive is not None:
         for child in observed.archive.children:
@@ -428,7 +473,12 @@ def run_migrate(options: MigrateOptions, reporter: Reporter) -> MigrateSummary:
                     summary.tables.append(result)
                     if not table.target.exists:
                         target.create_table(
-                            create_table(table.target), table.source.name, table.target.qname
+                            create_table(
+                                table.target,
+                                with_primary_key=not defers_primary_key(table.source, table.target),
+                            ),
+                            table.source.name,
+                            table.target.qname,
                         )
                         reporter.info(f"created {table.target.qname}")
                     if table.spec is not None and table.spec.partitionBy is not None:
@@ -439,23 +489,30 @@ def run_migrate(options: MigrateOptions, reporter: Reporter) -> MigrateSummary:
                 MigrateTarget.open(options.url) for _ in range(options.writers - 1)
             ]
             try:
-                with RowProgress(reporter, total, done) as progress:
-                    for table in decided:
-                        _load(source, writers, table, options, progress, reporter)
+                pool = conversion_pool(options.converters)
+                try:
+                    with RowProgress(reporter, total, done) as progress:
+                        for table in decided:
+                            _load(source, pool, writers, table, options, progress, reporter)
+                finally:
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    close_sources()
+                checkpoints = target.checkpoints()
+                with open_partition_database(options.url) as db:
+                    for table, result in zip(decided, summary.tables, strict=True):
+                        point = checkpoints[table.source.name]
+                        result.copied, result.rejected = point.rows_copied, point.rows_rejected
+                        result.created = point.created
+                        _finish_table(db, writers, table, point.created, now, reporter)
+                created_now = {r.source for r in summary.tables if r.created}
+                summary.warnings.extend(_foreign_keys(target, decided, created_now, reporter))
+                if options.verify:
+                    for table, result in zip(decided, summary.tables, strict=True):
+                        point = checkpoints[table.source.name]
+                        _verify(source, writers, table, point, result, reporter)
             finally:
                 for extra in writers[1:]:
                     extra.close()
-            checkpoints = target.checkpoints()
-            for table, result in zip(decided, summary.tables, strict=True):
-                point = checkpoints[table.source.name]
-                result.copied, result.rejected = point.rows_copied, point.rows_rejected
-                result.created = point.created
-                _finish_table(target, table, point.created, reporter)
-            created_now = {r.source for r in summary.tables if r.created}
-            summary.warnings.extend(_foreign_keys(target, decided, created_now, reporter))
-            if options.verify:
-                for table, result in zip(decided, summary.tables, strict=True):
-                    _verify(source, target, table, checkpoints[table.source.name], result, reporter)
         finally:
             target.close()
     except ClientError as error:
@@ -468,6 +525,7 @@ def run_migrate(options: MigrateOptions, reporter: Reporter) -> MigrateSummary:
 
 def _load(
     source: SqliteSource,
+    pool: Executor,
     writers: list[MigrateTarget],
     table: _Table,
     options: MigrateOptions,
@@ -483,17 +541,25 @@ def _load(
     if point is None:
         target.start_table(table.source.name, table.target.qname)
     hashed = options.verify and (point is None or point.digest is not None)
-    converter = RowConverter(
-        table.source, table.target, archive=table.archive, router=table.router, hashed=hashed
-    )
     after, skip = point.resume_point() if point is not None else (None, ())
+    setup = ConvertSetup(
+        sqlite_path=options.sqlite_path,
+        busy_timeout_ms=options.busy_timeout_ms,
+        source=table.source,
+        target=table.target,
+        archive=table.archive,
+        router=table.router,
+        hashed=hashed,
+        skip=skip,
+        chunk_bytes=options.chunk_bytes,
+    )
     producer = ChunkProducer(
         source,
-        converter,
+        pool,
+        setup,
         after_rowid=after,
         chunk_rows=options.chunk_rows,
-        chunk_bytes=options.chunk_bytes,
-        skip=skip,
+        ahead=options.converters + 1,
     )
     progress.table(str(table.target.qname))
     failures: list[BaseException] = []
@@ -539,7 +605,17 @@ def _load(
     target.finish_table(table.source.name)
 
 
-def _finish_table(target: MigrateTarget, table: _Table, created: bool, reporter: Reporter) -> None:
+def _finish_table(
+    db: PartitionDatabase,
+    connections: list[MigrateTarget],
+    table: _Table,
+    created: bool,
+    now: dt.datetime,
+    reporter: Reporter,
+) -> None:
+    """Sequences; and on a table this migration created, what was left out of the load: the
+    primary key, the spec's indexes on its partitions, SQLite's indexes on a plain table."""
+    target = connections[0]
     observed = target.observe(table.target.qname)
     serial = [c.name for c in observed.columns if c.serial] if observed else []
     if serial:
@@ -547,11 +623,55 @@ def _finish_table(target: MigrateTarget, table: _Table, created: bool, reporter:
             set_sequences(table.target.qname, table.relations, serial),
             f"setting the sequences of {table.target.qname}",
         )
-    if created and table.target.partition_column is None:
-        for index in table.source.indexes:
-            target.execute(
-                index_statement(table.target.qname, index), f"creating index {index.name}"
+    if not created:
+        return
+    started = time.monotonic()
+    built = 0
+    spec = table.spec if table.spec is not None and table.spec.partitionBy else None
+    if defers_primary_key(table.source, replace(table.target, primary_key=table.key)):
+        tree = db.observe(request_for([spec]))[spec.name] if spec is not None else None
+        first, then = primary_key_statements(
+            target,
+            table.target.qname,
+            tree.relation if tree else None,
+            tree.archive if tree else None,
+            table.key,
+        )
+        run_parallel(connections, first)
+        for statement in then:
+            target.execute(statement.sql, statement.what)
+        built += len(first) + len(then)
+    if spec is not None and spec.indexes:
+        for _ in range(MAX_PARTITION_PASSES):
+            observed_table = db.observe(request_for([spec]))[spec.name]
+            actions = _partition_actions(table, observed_table, now, db.database)
+            if not actions:
+                break
+            builds, rest = index_builds(actions)
+            run_parallel(connections, builds)
+            built += len(builds)
+            for action in rest:
+                try:
+                    db.apply(action)
+                except ClientError as error:
+                    raise MigrateError(f"{table.target.qname}: {error.message}") from error
+        else:
+            raise MigrateError(
+                f"{table.target.qname}: indexes still planned after {MAX_PARTITION_PASSES} passes"
             )
+    if table.target.partition_column is None:
+        statements = [
+            Statement(index_statement(table.target.qname, index), f"creating index {index.name}")
+            for index in table.source.indexes
+            if not target.relation_exists(QName(table.target.qname.schema, index.name))
+        ]
+        run_parallel(connections, statements)
+        built += len(statements)
+    if built:
+        reporter.info(
+            f"{table.target.qname}: primary key and indexes built after the rows "
+            f"({built} statements, {time.monotonic() - started:.1f}s)"
+        )
 
 
 def _foreign_keys(
@@ -595,19 +715,33 @@ def _foreign_keys(
     return warnings
 
 
+def _target_digest(
+    connections: list[MigrateTarget], relations: list[QName], columns: list[TargetColumn]
+) -> tuple[int, int]:
+    """Count and digest over every leaf of `relations`, the leaves (one COPY TO each) shared
+    out among the connections."""
+    sums = share_out(
+        connections, connections[0].leaves(relations), lambda c, leaf: c.digest(leaf, columns)
+    )
+    return sum(c for c, _ in sums), sum(d for _, d in sums)
+
+
 def _verify(
     source: SqliteSource,
-    target: MigrateTarget,
+    connections: list[MigrateTarget],
     table: _Table,
     point: Checkpoint,
     result: TableResult,
     reporter: Reporter,
 ) -> None:
+    target = connections[0]
     expected_digest = point.digest
     if expected_digest is None:
         expected_digest = _source_digest(source, table, target)
     columns = [table.target.column(c.name) for c in table.source.copied]
-    count, digest = target.digest(table.relations, [c for c in columns if c is not None])
+    count, digest = _target_digest(
+        connections, table.relations, [c for c in columns if c is not None]
+    )
     problems = []
     if table.rows != point.rows_copied + point.rows_rejected:
         problems.append(
