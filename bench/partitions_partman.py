@@ -1,9 +1,9 @@
 """Partition maintenance: ours against pg_partman 4.7 on the same PostgreSQL 15 server.
 
-    .venv/bin/python bench/partitions_partman.py --months 120 --runs 5
+    .venv/bin/python bench/partitions_partman.py --months 120 --runs 5 --rounds 3
 
-Two databases of one private server (bench/pgbench_server.py), each with the seed's empty
-`ai_messages` table and its two indexes (user/thread/time B-tree, full-text GIN):
+Two databases per round on one private server (bench/pgbench_server.py), each with the seed's
+empty `ai_messages` table and its two indexes (user/thread/time B-tree, full-text GIN):
 
 - create: 10 years of monthly partitions (the current month and 119 ahead) plus a DEFAULT
   partition. Ours: one reconcile with `premake: 119`. pg_partman: `partman.create_parent(...,
@@ -12,9 +12,11 @@ Two databases of one private server (bench/pgbench_server.py), each with the see
 - no-op maintenance: the same again when nothing is due. Ours: a reconcile (its statements are
   counted: only reads); pg_partman: `partman.run_maintenance('public.ai_messages')`.
 
-Times are on an open connection (connecting is not counted for either); no-op times are the
-median of --runs runs. Ratios are pg_partman / ours (above 1: ours is faster). While each side
-creates its partitions, a second session keeps reading the table (`SELECT count(*) FROM
+The machine is shared, so the two sides take turns: within a round the side that creates first
+alternates, and the no-op runs alternate one of ours, one of pg_partman's. Times are on an open
+connection (connecting is not counted for either); no-op times are the median of --runs runs.
+Ratios are pg_partman / ours (above 1: ours is faster), per round and their median. While each
+side creates its partitions, a second session keeps reading the table (`SELECT count(*) FROM
 ai_messages` every 5 ms) and the longest a read took is reported: that is what the application
 feels.
 """
@@ -27,7 +29,7 @@ import statistics
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import psycopg
@@ -89,10 +91,8 @@ def reader_stalls(url: str) -> Iterator[list[float]]:
         thread.join()
 
 
-def ours(url: str, premake: int, runs: int, now: dt.datetime) -> dict[str, Any]:
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SCHEMA)
-    table = TableSpec.model_validate(
+def table_spec(premake: int) -> TableSpec:
+    return TableSpec.model_validate(
         {
             "name": "ai_messages",
             "partitionBy": {"column": "created_at", "interval": "month"},
@@ -100,6 +100,14 @@ def ours(url: str, premake: int, runs: int, now: dt.datetime) -> dict[str, Any]:
             "indexes": [THREAD_INDEX, SEARCH_INDEX],
         }
     )
+
+
+@contextmanager
+def ours(url: str, premake: int, now: dt.datetime) -> Iterator[dict[str, Any]]:
+    """Create with our reconciler; yields the figures and a no-op pass to time."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+    table = table_spec(premake)
     with open_partition_database(url) as db:
         with reader_stalls(url) as reads:
             started = time.monotonic()
@@ -107,25 +115,29 @@ def ours(url: str, premake: int, runs: int, now: dt.datetime) -> dict[str, Any]:
             create = time.monotonic() - started
         assert not outcome.failures, outcome.failures
         create_writes = len(db.writes)
-        noops = []
-        for _ in range(runs):
+
+        def noop() -> float:
             before = len(db.writes)
             started = time.monotonic()
             again = reconcile_tables(db, [table], now)
-            noops.append(time.monotonic() - started)
+            took = time.monotonic() - started
             assert len(db.writes) == before
             assert again.done == []
-    return {
-        "create": create,
-        "noop": statistics.median(noops),
-        "stall": max(reads),
-        "writes": create_writes,
-        "partitions": count_partitions(url),
-        "indexes": count_indexes(url),
-    }
+            return took
+
+        yield {
+            "create": create,
+            "stall": max(reads),
+            "writes": create_writes,
+            "partitions": count_partitions(url),
+            "indexes": count_indexes(url),
+            "noop": noop,
+        }
 
 
-def partman(url: str, premake: int, runs: int, now: dt.datetime) -> dict[str, Any]:
+@contextmanager
+def partman(url: str, premake: int, now: dt.datetime) -> Iterator[dict[str, Any]]:
+    """Create with pg_partman; yields the figures and a no-op maintenance to time."""
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(SCHEMA)
@@ -144,51 +156,90 @@ def partman(url: str, premake: int, runs: int, now: dt.datetime) -> dict[str, An
                 (premake, start.strftime("%Y-%m-%d %H:%M:%S+00")),
             )
             create = time.monotonic() - started
-        noops = []
-        for _ in range(runs):
+
+        def noop() -> float:
             started = time.monotonic()
             conn.execute("SELECT partman.run_maintenance('public.ai_messages')")
-            noops.append(time.monotonic() - started)
-    return {
-        "create": create,
-        "noop": statistics.median(noops),
-        "stall": max(reads),
-        "version": version,
-        "partitions": count_partitions(url),
-        "indexes": count_indexes(url),
-    }
+            return time.monotonic() - started
+
+        yield {
+            "create": create,
+            "stall": max(reads),
+            "version": version,
+            "partitions": count_partitions(url),
+            "indexes": count_indexes(url),
+            "noop": noop,
+        }
+
+
+def one_round(
+    server: str, round_no: int, months: int, runs: int, now: dt.datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Both sides on fresh databases; the side that creates first alternates by round."""
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE bench_ours_{round_no}")
+        conn.execute(f"CREATE DATABASE bench_partman_{round_no}")
+    sides = [
+        lambda: ours(with_database(server, f"bench_ours_{round_no}"), months - 1, now),
+        lambda: partman(with_database(server, f"bench_partman_{round_no}"), months - 1, now),
+    ]
+    order = [0, 1] if round_no % 2 else [1, 0]
+    with ExitStack() as stack:
+        figures: list[dict[str, Any]] = [{}, {}]
+        for i in order:
+            figures[i] = stack.enter_context(sides[i]())
+        noops: list[list[float]] = [[], []]
+        for _ in range(runs):
+            for i in order:
+                noops[i].append(figures[i]["noop"]())
+        for i in (0, 1):
+            figures[i]["noop"] = statistics.median(noops[i])
+    return figures[0], figures[1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--months", type=int, default=120, help="Monthly partitions to make.")
     parser.add_argument("--runs", type=int, default=5, help="No-op maintenance runs (median).")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds, fresh databases each.")
     args = parser.parse_args()
     now = dt.datetime.now(dt.UTC)
+    ratios: dict[str, list[float]] = {"create": [], "noop": [], "stall": []}
     with bench_server() as server:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute("CREATE DATABASE bench_ours")
-            conn.execute("CREATE DATABASE bench_partman")
-        mine = ours(with_database(server, "bench_ours"), args.months - 1, args.runs, now)
-        theirs = partman(with_database(server, "bench_partman"), args.months - 1, args.runs, now)
-    print(f"pg_partman {theirs['version']}; {args.months} monthly partitions + DEFAULT, 2 indexes")
+        for round_no in range(1, args.rounds + 1):
+            mine, theirs = one_round(server, round_no, args.months, args.runs, now)
+            first = "ours" if round_no % 2 else "pg_partman"
+            print(
+                f"round {round_no} ({first} created first); pg_partman {theirs['version']}; "
+                f"{args.months} monthly partitions + DEFAULT, 2 indexes"
+            )
+            print(
+                f"  create   ours {mine['create']:7.3f} s ({mine['partitions']} partitions, "
+                f"{mine['indexes']} valid partition indexes, {mine['writes']} statements)   "
+                f"pg_partman {theirs['create']:7.3f} s ({theirs['partitions']} partitions, "
+                f"{theirs['indexes']} valid partition indexes)"
+            )
+            print(
+                f"  no-op    ours {mine['noop'] * 1000:7.1f} ms (0 statements that change "
+                f"anything)   pg_partman {theirs['noop'] * 1000:7.1f} ms"
+            )
+            print(
+                f"  longest read of the table while partitions were made: ours "
+                f"{mine['stall'] * 1000:.1f} ms, pg_partman {theirs['stall'] * 1000:.1f} ms"
+            )
+            for key in ratios:
+                ratios[key].append(theirs[key] / mine[key])
+            print(
+                f"  ratios (pg_partman/ours): create {ratios['create'][-1]:.2f}x, "
+                f"no-op {ratios['noop'][-1]:.2f}x, longest read stall {ratios['stall'][-1]:.1f}x",
+                flush=True,
+            )
     print(
-        f"create   ours {mine['create']:7.3f} s ({mine['partitions']} partitions, "
-        f"{mine['indexes']} valid partition indexes, {mine['writes']} statements)   "
-        f"pg_partman {theirs['create']:7.3f} s ({theirs['partitions']} partitions, "
-        f"{theirs['indexes']} valid partition indexes)"
+        f"median ratios over {args.rounds} rounds (pg_partman/ours): "
+        f"create {statistics.median(ratios['create']):.2f}x, "
+        f"no-op {statistics.median(ratios['noop']):.2f}x, "
+        f"longest read stall {statistics.median(ratios['stall']):.1f}x"
     )
-    print(
-        f"no-op    ours {mine['noop'] * 1000:7.1f} ms (0 statements that change anything)   "
-        f"pg_partman {theirs['noop'] * 1000:7.1f} ms"
-    )
-    print(
-        f"longest read of the table while partitions were made: ours "
-        f"{mine['stall'] * 1000:.1f} ms, pg_partman {theirs['stall'] * 1000:.1f} ms"
-    )
-    print(f"ratio create (pg_partman/ours): {theirs['create'] / mine['create']:.2f}x")
-    print(f"ratio no-op  (pg_partman/ours): {theirs['noop'] / mine['noop']:.2f}x")
-    print(f"ratio longest read stall (pg_partman/ours): {theirs['stall'] / mine['stall']:.1f}x")
 
 
 if __name__ == "__main__":

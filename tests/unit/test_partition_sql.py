@@ -80,7 +80,7 @@ def test_new_partition_moves_default_rows_and_attaches_in_one_transaction() -> N
     (step,) = steps_for(create_january())
     assert step.transaction
     lines = texts(step)
-    assert lines[0] == 'LOCK TABLE "public"."ai_messages" IN SHARE ROW EXCLUSIVE MODE'
+    assert lines[0] == 'LOCK TABLE ONLY "public"."ai_messages" IN SHARE ROW EXCLUSIVE MODE'
     lines.pop(0)
     assert lines[0] == 'LOCK TABLE "public"."ai_messages_default" IN SHARE ROW EXCLUSIVE MODE'
     assert lines[1].startswith(

@@ -17,14 +17,16 @@ Messages are built from host, port, database and relation names only: never the 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg import sql
+from psycopg import pq, sql
 from psycopg.rows import dict_row
 
 from lokifi_storage.api.conditions import Reason
@@ -36,9 +38,10 @@ from lokifi_storage.clients.postgres.connection import (
     translated,
 )
 from lokifi_storage.domain.partitions.actions import Action
-from lokifi_storage.domain.partitions.catalog import ObservedTable, QName
+from lokifi_storage.domain.partitions.catalog import ObservedRelation, ObservedTable, QName
 from lokifi_storage.domain.partitions.catalog_query import (
     CATALOG_QUERY,
+    FINGERPRINT_QUERY,
     CatalogRequest,
     bucket_queries,
 )
@@ -63,6 +66,43 @@ Conn = psycopg.Connection[Any]
 # The first half of the two-key advisory lock of partition work ('LKSP'); the second half is
 # hashtext('<schema>.<table>').
 PARTITION_LOCK_CLASS = 0x4C4B5350
+
+
+Trees = dict[QName, tuple[ObservedRelation, int]]
+
+
+class CatalogCache:
+    """The trees of the last observation per server and request, with its fingerprint.
+
+    Deparsing every bound and rebuilding every relation is the cost of observing a table of
+    thousands of partitions, and a resync almost always finds the catalog as it left it. The
+    fingerprint (catalog_query.FINGERPRINT_QUERY) changes with any row the catalog query reads,
+    so equal fingerprints give the trees back; it is read before the trees it is stored with,
+    so a change in between only costs one more full observation. Bounded, oldest dropped.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str], tuple[tuple[int, str], Trees]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str], fingerprint: tuple[int, str]) -> Trees | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] != fingerprint:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: tuple[str, str], fingerprint: tuple[int, str], trees: Trees) -> None:
+        with self._lock:
+            self._entries[key] = (fingerprint, trees)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
+CATALOG_CACHE = CatalogCache()
 
 
 class PartitionDatabase:
@@ -161,12 +201,41 @@ class PartitionDatabase:
             if not self._run(statement):
                 return
 
+    def _run_batch(self, step: Step, timeout_ms: int) -> None:
+        """A transactional step of plain statements in one round trip: BEGIN, the settings,
+        the statements and COMMIT as one simple query. The server stops at the first error,
+        leaving the transaction aborted; it is rolled back here, so nothing of it remains.
+        Every statement passes the fence before any is sent, as the COMMIT does."""
+        settings: list[sql.Composable] = [
+            sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{timeout_ms}ms")),
+        ]
+        if not step.flush_commit:
+            settings.append(sql.SQL("SET LOCAL synchronous_commit = off"))
+        texts = [self._text(s) for s in step.statements if isinstance(s, sql.Composable)]
+        if self.before_write is not None:
+            for text in texts:
+                self.before_write(text)
+            self.before_write("COMMIT")  # refused: nothing of the step is sent
+        head = [self._text(s) for s in settings]
+        self.statements.extend([*head, *texts])
+        self.writes.extend(texts)
+        try:
+            self.conn.execute(";\n".join(["BEGIN", *head, *texts, "COMMIT"]), prepare=False)
+        except BaseException:
+            if self.conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                with suppress(psycopg.Error):
+                    self.conn.execute("ROLLBACK")
+            raise
+
     def run_step(self, step: Step, what: str) -> None:
         """Run one step with lock_timeout and retries; raise the clients' error tree."""
         timeout = step.lock_timeout_ms or self.lock_timeout_ms
+        batch = step.transaction and all(isinstance(s, sql.Composable) for s in step.statements)
         for attempt in range(1, self.attempts + 1):
             try:
-                if step.transaction:
+                if batch:
+                    self._run_batch(step, timeout)
+                elif step.transaction:
                     with self.conn.transaction():
                         self._set_lock_timeout(timeout, local=True)
                         self._run_all(step.statements)
@@ -299,20 +368,28 @@ class PartitionDatabase:
     # -- observation --------------------------------------------------------------------------
 
     def observe(self, request: CatalogRequest) -> dict[str, ObservedTable]:
-        """The catalog query, then exact DEFAULT counts where the DEFAULT has pages."""
-        with (
-            translated(self.where, "catalog query", reason=Reason.PARTITION_ACTION_FAILED),
-            self.conn.cursor(row_factory=dict_row) as cur,
-        ):
-            text = self._text(CATALOG_QUERY)
-            self.statements.append(text)
-            rows = cur.execute(CATALOG_QUERY, request.params()).fetchall()
-        trees = build_trees(rows)
+        """The catalog's trees (reused while the fingerprint is unchanged, see
+        CatalogCache), then exact DEFAULT counts where the DEFAULT has pages."""
+        key = (str(self.target), repr(sorted(request.params().items())))
+        fingerprint = self._catalog_rows(FINGERPRINT_QUERY, request)[0]
+        seen = (fingerprint["count"], fingerprint["md5"])
+        trees = CATALOG_CACHE.get(key, seen)
+        if trees is None:
+            trees = build_trees(self._catalog_rows(CATALOG_QUERY, request))
+            CATALOG_CACHE.put(key, seen, trees)
         buckets = {
             name: bucket_rows(self.query(query))
             for name, query in bucket_queries(request, trees).items()
         }
         return assemble(request, trees, buckets)
+
+    def _catalog_rows(self, query: sql.SQL, request: CatalogRequest) -> list[dict[str, Any]]:
+        with (
+            translated(self.where, "catalog query", reason=Reason.PARTITION_ACTION_FAILED),
+            self.conn.cursor(row_factory=dict_row) as cur,
+        ):
+            self.statements.append(self._text(query))
+            return cur.execute(query, request.params()).fetchall()
 
     # -- claims (domain/claims.py) ------------------------------------------------------------
 

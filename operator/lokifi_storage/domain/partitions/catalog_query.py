@@ -43,8 +43,9 @@ TOASTABLE_TYPES = ("text", "character varying", "character", "json", "jsonb", "b
 # Our partition names after the `<table>_` prefix: p2026, p2026q1, p2026w03, p2026_01, p2026_01_15.
 _SUFFIX_REGEX = "^p[0-9]{4}([qw][0-9]{1,2}|_[0-9]{2}(_[0-9]{2})?)?$"
 
-CATALOG_QUERY = sql.SQL(
-    """
+# The managed tables, their archive and packed tables and the orphans named like our
+# partitions, with every relation below them: shared by both queries below.
+_TREE = """
 WITH RECURSIVE
 roots AS (
     SELECT c.oid
@@ -57,7 +58,10 @@ orphans AS (
     SELECT c.oid
     FROM unnest(%(orphan_schemas)s::text[], %(orphan_prefixes)s::text[]) AS o(schema_name, prefix)
     JOIN pg_namespace n ON n.nspname = o.schema_name
+    -- A range of names, so the name index finds them: a schema may hold thousands of tables.
     JOIN pg_class c ON c.relnamespace = n.oid
+      AND c.relname >= o.prefix::name
+      AND c.relname < (left(o.prefix, -1) || chr(ascii(right(o.prefix, 1)) + 1))::name
     WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
       AND left(c.relname, length(o.prefix)) = o.prefix
       AND substr(c.relname, length(o.prefix) + 1) ~ %(suffix_regex)s
@@ -69,6 +73,11 @@ tree AS (
     SELECT i.inhrelid, t.root, i.inhparent, i.inhdetachpending, t.depth + 1
     FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid
 )
+"""
+
+CATALOG_QUERY = sql.SQL(
+    _TREE
+    + """
 -- Per relation, index lookups by its oid: cheap for a table of ten partitions in a database of
 -- a thousand such tables. JSON goes out as text (parsed once per distinct leaf, see _leaf).
 SELECT
@@ -121,11 +130,11 @@ SELECT
                 'valid', x.indisvalid,
                 'method', am.amname,
                 'partitioned', ic.relkind = 'I',
-                'predicate', CASE WHEN ii.inhparent IS NULL
+                'predicate', CASE WHEN p.inhparent IS NULL
                                   THEN pg_get_expr(x.indpred, x.indrelid, true) END,
-                'parent_schema', pn.nspname,
-                'parent_name', pic.relname,
-                'keys', CASE WHEN ii.inhparent IS NULL THEN
+                'parent_schema', p.nspname,
+                'parent_name', p.relname,
+                'keys', CASE WHEN p.inhparent IS NULL THEN
                         (SELECT json_agg(json_build_object(
                                 'text', pg_get_indexdef(x.indexrelid, k, true),
                                 'desc', (x.indoption[k - 1] & 1) = 1,
@@ -135,9 +144,15 @@ SELECT
        FROM pg_index x
        JOIN pg_class ic ON ic.oid = x.indexrelid
        JOIN pg_am am ON am.oid = ic.relam
-       LEFT JOIN pg_inherits ii ON ii.inhrelid = x.indexrelid
-       LEFT JOIN pg_class pic ON pic.oid = ii.inhparent
-       LEFT JOIN pg_namespace pn ON pn.oid = pic.relnamespace
+       -- The parent index by its own index lookup: joined, pg_inherits is hashed whole for
+       -- every relation, which grows with the square of the partitions.
+       LEFT JOIN LATERAL (
+           SELECT ii.inhparent, pic.relname, pn.nspname
+             FROM pg_inherits ii
+             JOIN pg_class pic ON pic.oid = ii.inhparent
+             JOIN pg_namespace pn ON pn.oid = pic.relnamespace
+            WHERE ii.inhrelid = x.indexrelid
+           OFFSET 0) AS p ON true
       WHERE x.indrelid = c.oid)::text AS indexes
 FROM tree t
 JOIN pg_class c ON c.oid = t.oid
@@ -148,6 +163,46 @@ CROSS JOIN LATERAL (
 ) AS b
 LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
 ORDER BY t.root, t.depth, c.relname
+"""
+)
+
+# What changes whenever anything CATALOG_QUERY reads changes: the row version (xmin) of every
+# catalog row it reads, the index flags PostgreSQL updates in place (without a new xmin), and
+# the size of each DEFAULT partition. Equal fingerprints mean an equal observation, so a pass
+# that finds the catalog unchanged reuses the trees it built before instead of deparsing every
+# bound and rebuilding every relation again. (Type names are not covered: renaming a type a
+# managed column uses goes unnoticed until anything else about the table changes.)
+FINGERPRINT_QUERY = sql.SQL(
+    _TREE
+    + """
+SELECT count(*), md5(string_agg(concat_ws('|',
+    t.oid, t.parent, t.detach_pending, c.xmin, n.xmin, pt.xmin,
+    CASE WHEN c.oid = (SELECT d.partdefid FROM pg_partitioned_table d WHERE d.partrelid = t.parent)
+         THEN pg_relation_size(c.oid) END,
+    (SELECT string_agg(a.attnum || ':' || a.xmin, ',' ORDER BY a.attnum)
+       FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0),
+    (SELECT string_agg(con.oid || ':' || con.xmin, ',' ORDER BY con.oid)
+       FROM pg_constraint con WHERE con.conrelid = c.oid),
+    (SELECT d.xmin FROM pg_description d
+      WHERE d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0),
+    (SELECT string_agg(concat_ws(':', x.indexrelid, x.xmin, x.indisvalid, x.indisready,
+                                 ic.xmin, p.inhparent, p.xmin, p.pic_xmin, p.pn_xmin),
+                       ',' ORDER BY x.indexrelid)
+       FROM pg_index x
+       JOIN pg_class ic ON ic.oid = x.indexrelid
+       LEFT JOIN LATERAL (
+           SELECT ii.inhparent, ii.xmin, pic.xmin AS pic_xmin, pn.xmin AS pn_xmin
+             FROM pg_inherits ii
+             JOIN pg_class pic ON pic.oid = ii.inhparent
+             JOIN pg_namespace pn ON pn.oid = pic.relnamespace
+            WHERE ii.inhrelid = x.indexrelid
+           OFFSET 0) AS p ON true
+      WHERE x.indrelid = c.oid)
+), ';' ORDER BY t.root, t.oid))
+FROM tree t
+JOIN pg_class c ON c.oid = t.oid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
 """
 )
 

@@ -65,6 +65,9 @@ class Step:
 
     `lock_target` is the relation whose lock holders are named if the step keeps timing out;
     `cleanup` runs (autocommit, best effort) when a non-transactional step fails half way.
+    `flush_commit=False` lets the commit return before its WAL reaches disk: only for steps
+    whose loss in a server crash is harmless, because the whole transaction is lost with it
+    (the next pass does it again) and any later commit that depends on it flushes it first.
     """
 
     statements: tuple[Statement, ...]
@@ -72,6 +75,7 @@ class Step:
     lock_target: QName | None = None
     cleanup: tuple[sql.Composable | Guard, ...] = ()
     lock_timeout_ms: int | None = None
+    flush_commit: bool = True
 
 
 def ident(name: QName) -> sql.Identifier:
