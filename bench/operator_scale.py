@@ -214,6 +214,7 @@ def main() -> None:
                     return [w for w in proxy.writes(since=since) if "/leases/" not in w.path]
 
                 creation_writes = len(writes())
+                creation_kinds = collections.Counter(f"{w.method} {what(w.path)}" for w in writes())
 
                 # The first pass ends when Kopf has recorded every handled spec (its
                 # last-handled annotation, written after the handler returns): wait for 5 s
@@ -296,6 +297,8 @@ def main() -> None:
     print(f"  machine load average     {os.getloadavg()[0]:8.1f} (1 min, at the end)")
     print(f"  all Ready after          {elapsed:8.1f}s from kubectl apply ({total:.1f}s total)")
     print(f"  per resource             {elapsed / args.count * 1000:8.1f} ms")
+    for kind, number in creation_kinds.most_common():
+        print(f"    {kind:40s} {number / args.count:5.2f} per resource")
     print(f"  last write of the first pass {settled - 5:4.1f}s from kubectl apply")
     print(f"  partitions created       {partitions[0] if partitions else 0:8d}")
     print(
