@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import string
@@ -179,3 +180,25 @@ def events(stack: StackEnv, namespace: str, name: str) -> list[dict[str, Any]]:
     listed = get_json(stack, namespace, "events", "--field-selector", f"involvedObject.name={name}")
     items = (listed or {}).get("items", [])
     return sorted(items, key=lambda e: e.get("eventTime") or e.get("lastTimestamp") or "")
+
+
+FOLDED = re.compile(r"^(?P<kind>\S+ \S+) x(?P<count>\d+): (?P<objects>.*)$")
+
+
+def said_actions(stack: StackEnv, namespace: str, name: str) -> list[str]:
+    """The actions the Normal Events about `name` report, oldest first, one per action named:
+    `N changes: a; b; kind xK: o1, o2, and 3 more` gives a, b, `kind o1`, `kind o2`."""
+    said: list[str] = []
+    for event in events(stack, namespace, name):
+        if event["type"] != "Normal":
+            continue
+        message = re.sub(r"^\d+ changes: ", "", event["message"])
+        for item in message.split("; "):
+            folded = FOLDED.match(item)
+            if not folded:
+                said.append(item)
+                continue
+            for obj in folded["objects"].split(", "):
+                if not re.fullmatch(r"and \d+ more", obj):
+                    said.append(f"{folded['kind']} {obj}")
+    return said

@@ -29,9 +29,9 @@ from e2e_operator import (
     APP_SCHEMA,
     OperatorFactory,
     conditions,
-    events,
     get_json,
     kubectl,
+    said_actions,
     wait_for,
 )
 from e2e_proxy import PlainCountingProxy, plain_counting_proxy
@@ -148,9 +148,9 @@ def apply(stack: StackEnv, obj: dict[str, Any]) -> None:
 def writes(stack: StackEnv, namespace: str, name: str) -> list[str]:
     """The CONFIG SETs and lifecycle PUTs the operator reported for this resource."""
     return [
-        e["message"]
-        for e in events(stack, namespace, name)
-        if e["message"].startswith(f"CONFIG SET {SETTING}") or ": lifecycle rules " in e["message"]
+        action
+        for action in said_actions(stack, namespace, name)
+        if action.startswith(f"CONFIG SET {SETTING}") or ": lifecycle rules " in action
     ]
 
 

@@ -11,9 +11,9 @@ from e2e_operator import (
     OperatorFactory,
     conditions,
     create_secret,
-    events,
     get_json,
     kubectl,
+    said_actions,
     wait_for,
 )
 
@@ -97,8 +97,8 @@ def test_renamed_connection_secret_replaces_the_old_one_unless_another_owner_too
     v2 = get_json(stack, ns, "secret", "lokifi-db-conn-v2")
     assert v2 is not None
     assert "DATABASE_URL" in v2["data"]
-    messages = [e.get("message", "") for e in events(stack, ns, "lokifi-prod")]
-    assert "deleted connection Secret lokifi-db-conn: renamed to lokifi-db-conn-v2" in messages
+    actions = said_actions(stack, ns, "lokifi-prod")
+    assert "deleted connection Secret lokifi-db-conn: renamed to lokifi-db-conn-v2" in actions
 
     # While the operator is down, someone takes v2 over (drops its ownerReference) and the spec
     # is renamed again: the new Secret is written, the taken-over one is left alone.

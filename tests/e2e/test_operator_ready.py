@@ -6,7 +6,15 @@ from __future__ import annotations
 import base64
 
 from e2e_full import FullExample, expected_months, partitions
-from e2e_operator import OperatorFactory, conditions, events, get_json, kubectl, wait_for
+from e2e_operator import (
+    OperatorFactory,
+    conditions,
+    events,
+    get_json,
+    kubectl,
+    said_actions,
+    wait_for,
+)
 
 from lokifi_storage.api import conditions as types
 from lokifi_storage.reconcile.resource import PARTS
@@ -141,7 +149,8 @@ def test_kubectl_get_shows_ready_and_describe_shows_conditions_and_events(
         assert kind in described
     posted = events(stack, ns, "lokifi-prod")
     messages = [e["message"] for e in posted]
-    assert any("created CronJob lokifi-prod-backup-daily" in m for m in messages), messages
-    assert any("created connection Secret lokifi-db-conn" in m for m in messages), messages
+    actions = said_actions(stack, ns, "lokifi-prod")
+    assert any(a.startswith("created CronJob lokifi-prod-backup-daily") for a in actions), messages
+    assert any(a.startswith("created connection Secret lokifi-db-conn") for a in actions), actions
     assert {e["reportingComponent"] for e in posted} == {"lokifi-storage-operator"}
     assert "Reconciled" in described

@@ -4,7 +4,14 @@ converges to the new spec, writing only what changed, and reports the new genera
 from __future__ import annotations
 
 from e2e_full import FullExample, expected_months, partitions
-from e2e_operator import OperatorFactory, conditions, events, get_json, kubectl, wait_for
+from e2e_operator import (
+    OperatorFactory,
+    conditions,
+    get_json,
+    kubectl,
+    said_actions,
+    wait_for,
+)
 
 from lokifi_storage.api import conditions as types
 
@@ -48,9 +55,9 @@ def test_changed_premake_schedule_and_redis_setting_converge(
         cluster.close()
     assert {v["maxmemory"] for v in values.values()} == {str(1024**3)}, values
     assert expected_months(5) <= partitions(full_example, "ai_messages")
-    messages = [e["message"] for e in events(stack, ns, "lokifi-prod")]
-    assert any("updated CronJob lokifi-prod-backup-daily" in m for m in messages), messages
-    assert not any("updated CronJob lokifi-prod-backup-weekly" in m for m in messages)
+    actions = said_actions(stack, ns, "lokifi-prod")
+    assert any(a.startswith("updated CronJob lokifi-prod-backup-daily") for a in actions), actions
+    assert not any(a.startswith("updated CronJob lokifi-prod-backup-weekly") for a in actions)
 
 
 def test_removed_schedule_deletes_its_cronjob(

@@ -9,13 +9,13 @@ from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.status import Condition, LokifiStorageStatus
 from lokifi_storage.domain.conditions import (
     build_status,
-    condition_events,
     read_status,
     set_condition,
     status_json,
     status_patch,
     summarize,
 )
+from lokifi_storage.domain.events import condition_events
 
 T0 = "2026-01-01T00:00:00Z"
 T1 = "2026-01-01T00:05:00Z"

@@ -39,6 +39,7 @@ from lokifi_storage.clients.errors import (
     NotFound,
     Refused,
 )
+from lokifi_storage.domain.events import fit_message
 
 __all__ = [
     "FIELD_MANAGER",
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 
 FIELD_MANAGER: Final = "lokifi-storage-operator"
 REQUEST_TIMEOUT: Final = urllib3.Timeout(connect=5.0, read=30.0)
-MESSAGE_LIMIT: Final = 1024
 
 
 @dataclass(frozen=True)
@@ -322,7 +322,7 @@ class KubeClient:
             },
             "type": event_type,
             "reason": reason,
-            "message": message[:MESSAGE_LIMIT],
+            "message": fit_message(message),
             "source": {"component": component},
             "reportingComponent": component,
             "reportingInstance": instance,

@@ -22,16 +22,13 @@ kubectl, Flux and Argo CD read are unit-tested without an API server:
   and a false "CRD is old" warning).
 - `dropped_fields` names the fields the API server did not store of what was sent: the only
   honest sign of a CRD older than the operator.
-- `condition_events` turns condition changes into Events: a Warning when a condition becomes
-  False (or its reason or message changes while False), a Normal one when it recovers. A failure
-  that persists unchanged posts nothing more, as it writes nothing more.
+Turning all this into Events is domain/events.py's.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -50,9 +47,7 @@ from lokifi_storage.api.status import (
 __all__ = [
     "ADVISORY_CONDITIONS",
     "STALLING_REASONS",
-    "EventSpec",
     "build_status",
-    "condition_events",
     "dropped_fields",
     "read_status",
     "reported_blocks",
@@ -320,46 +315,3 @@ def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict
         if key in STATUS_KEYS and key not in desired:
             patch[key] = None
     return patch
-
-
-@dataclass(frozen=True)
-class EventSpec:
-    """One Event to post about the resource: Normal or Warning, a reason, a message."""
-
-    type: str
-    reason: str
-    message: str
-
-
-def condition_events(
-    previous: Iterable[Condition], current: Iterable[Condition]
-) -> list[EventSpec]:
-    """Warning for each part condition that became (or changed while) False; Normal on recovery.
-
-    Only part conditions and Stalled/InvalidSpec are turned into events: Ready and Reconciling
-    repeat what the parts say.
-    """
-    before = {c.type: c for c in previous}
-    events: list[EventSpec] = []
-    for cond in current:
-        kind = cond.type
-        if kind in (types.READY, types.RECONCILING):
-            continue
-        if kind == types.STALLED and cond.reason != Reason.INVALID_SPEC:
-            continue
-        old = before.get(kind)
-        failing = cond.status == "True" if kind == types.STALLED else cond.status != "True"
-        was_failing = old is not None and (
-            old.status == "True" if kind == types.STALLED else old.status != "True"
-        )
-        if failing:
-            if (
-                old is None
-                or not was_failing
-                or old.reason != cond.reason
-                or old.message != cond.message
-            ):
-                events.append(EventSpec("Warning", cond.reason, f"{kind}: {cond.message}"))
-        elif was_failing:
-            events.append(EventSpec("Normal", cond.reason, f"{kind} recovered: {cond.message}"))
-    return events

@@ -15,7 +15,7 @@ from typing import Final
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.status import LokifiStorageStatus, PlanStatus, failed
 from lokifi_storage.domain.change_plan import Change, plan_status
-from lokifi_storage.domain.conditions import EventSpec
+from lokifi_storage.domain.events import EventSpec
 from lokifi_storage.reconcile.report import PartReport
 
 __all__ = ["MAX_PLAN_EVENTS", "add_planned", "mark_dry_run"]

@@ -17,7 +17,8 @@ from lokifi_storage.api.coordinates import API_VERSION, GROUP, KIND, PLURAL, VER
 from lokifi_storage.api.status import LokifiStorageStatus
 from lokifi_storage.builders.labels import Owner
 from lokifi_storage.clients.kube import KubeClient, ObjectRef, Resource
-from lokifi_storage.domain.conditions import EventSpec, dropped_fields, status_json, status_patch
+from lokifi_storage.domain.conditions import dropped_fields, status_json, status_patch
+from lokifi_storage.domain.events import EventSpec
 
 __all__ = ["COMPONENT", "LOKIFI_STORAGES", "post_events", "write_status"]
 

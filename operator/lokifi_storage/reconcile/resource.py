@@ -49,13 +49,12 @@ from lokifi_storage.clients.kube import KubeClient
 from lokifi_storage.clients.postgres.job_runs import read_job_runs
 from lokifi_storage.domain.change_plan import Change, plan_summary
 from lokifi_storage.domain.conditions import (
-    EventSpec,
     build_status,
-    condition_events,
     read_status,
     reported_blocks,
     with_blocks,
 )
+from lokifi_storage.domain.events import EventSpec, action_events, condition_events
 from lokifi_storage.domain.job_runs import JobRun, overlay_job_runs, resource_key
 from lokifi_storage.domain.requeue import Outcome
 from lokifi_storage.reconcile import (
@@ -301,7 +300,7 @@ class ResourceReconciler:
             created=_created(body["metadata"]),
         )
         actions, failures = clean_up_parts(self.parts, ctx)
-        events = [EventSpec("Normal", Reason.CLEANED_UP, action) for action in actions]
+        events = action_events(actions, Reason.CLEANED_UP)
         events += [EventSpec("Warning", Reason.CLEANUP_FAILED, failure) for failure in failures]
         post_events(self.kube, owner, events, now, self.config.instance)
         if failures:
@@ -410,7 +409,9 @@ class ResourceReconciler:
         """Patch what differs of `stored` (`.status` as read), post the Events, set metrics."""
         self.config.fence.check(f"writing the status of {owner.namespace}/{owner.name}")
         patched = write_status(self.kube, owner, stored, desired_status, self._memory(owner.uid))
-        events = [EventSpec("Normal", Reason.RECONCILED, action) for action in actions]
+        for action in actions:  # the Event lists them cut at its size limit; the log has each
+            log.info("%s/%s: %s", owner.namespace, owner.name, action)
+        events = action_events(actions)
         events += condition_events(read_status(stored).conditions, desired_status.conditions)
         events += plan_events
         post_events(self.kube, owner, events, now, self.config.instance)
