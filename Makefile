@@ -59,6 +59,6 @@ generate: crd
 faults: stack-up
 	$(PY) -m faults spec-fuzz --count 500 --seed 1
 	LOKIFI_OUTAGE_SECONDS=30 .venv/bin/pytest tests/e2e/test_outages.py -s -q
-	LOKIFI_KILLS=100 LOKIFI_KILL_ROWS=1000000 LOKIFI_KILL_TIMEOUT=14400 \
+	LOKIFI_KILLS=140 LOKIFI_KILL_ROWS=1000000 LOKIFI_KILL_TIMEOUT=14400 \
 		.venv/bin/pytest tests/e2e/test_kill_campaign.py -s -q
 	LOKIFI_LEADER_ROUNDS=20 LOKIFI_LEADER_ROWS=50000 .venv/bin/pytest tests/e2e/test_two_operators.py -s -q
