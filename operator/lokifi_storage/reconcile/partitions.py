@@ -3,8 +3,9 @@
 One reconcile runs a few passes of observe/plan/apply so it converges in one go: a partition
 created for rows found in DEFAULT is archived in the next pass if it is old enough, and the
 report always describes the catalog as it is after the last change. A pass that plans nothing
-ends it; a reconcile with nothing to do is one catalog query (plus a DEFAULT count when DEFAULT
-has pages) and no statement that changes anything.
+ends it; a reconcile with nothing to do is one fingerprint of the catalog (the full catalog
+query only when it changed since the last look, see clients/postgres/partitions.py), a DEFAULT
+count when DEFAULT has pages, and no statement that changes anything.
 
 With apply off (`lokifi-storage plan`, spec.dryRun) it is one observe and plan, and the actions
 come back as planned changes instead of being taken.

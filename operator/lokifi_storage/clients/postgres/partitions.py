@@ -94,6 +94,10 @@ class CatalogCache:
             self._entries.move_to_end(key)
             return entry[1]
 
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
     def put(self, key: tuple[str, str], fingerprint: tuple[int, str], trees: Trees) -> None:
         with self._lock:
             self._entries[key] = (fingerprint, trees)

@@ -59,11 +59,13 @@ orphans AS (
     FROM unnest(%(orphan_schemas)s::text[], %(orphan_prefixes)s::text[]) AS o(schema_name, prefix)
     JOIN pg_namespace n ON n.nspname = o.schema_name
     -- A range of names, so the name index finds them: a schema may hold thousands of tables.
-    JOIN pg_class c ON c.relnamespace = n.oid
-      AND c.relname >= o.prefix::name
-      AND c.relname < (left(o.prefix, -1) || chr(ascii(right(o.prefix, 1)) + 1))::name
-    WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-      AND left(c.relname, length(o.prefix)) = o.prefix
+    CROSS JOIN LATERAL (
+        SELECT c.oid, c.relname FROM pg_class c
+         WHERE c.relname >= o.prefix::name
+           AND c.relname < (left(o.prefix, -1) || chr(ascii(right(o.prefix, 1)) + 1))::name
+           AND c.relnamespace = n.oid AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+        OFFSET 0) AS c
+    WHERE left(c.relname, length(o.prefix)) = o.prefix
       AND substr(c.relname, length(o.prefix) + 1) ~ %(suffix_regex)s
 ),
 tree AS (
@@ -71,8 +73,15 @@ tree AS (
     FROM (SELECT oid FROM roots UNION SELECT oid FROM orphans) AS start
     UNION ALL
     SELECT i.inhrelid, t.root, i.inhparent, i.inhdetachpending, t.depth + 1
-    FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid
+    FROM tree t
+    CROSS JOIN LATERAL (
+        SELECT i.inhrelid, i.inhparent, i.inhdetachpending FROM pg_inherits i
+         WHERE i.inhparent = t.oid
+        OFFSET 0) AS i
 )
+-- Every catalog below is read by index lookups per relation (LATERAL ... OFFSET 0 keeps the
+-- planner from hashing a whole catalog): a managed table of ten partitions in a database of a
+-- thousand such tables costs its own rows, not the database's.
 """
 
 CATALOG_QUERY = sql.SQL(
@@ -155,13 +164,19 @@ SELECT
            OFFSET 0) AS p ON true
       WHERE x.indrelid = c.oid)::text AS indexes
 FROM tree t
-JOIN pg_class c ON c.oid = t.oid
+CROSS JOIN LATERAL (
+    SELECT c.oid, c.xmin, c.relname, c.relkind, c.relnamespace, c.relispartition, c.relpartbound
+      FROM pg_class c WHERE c.oid = t.oid
+    OFFSET 0) AS c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 CROSS JOIN LATERAL (
     SELECT CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound
     OFFSET 0  -- deparse each bound once (a pulled-up sub-select would deparse it twice)
 ) AS b
-LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
+LEFT JOIN LATERAL (
+    SELECT pt.xmin, pt.partstrat, pt.partattrs FROM pg_partitioned_table pt
+     WHERE pt.partrelid = c.oid
+    OFFSET 0) AS pt ON true
 ORDER BY t.root, t.depth, c.relname
 """
 )
@@ -200,9 +215,15 @@ SELECT count(*), md5(string_agg(concat_ws('|',
       WHERE x.indrelid = c.oid)
 ), ';' ORDER BY t.root, t.oid))
 FROM tree t
-JOIN pg_class c ON c.oid = t.oid
+CROSS JOIN LATERAL (
+    SELECT c.oid, c.xmin, c.relname, c.relkind, c.relnamespace, c.relispartition, c.relpartbound
+      FROM pg_class c WHERE c.oid = t.oid
+    OFFSET 0) AS c
 JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid
+LEFT JOIN LATERAL (
+    SELECT pt.xmin, pt.partstrat, pt.partattrs FROM pg_partitioned_table pt
+     WHERE pt.partrelid = c.oid
+    OFFSET 0) AS pt ON true
 """
 )
 
