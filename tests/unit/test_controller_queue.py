@@ -12,6 +12,7 @@ import pytest
 
 from lokifi_storage import metrics
 from lokifi_storage.domain.requeue import Outcome
+from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.resource import ReconcileResult
 from lokifi_storage.runtime.controller import Controller, ControllerConfig, stretched_interval
 
@@ -27,9 +28,11 @@ class RecordingReconciler:
         self.active: set[str] = set()
         self.overlap = False
         self._lock = threading.Lock()
+        self.fences: dict[str, Fence | None] = {}
 
-    def reconcile(self, namespace: str, name: str) -> ReconcileResult:
+    def reconcile(self, namespace: str, name: str, fence: Fence | None = None) -> ReconcileResult:
         with self._lock:
+            self.fences[name] = fence
             self.overlap |= name in self.active
             self.active.add(name)
             self.order.append(name)
@@ -178,3 +181,25 @@ def test_work_for_a_resource_this_process_does_not_own_is_never_started() -> Non
     asyncio.run(run_until(c, lambda: len(rec.order) >= 1, timeout=1.0))
     assert rec.order == ["mine"]
     assert not rec.overlap
+
+
+def test_each_pass_writes_under_the_fence_of_its_resource() -> None:
+    """Sharded mode: a pass gets its shard's fence, so losing one shard stops only its work."""
+    rec = RecordingReconciler()
+    c = make(rec)
+    fences = {"a": Fence(), "b": Fence()}
+    c.fence_for = lambda namespace, name: fences[name]
+
+    async def scenario() -> None:
+        await asyncio.gather(c.submit("ns", "a", "uid-a"), c.submit("ns", "b", "uid-b"))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(c.run(stop))
+        await scenario()
+        stop.set()
+        await task
+
+    asyncio.run(main())
+    assert rec.fences["a"] is fences["a"]
+    assert rec.fences["b"] is fences["b"]

@@ -9,6 +9,7 @@ import pytest
 
 from lokifi_storage.clients.errors import ConnectionFailed
 from lokifi_storage.domain.requeue import Outcome
+from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.resource import ReconcileResult
 from lokifi_storage.runtime.controller import Controller, ControllerConfig
 
@@ -20,7 +21,7 @@ class ScriptedReconciler:
         self.outcomes = list(outcomes)
         self.calls = 0
 
-    def reconcile(self, namespace: str, name: str) -> ReconcileResult:
+    def reconcile(self, namespace: str, name: str, fence: Fence | None = None) -> ReconcileResult:
         self.calls += 1
         outcome = self.outcomes.pop(0)
         if isinstance(outcome, Exception):

@@ -183,8 +183,12 @@ class ResourceReconciler:
 
     # --- public ------------------------------------------------------------------------------
 
-    def reconcile(self, namespace: str, name: str) -> ReconcileResult:
-        """One full pass over the resource `namespace/name`."""
+    def reconcile(self, namespace: str, name: str, fence: Fence | None = None) -> ReconcileResult:
+        """One full pass over the resource `namespace/name`.
+
+        `fence` is the Lease this pass writes under when it is not the process's own: a shard's
+        (runtime/sharding.py), so losing one shard stops the work of that shard only."""
+        fence = fence or self.config.fence
         body = self.kube.get(LOKIFI_STORAGES, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return ReconcileResult(outcome=Outcome.READY, gone=True)
@@ -202,12 +206,12 @@ class ResourceReconciler:
             desired = build_status(
                 current, generation, [], LokifiStorageStatus(), [], rfc3339(now), message
             )
-            return self._finish(owner, stored, desired, [], Outcome.INVALID, now)
+            return self._finish(owner, stored, desired, [], Outcome.INVALID, now, fence=fence)
 
         apply = not spec.dryRun
         secrets = SecretReader(self.kube, namespace)
         reports, dropped = self._run_parts(
-            owner, spec, now, current, _created(meta), apply, secrets
+            owner, spec, now, current, _created(meta), apply, secrets, fence
         )
         runs = self._job_runs(owner, spec, secrets)
         reports = [
@@ -215,7 +219,7 @@ class ResourceReconciler:
         ]
         actions = [action for report in reports for action in report.actions]
         if apply:
-            self.config.fence.check(f"writing the objects of {namespace}/{name}")
+            fence.check(f"writing the objects of {namespace}/{name}")
         reports, owned_actions, blocks = sync_owned(
             self.kube, owner, spec, reports, current, self.config.job_settings, apply=apply
         )
@@ -239,7 +243,9 @@ class ResourceReconciler:
             dropped,
             rfc3339(now),
         )
-        return self._finish(owner, stored, desired, actions, _outcome(desired), now, plan_events)
+        return self._finish(
+            owner, stored, desired, actions, _outcome(desired), now, plan_events, fence
+        )
 
     def plan(
         self,
@@ -370,6 +376,7 @@ class ResourceReconciler:
         created: datetime | None,
         apply: bool = True,
         secrets: SecretReader | None = None,
+        fence: Fence | None = None,
     ) -> tuple[list[PartReport], list[str]]:
         """Every declared part in parallel; status keys of undeclared parts to drop."""
         declared = [p for p in self.parts if p.conditions and p.declared(spec)]
@@ -391,7 +398,7 @@ class ResourceReconciler:
             status=current,
             created=created,
             apply=apply,
-            fence=self.config.fence,
+            fence=fence or self.config.fence,
             at=now if self._explicit_clock else None,
         )
         return run_parts(declared, ctx, self.config.part_timeout_seconds), dropped
@@ -405,9 +412,10 @@ class ResourceReconciler:
         outcome: Outcome,
         now: datetime,
         plan_events: Sequence[EventSpec] = (),
+        fence: Fence | None = None,
     ) -> ReconcileResult:
         """Patch what differs of `stored` (`.status` as read), post the Events, set metrics."""
-        self.config.fence.check(f"writing the status of {owner.namespace}/{owner.name}")
+        (fence or self.config.fence).check(f"writing the status of {owner.namespace}/{owner.name}")
         patched = write_status(self.kube, owner, stored, desired_status, self._memory(owner.uid))
         for action in actions:  # the Event lists them cut at its size limit; the log has each
             log.info("%s/%s: %s", owner.namespace, owner.name, action)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from lokifi_storage import metrics
 from lokifi_storage.domain.requeue import Outcome, next_delay
+from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.resource import ReconcileResult, ResourceReconciler
 
 __all__ = ["ControllerConfig", "Entry", "Schedule", "stretched_interval"]
@@ -96,6 +97,8 @@ class Schedule:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.owns: Callable[[str, str, str], bool] = lambda namespace, name, uid: True
+        # The fence a resource's pass writes under when not the process's own (a shard's).
+        self.fence_for: Callable[[str, str], Fence | None] = lambda namespace, name: None
         self.interval = self.config.resync_seconds
         self.mean_seconds = 0.0
         self.reconciles = 0  # a counter for the liveness endpoint and benchmarks
@@ -177,7 +180,9 @@ class Schedule:
     def _run(self, entry: Entry, kind: str = "change") -> ReconcileResult:
         started = time.monotonic()
         wall = time.time()
-        result = self.reconciler.reconcile(entry.namespace, entry.name)
+        result = self.reconciler.reconcile(
+            entry.namespace, entry.name, fence=self.fence_for(entry.namespace, entry.name)
+        )
         took = time.monotonic() - started
         self.reconciles += 1
         self.mean_seconds = (

@@ -20,7 +20,10 @@ together end with one shard each; a replica that dies is replaced within the Lea
 Never two replicas on one resource: work for a resource is started only while its shard is
 held, a shard is given away only after its reconciles in flight ended, and a shard whose Lease
 could not be renewed is dropped after `lease_seconds * 2/3`, a third of the Lease before any
-other replica may take it over.
+other replica may take it over. Each held shard has its own fence (reconcile/fence.py), which
+the resource's pass writes under: dropping the shard shuts it, so the statements of that shard's
+passes still running are cancelled and nothing more is written, and a replica that was paused
+past the renew deadline finds it shut before its next write, as a lone leader does.
 
 Why not Kopf's handlers here: each replica's Kopf would run its create/update handlers for every
 resource and record them as handled in the resource's annotations (even when a filter skips
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import math
@@ -46,6 +50,7 @@ from lokifi_storage.builders.names import LEASE_NAME
 from lokifi_storage.clients.errors import ClientError, Conflict
 from lokifi_storage.clients.kube import LEASES, KubeClient
 from lokifi_storage.handlers.operator import FINALIZER
+from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.resource import (
     LOKIFI_STORAGES,
     ReconcileResult,
@@ -179,16 +184,32 @@ class ShardKeeper:
                     retry_seconds=min(2.0, config.lease_seconds / 10),
                     renew_deadline_seconds=config.renew_deadline,
                 ),
+                on_renewed=functools.partial(self._renewed, k),
             )
             for k in range(config.shards)
         ]
         self.held: set[int] = set()
         self._releasing: set[int] = set()
+        self._fences: dict[int, Fence] = {}
         controller.owns = self.owns
+        controller.fence_for = self.fence_for
         controller.changes_from_events = True
 
     def owns(self, namespace: str, name: str, uid: str) -> bool:
         return shard_of(namespace, name, self.config.shards) in self.held
+
+    def fence_for(self, namespace: str, name: str) -> Fence:
+        """The fence of the resource's shard; a shut one when this replica does not hold it."""
+        fence = self._fences.get(shard_of(namespace, name, self.config.shards))
+        if fence is None:
+            fence = Fence()
+            fence.lose()
+        return fence
+
+    def _renewed(self, k: int, deadline: float) -> None:
+        fence = self._fences.get(k)
+        if fence is not None:
+            fence.hold_until(deadline)
 
     # --- one round (in a thread: it blocks on the API) ---------------------------------------
 
@@ -268,6 +289,7 @@ class ShardKeeper:
             self._drop(k, f"not renewed for {self.config.renew_deadline:.0f}s")
 
     def _take(self, k: int) -> bool:
+        self._fences[k] = Fence()  # a new term: the last one's fence stays shut
         try:
             won = self.leases[k].try_acquire_or_renew()
         except ClientError as error:
@@ -279,7 +301,13 @@ class ShardKeeper:
             log.info("holding shard %d of %d as %s", k, self.config.shards, self.config.identity)
         return won
 
+    def _shut(self, k: int) -> None:
+        fence = self._fences.pop(k, None)
+        if fence is not None:
+            fence.lose()
+
     def _drop(self, k: int, why: str) -> None:
+        self._shut(k)  # its passes in flight stop now, a third of the Lease before a takeover
         self.held.discard(k)
         metrics.set_shards_held(len(self.held))
         self._releasing.discard(k)
@@ -302,11 +330,13 @@ class ShardKeeper:
             ):
                 continue
             self._releasing.discard(k)
+            self._shut(k)
             self.leases[k].release()
             log.info("released shard %d", k)
 
     def release_all(self) -> None:
         for k in sorted(self.held | self._releasing):
+            self._shut(k)  # nothing written under a Lease being let go
             self.leases[k].release()
         self.held.clear()
         self._releasing.clear()
