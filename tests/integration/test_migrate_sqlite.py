@@ -502,3 +502,39 @@ def test_digest_of_the_target_catches_a_changed_value(
     assert run.returncode == 4, run.stdout + run.stderr
     assert "VERIFY FAILED public.ai_messages: row digests differ" in run.stdout
     assert run.stderr.strip() == "error: verification failed for public.ai_messages"
+
+
+def test_verification_reads_every_partition_back_a_changed_or_lost_row_is_caught(
+    pg_database: PgDatabase, tmp_path: Path
+) -> None:
+    """The target side is read back leaf by leaf, archive included: a value changed in an
+    archived sub-partition, or a row gone from the live table, fails the re-run's check."""
+    source = build_app_file(tmp_path / "lokifi.sqlite", 600)
+    manifest = resource(tmp_path / "lks.yaml", [MESSAGES_TABLE])
+    assert run_migrate(pg_database, source, manifest).returncode == 0
+    archived, content = query(
+        pg_database, "SELECT id, content FROM archive.ai_messages ORDER BY id LIMIT 1"
+    )[0]
+    query(
+        pg_database,
+        "UPDATE archive.ai_messages SET content = content || ' ' WHERE id = %s",
+        (archived,),
+    )
+
+    changed = run_migrate(pg_database, source, manifest)
+
+    assert changed.returncode == 4, changed.stdout + changed.stderr
+    assert "VERIFY FAILED public.ai_messages: row digests differ" in changed.stdout
+
+    query(
+        pg_database,
+        "UPDATE archive.ai_messages SET content = %s WHERE id = %s",
+        (content, archived),
+    )
+    assert run_migrate(pg_database, source, manifest).returncode == 0
+    query(pg_database, "DELETE FROM ai_messages WHERE id = (SELECT max(id) FROM ai_messages)")
+
+    lost = run_migrate(pg_database, source, manifest)
+
+    assert lost.returncode == 4, lost.stdout + lost.stderr
+    assert "VERIFY FAILED public.ai_messages: 599 rows in PostgreSQL, 600 copied" in lost.stdout

@@ -13,6 +13,7 @@ import pytest
 
 from lokifi_storage.domain.sqlite_values import (
     Rejected,
+    column_converter_for,
     converter_for,
     copy_escape,
     float_bits,
@@ -182,6 +183,12 @@ def test_copy_escape_leaves_ordinary_text_alone() -> None:
     assert copy_escape(b"plain") == b"plain"
 
 
+def test_a_nineteen_character_time_with_a_zone_is_not_taken_for_a_naive_one() -> None:
+    convert = converter_for("timestamp with time zone")
+    assert convert(t("2024-03-05 10:11+05")) == b"2024-03-05 05:11:00.000000+00"
+    assert convert(t("2024-03-05T10:11:12")) == b"2024-03-05 10:11:12.000000+00"
+
+
 def test_copy_escape_writes_what_copy_to_prints() -> None:
     """The verification hashes COPY TO's lines against the lines sent: COPY TO names six
     control characters by a letter and leaves the others (here BEL) as they are."""
@@ -195,3 +202,43 @@ def test_copy_escape_writes_what_copy_to_prints() -> None:
 def test_unsupported_target_types_are_refused() -> None:
     with pytest.raises(ValueError, match="no conversion"):
         converter_for("interval")
+
+
+@pytest.mark.parametrize(
+    ("pg_type", "batch"),
+    [
+        ("bigint", [1, -(2**63), 2**63 - 1]),
+        ("integer", [1, None, 7]),
+        ("smallint", [1, t("12")]),
+        ("text", [t("plain"), t("tab\there"), t("bs\\"), t("vt\x0b"), t("é")]),
+        ("text", [t("a"), None, b"blob"]),
+        ("character varying(3)", [t("abc"), t("xy")]),
+        ("character varying(3)", [t("éé"), t("abc")]),
+        ("timestamp with time zone", [t("2024-03-05 10:11:12"), t("2024-02-29 00:00:00")]),
+        ("timestamp with time zone", [t("2024-03-05T10:11:12"), t("2024-03-05 10:11+05")]),
+        ("timestamp with time zone", [t("2024-03-05 10:11:12"), t("2024-W10-2 10:11:12")]),
+        ("timestamp without time zone", [t("2024-03-05 10:11:12"), 1709633472]),
+        ("jsonb", [t('{"b": 1, "a": "x"}'), None]),
+    ],
+)
+def test_a_column_at_once_converts_as_each_value_does(pg_type: str, batch: list[object]) -> None:
+    convert = converter_for(pg_type)
+    expected = [b"\\N" if v is None else convert(v) for v in batch]
+    assert [bytes(f) for f in column_converter_for(pg_type)(batch) or []] == expected
+
+
+@pytest.mark.parametrize(
+    ("pg_type", "batch"),
+    [
+        ("integer", [1, 2**31]),
+        ("smallint", [1, t("x")]),
+        ("text", [t("ok"), t("nul\x00inside")]),
+        ("text", [bytearray(b"\xc3"), bytearray(b"\xa9")]),  # valid only when joined
+        ("character varying(3)", [t("abc"), t("abcd")]),
+        ("timestamp with time zone", [t("2024-03-05 10:11:12"), t("2023-02-29 00:00:00")]),
+    ],
+)
+def test_a_column_with_a_value_to_reject_is_left_to_the_row_by_row_path(
+    pg_type: str, batch: list[object]
+) -> None:
+    assert column_converter_for(pg_type)(batch) is None

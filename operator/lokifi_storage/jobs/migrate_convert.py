@@ -11,10 +11,14 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import queue
+import sys
 import threading
+from array import array
 from collections import deque
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import compress
+from operator import itemgetter, methodcaller, not_
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,15 @@ from lokifi_storage.clients.sqlite_source import SqliteSource
 from lokifi_storage.domain.migrate_plan import ArchiveRouter
 from lokifi_storage.domain.migrate_schema import SourceTable, TargetTable
 from lokifi_storage.domain.partitions.catalog import QName
-from lokifi_storage.domain.sqlite_values import Converter, Rejected, converter_for, float_bits
+from lokifi_storage.domain.sqlite_values import (
+    COPY_NULL,
+    ColumnConverter,
+    Converter,
+    Rejected,
+    column_converter_for,
+    converter_for,
+    float_bits,
+)
 
 __all__ = [
     "ChunkProducer",
@@ -34,7 +46,11 @@ __all__ = [
     "row_digest",
 ]
 
-NULL = b"\\N"
+NULL = COPY_NULL
+_TAB_JOIN = b"\t".join
+_MD5 = hashlib.md5
+_DIGEST = methodcaller("digest")
+_FIRST_8 = itemgetter(slice(0, 8))
 PREVIEW_CHARS = 200
 
 
@@ -79,12 +95,14 @@ class RowConverter:
         self.target = target
         self.columns = tuple(c.name for c in source.copied)
         self.converters: list[Converter] = []
+        self.column_converters: list[ColumnConverter] = []
         self.not_null: list[int] = []
         self.bits: list[int] = []  # double precision columns: digested by their bits
         for i, name in enumerate(self.columns):
             column = target.column(name)
             assert column is not None, f"{target.qname}.{name} checked before the load"
             self.converters.append(converter_for(column.type))
+            self.column_converters.append(column_converter_for(column.type))
             if column.not_null:
                 self.not_null.append(i)
             if column.type == "double precision":
@@ -115,8 +133,54 @@ class RowConverter:
                 return Reject(f"{self.key_column}={rowid}", name, str(error), _preview(value))
         raise AssertionError("a rejected row converts")  # pragma: no cover
 
+    def _columnwise(self, rows: list[tuple[Any, ...]]) -> _Block | None:
+        """`block` column by column (domain/sqlite_values.column_converter_for), hashing and
+        routing in C as well; None when a value is to be rejected, or a NULL sits in a NOT
+        NULL column, so that `block` goes row by row and names it."""
+        columns = list(zip(*rows, strict=True))
+        for i in self.not_null:
+            if None in columns[i]:
+                return None
+        fields: list[list[Any]] = []
+        for convert, values in zip(self.column_converters, columns, strict=False):
+            out = convert(values)
+            if out is None:
+                return None
+            fields.append(out)
+        lines: list[bytes] = list(map(_TAB_JOIN, zip(*fields, strict=True)))
+        rowids = list(columns[-1])
+        hashes: list[int] = []
+        if self.hashed:
+            packed = array("q")
+            packed.frombytes(b"".join(map(_FIRST_8, map(_DIGEST, map(_MD5, lines)))))
+            if sys.byteorder == "little":
+                packed.byteswap()  # the digest's first 64 bits are read big-endian
+            hashes = packed.tolist()
+        main = RouteRows(lines, rowids, hashes)
+        routes = {self.target.qname: main}
+        if self.archive is not None:
+            assert self.router is not None
+            old = list(map(self.router.archived, fields[self.partition_index]))
+            if any(old):
+                young = list(map(not_, old))
+                routes[self.archive] = RouteRows(
+                    list(compress(lines, old)),
+                    list(compress(rowids, old)),
+                    list(compress(hashes, old)) if hashes else [],
+                )
+                main.lines = list(compress(lines, young))
+                main.rowids = list(compress(rowids, young))
+                main.hashes = list(compress(hashes, young)) if hashes else []
+            else:
+                routes[self.archive] = RouteRows()
+        return _Block(routes, [], rowids[-1], sum(map(len, lines)))
+
     def block(self, rows: list[tuple[Any, ...]]) -> _Block:
         """Convert `rows` ((*columns, rowid) tuples) into lines per destination."""
+        if rows and not self.bits:
+            whole = self._columnwise(rows)
+            if whole is not None:
+                return whole
         main = RouteRows()
         routes = {self.target.qname: main}
         other = None

@@ -498,18 +498,27 @@ def run_migrate(options: MigrateOptions, reporter: Reporter) -> MigrateSummary:
                     pool.shutdown(wait=False, cancel_futures=True)
                     close_sources()
                 checkpoints = target.checkpoints()
-                with open_partition_database(options.url) as db:
-                    for table, result in zip(decided, summary.tables, strict=True):
-                        point = checkpoints[table.source.name]
-                        result.copied, result.rejected = point.rows_copied, point.rows_rejected
-                        result.created = point.created
-                        _finish_table(db, writers, table, point.created, now, reporter)
-                created_now = {r.source for r in summary.tables if r.created}
-                summary.warnings.extend(_foreign_keys(target, decided, created_now, reporter))
-                if options.verify:
-                    for table, result in zip(decided, summary.tables, strict=True):
-                        point = checkpoints[table.source.name]
-                        _verify(source, writers, table, point, result, reporter)
+                verification = (
+                    _Verification(source, options, decided, summary.tables, checkpoints, reporter)
+                    if options.verify
+                    else None
+                )
+                try:
+                    with open_partition_database(options.url) as db:
+                        for table, result in zip(decided, summary.tables, strict=True):
+                            point = checkpoints[table.source.name]
+                            result.copied = point.rows_copied
+                            result.rejected = point.rows_rejected
+                            result.created = point.created
+                            _finish_table(db, writers, table, point.created, now, reporter)
+                    created_now = {r.source for r in summary.tables if r.created}
+                    summary.warnings.extend(_foreign_keys(target, decided, created_now, reporter))
+                except BaseException:
+                    if verification is not None:
+                        verification.join(quiet=True)
+                    raise
+                if verification is not None:
+                    verification.join()
             finally:
                 for extra in writers[1:]:
                     extra.close()
@@ -713,6 +722,48 @@ def _foreign_keys(
     for warning in warnings:
         reporter.info(f"WARNING {warning}")
     return warnings
+
+
+class _Verification:
+    """The verification, on connections of its own in a thread, while keys, indexes and
+    foreign keys are built: it only reads rows (COPY TO takes no lock an index build or a
+    foreign key check waits for), and the two use different resources (the hashing here,
+    sorting on the server)."""
+
+    def __init__(
+        self,
+        source: SqliteSource,
+        options: MigrateOptions,
+        tables: list[_Table],
+        results: list[TableResult],
+        checkpoints: dict[str, Checkpoint],
+        reporter: Reporter,
+    ) -> None:
+        self.error: BaseException | None = None
+        self.args = (source, options, tables, results, checkpoints, reporter)
+        self.thread = threading.Thread(target=self._run, name="migrate-verify", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        source, options, tables, results, checkpoints, reporter = self.args
+        connections: list[MigrateTarget] = []
+        try:
+            for _ in range(max(options.writers, 1)):
+                connections.append(MigrateTarget.open(options.url))
+            for table, result in zip(tables, results, strict=True):
+                point = checkpoints[table.source.name]
+                _verify(source, connections, table, point, result, reporter)
+        except BaseException as error:
+            self.error = error
+        finally:
+            for connection in connections:
+                connection.close()
+
+    def join(self, *, quiet: bool = False) -> None:
+        """Wait for it; its error is raised unless `quiet` (another one is on its way)."""
+        self.thread.join()
+        if self.error is not None and not quiet:
+            raise self.error
 
 
 def _target_digest(
