@@ -79,9 +79,9 @@ tree AS (
          WHERE i.inhparent = t.oid
         OFFSET 0) AS i
 )
--- Every catalog below is read by index lookups per relation (LATERAL ... OFFSET 0 keeps the
--- planner from hashing a whole catalog): a managed table of ten partitions in a database of a
--- thousand such tables costs its own rows, not the database's.
+-- Every large catalog below is read by index lookups per relation (LATERAL ... OFFSET 0 keeps
+-- the planner from hashing a whole catalog): a managed table of ten partitions in a database of
+-- a thousand such tables costs its own rows, not the database's.
 """
 
 CATALOG_QUERY = sql.SQL(
@@ -173,10 +173,7 @@ CROSS JOIN LATERAL (
     SELECT CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound
     OFFSET 0  -- deparse each bound once (a pulled-up sub-select would deparse it twice)
 ) AS b
-LEFT JOIN LATERAL (
-    SELECT pt.xmin, pt.partstrat, pt.partattrs FROM pg_partitioned_table pt
-     WHERE pt.partrelid = c.oid
-    OFFSET 0) AS pt ON true
+LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid  -- one row per partitioned table
 ORDER BY t.root, t.depth, c.relname
 """
 )
@@ -220,10 +217,7 @@ CROSS JOIN LATERAL (
       FROM pg_class c WHERE c.oid = t.oid
     OFFSET 0) AS c
 JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN LATERAL (
-    SELECT pt.xmin, pt.partstrat, pt.partattrs FROM pg_partitioned_table pt
-     WHERE pt.partrelid = c.oid
-    OFFSET 0) AS pt ON true
+LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid  -- one row per partitioned table
 """
 )
 
