@@ -34,7 +34,8 @@ from collections.abc import Callable
 import psycopg
 
 from lokifi_storage.api.spec import TableSpec
-from lokifi_storage.clients.postgres.partitions import CATALOG_CACHE, open_partition_database
+from lokifi_storage.clients.postgres.catalog_cache import CATALOG_CACHE
+from lokifi_storage.clients.postgres.partitions import open_partition_database
 from lokifi_storage.domain.partitions.catalog_query import request_for
 from lokifi_storage.domain.partitions.plan import plan_table
 from lokifi_storage.reconcile.partitions import reconcile_tables

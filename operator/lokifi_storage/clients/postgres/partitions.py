@@ -17,9 +17,7 @@ Messages are built from host, port, database and relation names only: never the 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -31,6 +29,7 @@ from psycopg.rows import dict_row
 
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import ClientError, LockTimeout, PartitionWorkBusy
+from lokifi_storage.clients.postgres.catalog_cache import CATALOG_CACHE
 from lokifi_storage.clients.postgres.connection import (
     Target,
     pooled_autocommit,
@@ -38,7 +37,7 @@ from lokifi_storage.clients.postgres.connection import (
     translated,
 )
 from lokifi_storage.domain.partitions.actions import Action
-from lokifi_storage.domain.partitions.catalog import ObservedRelation, ObservedTable, QName
+from lokifi_storage.domain.partitions.catalog import ObservedTable, QName
 from lokifi_storage.domain.partitions.catalog_query import (
     CATALOG_QUERY,
     FINGERPRINT_QUERY,
@@ -66,47 +65,6 @@ Conn = psycopg.Connection[Any]
 # The first half of the two-key advisory lock of partition work ('LKSP'); the second half is
 # hashtext('<schema>.<table>').
 PARTITION_LOCK_CLASS = 0x4C4B5350
-
-
-Trees = dict[QName, tuple[ObservedRelation, int]]
-
-
-class CatalogCache:
-    """The trees of the last observation per server and request, with its fingerprint.
-
-    Deparsing every bound and rebuilding every relation is the cost of observing a table of
-    thousands of partitions, and a resync almost always finds the catalog as it left it. The
-    fingerprint (catalog_query.FINGERPRINT_QUERY) changes with any row the catalog query reads,
-    so equal fingerprints give the trees back; it is read before the trees it is stored with,
-    so a change in between only costs one more full observation. Bounded, oldest dropped.
-    """
-
-    def __init__(self, size: int = 256) -> None:
-        self.size = size
-        self._entries: OrderedDict[tuple[str, str], tuple[tuple[int, str], Trees]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[str, str], fingerprint: tuple[int, str]) -> Trees | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is None or entry[0] != fingerprint:
-                return None
-            self._entries.move_to_end(key)
-            return entry[1]
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-    def put(self, key: tuple[str, str], fingerprint: tuple[int, str], trees: Trees) -> None:
-        with self._lock:
-            self._entries[key] = (fingerprint, trees)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-
-
-CATALOG_CACHE = CatalogCache()
 
 
 class PartitionDatabase:
