@@ -84,6 +84,17 @@ tree AS (
 -- a thousand such tables costs its own rows, not the database's.
 """
 
+# Each relation of the tree with its pg_class, pg_namespace and pg_partitioned_table rows.
+_RELATIONS = """
+FROM tree t
+CROSS JOIN LATERAL (
+    SELECT c.oid, c.xmin, c.relname, c.relkind, c.relnamespace, c.relispartition, c.relpartbound
+      FROM pg_class c WHERE c.oid = t.oid
+    OFFSET 0) AS c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid  -- one row per partitioned table
+"""
+
 CATALOG_QUERY = sql.SQL(
     _TREE
     + """
@@ -163,17 +174,12 @@ SELECT
             WHERE ii.inhrelid = x.indexrelid
            OFFSET 0) AS p ON true
       WHERE x.indrelid = c.oid)::text AS indexes
-FROM tree t
-CROSS JOIN LATERAL (
-    SELECT c.oid, c.xmin, c.relname, c.relkind, c.relnamespace, c.relispartition, c.relpartbound
-      FROM pg_class c WHERE c.oid = t.oid
-    OFFSET 0) AS c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-CROSS JOIN LATERAL (
+"""
+    + _RELATIONS
+    + """CROSS JOIN LATERAL (
     SELECT CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound
     OFFSET 0  -- deparse each bound once (a pulled-up sub-select would deparse it twice)
 ) AS b
-LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid  -- one row per partitioned table
 ORDER BY t.root, t.depth, c.relname
 """
 )
@@ -211,14 +217,8 @@ SELECT count(*), md5(string_agg(concat_ws('|',
            OFFSET 0) AS p ON true
       WHERE x.indrelid = c.oid)
 ), ';' ORDER BY t.root, t.oid))
-FROM tree t
-CROSS JOIN LATERAL (
-    SELECT c.oid, c.xmin, c.relname, c.relkind, c.relnamespace, c.relispartition, c.relpartbound
-      FROM pg_class c WHERE c.oid = t.oid
-    OFFSET 0) AS c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_partitioned_table pt ON pt.partrelid = c.oid  -- one row per partitioned table
 """
+    + _RELATIONS
 )
 
 
