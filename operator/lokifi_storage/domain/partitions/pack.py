@@ -11,6 +11,7 @@ from lokifi_storage.domain.partitions.actions import Action, NewRelation
 from lokifi_storage.domain.partitions.catalog import Bound, ObservedTable, QName
 from lokifi_storage.domain.partitions.index_defs import IndexDef, index_def_from_spec
 from lokifi_storage.domain.partitions.pack_layout import PackLayout, layout_problem, stored_segment
+from lokifi_storage.domain.partitions.plan_create import month_children
 
 __all__ = ["PackPartition", "UnpackPartition", "month_relation", "plan_unpack", "table_layout"]
 
@@ -57,17 +58,7 @@ def month_relation(spec: TableSpec, month: QName, bound: Bound) -> NewRelation:
     sub = spec.subpartitionBy
     if sub is None:
         return NewRelation(month, bound)
-    children = [
-        NewRelation(
-            QName(month.schema, f"{month.name}_s{i}"),
-            Bound(lower=str(i * sub.rangeSize), upper=str((i + 1) * sub.rangeSize)),
-        )
-        for i in range(sub.count)
-    ]
-    children.append(
-        NewRelation(QName(month.schema, f"{month.name}_sdefault"), Bound(is_default=True))
-    )
-    return NewRelation(month, bound, sub.column, tuple(children))
+    return NewRelation(month, bound, sub.column, month_children(month, sub))
 
 
 def plan_unpack(spec: TableSpec, observed: ObservedTable, month: str) -> UnpackPartition:

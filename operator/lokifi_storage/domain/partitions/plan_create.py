@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lokifi_storage.api.conditions import Reason
+from lokifi_storage.api.spec import SubpartitionBySpec
 from lokifi_storage.domain.partitions.actions import (
     Action,
     CreateArchiveTable,
@@ -29,7 +30,14 @@ from lokifi_storage.domain.partitions.catalog import Bound, ObservedRelation, QN
 from lokifi_storage.domain.partitions.index_plan import plan_indexes
 from lokifi_storage.domain.partitions.plan_draft import Draft, Ranged, time_bound
 
-__all__ = ["MAX_BACKFILL", "Parents", "finish_detaches", "parent_objects", "partitions_due"]
+__all__ = [
+    "MAX_BACKFILL",
+    "Parents",
+    "finish_detaches",
+    "month_children",
+    "parent_objects",
+    "partitions_due",
+]
 
 MAX_BACKFILL = 120  # partitions created per pass for rows found in DEFAULT
 
@@ -165,6 +173,12 @@ def sub_relations(draft: Draft, name: QName) -> tuple[NewRelation, ...]:
     sub = draft.spec.subpartitionBy
     if sub is None or not draft.sub_possible:
         return ()
+    return month_children(name, sub)
+
+
+def month_children(name: QName, sub: SubpartitionBySpec) -> tuple[NewRelation, ...]:
+    """The sub-partitions of the month `name`: `count` ranges of `rangeSize` and a DEFAULT,
+    named `<month>_s<i>` and `<month>_sdefault` (an unpacked month is rebuilt the same way)."""
     children = [
         NewRelation(
             QName(name.schema, f"{name.name}_s{i}"),
@@ -172,10 +186,8 @@ def sub_relations(draft: Draft, name: QName) -> tuple[NewRelation, ...]:
         )
         for i in range(sub.count)
     ]
-    children.append(
-        NewRelation(QName(name.schema, f"{name.name}_sdefault"), Bound(is_default=True))
-    )
-    return tuple(children)
+    default = NewRelation(QName(name.schema, f"{name.name}_sdefault"), Bound(is_default=True))
+    return (*children, default)
 
 
 def _subpartitions_due(draft: Draft, part: ObservedRelation) -> None:
