@@ -13,7 +13,8 @@ from lokifi_storage.clients.errors import NotFound
 from lokifi_storage.clients.s3 import RequestCounter, make_client
 from lokifi_storage.domain.conditions import status_json
 from lokifi_storage.jobs.backup_create import CreateOptions, create_backup
-from lokifi_storage.jobs.backup_restore import RestoreOptions, verify_backup
+from lokifi_storage.jobs.backup_restore import RestoreOptions
+from lokifi_storage.jobs.backup_verify import verify_backup
 from lokifi_storage.jobs.outcome import BackupCorruptError
 from lokifi_storage.reconcile.backups import reconcile_backups
 from stackfixtures import PgDatabase, StackEnv

@@ -23,7 +23,8 @@ from backupkit import (
 
 from lokifi_storage.domain.backup_catalog import sidecar_key
 from lokifi_storage.jobs.backup_create import CreateOptions, create_backup
-from lokifi_storage.jobs.backup_restore import RestoreOptions, list_backups, verify_backup
+from lokifi_storage.jobs.backup_restore import RestoreOptions, list_backups
+from lokifi_storage.jobs.backup_verify import verify_backup
 from lokifi_storage.jobs.outcome import BackupCorruptError, JobError, VerifyMismatchError
 from stackfixtures import PgDatabase, StackEnv
 

@@ -5,8 +5,9 @@ docs/api.md are generated from them. Field names are the v1alpha1 API and never 
 may be added. Docstrings and field descriptions become the CRD's descriptions, so they are
 written for the cluster admin reading `kubectl explain`.
 
-The parts live in their own modules (spec_postgres, spec_redis, spec_s3; shared pieces in
-spec_base) and are re-exported here, so `from lokifi_storage.api.spec import TableSpec` is the
+The parts live in their own modules (spec_postgres, with a table's parts in spec_tables,
+spec_indexes and spec_archive; spec_redis; spec_s3; shared pieces in spec_base) and are
+re-exported here, so `from lokifi_storage.api.spec import TableSpec` is the
 one import everybody uses. This module holds the top level and the small parts.
 
 Validation messages name the field (pydantic prefixes the path, e.g.
@@ -33,7 +34,9 @@ from lokifi_storage.api.quantity import (
     QuantityError,
     parse_kubernetes_quantity,
 )
+from lokifi_storage.api.spec_archive import ArchiveSpec, ExportToSpec, RetentionSpec
 from lokifi_storage.api.spec_base import (
+    LIST_SET,
     Compression,
     DeletionPolicy,
     Interval,
@@ -47,21 +50,13 @@ from lokifi_storage.api.spec_base import (
     cel_rules,
     spec_error,
 )
+from lokifi_storage.api.spec_indexes import FullTextSpec, IndexSpec, WhereSpec
 from lokifi_storage.api.spec_postgres import (
-    ArchiveSpec,
     ConnectionSecretSpec,
-    ExportToSpec,
-    FullTextSpec,
-    IndexSpec,
-    PartitionBySpec,
     PoolSpec,
     PostgresSpec,
     PrimarySpec,
     ReplicaSpec,
-    RetentionSpec,
-    SubpartitionBySpec,
-    TableSpec,
-    WhereSpec,
 )
 from lokifi_storage.api.spec_redis import RedisNodeSpec, RedisSpec
 from lokifi_storage.api.spec_s3 import (
@@ -73,6 +68,7 @@ from lokifi_storage.api.spec_s3 import (
     TransitionSpec,
     VerifyTargetSpec,
 )
+from lokifi_storage.api.spec_tables import PartitionBySpec, SubpartitionBySpec, TableSpec
 
 __all__ = [
     "ArchiveSpec",
@@ -119,9 +115,7 @@ class VacuumSpec(SpecModel):
     """A VACUUM CronJob."""
 
     schedule: Schedule = Field(description='Cron schedule in UTC, e.g. "0 5 * * 0".')
-    tables: Annotated[
-        list[TableName], Field(json_schema_extra={"x-kubernetes-list-type": "set"})
-    ] = Field(
+    tables: Annotated[list[TableName], Field(json_schema_extra=LIST_SET)] = Field(
         default_factory=list,
         max_length=MAX_VACUUM_TABLES,
         description="[schema.]table names to vacuum; any table of the database, managed "

@@ -65,6 +65,16 @@ def cel_rules(*rules: dict[str, JsonValue]) -> dict[str, JsonValue]:
     return {"x-kubernetes-validations": list(rules)}
 
 
+def list_map(key: str) -> dict[str, JsonValue]:
+    """`json_schema_extra` making a list a map keyed on `key`: server-side apply merges its
+    entries by that key instead of replacing the whole list."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]}
+
+
+# A list of unique scalars, merged as a set by server-side apply.
+LIST_SET: Final[dict[str, JsonValue]] = {"x-kubernetes-list-type": "set"}
+
+
 def spec_error(message: str, **context: Any) -> PydanticCustomError:
     """A validation error whose message is shown as written (no "Value error," prefix).
 

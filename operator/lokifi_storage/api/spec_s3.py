@@ -36,6 +36,7 @@ from lokifi_storage.api.spec_base import (
     cel,
     cel_rules,
     duplicates,
+    list_map,
     spec_error,
 )
 
@@ -60,10 +61,6 @@ UNSUPPORTED_TRANSITIONS: Final = frozenset({("ONEZONE_IA", "GLACIER_IR")})
 
 _RANK: Final = "{" + ", ".join(f"'{c}': {i}" for i, c in enumerate(TRANSITION_ORDER)) + "}"
 _IA: Final = "[" + ", ".join(f"'{c}'" for c in IA_CLASSES) + "]"
-
-
-def _list_map(key: str) -> dict[str, object]:
-    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]}
 
 
 class TransitionSpec(SpecModel):
@@ -222,7 +219,7 @@ class BucketSpec(SpecModel):
     create: bool = Field(
         default=False, description="Create the bucket when it does not exist (else report it)."
     )
-    lifecycle: Annotated[list[LifecycleRuleSpec], Field(json_schema_extra=_list_map("id"))] = Field(
+    lifecycle: Annotated[list[LifecycleRuleSpec], Field(json_schema_extra=list_map("id"))] = Field(
         default_factory=list,
         max_length=MAX_DECLARED_RULES,
         description=f"Lifecycle rules the operator owns, by id; at most {MAX_DECLARED_RULES}.",
@@ -290,7 +287,7 @@ class ObjectStorageSpec(SpecModel):
     credentialsSecretRef: SecretRef = Field(
         description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY."
     )
-    buckets: Annotated[list[BucketSpec], Field(json_schema_extra=_list_map("name"))] = Field(
+    buckets: Annotated[list[BucketSpec], Field(json_schema_extra=list_map("name"))] = Field(
         default_factory=list,
         max_length=MAX_BUCKETS,
         description="Buckets whose lifecycle the operator manages; names unique.",
@@ -346,7 +343,7 @@ class BackupsSpec(SpecModel):
 
     bucket: BucketName = Field(description="Bucket receiving the backups.")
     prefix: str = Field(default="backups/", max_length=1024, description="Key prefix.")
-    schedules: Annotated[list[BackupScheduleSpec], Field(json_schema_extra=_list_map("name"))] = (
+    schedules: Annotated[list[BackupScheduleSpec], Field(json_schema_extra=list_map("name"))] = (
         Field(
             default_factory=list,
             max_length=MAX_SCHEDULES,

@@ -11,31 +11,38 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import Compression, StorageClass
-from lokifi_storage.clients.backup_store import ARCHIVE_CLASSES, BackupStore
-from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.postgres.backup import server_identity
-from lokifi_storage.clients.postgres.connection import describe_target
+from lokifi_storage.clients.backup_store import ARCHIVE_CLASSES
 from lokifi_storage.clients.postgres.tools import connection_args
-from lokifi_storage.clients.s3 import make_client
-from lokifi_storage.domain.backup_catalog import backup_folder, name_prefix, source_id
 from lokifi_storage.domain.job_env import (
-    AWS_REGION_ENV,
-    PG_BIN_ENV,
     PRIMARY_URL_ENV,
-    S3_ENDPOINT_ENV,
-    S3_REGION_ENV,
 )
 from lokifi_storage.domain.job_runs import BACKUP_JOB_PREFIX
+from lokifi_storage.jobs.backup_args import (
+    BackupKey,
+    Bucket,
+    Endpoint,
+    Jobs,
+    Name,
+    Namespace,
+    OfSchedule,
+    PgBin,
+    Prefix,
+    Region,
+    Source,
+    UrlEnv,
+    VerifyTargetEnv,
+    Workdir,
+    backup_target,
+    database_url,
+    run_job,
+)
 from lokifi_storage.jobs.backup_create import (
-    BackupTarget,
     CreateOptions,
     create_backup,
     prune_schedule,
@@ -47,9 +54,9 @@ from lokifi_storage.jobs.backup_restore import (
     list_backups,
     prepare_target,
     restore_backup,
-    verify_backup,
 )
-from lokifi_storage.jobs.outcome import JobError, RunNote, TerminatedError, job_run, sigterm_raises
+from lokifi_storage.jobs.backup_verify import verify_backup
+from lokifi_storage.jobs.outcome import job_run
 from lokifi_storage.jobs.progress import Reporter, human_bytes
 
 __all__ = ["app", "restore"]
@@ -65,158 +72,6 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
 )
-
-Bucket = Annotated[
-    str, typer.Option(envvar="LOKIFI_BACKUP_BUCKET", help="Bucket holding the backups.")
-]
-Prefix = Annotated[
-    str, typer.Option(envvar="LOKIFI_BACKUP_PREFIX", help="Key prefix of every backup.")
-]
-Name = Annotated[
-    str | None,
-    typer.Option(
-        envvar="LOKIFI_BACKUP_NAME",
-        help="Name of the LokifiStorage resource (the operator passes it); "
-        "defaults to the database name of the URL.",
-    ),
-]
-Namespace = Annotated[
-    str | None,
-    typer.Option(
-        envvar="LOKIFI_BACKUP_NAMESPACE",
-        help="Namespace of the LokifiStorage resource (the operator passes it).",
-    ),
-]
-Source = Annotated[
-    str | None,
-    typer.Option(
-        envvar="LOKIFI_BACKUP_SOURCE",
-        help="<system_identifier>-<database> of the backed-up database, for when it cannot be "
-        "reached (`backup list` names them); default: read from the database URL.",
-    ),
-]
-Endpoint = Annotated[
-    str | None,
-    typer.Option(envvar=S3_ENDPOINT_ENV, help="S3-compatible endpoint URL (default AWS)."),
-]
-Region = Annotated[
-    str | None,
-    typer.Option(envvar=[S3_REGION_ENV, AWS_REGION_ENV, "AWS_REGION"], help="Region."),
-]
-UrlEnv = Annotated[
-    str,
-    typer.Option(help="Environment variable that holds the database URL (with its password)."),
-]
-PgBin = Annotated[
-    str | None,
-    typer.Option(envvar=PG_BIN_ENV, help="Directory of pg_dump/pg_restore (default PATH)."),
-]
-Jobs = Annotated[
-    int,
-    typer.Option(min=1, help="pg_restore --jobs; above 1 the dump is first written to --workdir."),
-]
-Workdir = Annotated[
-    str | None, typer.Option(help="Directory for the temporary dump file of --jobs > 1.")
-]
-VerifyTargetEnv = Annotated[
-    str | None,
-    typer.Option(
-        help="Environment variable with the URL of a scratch server (not the primary's) to "
-        "restore into; without it, verification reads the archive without a database."
-    ),
-]
-# How verify and restore pick the backup they read: --backup names one, --schedule takes the
-# newest of that schedule, neither takes the newest of all.
-BackupKey = Annotated[str | None, typer.Option(help="Dump key; default the newest.")]
-OfSchedule = Annotated[str | None, typer.Option(help="Newest backup of this schedule.")]
-
-T = TypeVar("T")
-
-
-def _run(action: Callable[[], T], note: RunNote | None = None) -> T:
-    """Run a job body; map its failure to a message on stderr and the documented exit code
-    (and, with `note`, to the reason and message the operator reads)."""
-    try:
-        with sigterm_raises():
-            return action()
-    except TerminatedError as stop:
-        typer.echo(f"error: {stop}; cleaned up", err=True)
-        if note is not None:
-            note.fail(Reason.BACKUP_FAILED, f"{stop}; cleaned up")
-        raise typer.Exit(stop.exit_code) from None
-    except (JobError, ClientError) as error:
-        typer.echo(f"error: {error}", err=True)
-        if note is not None:
-            note.fail(error.reason, str(error))
-        raise typer.Exit(getattr(error, "exit_code", 1)) from None
-
-
-def _url(url_env: str) -> str:
-    url = os.environ.get(url_env)
-    if not url:
-        typer.echo(f"error: set {url_env} to the database URL (postgresql://...)", err=True)
-        raise typer.Exit(2)
-    return url
-
-
-def _usage(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(2)
-
-
-def _target(
-    bucket: str,
-    prefix: str,
-    namespace: str | None,
-    name: str | None,
-    source: str | None,
-    endpoint: str | None,
-    region: str | None,
-    url: str | None,
-) -> BackupTarget:
-    """The folder of these backups: namespace, resource name and the source's identity.
-
-    The source comes from the database itself (its system_identifier and name), so a command
-    only ever sees the backups of the database it was pointed at.
-    """
-    if namespace is None:
-        raise _usage(
-            "pass --namespace (or set LOKIFI_BACKUP_NAMESPACE): the namespace of the "
-            "LokifiStorage resource whose backups these are"
-        )
-    if name is None:
-        if url is None:
-            raise _usage("pass --name (or set LOKIFI_BACKUP_NAME)")
-        name = describe_target(url).dbname
-    client = make_client(endpoint, region, None, None)
-    store = BackupStore(client, bucket)
-    if source is None:
-        if url is None:
-            raise _usage(
-                "set LOKIFI_PRIMARY_URL (or --url-env) to the database whose backups these are, "
-                "or pass --source; sources in the bucket: "
-                + (", ".join(_sources(store, prefix, namespace, name)) or "none")
-            )
-        try:
-            source = source_id(*server_identity(url))
-        except ClientError as error:
-            typer.echo(f"error: {error}", err=True)
-            raise typer.Exit(1) from None
-    try:
-        folder = backup_folder(namespace, name, source)
-    except ValueError as error:
-        raise _usage(str(error)) from None
-    return BackupTarget(store=store, prefix=prefix, name=folder)
-
-
-def _sources(store: BackupStore, prefix: str, namespace: str, name: str) -> list[str]:
-    """The source folders under one resource's folder, for the hint of a usage error."""
-    try:
-        base = name_prefix(prefix, f"{namespace}/{name}")
-        keys = [o.key[len(base) :] for o in store.list_objects(base)]
-    except (ClientError, ValueError):
-        return []
-    return sorted({key.split("/", 1)[0] for key in keys if "/" in key})
 
 
 @app.command()
@@ -249,8 +104,8 @@ def create(
     pg_bin: PgBin = None,
 ) -> None:
     """pg_dump the database into one new backup, streamed to S3 with no temporary file."""
-    url = _url(url_env)
-    target = _target(bucket, prefix, namespace, name, None, endpoint, region, url)
+    url = database_url(url_env)
+    target = backup_target(bucket, prefix, namespace, name, None, endpoint, region, url)
     reporter = Reporter()
     options = CreateOptions(
         schedule=schedule,
@@ -263,15 +118,15 @@ def create(
         pg_bin=pg_bin,
     )
     with job_run(f"{BACKUP_JOB_PREFIX}{schedule}", url) as note:
-        result = _run(lambda: create_backup(url, target, options, reporter), note)
+        result = run_job(lambda: create_backup(url, target, options, reporter), note)
         if verify and storage_class in ARCHIVE_CLASSES:
             reporter.info(
                 f"NOT VERIFIED: {storage_class} objects cannot be read without an S3 restore "
                 "request (use GLACIER_IR for a schedule that should be verified)"
             )
         elif verify:
-            verify_url = _url(verify_target_env) if verify_target_env else None
-            _run(
+            verify_url = database_url(verify_target_env) if verify_target_env else None
+            run_job(
                 lambda: verify_backup(
                     target.store,
                     result.key,
@@ -298,10 +153,10 @@ def list_(
     url_env: UrlEnv = PRIMARY_URL_ENV,
 ) -> None:
     """List the backups in the bucket, oldest first."""
-    target = _target(
+    target = backup_target(
         bucket, prefix, namespace, name, source, endpoint, region, os.environ.get(url_env)
     )
-    runs = _run(lambda: list_backups(target.store, target.prefix, target.name))
+    runs = run_job(lambda: list_backups(target.store, target.prefix, target.name))
     runs = [r for r in runs if schedule is None or r.schedule == schedule]
     reporter = Reporter()
     if as_json:
@@ -361,8 +216,8 @@ def verify_(
     compared. Records the outcome and its kind next to the backup (status.backups).
     """
     url = os.environ.get(url_env)
-    target = _target(bucket, prefix, namespace, name, source, endpoint, region, url)
-    verify_url = _url(target_env) if target_env else None
+    target = backup_target(bucket, prefix, namespace, name, source, endpoint, region, url)
+    verify_url = database_url(target_env) if target_env else None
     reporter = Reporter()
 
     def body() -> None:
@@ -370,7 +225,7 @@ def verify_(
         options = RestoreOptions(jobs=jobs, workdir=workdir, pg_bin=pg_bin)
         verify_backup(target.store, key, verify_url, options, reporter, primary_url=url)
 
-    _run(body)
+    run_job(body)
 
 
 @app.command()
@@ -389,11 +244,11 @@ def prune(
     """Apply retention to one schedule (create --keep does this after every backup)."""
     from datetime import UTC, datetime
 
-    target = _target(
+    target = backup_target(
         bucket, prefix, namespace, name, source, endpoint, region, os.environ.get(url_env)
     )
     reporter = Reporter()
-    _run(lambda: prune_schedule(target, schedule, keep, datetime.now(UTC), reporter))
+    run_job(lambda: prune_schedule(target, schedule, keep, datetime.now(UTC), reporter))
 
 
 def restore(
@@ -445,8 +300,8 @@ def restore(
     if (to is None) == (to_env is None):
         typer.echo("error: pass exactly one of --to or --to-env", err=True)
         raise typer.Exit(2)
-    to_url = to if to is not None else _url(str(to_env))
-    target = _target(
+    to_url = to if to is not None else database_url(str(to_env))
+    target = backup_target(
         bucket, prefix, namespace, name, source, endpoint, region, os.environ.get(url_env)
     )
     reporter = Reporter()
@@ -463,4 +318,4 @@ def restore(
         )
         restore_backup(target.store, key, to_url, options, reporter)
 
-    _run(body)
+    run_job(body)
