@@ -31,7 +31,7 @@ from lokifi_storage.domain.partitions.catalog_query import request_for
 from lokifi_storage.domain.partitions.pack import PackPartition
 from lokifi_storage.domain.partitions.plan import plan_table
 from lokifi_storage.jobs.partition_compress import pack_month
-from lokifi_storage.jobs.partitions_cli import plans_for
+from lokifi_storage.jobs.partitions_args import plans_for
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from stackfixtures import PgDatabase
 

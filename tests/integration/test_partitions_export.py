@@ -35,14 +35,14 @@ from lokifi_storage.clients.s3_export import ExportStore
 from lokifi_storage.domain.conditions import status_json
 from lokifi_storage.domain.partitions.actions import ExportPartition
 from lokifi_storage.domain.partitions.pack import PackPartition
+from lokifi_storage.jobs.export_proof import ExportNotVerifiedError
 from lokifi_storage.jobs.partition_compress import pack_month
 from lokifi_storage.jobs.partition_export import (
     ExportConflictError,
-    ExportNotVerifiedError,
     ExportResult,
     export_and_drop,
 )
-from lokifi_storage.jobs.partitions_cli import plans_for
+from lokifi_storage.jobs.partitions_args import plans_for
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from stackfixtures import PgDatabase, StackEnv
 

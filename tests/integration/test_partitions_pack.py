@@ -42,7 +42,7 @@ from lokifi_storage.domain.partitions.catalog_query import request_for
 from lokifi_storage.domain.partitions.pack import PackPartition, plan_unpack
 from lokifi_storage.domain.partitions.pack_steps import digest_query
 from lokifi_storage.jobs.partition_compress import pack_month, unpack_month
-from lokifi_storage.jobs.partitions_cli import plans_for
+from lokifi_storage.jobs.partitions_args import plans_for
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from stackfixtures import PgDatabase, StackEnv
 

@@ -16,7 +16,7 @@ from lokifi_storage.domain.partitions.export_layout import (
     manifest_key,
     parse_kept_mark,
 )
-from lokifi_storage.jobs.partition_export import CsvRecords
+from lokifi_storage.jobs.export_proof import CsvRecords
 
 
 def test_two_servers_with_a_database_of_the_same_name_never_share_a_key() -> None:

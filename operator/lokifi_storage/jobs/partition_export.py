@@ -16,6 +16,8 @@ pass, writers wait), so the rows exported are exactly the rows the DROP at its e
   5. HEAD: the storage class asked for, the size of the manifest; then DROP, still inside the
      transaction.
 
+Steps 3-5, the proof, are jobs/export_proof.py.
+
 A failure anywhere rolls back: the partition stays. When the key is already taken, the object
 is trusted only if it is this partition's: a manifest naming this source (system_identifier,
 database, partition) whose row count and CSV digest equal a fresh read of the partition, and
@@ -26,11 +28,9 @@ PartitionsReady reports with the key.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
 
 from psycopg import sql
 
@@ -47,26 +47,18 @@ from lokifi_storage.domain.partitions.export_layout import (
 )
 from lokifi_storage.domain.partitions.pack_steps import export_copy_query
 from lokifi_storage.domain.partitions.statements import drop_sql
-from lokifi_storage.jobs.compression import CorruptStreamError, compressor, decompressor
+from lokifi_storage.jobs.compression import compressor
+from lokifi_storage.jobs.export_proof import (
+    EXPORT_CODEC,
+    ExportDigest,
+    ExportNotVerifiedError,
+    export_url,
+    verify_export,
+)
 
-__all__ = [
-    "EXPORT_CODEC",
-    "CsvRecords",
-    "ExportConflictError",
-    "ExportNotVerifiedError",
-    "ExportResult",
-    "export_and_drop",
-]
+__all__ = ["ExportConflictError", "ExportResult", "export_and_drop"]
 
-EXPORT_CODEC = "zstd"
 FORMAT = "csv-header"
-VERIFIED_META = "verified-csv-sha256"  # set by the copy into an archive class, after step 3
-
-
-class ExportNotVerifiedError(ClientError):
-    """The bytes in S3 could not be proven to hold the partition; nothing was dropped."""
-
-    reason = Reason.EXPORT_NOT_VERIFIED
 
 
 class ExportConflictError(ClientError):
@@ -88,77 +80,33 @@ class ExportResult:
     uploaded: bool  # False: an earlier run's object was verified and reused
 
 
-class CsvRecords:
-    """Counts the records of PostgreSQL's CSV output as it streams.
-
-    A newline ends a record unless it is inside a quoted field; a quote inside a field is
-    doubled, so the quote state flips at every quote byte and two in a row cancel. Neither byte
-    occurs inside a multi-byte UTF-8 character.
-    """
-
-    def __init__(self) -> None:
-        self.quoted = False
-        self.newlines = 0
-
-    def feed(self, data: bytes) -> None:
-        pieces = data.split(b'"')
-        last = len(pieces) - 1
-        for i, piece in enumerate(pieces):
-            if not self.quoted:
-                self.newlines += piece.count(b"\n")
-            if i < last:
-                self.quoted = not self.quoted
-
-    def rows(self, *, header: bool = True) -> int:
-        return self.newlines - (1 if header and self.newlines else 0)
-
-
-@dataclass
-class _Digest:
-    csv: Any  # hashlib's sha256 objects
-    obj: Any
-    csv_bytes: int = 0
-    obj_bytes: int = 0
-    rows: int = 0
-
-    @classmethod
-    def new(cls) -> _Digest:
-        return cls(hashlib.sha256(), hashlib.sha256())
-
-
-def _where(action: ExportPartition, key: str | None = None) -> str:
-    return f"s3://{action.bucket}/{key or action.key}"
-
-
-def _compressed(db: PartitionDatabase, action: ExportPartition, digest: _Digest) -> Iterator[bytes]:
+def _compressed(
+    db: PartitionDatabase, action: ExportPartition, digest: ExportDigest
+) -> Iterator[bytes]:
     codec = compressor(EXPORT_CODEC)
     for chunk in db.copy_out(export_copy_query(action)):
-        digest.csv.update(chunk)
-        digest.csv_bytes += len(chunk)
+        digest.add_csv(chunk)
         out = codec.compress(chunk)
         if out:
-            digest.obj.update(out)
-            digest.obj_bytes += len(out)
+            digest.add_obj(out)
             yield out
     tail = codec.flush()
     if tail:
-        digest.obj.update(tail)
-        digest.obj_bytes += len(tail)
+        digest.add_obj(tail)
         yield tail
 
 
-def _measure(db: PartitionDatabase, action: ExportPartition) -> _Digest:
+def _measure(db: PartitionDatabase, action: ExportPartition) -> ExportDigest:
     """One read of the partition, hashed and counted, to compare with an earlier export."""
-    digest = _Digest.new()
+    digest = ExportDigest.new()
     for chunk in db.copy_out(export_copy_query(action)):
-        digest.csv.update(chunk)
-        digest.csv_bytes += len(chunk)
+        digest.add_csv(chunk)
     digest.rows = db.last_copy_rows
     return digest
 
 
 def _manifest(
-    action: ExportPartition, digest: _Digest, clock: Callable[[], datetime]
+    action: ExportPartition, digest: ExportDigest, clock: Callable[[], datetime]
 ) -> ExportManifest:
     return ExportManifest(
         source=action.source,
@@ -185,10 +133,10 @@ def _upload(
     """Steps 1 and 2: the one read of the partition, into a new object and its manifest."""
     if store.head(action.manifest_key) is not None:
         raise ExportConflictError(
-            f"{_where(action, action.manifest_key)} exists without its data object "
+            f"{export_url(action, action.manifest_key)} exists without its data object "
             f"{action.key}: not written by this export; nothing written, partition kept"
         )
-    digest = _Digest.new()
+    digest = ExportDigest.new()
     upload_class = "STANDARD" if action.storage_class in ARCHIVE_CLASSES else action.storage_class
     metadata = {
         "format": FORMAT,
@@ -207,18 +155,26 @@ def _upload(
         )
     except Conflict:
         raise ExportConflictError(
-            f"{_where(action)} was created by another writer during this export; partition kept"
+            f"{export_url(action)} was created by another writer during this export; partition kept"
         ) from None
     digest.rows = db.last_copy_rows
     manifest = _manifest(action, digest, clock)
+    _write_manifest(store, action, manifest, " during this export")
+    return manifest
+
+
+def _write_manifest(
+    store: ExportStore, action: ExportPartition, manifest: ExportManifest, when: str = ""
+) -> None:
+    """The manifest beside the object, create-only: a manifest someone else wrote first is a
+    conflict, never overwritten."""
     try:
         store.put_json(action.manifest_key, manifest.document())
     except Conflict:
         raise ExportConflictError(
-            f"{_where(action, action.manifest_key)} was created by another writer during this "
-            "export; partition kept"
+            f"{export_url(action, action.manifest_key)} was created by another writer{when}; "
+            "partition kept"
         ) from None
-    return manifest
 
 
 def _adopt(
@@ -233,7 +189,7 @@ def _adopt(
     Returns the manifest to verify against, and whether it still has to be written (an earlier
     run stopped between the upload and the manifest).
     """
-    where = _where(action)
+    where = export_url(action)
     try:
         document: dict[str, object] | None = store.get_json(action.manifest_key)
     except NotFound:
@@ -275,78 +231,6 @@ def _adopt(
     return manifest, False
 
 
-def _read_back(store: ExportStore, action: ExportPartition, head: ObjectHead) -> _Digest:
-    """Step 3's reading: every byte of the object, hashed, decompressed, hashed, counted."""
-    digest = _Digest.new()
-    records = CsvRecords()
-    codec = decompressor(EXPORT_CODEC)
-    try:
-        for chunk in store.read(action.key, etag=head.etag or None):
-            digest.obj.update(chunk)
-            digest.obj_bytes += len(chunk)
-            data = codec.decompress(chunk)
-            digest.csv.update(data)
-            digest.csv_bytes += len(data)
-            records.feed(data)
-        codec.finish()
-    except CorruptStreamError as error:
-        raise ExportNotVerifiedError(
-            f"{_where(action)} does not decompress ({error}); nothing dropped, partition kept"
-        ) from None
-    digest.rows = records.rows()
-    return digest
-
-
-def _verify(
-    store: ExportStore, action: ExportPartition, manifest: ExportManifest
-) -> tuple[ExportManifest, ObjectHead]:
-    """Steps 3-5. Returns the manifest (object digest filled in) and the final HEAD."""
-    where = _where(action)
-    head = store.head(action.key)
-    if head is None:
-        raise ExportNotVerifiedError(f"{where} is not there after the upload; nothing dropped")
-    if head.storage_class in ARCHIVE_CLASSES:
-        # Only the copy after a successful read-back puts an export there, and marks it.
-        if head.metadata.get(VERIFIED_META) != manifest.csv_sha256:
-            raise ExportNotVerifiedError(
-                f"{where} is in {head.storage_class} without the mark of a verified export; it "
-                "cannot be read back without a restore request; nothing dropped, partition kept"
-            )
-    else:
-        got = _read_back(store, action, head)
-        rows = got.rows
-        problems = []
-        if manifest.object_sha256 and got.obj.hexdigest() != manifest.object_sha256:
-            problems.append("object SHA-256 differs from the manifest's")
-        if got.obj_bytes != manifest.object_bytes:
-            problems.append(f"{got.obj_bytes} bytes instead of {manifest.object_bytes}")
-        if got.csv.hexdigest() != manifest.csv_sha256:
-            problems.append("CSV SHA-256 differs from the partition's")
-        if rows != manifest.rows:
-            problems.append(f"{rows} rows read back instead of {manifest.rows}")
-        if problems:
-            raise ExportNotVerifiedError(
-                f"{where}: {', '.join(problems)}; nothing dropped, partition kept"
-            )
-        manifest = replace(manifest, object_sha256=got.obj.hexdigest())
-        if action.storage_class in ARCHIVE_CLASSES:
-            store.change_class(
-                action.key,
-                head,
-                action.storage_class,
-                {**head.metadata, VERIFIED_META: manifest.csv_sha256},
-            )
-        head = store.head(action.key) or head
-    problems = []
-    if head.size != manifest.object_bytes:
-        problems.append(f"size {head.size} instead of {manifest.object_bytes}")
-    if head.storage_class != action.storage_class:
-        problems.append(f"storage class {head.storage_class} instead of {action.storage_class}")
-    if problems:
-        raise ExportNotVerifiedError(f"{where}: {', '.join(problems)}; nothing dropped")
-    return manifest, head
-
-
 def _mark_kept(db: PartitionDatabase, action: ExportPartition, error: ClientError) -> None:
     """Record on the kept partition why it was kept; the reconciler reports it."""
     statement = sql.SQL("COMMENT ON TABLE {} IS {}").format(
@@ -377,15 +261,9 @@ def export_and_drop(
                 manifest, pending_manifest = _upload(db, store, action, clock), False
             else:
                 manifest, pending_manifest = _adopt(db, store, action, existing, clock)
-            manifest, head = _verify(store, action, manifest)
+            manifest, head = verify_export(store, action, manifest)
             if pending_manifest:
-                try:
-                    store.put_json(action.manifest_key, manifest.document())
-                except Conflict:
-                    raise ExportConflictError(
-                        f"{_where(action, action.manifest_key)} was created by another writer; "
-                        "partition kept"
-                    ) from None
+                _write_manifest(store, action, manifest)
             result = ExportResult(
                 partition=str(action.partition),
                 bucket=action.bucket,

@@ -17,23 +17,16 @@ Exit codes: 0 done (or nothing to do), 1 a partition failed (the others were sti
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import os
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Annotated, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Annotated, Any, TypeVar
 
 import typer
-import yaml
-from pydantic import ValidationError
 
-from lokifi_storage.api.conditions import Reason
-from lokifi_storage.api.coordinates import KIND
-from lokifi_storage.api.names import split_table_name
-from lokifi_storage.api.spec import LokifiStorageSpec, TableSpec
-from lokifi_storage.clients.errors import ClientError, PartitionWorkBusy
-from lokifi_storage.clients.postgres.partitions import PartitionDatabase, open_partition_database
+from lokifi_storage.api.spec import TableSpec
+from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.postgres.partitions import PartitionDatabase
 from lokifi_storage.clients.s3 import make_client
 from lokifi_storage.clients.s3_export import ExportStore
 from lokifi_storage.domain.job_env import (
@@ -41,15 +34,11 @@ from lokifi_storage.domain.job_env import (
     PRIMARY_URL_ENV,
     S3_ENDPOINT_ENV,
     S3_REGION_ENV,
-    TABLES_JSON_ENV,
 )
 from lokifi_storage.domain.job_runs import COMPRESS_JOB, EXPORT_JOB
 from lokifi_storage.domain.partitions.actions import ExportPartition
-from lokifi_storage.domain.partitions.catalog import QName
 from lokifi_storage.domain.partitions.catalog_query import request_for
 from lokifi_storage.domain.partitions.pack import PackPartition, plan_unpack, table_layout
-from lokifi_storage.domain.partitions.plan import TablePlan, plan_table
-from lokifi_storage.domain.partitions.retention_clock import clock_skew
 from lokifi_storage.jobs.outcome import RunNote, job_run
 from lokifi_storage.jobs.partition_compress import (
     PackResult,
@@ -58,9 +47,26 @@ from lokifi_storage.jobs.partition_compress import (
     unpack_month,
 )
 from lokifi_storage.jobs.partition_export import export_and_drop
+from lokifi_storage.jobs.partitions_args import (
+    File,
+    LockTimeoutMs,
+    Now,
+    Tables,
+    UrlEnv,
+    exit_error,
+    load_spec,
+    open_database,
+    plan_moment,
+    plans_for,
+    primary_url,
+    select_tables,
+    tables_locked,
+)
 from lokifi_storage.jobs.progress import human_bytes
 
-__all__ = ["app", "plans_for"]
+# load_spec and plans_for keep being importable from here (the migrate command and the
+# compression bench read tables and plans through this module).
+__all__ = ["app", "load_spec", "plans_for"]
 
 app = typer.Typer(
     name="partitions",
@@ -74,100 +80,102 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-File = Annotated[
-    Path | None,
-    typer.Option("--file", "-f", help="LokifiStorage manifest (or its spec) naming the tables."),
-]
-Tables = Annotated[list[str] | None, typer.Option("--table", help="Only this table (repeatable).")]
-UrlEnv = Annotated[
-    str, typer.Option(help="Environment variable holding the primary's URL (with password).")
-]
-Now = Annotated[
-    str | None,
-    typer.Option(help="Plan as if it were this ISO 8601 instant (default: now, UTC)."),
-]
-LockTimeoutMs = Annotated[
-    int, typer.Option(min=1, help="lock_timeout of each DDL step, in milliseconds.")
-]
+Deferred = TypeVar("Deferred", PackPartition, ExportPartition)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+@dataclass(frozen=True)
+class Run:
+    """One compress or export run, as its command line asked for it."""
+
+    url: str
+    tables: list[TableSpec]
+    now: str | None
+    lock_timeout_ms: int
+    dry_run: bool
+    note: RunNote
 
 
-def _documents(path: Path) -> list[dict[str, Any]]:
+def _run_deferred(
+    run: Run,
+    kind: type[Deferred],
+    verb: str,
+    apply: Callable[[PartitionDatabase, Deferred], str],
+    label: Callable[[Deferred], object],
+    *,
+    before: Callable[[PartitionDatabase, TableSpec], None] | None = None,
+    clock_check: bool = False,
+) -> None:
+    """The deferred actions of one `kind`, planned afresh per table under its lock, each
+    applied on its own: one failing is reported and the others still run (exit 1 at the end).
+
+    `apply` returns the line to print; `label` names an action in a failure; `before` runs for
+    each table before its actions; `clock_check` stops the run when the pod's clock is off the
+    server's.
+    """
+    failures = 0
+    note = run.note
     try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
-    except (OSError, yaml.YAMLError) as error:
-        raise _fail(f"cannot read {path}: {type(error).__name__}") from None
-    return docs
-
-
-def load_spec(path: Path | None) -> tuple[list[TableSpec], LokifiStorageSpec | None]:
-    """Tables (and the whole spec when a file was given) from -f or LOKIFI_TABLES_JSON."""
-    try:
-        if path is not None:
-            docs = _documents(path)
-            doc = next((d for d in docs if d.get("kind") == KIND), None)
-            body = doc.get("spec", {}) if doc is not None else (docs[0] if docs else {})
-            spec = LokifiStorageSpec.model_validate(body)
-            if spec.postgres is None:
-                raise _fail(f"{path} has no spec.postgres")
-            return list(spec.postgres.tables), spec
-        raw = os.environ.get(TABLES_JSON_ENV)
-        if not raw:
-            raise _fail(f"pass -f resource.yaml or set {TABLES_JSON_ENV}")
-        return [TableSpec.model_validate(t) for t in json.loads(raw)], None
-    except ValidationError as error:
-        raise _fail(f"invalid spec: {error.errors()[0]['msg']}") from None
-    except json.JSONDecodeError:
-        raise _fail(f"{TABLES_JSON_ENV} is not valid JSON") from None
-
-
-def _select(tables: list[TableSpec], only: list[str] | None) -> list[TableSpec]:
-    if not only:
-        return tables
-    chosen = [t for t in tables if t.name in only]
-    unknown = set(only) - {t.name for t in chosen}
-    if unknown:
-        raise _fail(f"not in the spec: {', '.join(sorted(unknown))}")
-    return chosen
-
-
-def _url(url_env: str) -> str:
-    url = os.environ.get(url_env)
-    if not url:
-        raise _fail(f"set {url_env} to the primary's URL (postgresql://...)")
-    return url
-
-
-def _now(text: str | None) -> dt.datetime:
-    if text is None:
-        return dt.datetime.now(dt.UTC)
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise _fail(f"--now {text!r} is not an ISO 8601 instant") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-
-
-def plans_for(
-    db: PartitionDatabase, tables: list[TableSpec], now: dt.datetime
-) -> dict[str, TablePlan]:
-    observed = db.observe(request_for(tables))
-    source = db.system_identifier() if any(t.retention for t in tables) else ""
-    return {
-        t.name: plan_table(t, observed[t.name], now, database=db.database, source=source)
-        for t in tables
-    }
-
-
-def _open(url: str, lock_timeout_ms: int) -> Any:
-    try:
-        return open_partition_database(url, lock_timeout_ms=lock_timeout_ms)
+        with open_database(run.url, run.lock_timeout_ms) as db:
+            moment = plan_moment(db, run.now, note if clock_check else None)
+            if run.dry_run:
+                listed = [
+                    a.describe()
+                    for p in plans_for(db, run.tables, moment).values()
+                    for a in p.deferred
+                    if isinstance(a, kind)
+                ]
+                typer.echo("\n".join(listed) if listed else f"nothing to {verb}")
+                return
+            done = 0
+            for spec in tables_locked(db, run.tables, note):
+                if before is not None:
+                    before(db, spec)
+                for action in plans_for(db, [spec], moment)[spec.name].deferred:
+                    if not isinstance(action, kind):
+                        continue
+                    done += 1
+                    try:
+                        line = apply(db, action)
+                    except ClientError as error:
+                        failures += 1
+                        note.fail(error.reason, f"{label(action)}: {error.message}")
+                        typer.echo(f"FAILED {label(action)}: {error.message}", err=True)
+                        continue
+                    typer.echo(line)
+            if not done and not note.reason:
+                typer.echo(f"nothing to {verb}")
     except ClientError as error:
-        raise _fail(error.message, 1) from None
+        note.fail(error.reason, error.message)
+        raise exit_error(error.message, 1) from None
+    if failures or note.reason:
+        raise typer.Exit(1)
+
+
+def _ensure_packed_table(db: PartitionDatabase, spec: TableSpec) -> None:
+    # The view and the read function exist from the first run on, before any month is due, so
+    # applications can query the archive the same way from day one.
+    observed = db.observe(request_for([spec]))
+    layout = table_layout(spec, observed[spec.name])
+    if layout is not None and ensure_packed_table(db, layout):
+        typer.echo(
+            f"created {layout.parent}, the view {layout.view} and the function {layout.function}"
+        )
+
+
+def _pack(db: PartitionDatabase, action: PackPartition) -> str:
+    return _sizes(pack_month(db, action), "packed")
+
+
+def _export(client: Any, db: PartitionDatabase, action: ExportPartition) -> str:
+    result = export_and_drop(db, ExportStore(client, action.bucket), action)
+    how = "uploaded" if result.uploaded else "already there, verified"
+    return (
+        f"exported {result.partition}: {result.rows} rows, "
+        f"{human_bytes(result.csv_bytes)} CSV -> "
+        f"{human_bytes(result.stored_bytes)} "
+        f"s3://{result.bucket}/{result.key} ({how}, sha256 "
+        f"{result.sha256[:12]}...); dropped"
+    )
 
 
 def _sizes(result: PackResult, verb: str) -> str:
@@ -176,36 +184,6 @@ def _sizes(result: PackResult, verb: str) -> str:
         f"{human_bytes(result.bytes_after)} ({result.ratio:.1f}x; verified: row count and "
         "digest of every column)"
     )
-
-
-def _moment(db: PartitionDatabase, text: str | None, note: RunNote | None = None) -> dt.datetime:
-    """The instant ages are measured at: `--now` when given, else the database server's clock.
-
-    With `note` (the export), a pod clock more than a few minutes off the server's stops the
-    job before anything is exported or dropped: something is wrong with time on one side.
-    """
-    if text is not None:
-        return _now(text)
-    server = db.server_now()
-    skew = clock_skew(dt.datetime.now(dt.UTC), server)
-    if skew is not None and note is not None:
-        note.fail(Reason.CLOCK_SKEW, skew)
-        raise _fail(skew, 1)
-    return server
-
-
-def _tables_locked(
-    db: PartitionDatabase, tables: list[TableSpec], note: RunNote
-) -> Iterator[TableSpec]:
-    """Each table in turn, with its partition-work lock held (shared with the operator's
-    reconcile and every other job); a table whose lock is taken is reported and skipped."""
-    for table in tables:
-        try:
-            with db.table_lock(QName(*split_table_name(table.name))):
-                yield table
-        except PartitionWorkBusy as busy:
-            note.fail(busy.reason, busy.message)
-            typer.echo(f"SKIPPED {table.name}: {busy.message}", err=True)
 
 
 @app.command()
@@ -220,64 +198,18 @@ def compress(
     """Pack archived months past archive.compressAfterDays: one row per archive.segmentBy
     group, one array per column, verified against the month before it is dropped."""
     tables, _ = load_spec(file)
-    tables = _select(tables, table)
-    url = _url(url_env)
+    tables = select_tables(tables, table)
+    url = primary_url(url_env)
     with job_run(COMPRESS_JOB, None if dry_run else url) as note:
-        _compress(url, tables, now, lock_timeout_ms, dry_run, note)
-
-
-def _compress(
-    url: str,
-    tables: list[TableSpec],
-    now: str | None,
-    lock_timeout_ms: int,
-    dry_run: bool,
-    note: RunNote,
-) -> None:
-    failures = 0
-    try:
-        with _open(url, lock_timeout_ms) as db:
-            moment = _moment(db, now)
-            if dry_run:
-                plans = plans_for(db, tables, moment)
-                listed = [
-                    a.describe()
-                    for p in plans.values()
-                    for a in p.deferred
-                    if isinstance(a, PackPartition)
-                ]
-                typer.echo("\n".join(listed) if listed else "nothing to compress")
-                return
-            done = 0
-            for spec in _tables_locked(db, tables, note):
-                # The view and the read function exist from the first run on, before any month
-                # is due, so applications can query the archive the same way from day one.
-                observed = db.observe(request_for([spec]))
-                layout = table_layout(spec, observed[spec.name])
-                if layout is not None and ensure_packed_table(db, layout):
-                    typer.echo(
-                        f"created {layout.parent}, the view {layout.view} and "
-                        f"the function {layout.function}"
-                    )
-                for action in plans_for(db, [spec], moment)[spec.name].deferred:
-                    if not isinstance(action, PackPartition):
-                        continue
-                    done += 1
-                    try:
-                        result = pack_month(db, action)
-                    except ClientError as error:
-                        failures += 1
-                        note.fail(error.reason, f"{action.month}: {error.message}")
-                        typer.echo(f"FAILED {action.month}: {error.message}", err=True)
-                        continue
-                    typer.echo(_sizes(result, "packed"))
-            if not done and not note.reason:
-                typer.echo("nothing to compress")
-    except ClientError as error:
-        note.fail(error.reason, error.message)
-        raise _fail(error.message, 1) from None
-    if failures or note.reason:
-        raise typer.Exit(1)
+        run = Run(url, tables, now, lock_timeout_ms, dry_run, note)
+        _run_deferred(
+            run,
+            PackPartition,
+            "compress",
+            _pack,
+            lambda action: action.month,
+            before=_ensure_packed_table,
+        )
 
 
 @app.command()
@@ -295,14 +227,14 @@ def unpack(
     corrections or a change of mind), verified like packing. The next `compress` packs them
     again while archive.compressAfterDays says so."""
     tables, _ = load_spec(file)
-    chosen = _select(tables, [table] if table else None)
+    chosen = select_tables(tables, [table] if table else None)
     chosen = [t for t in chosen if t.archive is not None and t.partitionBy is not None]
     if len(chosen) != 1:
-        raise _fail("name the table with --table (one with an archive in the spec)")
+        raise exit_error("name the table with --table (one with an archive in the spec)")
     spec = chosen[0]
     failures = 0
     try:
-        with _open(_url(url_env), lock_timeout_ms) as db:
+        with open_database(primary_url(url_env), lock_timeout_ms) as db:
             for name in month:
                 observed = db.observe(request_for([spec]))[spec.name]
                 try:
@@ -319,7 +251,7 @@ def unpack(
                     continue
                 typer.echo(_sizes(result, "unpacked"))
     except ClientError as error:
-        raise _fail(error.message, 1) from None
+        raise exit_error(error.message, 1) from None
     if failures:
         raise typer.Exit(1)
 
@@ -350,8 +282,8 @@ def export(
     is more than a few minutes off the server's, nothing is exported or dropped (exit 1).
     """
     tables, spec = load_spec(file)
-    tables = _select(tables, table)
-    url = _url(url_env)
+    tables = select_tables(tables, table)
+    url = primary_url(url_env)
     with job_run(EXPORT_JOB, None if dry_run else url) as note:
         storage = spec.objectStorage if spec is not None else None
         try:
@@ -363,58 +295,13 @@ def export(
             )
         except ClientError as error:
             note.fail(error.reason, error.message)
-            raise _fail(error.message, 1) from None
-        _export(url, client, tables, now, lock_timeout_ms, dry_run, note)
-
-
-def _export(
-    url: str,
-    client: Any,
-    tables: list[TableSpec],
-    now: str | None,
-    lock_timeout_ms: int,
-    dry_run: bool,
-    note: RunNote,
-) -> None:
-    failures = 0
-    try:
-        with _open(url, lock_timeout_ms) as db:
-            moment = _moment(db, now, note)
-            if dry_run:
-                listed = [
-                    a.describe()
-                    for p in plans_for(db, tables, moment).values()
-                    for a in p.deferred
-                    if isinstance(a, ExportPartition)
-                ]
-                typer.echo("\n".join(listed) if listed else "nothing to export")
-                return
-            done = 0
-            for spec in _tables_locked(db, tables, note):
-                plans = plans_for(db, [spec], moment)
-                for action in plans[spec.name].deferred:
-                    if not isinstance(action, ExportPartition):
-                        continue
-                    done += 1
-                    try:
-                        result = export_and_drop(db, ExportStore(client, action.bucket), action)
-                    except ClientError as error:
-                        failures += 1
-                        note.fail(error.reason, f"{action.partition}: {error.message}")
-                        typer.echo(f"FAILED {action.partition}: {error.message}", err=True)
-                        continue
-                    how = "uploaded" if result.uploaded else "already there, verified"
-                    typer.echo(
-                        f"exported {result.partition}: {result.rows} rows, "
-                        f"{human_bytes(result.csv_bytes)} CSV -> "
-                        f"{human_bytes(result.stored_bytes)} "
-                        f"s3://{result.bucket}/{result.key} ({how}, sha256 "
-                        f"{result.sha256[:12]}...); dropped"
-                    )
-            if not done and not note.reason:
-                typer.echo("nothing to export")
-    except ClientError as error:
-        note.fail(error.reason, error.message)
-        raise _fail(error.message, 1) from None
-    if failures or note.reason:
-        raise typer.Exit(1)
+            raise exit_error(error.message, 1) from None
+        run = Run(url, tables, now, lock_timeout_ms, dry_run, note)
+        _run_deferred(
+            run,
+            ExportPartition,
+            "export",
+            partial(_export, client),
+            lambda action: action.partition,
+            clock_check=True,
+        )
