@@ -29,6 +29,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from lokifi_storage.api.status import BackupStatus, LokifiStorageStatus, RedisStatus
+from lokifi_storage.api.timestamps import parse_rfc3339
 
 __all__ = [
     "REGISTRY",
@@ -313,7 +314,7 @@ def _timestamp(text: str | None) -> float | None:
     if not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return parse_rfc3339(text).timestamp()
     except ValueError:
         return None
 

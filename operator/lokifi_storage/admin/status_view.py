@@ -15,6 +15,7 @@ from typing import Any
 
 from lokifi_storage.admin.paint import Painter
 from lokifi_storage.api.quantity import format_bytes
+from lokifi_storage.api.timestamps import parse_rfc3339
 
 __all__ = ["status_text"]
 
@@ -23,7 +24,7 @@ def _age(stamp: str | None, now: datetime) -> str:
     if not stamp:
         return "-"
     try:
-        then = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        then = parse_rfc3339(stamp)
     except ValueError:
         return "?"
     seconds = max(0, int((now - then).total_seconds()))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-__all__ = ["rfc3339"]
+__all__ = ["parse_rfc3339", "rfc3339"]
 
 Precision = Literal["seconds", "milliseconds", "microseconds"]
 
@@ -19,3 +19,9 @@ def rfc3339(moment: datetime, precision: Precision = "seconds") -> str:
     """`2026-01-31T12:00:00Z` (conditions, status), `.123Z` (backup manifests), `.123456Z`
     (Kubernetes MicroTime: Lease renewals, Event times)."""
     return moment.astimezone(UTC).isoformat(timespec=precision).replace("+00:00", "Z")
+
+
+def parse_rfc3339(text: str) -> datetime:
+    """The instant of an RFC 3339 time as written above (`Z` or an offset); ValueError when
+    `text` is not one."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

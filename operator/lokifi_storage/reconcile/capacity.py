@@ -29,7 +29,7 @@ from lokifi_storage.api.status import (
     StorageStatus,
     judged,
 )
-from lokifi_storage.api.timestamps import rfc3339
+from lokifi_storage.api.timestamps import parse_rfc3339, rfc3339
 from lokifi_storage.clients.postgres.sizes import measure_sizes
 from lokifi_storage.domain.capacity import Sample, assess, record_sample
 from lokifi_storage.reconcile.parts import Part, PartContext
@@ -42,7 +42,7 @@ TOP_RELATIONS = 5
 
 def _parse_time(text: str) -> datetime | None:
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_rfc3339(text)
     except ValueError:
         return None
 

@@ -38,7 +38,6 @@ from pydantic import ValidationError
 
 from lokifi_storage import metrics
 from lokifi_storage.api import conditions as types
-from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import LokifiStorageSpec
 from lokifi_storage.api.status import LokifiStorageStatus
 from lokifi_storage.api.timestamps import rfc3339
@@ -66,15 +65,13 @@ from lokifi_storage.reconcile import (
     redis,
     replicas,
 )
+from lokifi_storage.reconcile.deletion import clean_up_resource, created_at, release_resource
 from lokifi_storage.reconcile.dry_run import mark_dry_run
 from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.owned import sync_owned
 from lokifi_storage.reconcile.parts import (
-    CleanupIncompleteError,
     Part,
     PartContext,
-    clean_up_parts,
-    release_parts,
     run_parts,
 )
 from lokifi_storage.reconcile.publish import LOKIFI_STORAGES, post_events, write_status
@@ -150,13 +147,6 @@ def format_validation_error(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _created(meta: Mapping[str, Any]) -> datetime | None:
-    stamp = meta.get("creationTimestamp")
-    if not stamp:
-        return None
-    return datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-
-
 def _is_true(status: LokifiStorageStatus, kind: str) -> bool:
     return any(c.type == kind and c.status == "True" for c in status.conditions)
 
@@ -211,7 +201,7 @@ class ResourceReconciler:
         apply = not spec.dryRun
         secrets = SecretReader(self.kube, namespace)
         reports, dropped = self._run_parts(
-            owner, spec, now, current, _created(meta), apply, secrets, fence
+            owner, spec, now, current, created_at(meta), apply, secrets, fence
         )
         runs = self._job_runs(owner, spec, secrets)
         reports = [
@@ -270,7 +260,7 @@ class ResourceReconciler:
         )
         current = read_status(body.get("status") or {})
         reports, _ = self._run_parts(
-            owner, spec, self._clock(), current, _created(meta), False, secrets
+            owner, spec, self._clock(), current, created_at(meta), False, secrets
         )
         if owned:
             reports, _, _ = sync_owned(
@@ -280,66 +270,27 @@ class ResourceReconciler:
         return ResourcePlan(reports=tuple(reports), changes=changes)
 
     def clean_up(self, namespace: str, name: str) -> list[str]:
-        """deletionPolicy Delete: each part removes what the operator created.
-
-        Raises CleanupIncompleteError naming every part that could not finish; the caller
-        retries and the finalizer keeps the resource until then.
-        """
+        """deletionPolicy Delete: each part removes what the operator created
+        (reconcile/deletion.py). Raises CleanupIncompleteError naming every part that could not
+        finish; the caller retries and the finalizer keeps the resource until then."""
         body = self.kube.get(LOKIFI_STORAGES, namespace, name)
         if body is None:
             return []
         owner = Owner(namespace=namespace, name=name, uid=body["metadata"]["uid"])
-        try:
-            spec = LokifiStorageSpec.model_validate(body.get("spec") or {})
-        except ValidationError:
-            return []  # an unreadable spec cannot say what to remove: remove nothing
-        now = self._clock()
-        ctx = PartContext(
-            spec=spec,
-            namespace=namespace,
-            name=name,
-            uid=owner.uid,
-            secrets=SecretReader(self.kube, namespace),
-            now=now,
+        return clean_up_resource(
+            self.kube,
+            self.parts,
+            body,
+            owner,
+            now=self._clock(),
             memory=self._memory(owner.uid),
-            status=read_status(body.get("status") or {}),
-            created=_created(body["metadata"]),
+            instance=self.config.instance,
         )
-        actions, failures = clean_up_parts(self.parts, ctx)
-        events = action_events(actions, Reason.CLEANED_UP)
-        events += [EventSpec("Warning", Reason.CLEANUP_FAILED, failure) for failure in failures]
-        post_events(self.kube, owner, events, now, self.config.instance)
-        if failures:
-            raise CleanupIncompleteError("; ".join(failures))
-        return actions
 
     def release(self, body: Mapping[str, Any]) -> list[str]:
-        """The resource is gone: give up the claims it held on shared things (Redis settings,
-        lifecycle rules, tables), so another resource may manage them. Best effort; a claim
-        that cannot be released now is named in the log (docs/operations.md says how to
-        remove it by hand)."""
-        plain = _plain(body)
-        meta = plain.get("metadata") or {}
-        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
-        try:
-            spec = LokifiStorageSpec.model_validate(plain.get("spec") or {})
-        except ValidationError:
-            return []
-        ctx = PartContext(
-            spec=spec,
-            namespace=namespace,
-            name=name,
-            uid=str(meta.get("uid", "")),
-            secrets=SecretReader(self.kube, namespace),
-            now=self._clock(),
-            status=read_status(plain.get("status") or {}),
-        )
-        released, failures = release_parts(self.parts, ctx)
-        for line in released:
-            log.info("%s/%s deleted: %s", namespace, name, line)
-        for failure in failures:
-            log.warning("%s/%s deleted, claims not released: %s", namespace, name, failure)
-        return released
+        """The resource is gone: give up the claims it held on shared things, best effort
+        (reconcile/deletion.py)."""
+        return release_resource(self.kube, self.parts, body, now=self._clock())
 
     def forget(self, uid: str, namespace: str, name: str) -> None:
         """Drop what the reconciler remembers of a deleted resource, and its metrics."""
@@ -432,15 +383,6 @@ class ResourceReconciler:
             actions=tuple(actions),
             events=tuple(events),
         )
-
-
-def _plain(value: Any) -> Any:
-    """Kopf's mapping views as plain dicts and lists, as the models expect."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _outcome(status: LokifiStorageStatus) -> Outcome:

@@ -29,7 +29,7 @@ Why not Kopf's handlers here: each replica's Kopf would run its create/update ha
 resource and record them as handled in the resource's annotations (even when a filter skips
 them), so the owner could miss a change another replica recorded. In sharded mode the owner
 notices a new generation from the watch events (runtime/controller.py), and the finalizer of
-`deletionPolicy: Delete` is added, served and removed by the owner (`Finalizers`).
+`deletionPolicy: Delete` is added, served and removed by the owner (runtime/finalizers.py).
 """
 
 from __future__ import annotations
@@ -49,18 +49,11 @@ from lokifi_storage import metrics
 from lokifi_storage.builders.names import LEASE_NAME
 from lokifi_storage.clients.errors import ClientError, Conflict
 from lokifi_storage.clients.kube import LEASES, KubeClient
-from lokifi_storage.handlers.operator import FINALIZER
 from lokifi_storage.reconcile.fence import Fence
-from lokifi_storage.reconcile.resource import (
-    LOKIFI_STORAGES,
-    ReconcileResult,
-    ResourceReconciler,
-)
-from lokifi_storage.runtime.controller import Controller, Entry
+from lokifi_storage.runtime.controller import Controller
 from lokifi_storage.runtime.leadership import LeaseConfig, LeaseElector
 
 __all__ = [
-    "Finalizers",
     "ShardConfig",
     "ShardKeeper",
     "ShardLease",
@@ -365,66 +358,3 @@ class ShardKeeper:
 
     def describe(self) -> str:
         return ",".join(str(k) for k in sorted(self.held)) or "none"
-
-
-class Finalizers:
-    """deletionPolicy Delete in sharded mode: the owner of the resource adds the finalizer after
-    a reconcile, cleans up when the resource is deleted, then removes it (Kopf does this in the
-    default mode). Writes happen only when the finalizer is not as the policy wants it."""
-
-    def __init__(
-        self, kube: KubeClient, reconciler: ResourceReconciler, controller: Controller
-    ) -> None:
-        self.kube = kube
-        self.reconciler = reconciler
-        controller.on_finished = self.after_reconcile
-        controller.finalize = self.finalize
-        controller.needs_cleanup = lambda entry: FINALIZER in entry.finalizers
-
-    def after_reconcile(self, entry: Entry, result: ReconcileResult | None) -> None:
-        if result is None or result.gone or entry.deleting:
-            return
-        if (entry.deletion_policy == "Delete") == (FINALIZER in entry.finalizers):
-            return
-        try:
-            self._align(entry)
-        except ClientError as error:  # the next reconcile tries again
-            log.warning("finalizer of %s/%s: %s", entry.namespace, entry.name, error.message)
-
-    def _align(self, entry: Entry) -> None:
-        obj = self.kube.get(LOKIFI_STORAGES, entry.namespace, entry.name)
-        if obj is None or obj["metadata"].get("deletionTimestamp"):
-            return
-        finalizers = list(obj["metadata"].get("finalizers") or [])
-        want = (obj.get("spec") or {}).get("deletionPolicy") == "Delete"
-        if want == (FINALIZER in finalizers):
-            return
-        finalizers = [*finalizers, FINALIZER] if want else [f for f in finalizers if f != FINALIZER]
-        self._patch(obj, finalizers)
-
-    def _patch(self, obj: Mapping[str, Any], finalizers: list[str]) -> None:
-        meta = obj["metadata"]
-        self.kube.patch_merge(
-            LOKIFI_STORAGES,
-            meta["namespace"],
-            meta["name"],
-            {"metadata": {"finalizers": finalizers, "resourceVersion": meta["resourceVersion"]}},
-        )
-
-    def finalize(self, entry: Entry) -> None:
-        """The resource is being deleted: clean up under deletionPolicy Delete, then let it go.
-        Raises the clients' error tree (the controller retries with backoff)."""
-        obj = self.kube.get(LOKIFI_STORAGES, entry.namespace, entry.name)
-        if obj is None or FINALIZER not in (obj["metadata"].get("finalizers") or []):
-            return
-        if (obj.get("spec") or {}).get("deletionPolicy") == "Delete":
-            actions = self.reconciler.clean_up(entry.namespace, entry.name)
-            log.info(
-                "cleaned up %s/%s: %s",
-                entry.namespace,
-                entry.name,
-                "; ".join(actions) or "nothing to do",
-            )
-            obj = self.kube.get(LOKIFI_STORAGES, entry.namespace, entry.name) or obj
-        finalizers = [f for f in obj["metadata"].get("finalizers") or [] if f != FINALIZER]
-        self._patch(obj, finalizers)

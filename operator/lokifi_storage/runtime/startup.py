@@ -35,9 +35,10 @@ from lokifi_storage.handlers.operator import build_registry, operator_settings
 from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.resource import ReconcilerConfig, ResourceReconciler
 from lokifi_storage.runtime.controller import Controller, ControllerConfig
+from lokifi_storage.runtime.finalizers import Finalizers
 from lokifi_storage.runtime.health import HealthServer, HealthState
 from lokifi_storage.runtime.leadership import LeaseConfig, LeaseElector
-from lokifi_storage.runtime.sharding import Finalizers, ShardConfig, ShardKeeper
+from lokifi_storage.runtime.sharding import ShardConfig, ShardKeeper
 
 __all__ = ["RunOptions", "default_identity", "run_operator"]
 
