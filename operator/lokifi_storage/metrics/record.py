@@ -15,33 +15,7 @@ from prometheus_client import Gauge
 
 from lokifi_storage.api.status import BackupStatus, LokifiStorageStatus, RedisStatus
 from lokifi_storage.api.timestamps import parse_rfc3339
-from lokifi_storage.metrics.series import (
-    BACKUP_COUNT,
-    BACKUP_LAST_SIZE,
-    BACKUP_LAST_SUCCESS,
-    BACKUP_VERIFY_OK,
-    CAPACITY_ALERT_THRESHOLD_RATIO,
-    CAPACITY_BYTES,
-    CAPACITY_USED_RATIO,
-    CONDITION,
-    DATABASE_BYTES,
-    DEFAULT_PARTITION_ROWS,
-    GROWTH_BYTES_PER_DAY,
-    LOCK,
-    PARTITIONS,
-    PROJECTED_FULL_TIMESTAMP,
-    RECONCILE_DURATION,
-    RECONCILE_ERRORS,
-    RECONCILES,
-    REDIS_CLUSTER_STATE_OK,
-    REDIS_NODES,
-    REDIS_SLOTS,
-    RELATION_BYTES,
-    REPLICA_HEALTHY,
-    REPLICA_LAG_SECONDS,
-    RESYNC_INTERVAL,
-    SHARDS_HELD,
-)
+from lokifi_storage.metrics import series
 
 # Every label tuple set per resource and metric, so stale children can be removed.
 _children: dict[tuple[str, str], dict[Any, set[tuple[str, ...]]]] = {}
@@ -68,22 +42,22 @@ def _replace(
 
 
 def set_resync_interval(seconds: float) -> None:
-    RESYNC_INTERVAL.set(seconds)
+    series.RESYNC_INTERVAL.set(seconds)
 
 
 def set_shards_held(count: int) -> None:
-    SHARDS_HELD.set(count)
+    series.SHARDS_HELD.set(count)
 
 
 def observe_part(
     namespace: str, name: str, part: str, seconds: float, ok: bool, reason: str | None = None
 ) -> None:
     """One reconcile of one part: its duration, and an error (by reason) when not ok."""
-    with LOCK:
-        _touch(RECONCILE_DURATION, (namespace, name, part)).observe(seconds)
-        _touch(RECONCILES, (namespace, name, part)).inc()
+    with series.LOCK:
+        _touch(series.RECONCILE_DURATION, (namespace, name, part)).observe(seconds)
+        _touch(series.RECONCILES, (namespace, name, part)).inc()
         if not ok:
-            _touch(RECONCILE_ERRORS, (namespace, name, part, reason or "Unknown")).inc()
+            _touch(series.RECONCILE_ERRORS, (namespace, name, part, reason or "Unknown")).inc()
 
 
 def set_storage(
@@ -98,21 +72,21 @@ def set_storage(
     largest: Mapping[str, int] | None = None,
 ) -> None:
     """The capacity part's live measurement."""
-    with LOCK:
-        _touch(DATABASE_BYTES, (namespace, name)).set(database_bytes)
+    with series.LOCK:
+        _touch(series.DATABASE_BYTES, (namespace, name)).set(database_bytes)
         optional: list[tuple[Gauge, float | None]] = [
-            (CAPACITY_BYTES, capacity_bytes),
+            (series.CAPACITY_BYTES, capacity_bytes),
             (
-                CAPACITY_USED_RATIO,
+                series.CAPACITY_USED_RATIO,
                 database_bytes / capacity_bytes if capacity_bytes else None,
             ),
             (
-                CAPACITY_ALERT_THRESHOLD_RATIO,
+                series.CAPACITY_ALERT_THRESHOLD_RATIO,
                 threshold_percent / 100 if threshold_percent is not None else None,
             ),
-            (GROWTH_BYTES_PER_DAY, growth_bytes_per_day),
+            (series.GROWTH_BYTES_PER_DAY, growth_bytes_per_day),
             (
-                PROJECTED_FULL_TIMESTAMP,
+                series.PROJECTED_FULL_TIMESTAMP,
                 datetime(
                     projected_full.year, projected_full.month, projected_full.day, tzinfo=UTC
                 ).timestamp()
@@ -124,7 +98,10 @@ def set_storage(
             _replace(gauge, namespace, name, {} if value is None else {(): float(value)})
         if largest is not None:
             _replace(
-                RELATION_BYTES, namespace, name, {(rel,): float(b) for rel, b in largest.items()}
+                series.RELATION_BYTES,
+                namespace,
+                name,
+                {(rel,): float(b) for rel, b in largest.items()},
             )
 
 
@@ -142,7 +119,7 @@ def record_status(namespace: str, name: str, status: LokifiStorageStatus) -> Non
     is, a block set replaces that family's series of the resource (so removed tables, replicas
     or schedules disappear)."""
     present = status.model_fields_set
-    with LOCK:
+    with series.LOCK:
         if "partitions" in present:
             counts: dict[tuple[str, ...], float] = {}
             default_rows: dict[tuple[str, ...], float] = {}
@@ -152,8 +129,8 @@ def record_status(namespace: str, name: str, status: LokifiStorageStatus) -> Non
                 counts[(item.table, "pending_compress")] = float(item.pendingCompress)
                 counts[(item.table, "pending_export")] = float(item.pendingExport)
                 default_rows[(item.table,)] = float(item.inDefault)
-            _replace(PARTITIONS, namespace, name, counts)
-            _replace(DEFAULT_PARTITION_ROWS, namespace, name, default_rows)
+            _replace(series.PARTITIONS, namespace, name, counts)
+            _replace(series.DEFAULT_PARTITION_ROWS, namespace, name, default_rows)
         if "replicas" in present:
             lag: dict[tuple[str, ...], float] = {}
             healthy: dict[tuple[str, ...], float] = {}
@@ -161,8 +138,8 @@ def record_status(namespace: str, name: str, status: LokifiStorageStatus) -> Non
                 healthy[(replica.name,)] = 1.0 if replica.healthy else 0.0
                 if replica.lagSeconds is not None:
                     lag[(replica.name,)] = float(replica.lagSeconds)
-            _replace(REPLICA_LAG_SECONDS, namespace, name, lag)
-            _replace(REPLICA_HEALTHY, namespace, name, healthy)
+            _replace(series.REPLICA_LAG_SECONDS, namespace, name, lag)
+            _replace(series.REPLICA_HEALTHY, namespace, name, healthy)
         if "redis" in present:
             _record_redis(namespace, name, status.redis or RedisStatus())
         if "backups" in present:
@@ -171,13 +148,13 @@ def record_status(namespace: str, name: str, status: LokifiStorageStatus) -> Non
             conditions: dict[tuple[str, ...], float] = {
                 (c.type, c.status, c.reason): 1.0 for c in status.conditions
             }
-            _replace(CONDITION, namespace, name, conditions)
+            _replace(series.CONDITION, namespace, name, conditions)
 
 
 def _record_redis(namespace: str, name: str, redis: RedisStatus) -> None:
     state = redis.clusterState
     _replace(
-        REDIS_CLUSTER_STATE_OK,
+        series.REDIS_CLUSTER_STATE_OK,
         namespace,
         name,
         {} if state is None else {(): 1.0 if state == "ok" else 0.0},
@@ -191,13 +168,13 @@ def _record_redis(namespace: str, name: str, redis: RedisStatus) -> None:
         )
         if value is not None
     }
-    _replace(REDIS_SLOTS, namespace, name, slots)
+    _replace(series.REDIS_SLOTS, namespace, name, slots)
     nodes: dict[tuple[str, ...], float] = {
         (role,): float(value)
         for role, value in (("master", redis.masters), ("replica", redis.replicas))
         if value is not None
     }
-    _replace(REDIS_NODES, namespace, name, nodes)
+    _replace(series.REDIS_NODES, namespace, name, nodes)
 
 
 def _record_backups(namespace: str, name: str, backups: list[BackupStatus]) -> None:
@@ -216,15 +193,15 @@ def _record_backups(namespace: str, name: str, backups: list[BackupStatus]) -> N
             count[schedule] = float(item.count)
         if item.lastVerifyResult is not None:
             verify[schedule] = 1.0 if item.lastVerifyResult == "Passed" else 0.0
-    _replace(BACKUP_LAST_SUCCESS, namespace, name, last)
-    _replace(BACKUP_LAST_SIZE, namespace, name, size)
-    _replace(BACKUP_COUNT, namespace, name, count)
-    _replace(BACKUP_VERIFY_OK, namespace, name, verify)
+    _replace(series.BACKUP_LAST_SUCCESS, namespace, name, last)
+    _replace(series.BACKUP_LAST_SIZE, namespace, name, size)
+    _replace(series.BACKUP_COUNT, namespace, name, count)
+    _replace(series.BACKUP_VERIFY_OK, namespace, name, verify)
 
 
 def forget(namespace: str, name: str) -> None:
     """Remove every series of a deleted resource."""
-    with LOCK:
+    with series.LOCK:
         for metric, label_sets in _children.pop((namespace, name), {}).items():
             for labels in label_sets:
                 metric.remove(*labels)
