@@ -81,6 +81,18 @@ class FullExample:
     def get(self) -> dict[str, Any] | None:
         return get_json(self.stack, self.namespace, "lokifistorage", self.name)
 
+    def wait_ready(self, timeout: str = "120s") -> None:
+        """Wait until the resource reports Ready=True (kubectl wait fails the test otherwise)."""
+        kubectl(
+            self.stack,
+            "-n",
+            self.namespace,
+            "wait",
+            "--for=condition=Ready",
+            f"lks/{self.name}",
+            f"--timeout={timeout}",
+        )
+
 
 def expected_months(premake: int) -> set[str]:
     """ai_messages_pYYYY_MM for this month and `premake` months ahead (UTC)."""

@@ -22,7 +22,6 @@ from e2e_operator import (
     conditions,
     create_secret,
     free_port,
-    kubectl,
     wait_for,
 )
 from gitops import HEALTH_LUA, REPO, Health, argocd_health, kstatus
@@ -73,7 +72,7 @@ def test_health_follows_the_operator_through_a_resource_lifecycle(
 
     # (c) Ready once the Secret exists.
     create_secret(stack, ns, "lokifi-db", url=full_example.database.primary_url)
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
     obj, health = health_of(full_example)
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert health == Health("Healthy", f"Reconciled: {conditions(obj)[types.READY]['message']}")

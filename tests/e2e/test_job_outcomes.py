@@ -19,6 +19,7 @@ from e2e_operator import CLI, create_secret, get_json, kubectl
 from lokifi_storage.api import conditions as types
 from lokifi_storage.clients.kube import KubeClient
 from lokifi_storage.reconcile.resource import ResourceReconciler
+from podenv import container_env, job_container
 from stackfixtures import PgDatabase, StackEnv
 
 TABLE_SQL = """
@@ -70,14 +71,8 @@ def _run_export_job(
 ) -> subprocess.CompletedProcess[str]:
     job = get_json(stack, namespace, "cronjob", "jobs-partitions-export")
     assert job is not None
-    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    env = {"PATH": "/usr/bin:/bin"}
-    for entry in container["env"]:
-        if "value" in entry:
-            env[entry["name"]] = entry["value"]
-        else:
-            ref = entry["valueFrom"]["secretKeyRef"]
-            env[entry["name"]] = secrets[(ref["name"], ref["key"])]
+    container = job_container(job)
+    env = {"PATH": "/usr/bin:/bin", **container_env(container, secrets)}
     return subprocess.run(
         [str(CLI), *container["args"]],
         env=env,

@@ -66,7 +66,7 @@ def test_kubectl_lks_status_plan_backup_and_restore(
     full_example.create_secrets()
     apply_seed(full_example)
     start_operator(ns, resync_seconds=3)
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=180s")
+    full_example.wait_ready("180s")
     insert_old_rows(full_example)  # so the screen shows archived months and pending Job work
     wait_old_rows_settled(full_example)
 

@@ -18,6 +18,7 @@ from typing import Any
 from e2e_full import FullExample, create_example_secrets
 from e2e_operator import OperatorFactory, get_json, kubectl, render, wait_for
 
+from podenv import container_env, job_container
 from stackfixtures import create_database, drop_database, unique_name
 
 NAME = "steady"  # the noop fixture's resource
@@ -26,19 +27,17 @@ NAME = "steady"  # the noop fixture's resource
 def _run_cronjob(stack: Any, cronjob: dict[str, Any], primary_url: str) -> str:
     """Run the CronJob's container command with its env filled from the Secrets' values;
     return the key of the backup it made."""
-    container = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    container = job_container(cronjob)
     secrets = {
         ("lokifi-db", "url"): primary_url,
         ("lokifi-s3", "AWS_ACCESS_KEY_ID"): stack.aws_access_key_id,
         ("lokifi-s3", "AWS_SECRET_ACCESS_KEY"): stack.aws_secret_access_key,
     }
-    env = {"PATH": "/usr/bin:/bin", "LOKIFI_PG_BIN": stack.pg_bin}
-    for entry in container["env"]:
-        if "value" in entry:
-            env[entry["name"]] = entry["value"]
-        else:
-            ref = entry["valueFrom"]["secretKeyRef"]
-            env[entry["name"]] = secrets[(ref["name"], ref["key"])]
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "LOKIFI_PG_BIN": stack.pg_bin,
+        **container_env(container, secrets),
+    }
     run = subprocess.run(
         [str(Path(sys.executable).with_name("lokifi-storage")), *container["args"]],
         env=env,

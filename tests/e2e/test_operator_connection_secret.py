@@ -34,11 +34,11 @@ def host_port(url: str) -> str:
 def test_stopped_replica_leaves_the_secret_and_comes_back(
     full_example: FullExample, start_operator: OperatorFactory
 ) -> None:
-    stack, ns = full_example.stack, full_example.namespace
+    ns = full_example.namespace
     full_example.create_secrets()
     full_example.apply()
     start_operator(ns, resync_seconds=2)
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
     primary = host_port(full_example.database.primary_url)
     replica = host_port(full_example.database.replica_url)
     assert host_port(secret_data(full_example)["DATABASE_REPLICA_URL"]) == replica
@@ -62,7 +62,7 @@ def test_stopped_replica_leaves_the_secret_and_comes_back(
         120,
         "the replica to be back in the Secret",
     )
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=60s")
+    full_example.wait_ready("60s")
 
 
 def secret_exists(full_example: FullExample, name: str) -> bool:
@@ -82,7 +82,7 @@ def test_renamed_connection_secret_replaces_the_old_one_unless_another_owner_too
     full_example.create_secrets()
     full_example.apply()
     operator = start_operator(ns, resync_seconds=2)
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
     assert recorded_secret(full_example) == "lokifi-db-conn"
 
     full_example.apply(conn_secret="lokifi-db-conn-v2")
@@ -151,7 +151,7 @@ def test_an_existing_secret_this_resource_does_not_control_is_never_adopted(
 
     # The fix the message names: another name. The hand-made Secret stays as it was.
     full_example.apply(conn_secret="lokifi-db-conn-operator")
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
     assert secret_exists(full_example, "lokifi-db-conn-operator")
     kept = get_json(stack, ns, "secret", "lokifi-db-conn")
     assert kept is not None

@@ -59,7 +59,7 @@ def test_retain_has_no_finalizer_and_deletion_keeps_the_data(
     add_foreign_rule(full_example)
     full_example.apply()
     start_operator(ns)
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
     obj = full_example.get()
     assert obj is not None
     assert not obj["metadata"].get("finalizers")
@@ -96,7 +96,7 @@ def test_delete_policy_adds_a_finalizer_and_releases_the_resource_after_cleanup(
     manifest = full_example.manifest().replace("deletionPolicy: Retain", "deletionPolicy: Delete")
     kubectl(stack, "apply", "-f", "-", input_text=manifest)
     operator = start_operator(ns)
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
     obj = wait_for(
         lambda: (o := full_example.get()) and o["metadata"].get("finalizers") and o,
         30,

@@ -98,9 +98,7 @@ def _dry_run_then_lift(full_example: FullExample, start_operator: OperatorFactor
     assert stack.kubeconfig is not None
     with counting_proxy(stack.kubeconfig) as proxy:
         operator = start_operator(ns, resync_seconds=RESYNC, kubeconfig=proxy.kubeconfig)
-        kubectl(
-            stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=180s"
-        )
+        full_example.wait_ready("180s")
         assert _ddl_count(full_example) > 0, "the event trigger counts the operator's DDL"
         time.sleep(2 * RESYNC)
         before, owned_before = _world(full_example), _owned(full_example)

@@ -4,7 +4,7 @@ part stays True; when the node is back the resource recovers on its own."""
 from __future__ import annotations
 
 from e2e_full import FullExample
-from e2e_operator import OperatorFactory, conditions, events, kubectl, wait_for
+from e2e_operator import OperatorFactory, conditions, events, wait_for
 
 from lokifi_storage.api import conditions as types
 from stackfaults import stopped_redis_node
@@ -28,7 +28,7 @@ def test_stopped_redis_node_fails_only_redis_and_recovers(
     full_example.create_secrets()
     full_example.apply()
     start_operator(ns)
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
     port = a_replica_port(full_example)
 
     with stopped_redis_node(port):
@@ -56,7 +56,7 @@ def test_stopped_redis_node_fails_only_redis_and_recovers(
         warnings = [e for e in events(stack, ns, "lokifi-prod") if e["type"] == "Warning"]
         assert any(e["reason"] == "NodeUnreachable" for e in warnings)
 
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
     recovered = conditions(full_example.get())
     assert recovered[types.REDIS_READY]["status"] == "True"
     normal = [e for e in events(stack, ns, "lokifi-prod") if e["type"] == "Normal"]

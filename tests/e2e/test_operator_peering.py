@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from e2e_full import FullExample
-from e2e_operator import OperatorFactory, conditions, events, get_json, kubectl, wait_for
+from e2e_operator import OperatorFactory, conditions, events, get_json, wait_for
 from e2e_proxy import counting_proxy
 
 from lokifi_storage.api import conditions as types
@@ -44,9 +44,7 @@ def test_second_operator_stays_passive_and_takes_over_when_the_first_stops(
     with counting_proxy(stack.kubeconfig) as proxy:
         second = start_operator(ns, standalone=False, kubeconfig=proxy.kubeconfig)
         wait_for(lambda: role(second) == "standby", 30, "the second operator to stand by")
-        kubectl(
-            stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s"
-        )
+        full_example.wait_ready()
         full_example.apply(daily_schedule="15 2 * * *")
         wait_for(lambda: converged(full_example, "15 2 * * *"), 60, "the first change")
         time.sleep(3)
@@ -73,7 +71,7 @@ def test_second_operator_stays_passive_and_takes_over_when_the_first_stops(
 def test_standby_takes_over_when_the_leader_dies_without_releasing_the_lease(
     full_example: FullExample, start_operator: OperatorFactory
 ) -> None:
-    stack, ns = full_example.stack, full_example.namespace
+    ns = full_example.namespace
     full_example.create_secrets()
     full_example.apply()
     lease = ["--lease-seconds", "6"]
@@ -81,7 +79,7 @@ def test_standby_takes_over_when_the_leader_dies_without_releasing_the_lease(
     wait_for(lambda: role(first) == "leader", 30, "the first operator to lead")
     second = start_operator(ns, standalone=False, extra=lease)
     wait_for(lambda: role(second) == "standby", 30, "the second operator to stand by")
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=2m")
+    full_example.wait_ready("2m")
 
     assert first.proc is not None
     first.proc.kill()  # SIGKILL: no chance to release the Lease

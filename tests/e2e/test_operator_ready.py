@@ -76,7 +76,7 @@ def test_connection_secret_and_cronjobs_are_written_and_owned(
     full_example.apply()
     start_operator(full_example.namespace)
     stack, ns = full_example.stack, full_example.namespace
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
     uid = full_example.get()["metadata"]["uid"]  # type: ignore[index]
 
     secret = get_json(stack, ns, "secret", "lokifi-db-conn")
@@ -117,7 +117,7 @@ def test_kubectl_get_shows_ready_and_describe_shows_conditions_and_events(
     full_example.apply()
     operator = start_operator(full_example.namespace)
     stack, ns = full_example.stack, full_example.namespace
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
 
     def series() -> list[str]:
         return [line for line in operator.metrics().splitlines() if f'namespace="{ns}"' in line]

@@ -19,7 +19,7 @@ def test_no_credential_appears_anywhere_but_the_connection_secret(
     full_example.create_secrets()
     full_example.apply()
     operator = start_operator(ns, standalone=False)
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
     # Break a part too, so failure messages are in the haystack as well.
     kubectl(
         stack, "-n", ns, "patch", "secret", "lokifi-redis", "--type=merge",

@@ -31,7 +31,7 @@ def test_changed_premake_schedule_and_redis_setting_converge(
     full_example.create_secrets()
     full_example.apply()
     start_operator(ns)
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
     first = full_example.get()
     assert first is not None
     weekly_rv = get_json(stack, ns, "cronjob", "lokifi-prod-backup-weekly")["metadata"][  # type: ignore[index]
@@ -67,7 +67,7 @@ def test_removed_schedule_deletes_its_cronjob(
     full_example.create_secrets()
     full_example.apply()
     start_operator(ns)
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
     assert get_json(stack, ns, "cronjob", "lokifi-prod-backup-monthly") is not None
 
     kubectl(
@@ -104,7 +104,7 @@ def test_hand_edited_cronjob_is_repaired_by_the_next_resync(
     full_example.create_secrets()
     full_example.apply()
     start_operator(ns, resync_seconds=3)
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=120s")
+    full_example.wait_ready()
 
     kubectl(
         stack,

@@ -116,7 +116,7 @@ def _plan_then_reconcile(
     # The operator reconciles the same manifest; then there is nothing left to plan.
     apply_seed(full_example, redis_extra=EXTRA)
     start_operator(ns, resync_seconds=300)
-    kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/lokifi-prod", "--timeout=180s")
+    full_example.wait_ready("180s")
     after = lokifi_storage(stack, "plan", "-f", str(manifest), "-o", "json")
     assert after.returncode == 0, after.stdout + after.stderr
     assert json.loads(after.stdout)["changes"] == []

@@ -4,6 +4,7 @@ of the data and of the catalog. Everything here talks to the real PostgreSQL of 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -13,6 +14,7 @@ from psycopg import sql
 
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.clients.postgres.partitions import PartitionDatabase, open_partition_database
+from stackfixtures import StackEnv
 
 UTC = dt.UTC
 
@@ -171,3 +173,20 @@ def partition_db(url: str, **options: Any) -> Iterator[PartitionDatabase]:
 
 def month_start(year: int, month: int) -> dt.datetime:
     return dt.datetime(year, month, 1, tzinfo=UTC)
+
+
+def jobs_env(url: str, spec: TableSpec, stack: StackEnv | None = None) -> dict[str, str]:
+    """The environment the operator gives its partitions Jobs: the primary's URL and the table,
+    and with `stack` the S3 endpoint and keys an export needs."""
+    env = {
+        "LOKIFI_PRIMARY_URL": str(url),
+        "LOKIFI_TABLES_JSON": json.dumps([spec.model_dump(by_alias=True, exclude_none=True)]),
+    }
+    if stack is not None:
+        env |= {
+            "LOKIFI_S3_ENDPOINT": stack.s3_endpoint,
+            "AWS_ACCESS_KEY_ID": stack.aws_access_key_id,
+            "AWS_SECRET_ACCESS_KEY": stack.aws_secret_access_key,
+            "AWS_DEFAULT_REGION": stack.aws_region,
+        }
+    return env

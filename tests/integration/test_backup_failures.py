@@ -59,20 +59,31 @@ def _start_backup(
     )
 
 
-def test_sigterm_during_the_upload_aborts_it_and_leaves_no_object(
-    stack: StackEnv, pg_database: PgDatabase, s3_bucket: str, tmp_path: Path
-) -> None:
-    seed(pg_database, messages=150_000)
+def _interrupted_backup(
+    stack: StackEnv, db: PgDatabase, bucket: str, tmp_path: Path, stop: signal.Signals
+) -> tuple[int, str]:
+    """A `backup create` of a seeded database through a slow pg_dump, sent `stop` once its
+    first part is in S3; its exit code and stderr."""
+    seed(db, messages=150_000)
     pg_bin = pg_bin_with_faulty_pg_dump(stack, tmp_path / "bin", rate=512 * 1024)
-    process = _start_backup(stack, pg_database, s3_bucket, pg_bin)
+    process = _start_backup(stack, db, bucket, pg_bin)
     try:
-        _wait_for_uploaded_part(stack, s3_bucket)
-        process.send_signal(signal.SIGTERM)
+        _wait_for_uploaded_part(stack, bucket)
+        process.send_signal(stop)
         _, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 128 + signal.SIGTERM, stderr
+    return process.returncode, stderr
+
+
+def test_sigterm_during_the_upload_aborts_it_and_leaves_no_object(
+    stack: StackEnv, pg_database: PgDatabase, s3_bucket: str, tmp_path: Path
+) -> None:
+    returncode, stderr = _interrupted_backup(
+        stack, pg_database, s3_bucket, tmp_path, signal.SIGTERM
+    )
+    assert returncode == 128 + signal.SIGTERM, stderr
     assert "terminated" in stderr
     assert all_keys(stack, s3_bucket) == []
     assert open_uploads(stack, s3_bucket) == []
@@ -95,16 +106,8 @@ def test_pg_dump_dying_mid_dump_fails_the_backup_and_leaves_no_object(
 def test_a_killed_run_is_never_a_backup_and_the_next_prune_aborts_its_upload(
     stack: StackEnv, pg_database: PgDatabase, s3_bucket: str, tmp_path: Path
 ) -> None:
-    seed(pg_database, messages=150_000)
-    pg_bin = pg_bin_with_faulty_pg_dump(stack, tmp_path / "bin", rate=512 * 1024)
-    process = _start_backup(stack, pg_database, s3_bucket, pg_bin)
-    try:
-        _wait_for_uploaded_part(stack, s3_bucket)
-        process.kill()  # SIGKILL: no chance to clean up
-        process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    # SIGKILL: no chance to clean up
+    _interrupted_backup(stack, pg_database, s3_bucket, tmp_path, signal.SIGKILL)
     assert all_keys(stack, s3_bucket) == []
     assert len(open_uploads(stack, s3_bucket)) == 1
 

@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from partitionkit import partitions_of, query
 from test_partitions_export import lifecycle_spec, seeded
@@ -19,20 +18,10 @@ from test_partitions_export import lifecycle_spec, seeded
 from lokifi_storage.api.spec import LokifiStorageSpec
 from lokifi_storage.builders.cronjobs import JobSettings, desired_cronjobs
 from lokifi_storage.builders.labels import Owner
+from podenv import container_env, job_container
 from stackfixtures import PgDatabase, StackEnv
 
 CLI = Path(sys.executable).with_name("lokifi-storage")
-
-
-def _pod_env(container: dict[str, Any], secrets: dict[tuple[str, str], str]) -> dict[str, str]:
-    env: dict[str, str] = {}
-    for entry in container["env"]:
-        if "value" in entry:
-            env[entry["name"]] = entry["value"]
-        else:
-            ref = entry["valueFrom"]["secretKeyRef"]
-            env[entry["name"]] = secrets[(ref["name"], ref["key"])]
-    return env
 
 
 def test_the_export_cronjob_command_exports_verifies_and_drops_the_expired_partition(
@@ -56,7 +45,7 @@ def test_the_export_cronjob_command_exports_verifies_and_drops_the_expired_parti
     )
     jobs = desired_cronjobs(Owner("ns", "demo", "uid"), spec, JobSettings())
     job = next(j for j in jobs if j["metadata"]["name"] == "demo-partitions-export")
-    container = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    container = job_container(job)
     secrets = {
         ("db", "url"): str(pg_database),
         ("s3", "AWS_ACCESS_KEY_ID"): stack.aws_access_key_id,
@@ -66,7 +55,7 @@ def test_the_export_cronjob_command_exports_verifies_and_drops_the_expired_parti
 
     run = subprocess.run(
         [str(CLI), *container["args"]],
-        env={"PATH": "/usr/bin:/bin", **_pod_env(container, secrets)},
+        env={"PATH": "/usr/bin:/bin", **container_env(container, secrets)},
         capture_output=True,
         text=True,
         timeout=300,

@@ -3,7 +3,6 @@ and a failed index build cleans up only what it built itself (path 8), on the re
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from partitionkit import (
     create_messages_table,
     fingerprint,
     insert_messages,
+    jobs_env,
     month_start,
     partition_db,
     partitions_of,
@@ -79,14 +79,7 @@ def test_export_job_skips_a_table_another_writer_holds(
     spec = lifecycle_spec(s3_bucket)
     seeded(pg_database, spec, rows=800)
     before = fingerprint(pg_database, "ai_messages", "archive.ai_messages")
-    env = {
-        "LOKIFI_PRIMARY_URL": str(pg_database),
-        "LOKIFI_TABLES_JSON": json.dumps([spec.model_dump(by_alias=True, exclude_none=True)]),  # type: ignore[attr-defined]
-        "LOKIFI_S3_ENDPOINT": stack.s3_endpoint,
-        "AWS_ACCESS_KEY_ID": stack.aws_access_key_id,
-        "AWS_SECRET_ACCESS_KEY": stack.aws_secret_access_key,
-        "AWS_DEFAULT_REGION": stack.aws_region,
-    }
+    env = jobs_env(pg_database, spec, stack)
     with held_by_another_writer(pg_database):
         result = CliRunner().invoke(
             app, ["partitions", "export", "--now", NOW.isoformat()], env=env

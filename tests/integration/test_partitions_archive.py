@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 
 import psycopg
@@ -12,6 +11,7 @@ from partitionkit import (
     create_messages_table,
     fingerprint,
     insert_messages,
+    jobs_env,
     month_start,
     partition_db,
     partitions_of,
@@ -307,10 +307,7 @@ def test_compress_cli_reports_sizes_and_queries_go_on_meanwhile(
     spec = table_spec(archive={"afterDays": 365, "compressAfterDays": 400})
     with partition_db(pg_database) as db:
         reconcile_tables(db, [spec], NOW)
-    env = {
-        "LOKIFI_PRIMARY_URL": str(pg_database),
-        "LOKIFI_TABLES_JSON": json.dumps([spec.model_dump(by_alias=True, exclude_none=True)]),
-    }
+    env = jobs_env(pg_database, spec)
     errors: list[BaseException] = []
     stop = threading.Event()
 

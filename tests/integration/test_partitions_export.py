@@ -20,6 +20,7 @@ from partitionkit import (
     create_messages_table,
     fingerprint,
     insert_messages,
+    jobs_env,
     month_start,
     partition_db,
     partitions_of,
@@ -28,6 +29,7 @@ from partitionkit import (
 )
 from typer.testing import CliRunner
 
+from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.cli import app
 from lokifi_storage.clients.errors import Conflict
 from lokifi_storage.clients.s3 import make_client
@@ -53,7 +55,7 @@ COMPRESS_TIME = dt.datetime(2025, 12, 10, tzinfo=dt.UTC)
 OCTOBER = "(SELECT * FROM ai_messages WHERE created_at < '2024-11-01') AS m"
 
 
-def lifecycle_spec(bucket: str, storage_class: str = "DEEP_ARCHIVE") -> object:
+def lifecycle_spec(bucket: str, storage_class: str = "DEEP_ARCHIVE") -> TableSpec:
     return table_spec(
         archive={"afterDays": 365, "schema": "archive", "compressAfterDays": 400},
         retention={
@@ -176,14 +178,7 @@ def test_failure_between_export_and_drop_leaves_the_partition(
     spec = lifecycle_spec(s3_bucket)
     seeded(pg_database, spec, rows=2000)
     october = fingerprint(pg_database, "archive.ai_messages_p2024_10")
-
-    def crash(_: ExportResult) -> None:
-        raise RuntimeError("the node was drained")
-
-    with partition_db(pg_database) as db:
-        (export,) = exports(db, spec)
-        with pytest.raises(RuntimeError, match="drained"):
-            export_and_drop(db, store_for(stack, s3_bucket), export, before_drop=crash)
+    export = exported_then_drained(pg_database, spec, stack, s3_bucket)
     assert fingerprint(pg_database, "archive.ai_messages_p2024_10") == october
     assert stack.s3_client().head_object(Bucket=s3_bucket, Key=export.key)["ContentLength"] > 0
 
@@ -194,6 +189,21 @@ def test_failure_between_export_and_drop_leaves_the_partition(
     assert not result.uploaded
     assert result.rows == october[0]
     assert "ai_messages_p2024_10" not in dict(partitions_of(pg_database, "archive.ai_messages"))
+
+
+def exported_then_drained(
+    url: str, spec: TableSpec, stack: StackEnv, bucket: str
+) -> ExportPartition:
+    """The one due export, uploaded and verified, with the run stopped just before the DROP."""
+
+    def crash(_: ExportResult) -> None:
+        raise RuntimeError("the node was drained")
+
+    with partition_db(url) as db:
+        (export,) = exports(db, spec)
+        with pytest.raises(RuntimeError, match="drained"):
+            export_and_drop(db, store_for(stack, bucket), export, before_drop=crash)
+    return export
 
 
 def partitions_ready(url: str, spec: object) -> dict[str, str]:
@@ -283,14 +293,7 @@ def test_an_earlier_export_whose_bytes_were_damaged_is_not_trusted_by_its_metada
     spec = lifecycle_spec(s3_bucket, storage_class="STANDARD")
     seeded(pg_database, spec, rows=800)
     october = fingerprint(pg_database, "archive.ai_messages_p2024_10")
-
-    def crash(_: ExportResult) -> None:
-        raise RuntimeError("the node was drained")
-
-    with partition_db(pg_database) as db:
-        (export,) = exports(db, spec)
-        with pytest.raises(RuntimeError, match="drained"):
-            export_and_drop(db, store_for(stack, s3_bucket), export, before_drop=crash)
+    export = exported_then_drained(pg_database, spec, stack, s3_bucket)
     s3 = stack.s3_client()
     head = s3.head_object(Bucket=s3_bucket, Key=export.key)
     good = s3.get_object(Bucket=s3_bucket, Key=export.key)["Body"].read()
@@ -354,14 +357,7 @@ def test_export_cli_exports_verifies_and_drops(
 ) -> None:
     spec = lifecycle_spec(s3_bucket)
     seeded(pg_database, spec, rows=1500)
-    env = {
-        "LOKIFI_PRIMARY_URL": str(pg_database),
-        "LOKIFI_TABLES_JSON": json.dumps([spec.model_dump(by_alias=True, exclude_none=True)]),  # type: ignore[attr-defined]
-        "LOKIFI_S3_ENDPOINT": stack.s3_endpoint,
-        "AWS_ACCESS_KEY_ID": stack.aws_access_key_id,
-        "AWS_SECRET_ACCESS_KEY": stack.aws_secret_access_key,
-        "AWS_DEFAULT_REGION": stack.aws_region,
-    }
+    env = jobs_env(pg_database, spec, stack)
     dry = CliRunner().invoke(
         app, ["partitions", "export", "--dry-run", "--now", NOW.isoformat()], env=env
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from partitionkit import (
     create_messages_table,
     fingerprint,
     insert_messages,
+    jobs_env,
     month_start,
     partition_db,
     partitions_of,
@@ -205,10 +205,7 @@ def test_unpack_restores_an_ordinary_month_and_compress_packs_it_again(
     spec = table_spec(indexes=[THREAD_INDEX], archive=COMPRESS)
     seeded(pg_database, spec, rows=3000)
     before = fingerprint(pg_database, "archive.ai_messages")
-    env = {
-        "LOKIFI_PRIMARY_URL": str(pg_database),
-        "LOKIFI_TABLES_JSON": json.dumps([spec.model_dump(by_alias=True, exclude_none=True)]),
-    }
+    env = jobs_env(pg_database, spec)
     packed = CliRunner().invoke(app, ["partitions", "compress", "--now", NOW.isoformat()], env=env)
     assert packed.exit_code == 0, packed.output
     assert "packed archive.ai_messages_p2024_10" in packed.output
@@ -239,10 +236,7 @@ def test_the_view_and_function_exist_from_the_first_compress_run_and_are_made_on
 ) -> None:
     spec = table_spec(archive={"afterDays": 365, "compressAfterDays": 3000})
     seeded(pg_database, spec, rows=1000)
-    env = {
-        "LOKIFI_PRIMARY_URL": str(pg_database),
-        "LOKIFI_TABLES_JSON": json.dumps([spec.model_dump(by_alias=True, exclude_none=True)]),
-    }
+    env = jobs_env(pg_database, spec)
     first = CliRunner().invoke(app, ["partitions", "compress", "--now", NOW.isoformat()], env=env)
     assert first.exit_code == 0, first.output
     assert "created archive.ai_messages_packed" in first.output
@@ -447,14 +441,7 @@ def test_sub_partitioned_months_go_through_archive_pack_unpack_export_and_drop(
         pack_month(db, again)
 
     # Past retention, the packed month is exported as its original rows and dropped.
-    env = {
-        "LOKIFI_PRIMARY_URL": str(pg_database),
-        "LOKIFI_TABLES_JSON": json.dumps([spec.model_dump(by_alias=True, exclude_none=True)]),
-        "LOKIFI_S3_ENDPOINT": stack.s3_endpoint,
-        "AWS_ACCESS_KEY_ID": stack.aws_access_key_id,
-        "AWS_SECRET_ACCESS_KEY": stack.aws_secret_access_key,
-        "AWS_DEFAULT_REGION": stack.aws_region,
-    }
+    env = jobs_env(pg_database, spec, stack)
     result = CliRunner().invoke(app, ["partitions", "export", "--now", NOW.isoformat()], env=env)
     assert result.exit_code == 0, result.output
     assert "ai_messages_p2024_10" not in dict(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import glob
-import json
 import os
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from partitionkit import (
     create_messages_table,
     fingerprint,
     insert_messages,
+    jobs_env,
     partition_db,
     partitions_of,
     query,
@@ -78,12 +78,7 @@ def test_export_job_on_a_fast_clock_exports_and_drops_nothing(
     before = fingerprint(pg_database, "ai_messages")
     env = {
         **os.environ,
-        "LOKIFI_PRIMARY_URL": str(pg_database),
-        "LOKIFI_TABLES_JSON": json.dumps([spec.model_dump(by_alias=True, exclude_none=True)]),
-        "LOKIFI_S3_ENDPOINT": stack.s3_endpoint,
-        "AWS_ACCESS_KEY_ID": stack.aws_access_key_id,
-        "AWS_SECRET_ACCESS_KEY": stack.aws_secret_access_key,
-        "AWS_DEFAULT_REGION": stack.aws_region,
+        **jobs_env(pg_database, spec, stack),
         "LD_PRELOAD": _libfaketime(),
         "FAKETIME": f"+{FAST.days}d",
     }
