@@ -8,7 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from e2e_operator import create_secret, get_json, kubectl, render
+from e2e_operator import (
+    OperatorFactory,
+    OperatorProcess,
+    create_secret,
+    get_json,
+    kubectl,
+    render,
+)
 
 from stackfixtures import PgDatabase, StackEnv
 
@@ -80,6 +87,15 @@ class FullExample:
 
     def get(self) -> dict[str, Any] | None:
         return get_json(self.stack, self.namespace, "lokifistorage", self.name)
+
+    def run_ready(self, start_operator: OperatorFactory, **options: Any) -> OperatorProcess:
+        """Secrets, the resource and an operator (`options` as start_operator takes them),
+        once Ready: where most operator tests start."""
+        self.create_secrets()
+        self.apply()
+        operator = start_operator(self.namespace, **options)
+        self.wait_ready()
+        return operator
 
     def wait_ready(self, timeout: str = "120s") -> None:
         """Wait until the resource reports Ready=True (kubectl wait fails the test otherwise)."""

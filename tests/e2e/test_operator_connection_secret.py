@@ -34,11 +34,7 @@ def host_port(url: str) -> str:
 def test_stopped_replica_leaves_the_secret_and_comes_back(
     full_example: FullExample, start_operator: OperatorFactory
 ) -> None:
-    ns = full_example.namespace
-    full_example.create_secrets()
-    full_example.apply()
-    start_operator(ns, resync_seconds=2)
-    full_example.wait_ready()
+    full_example.run_ready(start_operator, resync_seconds=2)
     primary = host_port(full_example.database.primary_url)
     replica = host_port(full_example.database.replica_url)
     assert host_port(secret_data(full_example)["DATABASE_REPLICA_URL"]) == replica
@@ -79,10 +75,7 @@ def test_renamed_connection_secret_replaces_the_old_one_unless_another_owner_too
     full_example: FullExample, start_operator: OperatorFactory
 ) -> None:
     stack, ns = full_example.stack, full_example.namespace
-    full_example.create_secrets()
-    full_example.apply()
-    operator = start_operator(ns, resync_seconds=2)
-    full_example.wait_ready()
+    operator = full_example.run_ready(start_operator, resync_seconds=2)
     assert recorded_secret(full_example) == "lokifi-db-conn"
 
     full_example.apply(conn_secret="lokifi-db-conn-v2")

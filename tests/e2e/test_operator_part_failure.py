@@ -25,10 +25,7 @@ def test_stopped_redis_node_fails_only_redis_and_recovers(
     full_example: FullExample, start_operator: OperatorFactory
 ) -> None:
     stack, ns = full_example.stack, full_example.namespace
-    full_example.create_secrets()
-    full_example.apply()
-    start_operator(ns)
-    full_example.wait_ready()
+    full_example.run_ready(start_operator)
     port = a_replica_port(full_example)
 
     with stopped_redis_node(port):

@@ -72,11 +72,8 @@ def test_full_example_becomes_ready_with_every_part_condition_true(
 def test_connection_secret_and_cronjobs_are_written_and_owned(
     full_example: FullExample, start_operator: OperatorFactory
 ) -> None:
-    full_example.create_secrets()
-    full_example.apply()
-    start_operator(full_example.namespace)
+    full_example.run_ready(start_operator)
     stack, ns = full_example.stack, full_example.namespace
-    full_example.wait_ready()
     uid = full_example.get()["metadata"]["uid"]  # type: ignore[index]
 
     secret = get_json(stack, ns, "secret", "lokifi-db-conn")
@@ -113,11 +110,8 @@ def test_connection_secret_and_cronjobs_are_written_and_owned(
 def test_kubectl_get_shows_ready_and_describe_shows_conditions_and_events(
     full_example: FullExample, start_operator: OperatorFactory
 ) -> None:
-    full_example.create_secrets()
-    full_example.apply()
-    operator = start_operator(full_example.namespace)
+    operator = full_example.run_ready(start_operator)
     stack, ns = full_example.stack, full_example.namespace
-    full_example.wait_ready()
 
     def series() -> list[str]:
         return [line for line in operator.metrics().splitlines() if f'namespace="{ns}"' in line]

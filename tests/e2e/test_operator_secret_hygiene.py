@@ -16,10 +16,7 @@ def test_no_credential_appears_anywhere_but_the_connection_secret(
     full_example: FullExample, start_operator: OperatorFactory
 ) -> None:
     stack, ns = full_example.stack, full_example.namespace
-    full_example.create_secrets()
-    full_example.apply()
-    operator = start_operator(ns, standalone=False)
-    full_example.wait_ready()
+    operator = full_example.run_ready(start_operator, standalone=False)
     # Break a part too, so failure messages are in the haystack as well.
     kubectl(
         stack, "-n", ns, "patch", "secret", "lokifi-redis", "--type=merge",

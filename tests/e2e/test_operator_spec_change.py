@@ -28,10 +28,7 @@ def test_changed_premake_schedule_and_redis_setting_converge(
     full_example: FullExample, start_operator: OperatorFactory
 ) -> None:
     stack, ns = full_example.stack, full_example.namespace
-    full_example.create_secrets()
-    full_example.apply()
-    start_operator(ns)
-    full_example.wait_ready()
+    full_example.run_ready(start_operator)
     first = full_example.get()
     assert first is not None
     weekly_rv = get_json(stack, ns, "cronjob", "lokifi-prod-backup-weekly")["metadata"][  # type: ignore[index]
@@ -64,10 +61,7 @@ def test_removed_schedule_deletes_its_cronjob(
     full_example: FullExample, start_operator: OperatorFactory
 ) -> None:
     stack, ns = full_example.stack, full_example.namespace
-    full_example.create_secrets()
-    full_example.apply()
-    start_operator(ns)
-    full_example.wait_ready()
+    full_example.run_ready(start_operator)
     assert get_json(stack, ns, "cronjob", "lokifi-prod-backup-monthly") is not None
 
     kubectl(
@@ -101,10 +95,7 @@ def test_hand_edited_cronjob_is_repaired_by_the_next_resync(
     full_example: FullExample, start_operator: OperatorFactory
 ) -> None:
     stack, ns = full_example.stack, full_example.namespace
-    full_example.create_secrets()
-    full_example.apply()
-    start_operator(ns, resync_seconds=3)
-    full_example.wait_ready()
+    full_example.run_ready(start_operator, resync_seconds=3)
 
     kubectl(
         stack,
