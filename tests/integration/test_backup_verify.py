@@ -24,7 +24,7 @@ from backupkit import (
 from lokifi_storage.domain.backup_catalog import sidecar_key
 from lokifi_storage.jobs.backup_create import CreateOptions, create_backup
 from lokifi_storage.jobs.backup_restore import RestoreOptions, list_backups
-from lokifi_storage.jobs.backup_verify import verify_backup
+from lokifi_storage.jobs.backup_verify import VerifyResult, verify_backup
 from lokifi_storage.jobs.outcome import BackupCorruptError, JobError, VerifyMismatchError
 from stackfixtures import PgDatabase, StackEnv
 
@@ -63,6 +63,20 @@ def _scratch_databases(url: str) -> set[str]:
         return {row[0] for row in rows}
 
 
+def _verify_on(
+    stack: StackEnv, bucket: str, key: str, target_url: str, primary: PgDatabase
+) -> VerifyResult:
+    """`backup verify` of `key` restored on `target_url`'s server, as the CronJob runs it."""
+    return verify_backup(
+        target(stack, bucket).store,
+        key,
+        target_url,
+        RestoreOptions(pg_bin=stack.pg_bin),
+        quiet(),
+        primary_url=primary,
+    )
+
+
 def test_a_good_backup_verifies_and_the_result_is_recorded_beside_it(
     stack: StackEnv, pg_database: PgDatabase, s3_bucket: str, scratch: str
 ) -> None:
@@ -70,14 +84,7 @@ def test_a_good_backup_verifies_and_the_result_is_recorded_beside_it(
     key = _backup(stack, pg_database, s3_bucket)
     before = _scratch_databases(stack.pg_primary_url)
 
-    result = verify_backup(
-        target(stack, s3_bucket).store,
-        key,
-        scratch,
-        RestoreOptions(pg_bin=stack.pg_bin),
-        quiet(),
-        primary_url=pg_database,
-    )
+    result = _verify_on(stack, s3_bucket, key, scratch, pg_database)
 
     assert result.ok
     assert result.kind == "restore"
@@ -111,14 +118,7 @@ def test_a_corrupted_object_fails_verify_with_a_clear_message(
     before = _scratch_databases(stack.pg_primary_url)
 
     with pytest.raises(BackupCorruptError, match=re.escape(f"backup {key} is corrupt")) as raised:
-        verify_backup(
-            target(stack, s3_bucket).store,
-            key,
-            scratch,
-            RestoreOptions(pg_bin=stack.pg_bin),
-            quiet(),
-            primary_url=pg_database,
-        )
+        _verify_on(stack, s3_bucket, key, scratch, pg_database)
     assert raised.value.exit_code == 3
     assert _scratch_databases(stack.pg_primary_url) == before
     assert _scratch_databases(scratch) == set()
@@ -148,14 +148,7 @@ def test_row_counts_that_differ_from_the_manifest_fail_verify_naming_the_table(
     s3.put_object(Bucket=s3_bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
 
     with pytest.raises(VerifyMismatchError, match=r"public\.ai_threads: 200 rows restored"):
-        verify_backup(
-            target(stack, s3_bucket).store,
-            key,
-            scratch,
-            RestoreOptions(pg_bin=stack.pg_bin),
-            quiet(),
-            primary_url=pg_database,
-        )
+        _verify_on(stack, s3_bucket, key, scratch, pg_database)
     cli_run = _verify_cli(stack, pg_database, s3_bucket, scratch)
     assert cli_run.returncode == 4
     assert "manifest has 201" in cli_run.stderr
