@@ -13,7 +13,10 @@ loaded three times, each into a fresh database of one private PostgreSQL 15 serv
   `prefetch rows = 10000`: with the default 100 000 it dies with SBCL's heap exhausted;
 - ours with verification on (the default): `ai_messages` monthly partitions with user-range
   sub-partitions and the seed's index, old months in the archive, per-table count and digest;
-- ours with --no-verify.
+- ours with --no-verify;
+- with `--baseline DIR` (a checkout of an earlier commit, e.g. `git worktree add DIR <commit>`),
+  that commit's command too, verification on: its `operator/` first on PYTHONPATH, the rest
+  (interpreter, dependencies) the same, for a before/after on the same file and server.
 
 Reported: wall time from process start to exit, rows/s over all three tables, the peak RSS of
 the loading process (os.wait4's ru_maxrss; the server is not counted) and ratios to pgloader.
@@ -182,6 +185,11 @@ def main() -> None:
     parser.add_argument(
         "--skip", default="", help="comma list of runs to skip: pgloader,verify,noverify"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="an earlier checkout whose migrate command is measured too (verification on)",
+    )
     args = parser.parse_args()
 
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -204,6 +212,8 @@ def main() -> None:
             ("verify", "ours, verification on"),
             ("noverify", "ours, --no-verify"),
         ]
+        if args.baseline is not None:
+            runs.append(("baseline", f"ours at {args.baseline.name}, verification on"))
         for key, _ in runs:
             if key in skip:
                 continue
@@ -225,6 +235,8 @@ def main() -> None:
                 argv = [pgloader, "--no-ssl-cert-verification", str(command)]
             else:
                 env["LOKIFI_PRIMARY_URL"] = url
+                if key == "baseline":
+                    env["PYTHONPATH"] = str(args.baseline.resolve() / "operator")
                 argv = [str(CLI), "migrate", "sqlite", str(source), "-f", str(manifest)]
                 if key == "noverify":
                     argv.append("--no-verify")
