@@ -12,8 +12,9 @@ killed with SIGKILL at a random moment, a number of times, and finally run to th
 After every kill and every resume: the rows, read from the live table, the archive (the `_rows`
 view, packed months included) and the exported objects read back from S3, are exactly the
 starting rows (no id lost, none twice, and an order-independent digest of every row equal);
-no invalid index and no stray table is left. After the operator's last kill it is Ready again
-within two resync intervals.
+no invalid index and no stray table is left; at the end, once the clean-ups of a run a day later
+have run, no unfinished upload, scratch database or object without its manifest. After the
+operator's last kill it is Ready again within two resync intervals.
 
 `make test` runs a slice (LOKIFI_KILLS=6 over LOKIFI_KILL_ROWS=30000 rows); `make faults` runs
 at least 100 kills over 1,000,000 rows. LOKIFI_KILL_SEED makes a run reproducible.
@@ -21,6 +22,7 @@ at least 100 kills over 1,000,000 rows. LOKIFI_KILL_SEED makes a run reproducibl
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import signal
@@ -29,6 +31,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,13 @@ from row_digest import Rows, add_exported_rows, database_rows, live_tables
 from lokifi_storage.api import conditions as types
 from lokifi_storage.api.spec import LokifiStorageSpec, ObjectStorageSpec
 from lokifi_storage.builders.cronjobs import JobCommand, backup_command, partition_commands
+from lokifi_storage.clients.backup_store import BackupStore
+from lokifi_storage.clients.postgres.backup import scratch_databases, server_identity
+from lokifi_storage.domain.backup_catalog import backup_folder, source_id
+from lokifi_storage.domain.backup_retention import DEFAULT_GRACE
+from lokifi_storage.jobs.backup_create import BackupTarget, prune_schedule
+from lokifi_storage.jobs.backup_verify import SCRATCH_PREFIX, remove_leftover_scratch
+from lokifi_storage.jobs.progress import Reporter
 from stackfixtures import PgDatabase, StackEnv, empty_and_delete_bucket, unique_name
 
 KILLS = int(os.environ.get("LOKIFI_KILLS", "6"))
@@ -147,6 +157,51 @@ class Campaign:
             self.failures.append(f"after {after}: invalid index(es) {[r[0] for r in invalid]}")
         if stray:
             self.failures.append(f"after {after}: stray table(s) {[r[0] for r in stray]}")
+
+    def check_leftovers(self) -> None:
+        """What a killed run may leave behind on purpose (an abandoned multipart upload, a
+        manifest whose dump never completed, a verify's scratch database) is removed by the
+        next run once it is older than its grace, since until then it may be another run's
+        work in progress. So: run those clean-ups as a run a day later would, then nothing of
+        it may be left, and every export and backup object must stand with its manifest."""
+        url = self.database.primary_url
+        later = datetime.now(UTC) + DEFAULT_GRACE + timedelta(hours=1)
+        reporter = Reporter(stream=io.StringIO())
+        s3 = self.stack.s3_client()
+        assert self.spec.backups is not None
+        schedule = self.spec.backups.schedules[0]
+        target = BackupTarget(
+            store=BackupStore(s3, self.buckets["backups"]),
+            prefix=self.spec.backups.prefix,
+            name=backup_folder(self.namespace, "kills", source_id(*server_identity(url))),
+        )
+        prune_schedule(target, schedule.name, schedule.keep, later, reporter)
+        remove_leftover_scratch(url, reporter, now=later)
+        left = scratch_databases(url, SCRATCH_PREFIX)
+        if left:
+            self.failures.append(f"scratch databases left: {left}")
+        for role, bucket in self.buckets.items():
+            uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+            if uploads:
+                self.failures.append(
+                    f"{role}: unfinished uploads left {[u['Key'] for u in uploads]}"
+                )
+            keys = {
+                obj["Key"]
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+                for obj in page.get("Contents", [])
+            }
+            data = {k for k in keys if k.endswith(".csv.zst") or ".dump" in k}
+            manifests = {k for k in keys if k.endswith(".manifest.json")}
+            stem = {k: k.removesuffix(".csv.zst").split(".dump")[0] for k in data}
+            alone = sorted(k for k in data if f"{stem[k]}.manifest.json" not in manifests)
+            orphans = sorted(
+                m for m in manifests if m.removesuffix(".manifest.json") not in stem.values()
+            )
+            if alone or orphans:
+                self.failures.append(
+                    f"{role}: objects without their manifest {alone}, manifests alone {orphans}"
+                )
 
     # --- the work, killed and resumed -----------------------------------------------------------
 
@@ -347,6 +402,7 @@ def test_kills_at_random_points_lose_and_double_no_row(
         campaign.spec, campaign.spec.backups.schedules[0], "kills", campaign.namespace
     )
     campaign.run_killed("backup create", [str(CLI), *backup.args], campaign.job_env(backup), share)
+    campaign.check_leftovers()
 
     print(
         f"\nkill campaign: seed {SEED}, {ROWS} rows over {YEARS} years, {campaign.kills} kills;"
