@@ -7,6 +7,7 @@ these are plain clients of the servers `python -m stack up` starts.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -281,6 +282,18 @@ def delete_prefixed_keys(stack: StackEnv, prefix: str) -> None:
 # The hash in which operators record which LokifiStorage manages which Redis setting
 # (operator/lokifi_storage/clients/redis.py CLAIMS_KEY).
 REDIS_CLAIMS_KEY = "lokifi-storage:claims"
+
+
+def restore_redis_setting(cluster: Any, setting: str, original: dict[str, Any]) -> None:
+    """Put `setting` back on every node as `original` (CONFIG GET over all nodes, read before
+    the test) had it, and persist it; best effort, for a test's clean-up."""
+    for node_name, values in original.items():
+        host, _, port = node_name.rpartition(":")
+        node = cluster.get_node(host=host, port=int(port))
+        if node is not None and setting in values:
+            with contextlib.suppress(Exception):
+                cluster.config_set(setting, values[setting], target_nodes=node)
+                cluster.config_rewrite(target_nodes=node)
 
 
 def release_redis_claims(stack: StackEnv, namespaces: Iterable[str]) -> list[str]:

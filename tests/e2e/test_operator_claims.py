@@ -16,7 +16,6 @@ cluster is shared).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -43,6 +42,7 @@ from stackfixtures import (
     StackEnv,
     empty_and_delete_bucket,
     release_redis_claims,
+    restore_redis_setting,
     unique_name,
 )
 
@@ -73,13 +73,7 @@ def world(
     try:
         yield {"namespaces": (k8s_namespace, second), "db": pg_database, "bucket": bucket}
     finally:
-        for node_name, values in original.items():
-            host, _, port = node_name.rpartition(":")
-            node = cluster.get_node(host=host, port=int(port))
-            if node is not None and SETTING in values:
-                with contextlib.suppress(Exception):
-                    cluster.config_set(SETTING, values[SETTING], target_nodes=node)
-                    cluster.config_rewrite(target_nodes=node)
+        restore_redis_setting(cluster, SETTING, original)
         cluster.close()
         release_redis_claims(kube_stack, [k8s_namespace, second])
         kubectl(kube_stack, "delete", "namespace", second, "--wait=false", "--ignore-not-found")

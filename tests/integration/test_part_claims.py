@@ -9,7 +9,6 @@ tests are removed (the cluster is shared).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +23,7 @@ from lokifi_storage.domain.claims import Claimant
 from lokifi_storage.reconcile.object_storage import reconcile_object_storage
 from lokifi_storage.reconcile.partitions import reconcile_partitions, reconcile_tables
 from lokifi_storage.reconcile.redis import reconcile_redis, release_redis_claims
-from stackfixtures import PgDatabase, StackEnv
+from stackfixtures import PgDatabase, StackEnv, restore_redis_setting
 
 SETTING = "latency-monitor-threshold"
 A = Claimant(uid="it-claims-aaaa", namespace="team-a", name="prod")
@@ -38,13 +37,7 @@ def shared_setting(stack: StackEnv) -> Iterator[None]:
     try:
         yield
     finally:
-        for node_name, values in original.items():
-            host, _, port = node_name.rpartition(":")
-            node = cluster.get_node(host=host, port=int(port))
-            if node is not None and SETTING in values:
-                with contextlib.suppress(Exception):
-                    cluster.config_set(SETTING, values[SETTING], target_nodes=node)
-                    cluster.config_rewrite(target_nodes=node)
+        restore_redis_setting(cluster, SETTING, original)
         cluster.hdel(CLAIMS_KEY, SETTING)
         cluster.close()
 
