@@ -44,7 +44,7 @@ from lokifi_storage.domain.partitions.pack import PackPartition, plan_unpack
 from lokifi_storage.domain.partitions.statements import copy_out_query
 from lokifi_storage.jobs.compression import compressor
 from lokifi_storage.jobs.partition_compress import pack_month, unpack_month
-from lokifi_storage.jobs.partitions_cli import plans_for
+from lokifi_storage.jobs.partitions_args import plans_for
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from messagegen import SCHEMA, THREAD_INDEX, insert_params, insert_sql, load_pool
 from pgbench_server import bench_server, with_database

@@ -11,16 +11,11 @@ import struct
 
 import pytest
 
-from lokifi_storage.domain.sqlite_values import (
-    Rejected,
-    column_converter_for,
-    converter_for,
-    copy_escape,
-    float_bits,
-    jsonb_text,
-    pg_float_text,
-    timestamp_instant,
-)
+from lokifi_storage.domain.copy_fields import Rejected, copy_escape
+from lokifi_storage.domain.sqlite_columns import column_converter_for
+from lokifi_storage.domain.sqlite_json import jsonb_text
+from lokifi_storage.domain.sqlite_time import timestamp_instant
+from lokifi_storage.domain.sqlite_values import converter_for, float_bits, pg_float_text
 
 
 def t(text: str) -> bytearray:

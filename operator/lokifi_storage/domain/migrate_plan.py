@@ -20,9 +20,10 @@ import datetime as dt
 import math
 from collections.abc import Iterable
 
+from lokifi_storage.domain.copy_fields import Rejected
 from lokifi_storage.domain.partitions.bounds import Interval, TimeRange, align, to_utc
 from lokifi_storage.domain.partitions.catalog import ObservedTable
-from lokifi_storage.domain.sqlite_values import Rejected, timestamp_instant
+from lokifi_storage.domain.sqlite_time import timestamp_instant
 
 __all__ = ["ArchiveRouter", "HourReader", "buckets_of", "stamp_text", "with_pending_buckets"]
 

@@ -26,9 +26,10 @@ from typing import Annotated
 import typer
 
 from lokifi_storage.domain.job_env import PRIMARY_URL_ENV as DEFAULT_URL_ENV
-from lokifi_storage.jobs.migrate_run import MigrateError, MigrateOptions, run_migrate
+from lokifi_storage.jobs.migrate_options import MigrateError, MigrateOptions
+from lokifi_storage.jobs.migrate_run import run_migrate
 from lokifi_storage.jobs.outcome import TerminatedError, sigterm_raises
-from lokifi_storage.jobs.partitions_cli import load_spec
+from lokifi_storage.jobs.partitions_args import load_spec
 from lokifi_storage.jobs.progress import Reporter
 
 __all__ = ["app"]

@@ -24,18 +24,12 @@ from typing import Any
 
 from lokifi_storage.clients.migrate_target import FIRST_ROWID, Chunk, Reject, RouteRows
 from lokifi_storage.clients.sqlite_source import SqliteSource
+from lokifi_storage.domain.copy_fields import Converter, Rejected
 from lokifi_storage.domain.migrate_plan import ArchiveRouter
 from lokifi_storage.domain.migrate_schema import SourceTable, TargetTable
 from lokifi_storage.domain.partitions.catalog import QName
-from lokifi_storage.domain.sqlite_values import (
-    COPY_NULL,
-    ColumnConverter,
-    Converter,
-    Rejected,
-    column_converter_for,
-    converter_for,
-    float_bits,
-)
+from lokifi_storage.domain.sqlite_columns import COPY_NULL, ColumnConverter, column_converter_for
+from lokifi_storage.domain.sqlite_values import converter_for, float_bits
 
 __all__ = [
     "ChunkProducer",
@@ -134,7 +128,7 @@ class RowConverter:
         raise AssertionError("a rejected row converts")  # pragma: no cover
 
     def _columnwise(self, rows: list[tuple[Any, ...]]) -> _Block | None:
-        """`block` column by column (domain/sqlite_values.column_converter_for), hashing and
+        """`block` column by column (domain/sqlite_columns.column_converter_for), hashing and
         routing in C as well; None when a value is to be rejected, or a NULL sits in a NOT
         NULL column, so that `block` goes row by row and names it."""
         columns = list(zip(*rows, strict=True))

@@ -64,9 +64,7 @@ from lokifi_storage.jobs.partitions_args import (
 )
 from lokifi_storage.jobs.progress import human_bytes
 
-# load_spec and plans_for keep being importable from here (the migrate command and the
-# compression bench read tables and plans through this module).
-__all__ = ["app", "load_spec", "plans_for"]
+__all__ = ["app"]
 
 app = typer.Typer(
     name="partitions",
