@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from migratekit import (
     MESSAGES_TABLE,
     build_app_file,
@@ -28,6 +29,8 @@ from migratekit import (
     tables_in,
 )
 
+from lokifi_storage.clients.errors import ClientError, ConnectionFailed
+from lokifi_storage.clients.migrate_target import MigrateTarget
 from stackfixtures import PgDatabase
 
 UTC = dt.UTC
@@ -538,3 +541,24 @@ def test_verification_reads_every_partition_back_a_changed_or_lost_row_is_caught
 
     assert lost.returncode == 4, lost.stdout + lost.stderr
     assert "VERIFY FAILED public.ai_messages: 599 rows in PostgreSQL, 600 copied" in lost.stdout
+
+
+def test_a_statement_the_server_cancels_is_not_reported_as_a_lost_connection(
+    pg_database: PgDatabase,
+) -> None:
+    """The target's driver errors go through the one translation (clients/postgres/connection.py)
+    with its connection: an OperationalError on a session that stays open (a cancelled statement,
+    a full disk) is what the server refused; only a session that is gone is a lost connection."""
+    target = MigrateTarget.open(pg_database)
+    try:
+        target.execute("SET statement_timeout = '50ms'", "setting a timeout")
+        with pytest.raises(ClientError) as refused:
+            target.execute("SELECT pg_sleep(2)", "sleeping")
+        assert type(refused.value) is ClientError
+        assert "sleeping failed (QueryCanceled" in refused.value.message
+        assert refused.value.message.startswith(f"primary {target.target}: ")
+        assert target.query("SELECT 1") == [(1,)]
+        with pytest.raises(ConnectionFailed, match="connection lost during ending the session"):
+            target.execute("SELECT pg_terminate_backend(pg_backend_pid())", "ending the session")
+    finally:
+        target.close()

@@ -9,7 +9,7 @@ import pytest
 
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.clients.migrate_sql import create_table
-from lokifi_storage.clients.migrate_target import FIRST_ROWID, Checkpoint
+from lokifi_storage.domain.migrate_chunks import FIRST_ROWID, Checkpoint
 from lokifi_storage.domain.migrate_plan import ArchiveRouter, buckets_of, with_pending_buckets
 from lokifi_storage.domain.migrate_schema import (
     ForeignKey,

@@ -18,13 +18,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from lokifi_storage.clients.errors import ClientError, ConnectionFailed
 from lokifi_storage.clients.migrate_sql import (
     STATE_SCHEMA,
     copy_out_statement,
@@ -33,89 +32,23 @@ from lokifi_storage.clients.migrate_sql import (
     leaves_query,
     state_tables,
 )
-from lokifi_storage.clients.postgres.connection import Target, connect_autocommit
+from lokifi_storage.clients.postgres.connection import (
+    Target,
+    connect_autocommit,
+    translate,
+    translated,
+)
 from lokifi_storage.clients.postgres.diagnostics import server_message
+from lokifi_storage.domain.migrate_chunks import Checkpoint, Chunk, Reject, RouteRows
 from lokifi_storage.domain.migrate_schema import TargetColumn, TargetTable
 from lokifi_storage.domain.partitions.catalog import QName
 
-__all__ = [
-    "FIRST_ROWID",
-    "Checkpoint",
-    "Chunk",
-    "MigrateTarget",
-    "Reject",
-    "RouteRows",
-]
+__all__ = ["MigrateTarget"]
+
 
 _COLUMN_IN_CONTEXT = re.compile(r'column (\w+|"[^"]+")')
 
 Conn = psycopg.Connection[Any]
-
-
-@dataclass(frozen=True)
-class Reject:
-    row_key: str
-    column: str | None
-    reason: str
-    value: str | None = None
-
-
-@dataclass
-class RouteRows:
-    """Lines (COPY text, no newline) bound for one relation, with their rowids and digests."""
-
-    lines: list[bytes] = field(default_factory=list)
-    rowids: list[int] = field(default_factory=list)
-    hashes: list[int] = field(default_factory=list)
-
-
-@dataclass
-class Chunk:
-    source_table: str
-    target: QName
-    columns: tuple[str, ...]
-    after_rowid: int  # the chunk covers source rows (after_rowid, last_rowid]
-    last_rowid: int
-    routes: dict[QName, RouteRows]
-    rejects: list[Reject]
-    key_column: str  # how a rowid is named in a reject's key
-    hashed: bool
-
-    @property
-    def rows(self) -> int:
-        return sum(len(r.lines) for r in self.routes.values()) + len(self.rejects)
-
-
-FIRST_ROWID = -(2**63)  # after_rowid of a table's first chunk
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A source table's progress: the sums over its committed chunks, and their ranges."""
-
-    source_table: str
-    target_table: str
-    finished: bool
-    created: bool = False
-    rows_copied: int = 0
-    rows_rejected: int = 0
-    digest: int | None = 0  # None when a chunk was loaded without hashing
-    ranges: tuple[tuple[int, int], ...] = ()  # (after_rowid, last_rowid] of every chunk
-
-    def resume_point(self) -> tuple[int | None, tuple[tuple[int, int], ...]]:
-        """The rowid the committed chunks reach without a gap, and the ranges committed
-        beyond it (by writers that finished a later chunk before the run stopped)."""
-        by_start = {after: last for after, last in self.ranges}
-        end = FIRST_ROWID
-        while end in by_start:
-            end = by_start.pop(end)
-        beyond = tuple(sorted((a, b) for a, b in by_start.items() if b > end))
-        return (None if end == FIRST_ROWID else end), beyond
-
-
-def _primary_message(error: psycopg.Error) -> str:
-    """The server's message with its DETAIL and HINT, row contents redacted."""
-    return server_message(error)
 
 
 def _column_of(error: psycopg.Error) -> str | None:
@@ -146,23 +79,24 @@ class MigrateTarget:
     def close(self) -> None:
         self.conn.close()
 
-    def _fail(self, error: psycopg.Error, what: str) -> ClientError:
-        if isinstance(error, psycopg.OperationalError) and self.conn.broken:
-            return ConnectionFailed(f"primary {self.target}: connection lost ({what})")
-        return ClientError(f"{what}: {type(error).__name__}: {_primary_message(error)}")
+    @property
+    def where(self) -> str:
+        """How messages name this connection (never with its password)."""
+        return f"primary {self.target}"
+
+    def _translated(self, doing: str) -> AbstractContextManager[None]:
+        """Driver errors of the block as the clients' errors (clients/postgres/connection.py);
+        a connection still open after an OperationalError did not lose it."""
+        return translated(self.where, doing, conn=self.conn)
 
     def query(self, statement: sql.Composed | str, params: Any = None) -> list[tuple[Any, ...]]:
-        try:
+        with self._translated("query"):
             cursor = self.conn.execute(statement, params)
             return list(cursor.fetchall()) if cursor.description else []
-        except psycopg.Error as error:
-            raise self._fail(error, "query") from error
 
     def execute(self, statement: sql.Composed | str, what: str) -> None:
-        try:
+        with self._translated(what):
             self.conn.execute(statement)
-        except psycopg.Error as error:
-            raise self._fail(error, what) from error
 
     # -- target tables ------------------------------------------------------------------------
 
@@ -225,12 +159,9 @@ class MigrateTarget:
         return self.relation_exists(QName(STATE_SCHEMA, "checkpoints"))
 
     def ensure_state(self) -> None:
-        try:
-            with self.conn.transaction():
-                for statement in state_tables():
-                    self.conn.execute(statement)
-        except psycopg.Error as error:
-            raise self._fail(error, f"creating {STATE_SCHEMA}") from error
+        with self._translated(f"creating {STATE_SCHEMA}"), self.conn.transaction():
+            for statement in state_tables():
+                self.conn.execute(statement)
 
     def checkpoints(self) -> dict[str, Checkpoint]:
         if not self.state_exists():
@@ -278,21 +209,18 @@ class MigrateTarget:
     def create_table(self, statement: sql.Composed, source_table: str, target: QName) -> None:
         """CREATE TABLE and its checkpoint row (marked `created`) in one transaction, so a
         re-run knows the table is this migration's own even if it was killed right after."""
-        try:
-            with self.conn.transaction():
-                self.conn.execute(statement)
-                self.conn.execute(
-                    sql.SQL(
-                        "INSERT INTO {}.checkpoints (source_table, target_table, created)"
-                        " VALUES ({}, {}, true)"
-                    ).format(
-                        sql.Identifier(STATE_SCHEMA),
-                        sql.Literal(source_table),
-                        sql.Literal(str(target)),
-                    )
+        with self._translated(f"creating {target}"), self.conn.transaction():
+            self.conn.execute(statement)
+            self.conn.execute(
+                sql.SQL(
+                    "INSERT INTO {}.checkpoints (source_table, target_table, created)"
+                    " VALUES ({}, {}, true)"
+                ).format(
+                    sql.Identifier(STATE_SCHEMA),
+                    sql.Literal(source_table),
+                    sql.Literal(str(target)),
                 )
-        except psycopg.Error as error:
-            raise self._fail(error, f"creating {target}") from error
+            )
 
     def rejected_rowids(self, source_table: str) -> set[int]:
         rows = self.query(
@@ -340,16 +268,15 @@ class MigrateTarget:
 
         The first attempt sends each route in one COPY without savepoints; only when the server
         refuses a row is the chunk redone, bisected under savepoints."""
+        doing = f"loading {chunk.target}"
         try:
             return self._write(chunk, careful=False)
         except (psycopg.DataError, psycopg.IntegrityError):
-            pass
+            pass  # a row the server refused: the chunk again, bisected
         except psycopg.Error as error:
-            raise self._fail(error, f"loading {chunk.target}") from error
-        try:
+            raise translate(error, self.where, doing, conn=self.conn) from error
+        with self._translated(doing):
             return self._write(chunk, careful=True)
-        except psycopg.Error as error:
-            raise self._fail(error, f"loading {chunk.target}") from error
 
     def _write(self, chunk: Chunk, *, careful: bool) -> tuple[int, int, list[Reject]]:
         rejects = list(chunk.rejects)
@@ -395,7 +322,7 @@ class MigrateTarget:
                         Reject(
                             row_key=f"{chunk.key_column}={rows.rowids[start]}",
                             column=_column_of(error),
-                            reason=f"refused by PostgreSQL: {_primary_message(error)}",
+                            reason=f"refused by PostgreSQL: {server_message(error)}",
                         )
                     )
                     continue
@@ -452,13 +379,14 @@ class MigrateTarget:
         count = total = 0
         md5 = hashlib.md5
         from_bytes = int.from_bytes
-        try:
-            with self.conn.cursor() as cur, cur.copy(copy_out_statement(relation, columns)) as copy:
-                for line in copy:
-                    count += 1
-                    total += from_bytes(
-                        md5(line[:-1], usedforsecurity=False).digest()[:8], "big", signed=True
-                    )
-        except psycopg.Error as error:
-            raise self._fail(error, f"reading {relation} back") from error
+        with (
+            self._translated(f"reading {relation} back"),
+            self.conn.cursor() as cur,
+            cur.copy(copy_out_statement(relation, columns)) as copy,
+        ):
+            for line in copy:
+                count += 1
+                total += from_bytes(
+                    md5(line[:-1], usedforsecurity=False).digest()[:8], "big", signed=True
+                )
         return count, total

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.clients.errors import ClientError, SourceCorrupt, SourceLocked
-from lokifi_storage.clients.migrate_target import Checkpoint, MigrateTarget
+from lokifi_storage.clients.migrate_target import MigrateTarget
 from lokifi_storage.clients.sqlite_source import SqliteSource
+from lokifi_storage.domain.migrate_chunks import Checkpoint
 from lokifi_storage.domain.migrate_plan import HourReader, buckets_of
 from lokifi_storage.domain.migrate_schema import (
     SourceTable,

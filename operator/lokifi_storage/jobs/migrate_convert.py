@@ -1,44 +1,31 @@
-"""Rows of one SQLite table turned into COPY chunks: conversion, routing and the row digests.
+"""Rows of one SQLite table turned into COPY lines: conversion, routing and the row digests.
 
-Ranges of rows are converted in a pool of processes while the writers COPY earlier chunks, so
-converting in Python and loading in PostgreSQL overlap and the conversion is not held to one
-core by the interpreter lock; a thread of the main process hands the results to the writers in
-the order the ranges follow each other.
+`RowConverter` converts a batch of rows for one target table, column by column where it can
+(domain/sqlite_columns.py), row by row where a value is rejected, and sends old rows to the
+archive table. Where the batches are read and in which process is jobs/migrate_chunks.py's
+business; this module is what runs inside a conversion process, and the verification uses it
+too to recompute the source's digest.
 """
 
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
-import queue
 import sys
-import threading
 from array import array
-from collections import deque
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import compress
 from operator import itemgetter, methodcaller, not_
-from pathlib import Path
 from typing import Any
 
-from lokifi_storage.clients.migrate_target import FIRST_ROWID, Chunk, Reject, RouteRows
-from lokifi_storage.clients.sqlite_source import SqliteSource
 from lokifi_storage.domain.copy_fields import Converter, Rejected
+from lokifi_storage.domain.migrate_chunks import Reject, RouteRows
 from lokifi_storage.domain.migrate_plan import ArchiveRouter
 from lokifi_storage.domain.migrate_schema import SourceTable, TargetTable
 from lokifi_storage.domain.partitions.catalog import QName
 from lokifi_storage.domain.sqlite_columns import COPY_NULL, ColumnConverter, column_converter_for
 from lokifi_storage.domain.sqlite_values import converter_for, float_bits
 
-__all__ = [
-    "ChunkProducer",
-    "ConvertSetup",
-    "RowConverter",
-    "close_sources",
-    "conversion_pool",
-    "row_digest",
-]
+__all__ = ["RowConverter", "row_digest"]
 
 NULL = COPY_NULL
 _TAB_JOIN = b"\t".join
@@ -220,187 +207,3 @@ class RowConverter:
                     from_bytes(md5(line, usedforsecurity=False).digest()[:8], "big", signed=True)
                 )
         return _Block(routes, rejects, rowid, size)
-
-
-@dataclass(frozen=True)
-class ConvertSetup:
-    """What a conversion process needs to read and convert one table: plain, picklable data
-    (the converters themselves are rebuilt in the process)."""
-
-    sqlite_path: Path
-    busy_timeout_ms: int
-    source: SourceTable
-    target: TargetTable
-    archive: QName | None
-    router: ArchiveRouter | None
-    hashed: bool
-    skip: tuple[tuple[int, int], ...]
-    chunk_bytes: int
-
-
-@dataclass
-class _Converted:
-    """One range's rows, converted in a process: (after_rowid, last_rowid] and what it holds."""
-
-    routes: dict[QName, RouteRows]
-    rejects: list[Reject]
-    last_rowid: int
-
-
-_opened: dict[Path, SqliteSource] = {}  # a conversion process's connection, per file
-
-
-def _convert_range(setup: ConvertSetup, after: int | None, until: int) -> _Converted:
-    """Runs in a conversion process: the rows of (after, until] read from the process's own
-    read-only connection and converted, stopping early once `chunk_bytes` are reached (the
-    caller asks again for the rest)."""
-    source = _opened.get(setup.sqlite_path)
-    if source is None:
-        source = _opened[setup.sqlite_path] = SqliteSource(
-            setup.sqlite_path, busy_timeout_ms=setup.busy_timeout_ms
-        )
-    converter = RowConverter(
-        setup.source,
-        setup.target,
-        archive=setup.archive,
-        router=setup.router,
-        hashed=setup.hashed,
-    )
-    routes: dict[QName, RouteRows] = {}
-    rejects: list[Reject] = []
-    last = after if after is not None else FIRST_ROWID
-    size = 0
-    skip = setup.skip
-    for fetched in source.rows(setup.source, after, 5000, until_rowid=until):
-        last = fetched[-1][-1]
-        if skip:
-            fetched = [row for row in fetched if not any(a < row[-1] <= b for a, b in skip)]
-        block = converter.block(fetched)
-        rejects.extend(block.rejects)
-        for relation, part in block.routes.items():
-            into = routes.setdefault(relation, RouteRows())
-            into.lines.extend(part.lines)
-            into.rowids.extend(part.rowids)
-            into.hashes.extend(part.hashes)
-        size += block.size
-        if size >= setup.chunk_bytes:
-            break
-    return _Converted(routes, rejects, last)
-
-
-def conversion_pool(processes: int) -> Executor:
-    """Processes that read and convert ranges of rows, each with its own SQLite connection:
-    conversion is Python work, which one process's threads cannot spread over several cores.
-    Started fresh ("spawn"): the parent holds threads and open connections a fork would copy.
-    With 0, one thread of this process does it (less memory and start-up, one core)."""
-    if processes <= 0:
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrate-convert")
-    return ProcessPoolExecutor(
-        max_workers=processes, mp_context=multiprocessing.get_context("spawn")
-    )
-
-
-def close_sources() -> None:
-    """Close the connections a conversion thread of this process opened."""
-    while _opened:
-        _opened.popitem()[1].close()
-
-
-class ChunkProducer:
-    """Cuts the table into ranges of `chunk_rows` rowids and has `pool` convert them, a few
-    ranges ahead of the writers; writers take chunks with `next()` until it returns None.
-
-    The ranges in flight (at most `ahead`) and the queue (two chunks) bound memory whatever
-    the file size. Resuming, it starts after `after_rowid` and leaves out the rows of `skip`,
-    the ranges that chunks committed beyond it (several writers finish out of order)."""
-
-    def __init__(
-        self,
-        source: SqliteSource,
-        pool: Executor,
-        setup: ConvertSetup,
-        *,
-        after_rowid: int | None,
-        chunk_rows: int,
-        ahead: int,
-    ) -> None:
-        self.source = source
-        self.pool = pool
-        self.setup = setup
-        self.after_rowid = after_rowid
-        self.chunk_rows = chunk_rows
-        self.ahead = max(ahead, 1)
-        self.columns = tuple(c.name for c in setup.source.copied)
-        self.queue: queue.Queue[Chunk | BaseException | None] = queue.Queue(maxsize=2)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, name="migrate-convert", daemon=True)
-
-    def _put(self, item: Chunk | BaseException | None) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _chunk(self, after: int | None, converted: _Converted) -> Chunk:
-        setup = self.setup
-        return Chunk(
-            source_table=setup.source.name,
-            target=setup.target.qname,
-            columns=self.columns,
-            after_rowid=FIRST_ROWID if after is None else after,
-            last_rowid=converted.last_rowid,
-            routes=converted.routes,
-            rejects=converted.rejects,
-            key_column=setup.source.rowid_alias or "rowid",
-            hashed=setup.hashed,
-        )
-
-    def _run(self) -> None:
-        try:
-            pending: deque[tuple[int | None, int, Future[_Converted]]] = deque()
-            start = self.after_rowid
-            exhausted = False
-            table = self.setup.source.name
-            while not self.stop.is_set():
-                while not exhausted and len(pending) < self.ahead:
-                    end = self.source.chunk_end(table, start, self.chunk_rows)
-                    if end is None:
-                        exhausted = True
-                        break
-                    pending.append(
-                        (start, end, self.pool.submit(_convert_range, self.setup, start, end))
-                    )
-                    start = end
-                if not pending:
-                    self._put(None)
-                    return
-                after, end, future = pending.popleft()
-                converted = future.result()
-                if converted.last_rowid < end:  # stopped at chunk_bytes: the rest next
-                    rest = converted.last_rowid
-                    pending.appendleft(
-                        (rest, end, self.pool.submit(_convert_range, self.setup, rest, end))
-                    )
-                if not self._put(self._chunk(after, converted)):
-                    return
-        except BaseException as error:  # handed to a writer, which raises it
-            self._put(error)
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def next(self) -> Chunk | None:
-        """The next chunk, or None when there are no more (for every writer that asks)."""
-        item = self.queue.get()
-        if item is None or isinstance(item, BaseException):
-            self.queue.put(item)  # the other writers see the end (or the error) too
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)

@@ -13,8 +13,8 @@ import datetime as dt
 
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.migrate_target import Checkpoint
 from lokifi_storage.clients.postgres.partitions import PartitionDatabase
+from lokifi_storage.domain.migrate_chunks import Checkpoint
 from lokifi_storage.domain.migrate_plan import ArchiveRouter, with_pending_buckets
 from lokifi_storage.domain.partitions.actions import (
     Action,

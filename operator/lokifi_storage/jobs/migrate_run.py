@@ -34,7 +34,7 @@ from lokifi_storage.jobs.migrate_checks import (
     source_error,
     source_tables,
 )
-from lokifi_storage.jobs.migrate_convert import (
+from lokifi_storage.jobs.migrate_chunks import (
     ChunkProducer,
     ConvertSetup,
     close_sources,

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 
-from lokifi_storage.clients.migrate_target import Checkpoint, MigrateTarget
+from lokifi_storage.clients.migrate_target import MigrateTarget
 from lokifi_storage.clients.sqlite_source import SqliteSource
+from lokifi_storage.domain.migrate_chunks import Checkpoint
 from lokifi_storage.domain.migrate_schema import TargetColumn
 from lokifi_storage.domain.partitions.catalog import QName
 from lokifi_storage.jobs.migrate_convert import RowConverter

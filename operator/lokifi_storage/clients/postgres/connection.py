@@ -117,22 +117,32 @@ def _connect_error(error: psycopg.Error, where: str) -> ClientError:
 
 
 def translate(
-    error: psycopg.Error, where: str, doing: str, *, reason: str | None = None
+    error: psycopg.Error,
+    where: str,
+    doing: str,
+    *,
+    reason: str | None = None,
+    conn: Connection | None = None,
 ) -> ClientError:
     """The clients' error for `error`, raised while `doing` (`catalog query`, `COPY`) on the
-    connection `where` names (`primary user@host:5432/app`)."""
-    if isinstance(error, psycopg.OperationalError):
+    connection `where` names (`primary user@host:5432/app`).
+
+    Given `conn`, an OperationalError on a connection that is still open (a full disk, a
+    cancelled statement) is what the server refused, not a lost connection."""
+    if isinstance(error, psycopg.OperationalError) and (conn is None or conn.broken):
         return ConnectionFailed(f"{where}: connection lost during {doing}")
     return ClientError(f"{where}: {doing} failed ({describe_error(error)})", reason=reason)
 
 
 @contextmanager
-def translated(where: str, doing: str, *, reason: str | None = None) -> Iterator[None]:
+def translated(
+    where: str, doing: str, *, reason: str | None = None, conn: Connection | None = None
+) -> Iterator[None]:
     """`translate` every driver error of the block (the clients' own errors pass through)."""
     try:
         yield
     except psycopg.Error as error:
-        raise translate(error, where, doing, reason=reason) from error
+        raise translate(error, where, doing, reason=reason, conn=conn) from error
 
 
 def _open(url: str, where: str, *, autocommit: bool, timeout: int, application: str) -> Connection:
