@@ -13,6 +13,10 @@ Order of work, each step finished before the next starts:
      SQLite's indexes and foreign keys;
   5. verification (default on): per table, the source's row count equals rows copied plus rows
      rejected, and count and digest of the target equal those of the converted source rows.
+
+This module strings the steps together and runs step 3, the load; steps 1, 2, 4 and 5 are
+jobs/migrate_checks.py, migrate_partitions.py, migrate_finish.py and migrate_verify.py, and what
+they share (options, exit codes, results) is jobs/migrate_options.py.
 """
 
 from __future__ import annotations
