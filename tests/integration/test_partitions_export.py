@@ -191,6 +191,34 @@ def test_failure_between_export_and_drop_leaves_the_partition(
     assert "ai_messages_p2024_10" not in dict(partitions_of(pg_database, "archive.ai_messages"))
 
 
+def test_an_upload_left_unfinished_by_a_killed_run_is_aborted_by_the_next_export(
+    pg_database: PgDatabase, s3_bucket: str, stack: StackEnv
+) -> None:
+    spec = lifecycle_spec(s3_bucket)
+    seeded(pg_database, spec, rows=2000)
+    s3 = stack.s3_client()
+    with partition_db(pg_database) as db:
+        (export,) = exports(db, spec)
+    # What a run killed in the middle of its upload leaves: a started upload with a part stored.
+    started = s3.create_multipart_upload(Bucket=s3_bucket, Key=export.key)
+    s3.upload_part(
+        Bucket=s3_bucket, Key=export.key, UploadId=started["UploadId"], PartNumber=1, Body=b"x"
+    )
+    other = s3.create_multipart_upload(Bucket=s3_bucket, Key=f"{export.key}.other")
+    with partition_db(pg_database) as db:
+        (export,) = exports(db, spec)
+        result = export_and_drop(db, store_for(stack, s3_bucket), export)
+    assert result.uploaded
+    pending = s3.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", [])
+    # Only the abandoned upload of this key is aborted; another key's is not this run's to end.
+    assert [(u["Key"], u["UploadId"]) for u in pending] == [
+        (f"{export.key}.other", other["UploadId"])
+    ]
+    s3.abort_multipart_upload(
+        Bucket=s3_bucket, Key=f"{export.key}.other", UploadId=other["UploadId"]
+    )
+
+
 def exported_then_drained(
     url: str, spec: TableSpec, stack: StackEnv, bucket: str
 ) -> ExportPartition:

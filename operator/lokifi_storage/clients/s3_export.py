@@ -21,7 +21,7 @@ from typing import Any
 
 import botocore.exceptions
 
-from lokifi_storage.clients.backup_store import ARCHIVE_CLASSES, MultipartUpload
+from lokifi_storage.clients.backup_store import ARCHIVE_CLASSES, BackupStore, MultipartUpload
 from lokifi_storage.clients.backup_store import s3_errors as key_errors
 from lokifi_storage.clients.s3 import S3Client, json_object, s3_error_code, s3_errors
 from lokifi_storage.domain.upload_parts import part_size
@@ -71,6 +71,20 @@ class ExportStore:
             storage_class=str(reply.get("StorageClass") or "STANDARD"),
             etag=str(reply.get("ETag", "")),
         )
+
+    def abort_abandoned(self, key: str) -> int:
+        """Abort every unfinished multipart upload of `key`; the number aborted.
+
+        A run killed in the middle of an upload (SIGKILL, node loss) leaves its parts stored,
+        and billed, until someone aborts the upload; the next export of the same partition is
+        the one that knows the key. Only for a caller that holds the partition-work lock of the
+        key's table: then no other export of that table is running, so every upload found is
+        abandoned, none is another run's in progress."""
+        store = BackupStore(self.client, self.bucket)
+        abandoned = [u for u in store.pending_uploads(key) if u.key == key]
+        for upload in abandoned:
+            store.abort_upload(upload)
+        return len(abandoned)
 
     def upload(
         self,

@@ -251,11 +251,15 @@ def export_and_drop(
     """Export `action.partition`, verify the object, drop the partition: all or nothing.
 
     `before_drop` runs between the verification and the DROP (tests inject failures there).
+    The caller holds the partition-work lock of the table (jobs/partitions_cli.py takes it per
+    table), which is what makes the uploads of `action.key` left unfinished by a killed run
+    safe to abort first.
     """
     if not action.source:
         raise ExportConflictError(f"{action.partition}: the export has no source identity")
     try:
         with db.locked_snapshot(action.partition):
+            store.abort_abandoned(action.key)
             existing = store.head(action.key)
             if existing is None:
                 manifest, pending_manifest = _upload(db, store, action, clock), False
