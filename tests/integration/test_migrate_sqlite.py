@@ -440,6 +440,66 @@ def test_kill_9_mid_run_then_a_rerun_resumes_without_duplicates(
     assert ids == (messages, messages)
 
 
+def test_a_rerun_after_chunks_committed_out_of_order_loads_only_the_missing_ones(
+    pg_database: PgDatabase, tmp_path: Path
+) -> None:
+    """What several writers leave when killed: a gapless prefix, one chunk missing in the
+    middle, later chunks committed, the tail missing. Made deterministic by taking a full
+    run's chunks (and their rows) back out, as if they had never committed."""
+    messages = 6000
+    source = build_app_file(tmp_path / "lokifi.sqlite", messages)
+    manifest = resource(tmp_path / "lks.yaml", [MESSAGES_TABLE])
+    first = run_migrate(pg_database, source, manifest, "--chunk-rows", "500")
+    assert first.returncode == 0, first.stdout + first.stderr
+    chunks = query(
+        pg_database,
+        "SELECT after_rowid, last_rowid FROM lokifi_migrate.chunks"
+        " WHERE source_table = 'ai_messages' ORDER BY after_rowid",
+    )
+    assert len(chunks) >= 8
+    dropped = [chunks[2], *chunks[5:]]  # a hole after the prefix, and the tail
+    for after, last in dropped:
+        for table in ("ai_messages", "archive.ai_messages"):
+            query(pg_database, f"DELETE FROM {table} WHERE id > %s AND id <= %s", (after, last))
+        query(
+            pg_database,
+            "DELETE FROM lokifi_migrate.rejects WHERE source_table = 'ai_messages'"
+            " AND split_part(row_key, '=', 2)::bigint > %s"
+            " AND split_part(row_key, '=', 2)::bigint <= %s",
+            (after, last),
+        )
+        query(
+            pg_database,
+            "DELETE FROM lokifi_migrate.chunks WHERE source_table = 'ai_messages'"
+            " AND after_rowid = %s",
+            (after,),
+        )
+    query(
+        pg_database,
+        "UPDATE lokifi_migrate.checkpoints SET finished = false WHERE source_table = 'ai_messages'",
+    )
+
+    run = run_migrate(pg_database, source, manifest, "--chunk-rows", "500")
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert f"verified public.ai_messages: {messages} rows" in run.stdout
+    ids = query(
+        pg_database,
+        "SELECT count(*), count(DISTINCT id) FROM (SELECT id FROM ai_messages"
+        " UNION ALL SELECT id FROM archive.ai_messages) AS m",
+    )[0]
+    assert ids == (messages, messages)
+    kept = set(chunks) - set(dropped)
+    after_rerun = set(
+        query(
+            pg_database,
+            "SELECT after_rowid, last_rowid FROM lokifi_migrate.chunks"
+            " WHERE source_table = 'ai_messages'",
+        )
+    )
+    assert kept <= after_rerun  # the committed chunks were left alone, not redone
+
+
 def test_dry_run_prints_the_plan_and_changes_nothing(
     pg_database: PgDatabase, tmp_path: Path
 ) -> None:

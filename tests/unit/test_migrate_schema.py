@@ -4,11 +4,14 @@ of an existing table, load order, and the routing of old rows to the archive."""
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
+from pathlib import Path
 
 import pytest
 
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.clients.migrate_sql import create_table
+from lokifi_storage.clients.sqlite_source import SqliteSource
 from lokifi_storage.domain.migrate_chunks import FIRST_ROWID, Checkpoint
 from lokifi_storage.domain.migrate_plan import ArchiveRouter, buckets_of, with_pending_buckets
 from lokifi_storage.domain.migrate_schema import (
@@ -25,6 +28,7 @@ from lokifi_storage.domain.migrate_schema import (
 )
 from lokifi_storage.domain.partitions.bounds import TimeRange
 from lokifi_storage.domain.partitions.catalog import ObservedTable, QName
+from lokifi_storage.jobs.migrate_chunks import chunk_ranges
 from lokifi_storage.jobs.migrate_keys import defers_primary_key
 
 UTC = dt.UTC
@@ -190,11 +194,43 @@ def test_router_sends_rows_of_archived_ranges_to_the_archive() -> None:
     assert not router.archived(b"2022-12-31 23:59:59.999999+00")
 
 
-def test_resume_point_is_the_gapless_prefix_and_later_chunks_are_skipped() -> None:
+def test_a_resume_converts_exactly_the_ranges_no_committed_chunk_covers() -> None:
     first = FIRST_ROWID
-    point = Checkpoint("t", "public.t", False, ranges=((first, 100), (100, 200), (300, 400)))
-    # Two writers: the chunk (200, 300] was in flight when the run stopped, (300, 400] was not.
-    assert point.resume_point() == (200, ((300, 400),))
-    assert Checkpoint("t", "public.t", False).resume_point() == (None, ())
+    # Two writers: the chunk (200, 300] was in flight when the run stopped, (300, 400] was not;
+    # (400, 450] was cut short by the byte limit and its rest (450, 500] never committed.
+    point = Checkpoint(
+        "t", "public.t", False, ranges=((first, 100), (100, 200), (300, 400), (400, 450))
+    )
+    assert point.gaps() == ((200, 300), (450, None))
+    assert Checkpoint("t", "public.t", False).gaps() == ((None, None),)
+    # The first chunk lost, a later one committed: the start up to it, then the rest.
+    assert Checkpoint("t", "public.t", False, ranges=((500, 900),)).gaps() == (
+        (None, 500),
+        (900, None),
+    )
     overlapping = Checkpoint("t", "public.t", False, ranges=((first, 200), (200, 500), (300, 400)))
-    assert overlapping.resume_point() == (500, ())
+    assert overlapping.gaps() == ((500, None),)
+
+
+def test_resumed_ranges_stay_inside_the_gaps_and_never_start_at_a_committed_chunk(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "app.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+    rowids = [*range(1, 21), *range(100, 121)]
+    conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in rowids])
+    conn.commit()
+    conn.close()
+    # (10, 15] was in flight when the run stopped; (20, 60] holds no row at all.
+    committed = ((FIRST_ROWID, 5), (5, 10), (15, 20), (60, 103))
+    point = Checkpoint("t", "public.t", False, ranges=committed)
+    source = SqliteSource(path)
+    try:
+        planned = list(chunk_ranges(source, "t", point.gaps(), 5))
+    finally:
+        source.close()
+    assert planned == [(10, 15), (103, 108), (108, 113), (113, 118), (118, 120)]
+    assert not {after for after, _ in planned} & {after for after, _ in committed}
+    covered = sorted(i for after, end in [*committed, *planned] for i in rowids if after < i <= end)
+    assert covered == rowids  # every row once: none doubled, none left out

@@ -4,7 +4,7 @@ for its relations, a row it rejects, and a source table's checkpoint. Pure.
 Apart from the client that writes them (clients/migrate_target.py) because three sides share
 them: the conversion builds chunks and rejects (jobs/migrate_convert.py, in other processes,
 so they are picklable data), the client commits them, and the run reads checkpoints back to
-resume exactly after the rows committed chunks cover (`Checkpoint.resume_point`).
+resume exactly on the rows no committed chunk covers (`Checkpoint.gaps`).
 """
 
 from __future__ import annotations
@@ -66,12 +66,18 @@ class Checkpoint:
     digest: int | None = 0  # None when a chunk was loaded without hashing
     ranges: tuple[tuple[int, int], ...] = ()  # (after_rowid, last_rowid] of every chunk
 
-    def resume_point(self) -> tuple[int | None, tuple[tuple[int, int], ...]]:
-        """The rowid the committed chunks reach without a gap, and the ranges committed
-        beyond it (by writers that finished a later chunk before the run stopped)."""
-        by_start = {after: last for after, last in self.ranges}
-        end = FIRST_ROWID
-        while end in by_start:
-            end = by_start.pop(end)
-        beyond = tuple(sorted((a, b) for a, b in by_start.items() if b > end))
-        return (None if end == FIRST_ROWID else end), beyond
+    def gaps(self) -> tuple[tuple[int | None, int | None], ...]:
+        """The rowid ranges (after, until] no committed chunk covers, in order; None for
+        `after` means from the first row, for `until` up to the last (the open tail).
+
+        A resumed run converts exactly these and cuts its chunks inside them, so none of its
+        chunks starts where a committed one does (the checkpoint key is the start) nor holds
+        a committed row, whichever chunks several writers committed before the run stopped."""
+        found: list[tuple[int | None, int | None]] = []
+        reached = FIRST_ROWID
+        for after, last in sorted(self.ranges):
+            if after > reached:
+                found.append((None if reached == FIRST_ROWID else reached, after))
+            reached = max(reached, last)
+        found.append((None if reached == FIRST_ROWID else reached, None))
+        return tuple(found)

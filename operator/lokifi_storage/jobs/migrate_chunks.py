@@ -14,6 +14,7 @@ import multiprocessing
 import queue
 import threading
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,13 @@ from lokifi_storage.domain.migrate_schema import SourceTable, TargetTable
 from lokifi_storage.domain.partitions.catalog import QName
 from lokifi_storage.jobs.migrate_convert import RowConverter
 
-__all__ = ["ChunkProducer", "ConvertSetup", "close_sources", "conversion_pool"]
+__all__ = [
+    "ChunkProducer",
+    "ConvertSetup",
+    "chunk_ranges",
+    "close_sources",
+    "conversion_pool",
+]
 
 
 @dataclass(frozen=True)
@@ -40,7 +47,6 @@ class ConvertSetup:
     archive: QName | None
     router: ArchiveRouter | None
     hashed: bool
-    skip: tuple[tuple[int, int], ...]
     chunk_bytes: int
 
 
@@ -76,11 +82,8 @@ def _convert_range(setup: ConvertSetup, after: int | None, until: int) -> _Conve
     rejects: list[Reject] = []
     last = after if after is not None else FIRST_ROWID
     size = 0
-    skip = setup.skip
     for fetched in source.rows(setup.source, after, 5000, until_rowid=until):
         last = fetched[-1][-1]
-        if skip:
-            fetched = [row for row in fetched if not any(a < row[-1] <= b for a, b in skip)]
         block = converter.block(fetched)
         rejects.extend(block.rejects)
         for relation, part in block.routes.items():
@@ -112,13 +115,37 @@ def close_sources() -> None:
         _opened.popitem()[1].close()
 
 
+def chunk_ranges(
+    source: SqliteSource,
+    table: str,
+    gaps: tuple[tuple[int | None, int | None], ...],
+    chunk_rows: int,
+) -> Iterator[tuple[int | None, int]]:
+    """(after, end] of each range to convert, in order: `chunk_rows` rowids at a time inside
+    each gap, the last range of a gap cut at the gap's end; a gap without rows gives none.
+    A gap's end is a committed chunk's start, so no range crosses into committed rows."""
+    for start, until in gaps:
+        while until is None or start is None or start < until:
+            end = source.chunk_end(table, start, chunk_rows)
+            if end is None:
+                break
+            if until is not None and end > until:
+                first = source.chunk_end(table, start, 1)
+                if first is None or first > until:
+                    break
+                end = until
+            yield start, end
+            start = end
+
+
 class ChunkProducer:
     """Cuts the table into ranges of `chunk_rows` rowids and has `pool` convert them, a few
     ranges ahead of the writers; writers take chunks with `next()` until it returns None.
 
     The ranges in flight (at most `ahead`) and the queue (two chunks) bound memory whatever
-    the file size. Resuming, it starts after `after_rowid` and leaves out the rows of `skip`,
-    the ranges that chunks committed beyond it (several writers finish out of order)."""
+    the file size. Resuming, it converts only `gaps`, the ranges no committed chunk covers
+    (Checkpoint.gaps), and ends its ranges where a gap ends, so its chunks line up with the
+    committed ones even when several writers committed them out of order."""
 
     def __init__(
         self,
@@ -126,14 +153,14 @@ class ChunkProducer:
         pool: Executor,
         setup: ConvertSetup,
         *,
-        after_rowid: int | None,
+        gaps: tuple[tuple[int | None, int | None], ...],
         chunk_rows: int,
         ahead: int,
     ) -> None:
         self.source = source
         self.pool = pool
         self.setup = setup
-        self.after_rowid = after_rowid
+        self.gaps = gaps
         self.chunk_rows = chunk_rows
         self.ahead = max(ahead, 1)
         self.columns = tuple(c.name for c in setup.source.copied)
@@ -167,19 +194,18 @@ class ChunkProducer:
     def _run(self) -> None:
         try:
             pending: deque[tuple[int | None, int, Future[_Converted]]] = deque()
-            start = self.after_rowid
+            ranges = chunk_ranges(self.source, self.setup.source.name, self.gaps, self.chunk_rows)
             exhausted = False
-            table = self.setup.source.name
             while not self.stop.is_set():
                 while not exhausted and len(pending) < self.ahead:
-                    end = self.source.chunk_end(table, start, self.chunk_rows)
-                    if end is None:
+                    planned = next(ranges, None)
+                    if planned is None:
                         exhausted = True
                         break
+                    start, end = planned
                     pending.append(
                         (start, end, self.pool.submit(_convert_range, self.setup, start, end))
                     )
-                    start = end
                 if not pending:
                     self._put(None)
                     return

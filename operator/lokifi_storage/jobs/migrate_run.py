@@ -164,7 +164,7 @@ def _load(
     if point is None:
         target.start_table(table.source.name, table.target.qname)
     hashed = options.verify and (point is None or point.digest is not None)
-    after, skip = point.resume_point() if point is not None else (None, ())
+    gaps = point.gaps() if point is not None else ((None, None),)
     setup = ConvertSetup(
         sqlite_path=options.sqlite_path,
         busy_timeout_ms=options.busy_timeout_ms,
@@ -173,14 +173,13 @@ def _load(
         archive=table.archive,
         router=table.router,
         hashed=hashed,
-        skip=skip,
         chunk_bytes=options.chunk_bytes,
     )
     producer = ChunkProducer(
         source,
         pool,
         setup,
-        after_rowid=after,
+        gaps=gaps,
         chunk_rows=options.chunk_rows,
         ahead=options.converters + 1,
     )
