@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 
 import pytest
 from e2e_operator import kubectl
@@ -28,19 +29,22 @@ def _resource_in(shard: int, shards: int) -> str:
     return next(f"r{i}" for i in range(1000) if shard_of("ns", f"r{i}", shards) == shard)
 
 
-def _keeper(kube: KubeClient, namespace: str, renew_seconds: float = 1.0) -> ShardKeeper:
+@pytest.fixture
+def keeper(kube_stack: StackEnv, k8s_namespace: str) -> Iterator[ShardKeeper]:
+    """A replica of two shards, its Leases in the test's namespace; it lets go of them after."""
+    assert kube_stack.kubeconfig is not None
+    kube = KubeClient.from_environment(kube_stack.kubeconfig)
     config = ShardConfig(
-        shards=2, namespace=namespace, identity="a", lease_seconds=6, renew_seconds=renew_seconds
+        shards=2, namespace=k8s_namespace, identity="a", lease_seconds=6, renew_seconds=1.0
     )
-    return ShardKeeper(kube, config, Controller(ResourceReconciler(kube)))
+    made = ShardKeeper(kube, config, Controller(ResourceReconciler(kube)))
+    yield made
+    made.release_all()
 
 
 def test_a_lost_shard_shuts_its_fence_and_cancels_its_work_only(
-    kube_stack: StackEnv, k8s_namespace: str
+    keeper: ShardKeeper, kube_stack: StackEnv, k8s_namespace: str
 ) -> None:
-    assert kube_stack.kubeconfig is not None
-    kube = KubeClient.from_environment(kube_stack.kubeconfig)
-    keeper = _keeper(kube, k8s_namespace)
     assert keeper.round()  # one shard a round
     assert keeper.round()
     assert keeper.held == {0, 1}
@@ -79,11 +83,8 @@ def test_a_lost_shard_shuts_its_fence_and_cancels_its_work_only(
 
 
 def test_a_keeper_that_stops_renewing_finds_its_fences_shut_by_the_deadline(
-    kube_stack: StackEnv, k8s_namespace: str
+    keeper: ShardKeeper,
 ) -> None:
-    assert kube_stack.kubeconfig is not None
-    kube = KubeClient.from_environment(kube_stack.kubeconfig)
-    keeper = _keeper(kube, k8s_namespace)
     keeper.round()
     [held] = keeper.held
     fence = keeper.fence_for("ns", _resource_in(held, 2))
@@ -96,4 +97,3 @@ def test_a_keeper_that_stops_renewing_finds_its_fences_shut_by_the_deadline(
     assert fence.lost
     assert waited <= keeper.config.renew_deadline + 0.5
     assert waited >= keeper.config.renew_deadline - 0.5
-    keeper.release_all()

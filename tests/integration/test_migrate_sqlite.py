@@ -386,6 +386,16 @@ def test_an_existing_table_that_does_not_fit_is_named_and_nothing_is_written(
     assert tables_in(pg_database) == ["public.users"]
 
 
+def every_id_once(url: str) -> tuple[int, int]:
+    """(rows, distinct ids) of the live table and the archive together."""
+    counted = query(
+        url,
+        "SELECT count(*), count(DISTINCT id) FROM (SELECT id FROM ai_messages"
+        " UNION ALL SELECT id FROM archive.ai_messages) AS m",
+    )[0]
+    return counted[0], counted[1]
+
+
 def test_kill_9_mid_run_then_a_rerun_resumes_without_duplicates(
     pg_database: PgDatabase, tmp_path: Path
 ) -> None:
@@ -432,12 +442,7 @@ def test_kill_9_mid_run_then_a_rerun_resumes_without_duplicates(
 
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"verified public.ai_messages: {messages} rows" in run.stdout
-    ids = query(
-        pg_database,
-        "SELECT count(*), count(DISTINCT id) FROM (SELECT id FROM ai_messages"
-        " UNION ALL SELECT id FROM archive.ai_messages) AS m",
-    )[0]
-    assert ids == (messages, messages)
+    assert every_id_once(pg_database) == (messages, messages)
 
 
 def test_a_rerun_after_chunks_committed_out_of_order_loads_only_the_missing_ones(
@@ -483,12 +488,7 @@ def test_a_rerun_after_chunks_committed_out_of_order_loads_only_the_missing_ones
 
     assert run.returncode == 0, run.stdout + run.stderr
     assert f"verified public.ai_messages: {messages} rows" in run.stdout
-    ids = query(
-        pg_database,
-        "SELECT count(*), count(DISTINCT id) FROM (SELECT id FROM ai_messages"
-        " UNION ALL SELECT id FROM archive.ai_messages) AS m",
-    )[0]
-    assert ids == (messages, messages)
+    assert every_id_once(pg_database) == (messages, messages)
     kept = set(chunks) - set(dropped)
     after_rerun = set(
         query(

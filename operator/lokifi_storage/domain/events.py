@@ -61,7 +61,7 @@ def action_events(actions: Sequence[str], reason: str = Reason.RECONCILED) -> li
         if len(done) == 1:
             said += done
             continue
-        objects = [_object(kind, action, done) for action in done]
+        objects = _objects(kind, done)
         named = ", ".join(objects[:GROUP_NAMED])
         if len(objects) > GROUP_NAMED:
             named += f", and {len(objects) - GROUP_NAMED} more"
@@ -77,14 +77,12 @@ def fit_message(text: str) -> str:
     return data[: MESSAGE_LIMIT - 3].decode(errors="ignore") + "..."
 
 
-def _object(kind: str, action: str, done: Sequence[str]) -> str:
-    """What `action` acted on: the word after its kind, or all after it when that word is the
-    same in every action of the kind (`CONFIG SET maxmemory 1gb on <node>`)."""
-    rest = action[len(kind) :].strip()
-    first = rest.split(" ", 1)[0]
-    if all(other[len(kind) :].strip().split(" ", 1)[0] == first for other in done):
-        return rest
-    return first
+def _objects(kind: str, done: Sequence[str]) -> list[str]:
+    """What each action of `kind` acted on: the word after the kind, or all after it when that
+    word is the same in every one (`CONFIG SET maxmemory 1gb on <node>`)."""
+    rests = [action[len(kind) :].strip() for action in done]
+    firsts = [rest.split(" ", 1)[0] for rest in rests]
+    return rests if len(set(firsts)) == 1 else firsts
 
 
 def condition_events(
