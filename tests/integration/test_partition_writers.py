@@ -82,13 +82,38 @@ def test_export_job_skips_a_table_another_writer_holds(
     env = jobs_env(pg_database, spec, stack)
     with held_by_another_writer(pg_database):
         result = CliRunner().invoke(
-            app, ["partitions", "export", "--now", NOW.isoformat()], env=env
+            app, ["partitions", "export", "--now", NOW.isoformat(), "--lock-wait", "1"], env=env
         )
     assert result.exit_code == 1, result.output
     assert "SKIPPED ai_messages" in result.output
     assert "another-writer" in result.output
+    assert "(waited 1 s)" in result.output
     assert fingerprint(pg_database, "ai_messages", "archive.ai_messages") == before
     assert stack.s3_client().list_objects_v2(Bucket=s3_bucket).get("KeyCount") == 0
+
+
+def test_a_job_waits_for_a_writer_that_lets_go_of_the_table(
+    pg_database: PgDatabase, s3_bucket: str, stack: StackEnv
+) -> None:
+    """The usual holder is a reconcile pass of a few seconds, or the server session of a killed
+    run that lives on until its statement ends: a Job that gave up at once would fail and be
+    retried by its controller for nothing."""
+    spec = lifecycle_spec(s3_bucket)
+    seeded(pg_database, spec, rows=800)
+    env = jobs_env(pg_database, spec, stack)
+    with held_by_another_writer(pg_database) as holder:
+        released = threading.Timer(1.5, holder.close)
+        released.start()
+        started = time.monotonic()
+        result = CliRunner().invoke(
+            app, ["partitions", "export", "--now", NOW.isoformat()], env=env
+        )
+        waited = time.monotonic() - started
+        released.join()
+    assert result.exit_code == 0, result.output
+    assert "SKIPPED" not in result.output
+    assert waited >= 1.5  # it did wait: the export cannot have started before the release
+    assert stack.s3_client().list_objects_v2(Bucket=s3_bucket).get("KeyCount", 0) > 0
 
 
 def test_a_failed_build_never_drops_an_index_another_session_built(

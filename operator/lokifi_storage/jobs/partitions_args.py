@@ -33,8 +33,10 @@ from lokifi_storage.domain.partitions.retention_clock import clock_skew
 from lokifi_storage.jobs.outcome import RunNote
 
 __all__ = [
+    "LOCK_WAIT_SECONDS",
     "File",
     "LockTimeoutMs",
+    "LockWait",
     "Now",
     "Tables",
     "UrlEnv",
@@ -63,6 +65,19 @@ Now = Annotated[
 LockTimeoutMs = Annotated[
     int, typer.Option(min=1, help="lock_timeout of each DDL step, in milliseconds.")
 ]
+LockWait = Annotated[
+    float,
+    typer.Option(
+        "--lock-wait",
+        min=0,
+        help=(
+            "Seconds to wait for a table another writer holds (the operator's reconcile, "
+            "another job) before skipping it."
+        ),
+    ),
+]
+#: a job's wait for a table's partition-work lock unless --lock-wait says otherwise
+LOCK_WAIT_SECONDS = 120.0
 
 
 def exit_error(message: str, code: int = 2) -> typer.Exit:
@@ -164,14 +179,19 @@ def plan_moment(
 
 
 def tables_locked(
-    db: PartitionDatabase, tables: list[TableSpec], note: RunNote
+    db: PartitionDatabase,
+    tables: list[TableSpec],
+    note: RunNote | None,
+    wait_seconds: float = LOCK_WAIT_SECONDS,
 ) -> Iterator[TableSpec]:
     """Each table in turn, with its partition-work lock held (shared with the operator's
-    reconcile and every other job); a table whose lock is taken is reported and skipped."""
+    reconcile and every other job); a table whose lock stays taken for `wait_seconds` is
+    reported and skipped."""
     for table in tables:
         try:
-            with db.table_lock(QName(*split_table_name(table.name))):
+            with db.table_lock(QName(*split_table_name(table.name)), wait_seconds):
                 yield table
         except PartitionWorkBusy as busy:
-            note.fail(busy.reason, busy.message)
+            if note is not None:
+                note.fail(busy.reason, busy.message)
             typer.echo(f"SKIPPED {table.name}: {busy.message}", err=True)

@@ -48,8 +48,10 @@ from lokifi_storage.jobs.partition_compress import (
 )
 from lokifi_storage.jobs.partition_export import export_and_drop
 from lokifi_storage.jobs.partitions_args import (
+    LOCK_WAIT_SECONDS,
     File,
     LockTimeoutMs,
+    LockWait,
     Now,
     Tables,
     UrlEnv,
@@ -89,6 +91,7 @@ class Run:
     tables: list[TableSpec]
     now: str | None
     lock_timeout_ms: int
+    lock_wait: float
     dry_run: bool
     note: RunNote
 
@@ -125,7 +128,7 @@ def _run_deferred(
                 typer.echo("\n".join(listed) if listed else f"nothing to {verb}")
                 return
             done = 0
-            for spec in tables_locked(db, run.tables, note):
+            for spec in tables_locked(db, run.tables, note, run.lock_wait):
                 if before is not None:
                     before(db, spec)
                 for action in plans_for(db, [spec], moment)[spec.name].deferred:
@@ -191,6 +194,7 @@ def compress(
     url_env: UrlEnv = PRIMARY_URL_ENV,
     now: Now = None,
     lock_timeout_ms: LockTimeoutMs = 2000,
+    lock_wait: LockWait = LOCK_WAIT_SECONDS,
     dry_run: Annotated[bool, typer.Option(help="Print what would be packed.")] = False,
 ) -> None:
     """Pack archived months past archive.compressAfterDays: one row per archive.segmentBy
@@ -199,7 +203,7 @@ def compress(
     tables = select_tables(tables, table)
     url = primary_url(url_env)
     with job_run(COMPRESS_JOB, None if dry_run else url) as note:
-        run = Run(url, tables, now, lock_timeout_ms, dry_run, note)
+        run = Run(url, tables, now, lock_timeout_ms, lock_wait, dry_run, note)
         _run_deferred(
             run,
             PackPartition,
@@ -220,6 +224,7 @@ def unpack(
     table: Annotated[str | None, typer.Option(help="The table (needed with several).")] = None,
     url_env: UrlEnv = PRIMARY_URL_ENV,
     lock_timeout_ms: LockTimeoutMs = 2000,
+    lock_wait: LockWait = LOCK_WAIT_SECONDS,
 ) -> None:
     """Restore packed months to ordinary partitions of the archive table (for back-fills,
     corrections or a change of mind), verified like packing. The next `compress` packs them
@@ -229,29 +234,36 @@ def unpack(
     chosen = [t for t in chosen if t.archive is not None and t.partitionBy is not None]
     if len(chosen) != 1:
         raise exit_error("name the table with --table (one with an archive in the spec)")
-    spec = chosen[0]
-    failures = 0
+    failures = len(month)  # until the table's lock is held; a skipped table fails them all
     try:
         with open_database(primary_url(url_env), lock_timeout_ms) as db:
-            for name in month:
-                observed = db.observe(request_for([spec]))[spec.name]
-                try:
-                    action = plan_unpack(spec, observed, name)
-                except ValueError as error:
-                    failures += 1
-                    typer.echo(f"FAILED {name}: {error}", err=True)
-                    continue
-                try:
-                    result = unpack_month(db, action)
-                except ClientError as error:
-                    failures += 1
-                    typer.echo(f"FAILED {name}: {error.message}", err=True)
-                    continue
-                typer.echo(_sizes(result, "unpacked"))
+            for spec in tables_locked(db, chosen, None, lock_wait):
+                failures = _unpack_months(db, spec, month)
     except ClientError as error:
         raise exit_error(error.message, 1) from None
     if failures:
         raise typer.Exit(1)
+
+
+def _unpack_months(db: PartitionDatabase, spec: TableSpec, months: list[str]) -> int:
+    """Unpack each month in turn, under the table's lock; the number that failed."""
+    failures = 0
+    for name in months:
+        observed = db.observe(request_for([spec]))[spec.name]
+        try:
+            action = plan_unpack(spec, observed, name)
+        except ValueError as error:
+            failures += 1
+            typer.echo(f"FAILED {name}: {error}", err=True)
+            continue
+        try:
+            result = unpack_month(db, action)
+        except ClientError as error:
+            failures += 1
+            typer.echo(f"FAILED {name}: {error.message}", err=True)
+            continue
+        typer.echo(_sizes(result, "unpacked"))
+    return failures
 
 
 app.command("decompress", help="Same as unpack.")(unpack)
@@ -272,6 +284,7 @@ def export(
     ] = None,
     now: Now = None,
     lock_timeout_ms: LockTimeoutMs = 2000,
+    lock_wait: LockWait = LOCK_WAIT_SECONDS,
     dry_run: Annotated[bool, typer.Option(help="Print what would be exported.")] = False,
 ) -> None:
     """Export partitions past retention.dropAfterDays to S3, verify each object, then drop.
@@ -294,7 +307,7 @@ def export(
         except ClientError as error:
             note.fail(error.reason, error.message)
             raise exit_error(error.message, 1) from None
-        run = Run(url, tables, now, lock_timeout_ms, dry_run, note)
+        run = Run(url, tables, now, lock_timeout_ms, lock_wait, dry_run, note)
         _run_deferred(
             run,
             ExportPartition,

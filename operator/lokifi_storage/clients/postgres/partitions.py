@@ -12,6 +12,7 @@ Messages are built from host, port, database and relation names only: never the 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -48,6 +49,8 @@ OBSERVE_STATEMENT_TIMEOUT_MS = 60_000
 # The first half of the two-key advisory lock of partition work ('LKSP'); the second half is
 # hashtext('<schema>.<table>').
 PARTITION_LOCK_CLASS = 0x4C4B5350
+#: how often a job waiting for a table's partition-work lock tries again
+LOCK_POLL_SECONDS = 0.5
 
 
 class PartitionDatabase(PartitionSession):
@@ -57,23 +60,28 @@ class PartitionDatabase(PartitionSession):
     # -- who may write ------------------------------------------------------------------------
 
     @contextmanager
-    def table_lock(self, table: QName) -> Iterator[None]:
+    def table_lock(self, table: QName, wait_seconds: float = 0.0) -> Iterator[None]:
         """Hold the partition-work lock of `table` for the block, or raise PartitionWorkBusy.
 
         A session-level advisory lock on the primary, taken by the operator's reconcile and by
         the compress/export jobs alike, so two writers (two operators, a job and a reconcile, a
-        job started twice) never plan and change one table's partitions at once. Not waited
-        for: whoever finds it taken reports whose it is and tries again later.
+        job started twice) never plan and change one table's partitions at once. The operator
+        does not wait (whoever finds it taken reports whose it is and tries again on its next
+        pass); a job waits up to `wait_seconds` first, polling, since a Job that gives up fails
+        and is retried by its controller: the usual holder is a reconcile pass of a few
+        seconds, or the server session of a killed run that lives until its statement ends.
         """
         key = {"table": str(table)}
-        row = self._execute(
-            f"SELECT pg_try_advisory_lock({PARTITION_LOCK_CLASS}, hashtext(%(table)s))", key
-        ).fetchone()
-        if not row or row[0] is not True:
-            raise PartitionWorkBusy(
-                f"{table}: another session holds its partition-work lock"
-                f"{self._advisory_holders(str(table))}; nothing was changed, retried later"
-            )
+        deadline = time.monotonic() + wait_seconds
+        while not self._try_table_lock(key):
+            if time.monotonic() >= deadline:
+                waited = f" (waited {wait_seconds:g} s)" if wait_seconds else ""
+                raise PartitionWorkBusy(
+                    f"{table}: another session holds its partition-work lock"
+                    f"{self._advisory_holders(str(table))}{waited}; nothing was changed,"
+                    " retried later"
+                )
+            time.sleep(min(LOCK_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
         try:
             yield
         finally:
@@ -81,6 +89,12 @@ class PartitionDatabase(PartitionSession):
                 self._execute(
                     f"SELECT pg_advisory_unlock({PARTITION_LOCK_CLASS}, hashtext(%(table)s))", key
                 )
+
+    def _try_table_lock(self, key: dict[str, str]) -> bool:
+        row = self._execute(
+            f"SELECT pg_try_advisory_lock({PARTITION_LOCK_CLASS}, hashtext(%(table)s))", key
+        ).fetchone()
+        return bool(row and row[0] is True)
 
     def _advisory_holders(self, table: str) -> str:
         try:
