@@ -14,16 +14,22 @@ ARG DEBIAN_RELEASE=bookworm
 # --- build: wheels of the project and its dependencies into a venv -----------------------------
 FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# A C compiler and SQLite's headers for the compiled SQLite reader of `migrate sqlite`
+# (setup.py); the runtime stage needs only libsqlite3, which Python's sqlite3 uses already.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev libsqlite3-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/lokifi
 WORKDIR /src
 # Dependencies first, so a code change does not reinstall them.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 RUN mkdir -p operator/lokifi_storage && touch operator/lokifi_storage/__init__.py \
     && /opt/lokifi/bin/pip install . \
     && /opt/lokifi/bin/pip uninstall -y lokifi-storage-operator
 COPY operator ./operator
 RUN /opt/lokifi/bin/pip install --no-deps . \
-    && /opt/lokifi/bin/lokifi-storage --help >/dev/null
+    && /opt/lokifi/bin/lokifi-storage --help >/dev/null \
+    && /opt/lokifi/bin/python -c 'import lokifi_storage.clients._sqlite_copy'
 
 # --- runtime ---------------------------------------------------------------------------------
 FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS runtime

@@ -17,6 +17,9 @@ APT_PACKAGES=(
     # promtool, for the tests of the shipped alerting rules (its server is not used).
     prometheus
     faketime  # libfaketime: the retention tests run a job on a really fast clock
+    # The compiled SQLite reader of `migrate sqlite` (operator/lokifi_storage/clients/
+    # _sqlite_copy.c): Python's and SQLite's headers (gcc is above).
+    python3-dev libsqlite3-dev
 )
 
 step_start=0
@@ -71,10 +74,17 @@ if [[ ! -x .venv/bin/python ]]; then
     [[ -n "$python_bin" ]] || { echo "Python >= 3.11 not found" >&2; exit 1; }
     "$python_bin" -m venv .venv
 fi
-stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
-if [[ ! -f "$stamp" ]]; then
+# The stamp covers the C source too: a change to it rebuilds the extension (about a second).
+stamp=".venv/.installed-$(cat pyproject.toml setup.py operator/lokifi_storage/clients/*.c \
+    | sha256sum | cut -c1-16)"
+if [[ ! -f "$stamp" ]] || ! compgen -G 'operator/lokifi_storage/clients/_sqlite_copy*.so' >/dev/null
+then
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -e '.[dev]'
+    # setup.py builds it as optional (the Dockerfile's fallback); here its headers were
+    # installed above, so a failed build is an error, not a quietly slower migration.
+    .venv/bin/python -c 'import lokifi_storage.clients._sqlite_copy' \
+        || { echo "the compiled SQLite reader did not build (see pip's output above)" >&2; exit 1; }
     rm -f .venv/.installed-*
     touch "$stamp"
     echo "   installed the project into .venv"

@@ -111,7 +111,7 @@ def _dependencies() -> list[str]:
 def _app_digest() -> str:
     """What the application layer is made from: the project's code and metadata."""
     digest = hashlib.sha256()
-    files = [REPO / "pyproject.toml", REPO / "README.md"]
+    files = [REPO / "pyproject.toml", REPO / "setup.py", REPO / "README.md"]
     files += sorted(p for p in (REPO / "operator").rglob("*") if p.is_file() and _shipped(p))
     for path in files:
         digest.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -119,7 +119,8 @@ def _app_digest() -> str:
 
 
 def _shipped(path: Path) -> bool:
-    return "__pycache__" not in path.parts and not path.name.endswith((".pyc", ".egg-info"))
+    # A .so in the tree is the editable install's own build; the wheel compiles its own.
+    return "__pycache__" not in path.parts and not path.name.endswith((".pyc", ".egg-info", ".so"))
 
 
 def _run(argv: list[str], what: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import random
 import sqlite3
 import subprocess
 import sys
@@ -142,11 +143,11 @@ def migrate_env(url: str) -> dict[str, str]:
 
 
 def run_migrate(
-    url: str, sqlite_file: Path, manifest: Path, *extra: str
+    url: str, sqlite_file: Path, manifest: Path, *extra: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         migrate_argv(sqlite_file, manifest, *extra),
-        env=migrate_env(url),
+        env={**migrate_env(url), **(env or {})},
         capture_output=True,
         text=True,
         timeout=600,
@@ -170,3 +171,88 @@ def tables_in(url: str) -> list[str]:
             " WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2",
         )
     ]
+
+
+def build_samples_file(path: Path) -> Path:
+    """One row per value kind the converters handle (and 2000 random floats): `samples`."""
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE samples (id INTEGER PRIMARY KEY, at DATETIME, flag BOOLEAN, doc JSON,"
+        " data BLOB, note TEXT, ratio REAL, amount NUMERIC, day DATE, untyped)"
+    )
+    rows = [
+        (
+            1,
+            "2024-03-05 10:11:12",
+            1,
+            '{"b": 2, "a": [1.50, 1e2]}',
+            b"\x00\xff",
+            "tab\there",
+            0.1,
+            "1.50",
+            "2024-03-05",
+            7,
+        ),
+        (
+            2,
+            "2024-03-05T10:11:12Z",
+            0,
+            '{"ccc": {"é": "\\u00e9\\n"}, "dd": null}',
+            b"",
+            "new\nline\\",
+            1e15,
+            3,
+            "2024-02-29",
+            "x",
+        ),
+        (
+            3,
+            "2024-03-05T15:41:12+05:30",
+            "true",
+            "[true, false, -0, 0.000001]",
+            b"abc",
+            "héllo",
+            -0.0,
+            2.5,
+            None,
+            1.5,
+        ),
+        (
+            4,
+            1709633472,
+            "no",
+            '"just a string"',
+            None,
+            "bell\x07 bs\x08 ff\x0c vt\x0b cr\r",  # COPY TO names \b \f \v: same digest
+            1e-05,
+            None,
+            None,
+            None,
+        ),
+        (5, 1709633472123, "1", "42", b"\x01", "", 123456789012345.0, "-0.0", None, b"\x02"),
+        (
+            6,
+            1709633472.25,
+            "off",
+            '{"a":1,"a":2}',
+            b"z",
+            "x" * 3000,
+            float("inf"),
+            "12345678901234567890.123",
+            None,
+            None,
+        ),
+    ]
+    conn.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    generator = random.Random(16)
+    floats = [
+        generator.random() * 10 ** generator.randint(-12, 20) * generator.choice((1, -1))
+        for _ in range(2000)
+    ]
+    conn.executemany(
+        "INSERT INTO samples (id, ratio, at) VALUES (?, ?, ?)",
+        [(100 + i, f, 1600000000 + i * 3600) for i, f in enumerate(floats)],
+    )
+    conn.commit()
+    conn.close()
+    return path

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import random
 import signal
 import sqlite3
 import subprocess
@@ -21,6 +20,7 @@ import pytest
 from migratekit import (
     MESSAGES_TABLE,
     build_app_file,
+    build_samples_file,
     migrate_argv,
     migrate_env,
     query,
@@ -29,6 +29,7 @@ from migratekit import (
     tables_in,
 )
 
+from lokifi_storage.clients import sqlite_copy
 from lokifi_storage.clients.errors import ClientError, ConnectionFailed
 from lokifi_storage.clients.migrate_target import MigrateTarget
 from stackfixtures import PgDatabase
@@ -36,99 +37,22 @@ from stackfixtures import PgDatabase
 UTC = dt.UTC
 
 
-def _samples_file(path: Path) -> Path:
-    conn = sqlite3.connect(path)
-    conn.execute(
-        "CREATE TABLE samples (id INTEGER PRIMARY KEY, at DATETIME, flag BOOLEAN, doc JSON,"
-        " data BLOB, note TEXT, ratio REAL, amount NUMERIC, day DATE, untyped)"
-    )
-    rows = [
-        (
-            1,
-            "2024-03-05 10:11:12",
-            1,
-            '{"b": 2, "a": [1.50, 1e2]}',
-            b"\x00\xff",
-            "tab\there",
-            0.1,
-            "1.50",
-            "2024-03-05",
-            7,
-        ),
-        (
-            2,
-            "2024-03-05T10:11:12Z",
-            0,
-            '{"ccc": {"é": "\\u00e9\\n"}, "dd": null}',
-            b"",
-            "new\nline\\",
-            1e15,
-            3,
-            "2024-02-29",
-            "x",
-        ),
-        (
-            3,
-            "2024-03-05T15:41:12+05:30",
-            "true",
-            "[true, false, -0, 0.000001]",
-            b"abc",
-            "héllo",
-            -0.0,
-            2.5,
-            None,
-            1.5,
-        ),
-        (
-            4,
-            1709633472,
-            "no",
-            '"just a string"',
-            None,
-            "bell\x07 bs\x08 ff\x0c vt\x0b cr\r",  # COPY TO names \b \f \v: same digest
-            1e-05,
-            None,
-            None,
-            None,
-        ),
-        (5, 1709633472123, "1", "42", b"\x01", "", 123456789012345.0, "-0.0", None, b"\x02"),
-        (
-            6,
-            1709633472.25,
-            "off",
-            '{"a":1,"a":2}',
-            b"z",
-            "x" * 3000,
-            float("inf"),
-            "12345678901234567890.123",
-            None,
-            None,
-        ),
-    ]
-    conn.executemany("INSERT INTO samples VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-    generator = random.Random(16)
-    floats = [
-        generator.random() * 10 ** generator.randint(-12, 20) * generator.choice((1, -1))
-        for _ in range(2000)
-    ]
-    conn.executemany(
-        "INSERT INTO samples (id, ratio, at) VALUES (?, ?, ?)",
-        [(100 + i, f, 1600000000 + i * 3600) for i, f in enumerate(floats)],
-    )
-    conn.commit()
-    conn.close()
-    return path
-
-
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled-reader", "python-only"])
 def test_every_value_kind_is_converted_and_the_digests_agree(
-    pg_database: PgDatabase, tmp_path: Path
+    pg_database: PgDatabase, tmp_path: Path, compiled: bool
 ) -> None:
-    source = _samples_file(tmp_path / "samples.sqlite")
+    if compiled and not sqlite_copy.available():
+        pytest.skip("the compiled SQLite reader is not built: run scripts/install.sh")
+    source = build_samples_file(tmp_path / "samples.sqlite")
     manifest = resource(tmp_path / "lks.yaml", [])
 
-    run = run_migrate(pg_database, source, manifest)
+    run = run_migrate(
+        pg_database, source, manifest, env={"LOKIFI_MIGRATE_COMPILED": "1" if compiled else "0"}
+    )
 
     assert run.returncode == 0, run.stdout + run.stderr
+    used = "the compiled reader" if compiled else "the Python converters"
+    assert f"converting with {used}" in run.stdout
     assert "verified public.samples: 2006 rows" in run.stdout
     rows = {
         r[0]: r[1:]

@@ -26,11 +26,40 @@ from lokifi_storage.domain.migrate_schema import (
     SourceTable,
 )
 
-__all__ = ["SqliteSource"]
+__all__ = ["SqliteSource", "map_sqlite_error", "select_rows"]
 
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def map_sqlite_error(path: Path, message: str) -> ClientError:
+    """SQLite's error `message` as the one-line error of the migration (its exit code)."""
+    text = message.lower()
+    if "locked" in text or "busy" in text:
+        return SourceLocked(
+            f"{path}: the SQLite database is locked by another process "
+            "(stop the app writing to it, then run again)"
+        )
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return SourceCorrupt(f"{path}: not a SQLite database or damaged ({message.strip()})")
+    return ClientError(f"{path}: SQLite error: {message.strip()}")
+
+
+def select_rows(
+    table: SourceTable, after_rowid: int | None, until_rowid: int | None
+) -> tuple[str, tuple[int, ...]]:
+    """The SELECT of (*copied columns, rowid) in rowid order in (`after_rowid`, `until_rowid`]
+    (None: from the first, up to the last), and its parameters."""
+    cols = ", ".join(_quote(c.name) for c in table.copied)
+    bounds = [
+        (f"rowid {op} ?", value)
+        for op, value in ((">", after_rowid), ("<=", until_rowid))
+        if value is not None
+    ]
+    where = (" WHERE " + " AND ".join(b for b, _ in bounds)) if bounds else ""
+    params = tuple(v for _, v in bounds if v is not None)
+    return f"SELECT {cols}, rowid FROM {_quote(table.name)}{where} ORDER BY rowid", params
 
 
 class SqliteSource:
@@ -60,17 +89,7 @@ class SqliteSource:
             raise self._map(error) from error
 
     def _map(self, error: sqlite3.Error) -> ClientError:
-        text = str(error).lower()
-        if "locked" in text or "busy" in text:
-            return SourceLocked(
-                f"{self.path}: the SQLite database is locked by another process "
-                "(stop the app writing to it, then run again)"
-            )
-        if "not a database" in text or "malformed" in text or "corrupt" in text:
-            return SourceCorrupt(
-                f"{self.path}: not a SQLite database or damaged ({str(error).strip()})"
-            )
-        return ClientError(f"{self.path}: SQLite error: {str(error).strip()}")
+        return map_sqlite_error(self.path, str(error))
 
     def close(self) -> None:
         self.conn.close()
@@ -162,18 +181,9 @@ class SqliteSource:
     ) -> Iterator[list[tuple[Any, ...]]]:
         """(*columns, rowid) in rowid order in (`after_rowid`, `until_rowid`], `batch` rows at a
         time; None for either bound means from the first or up to the last."""
-        cols = ", ".join(_quote(c.name) for c in table.copied)
-        bounds = [
-            (f"rowid {op} ?", value)
-            for op, value in ((">", after_rowid), ("<=", until_rowid))
-            if value is not None
-        ]
-        where = (" WHERE " + " AND ".join(b for b, _ in bounds)) if bounds else ""
-        params: tuple[Any, ...] = tuple(v for _, v in bounds)
+        statement, params = select_rows(table, after_rowid, until_rowid)
         try:
-            cursor = self.conn.execute(
-                f"SELECT {cols}, rowid FROM {_quote(table.name)}{where} ORDER BY rowid", params
-            )
+            cursor = self.conn.execute(statement, params)
             while True:
                 block = cursor.fetchmany(batch)
                 if not block:

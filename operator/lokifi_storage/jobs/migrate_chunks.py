@@ -19,6 +19,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from lokifi_storage.clients.sqlite_copy import CompiledReader, available
 from lokifi_storage.clients.sqlite_source import SqliteSource
 from lokifi_storage.domain.migrate_chunks import FIRST_ROWID, Chunk, Reject, RouteRows
 from lokifi_storage.domain.migrate_plan import ArchiveRouter
@@ -60,17 +61,47 @@ class _Converted:
 
 
 _opened: dict[Path, SqliteSource] = {}  # a conversion process's connection, per file
+_compiled: dict[Path, CompiledReader] = {}  # the same for the compiled reader
+
+
+def _convert_compiled(
+    setup: ConvertSetup, converter: RowConverter, after: int | None, until: int
+) -> _Converted:
+    """_convert_range through the compiled reader (clients/sqlite_copy.py): the common values
+    converted in C, the other rows by `converter` as always."""
+    reader = _compiled.get(setup.sqlite_path)
+    if reader is None:
+        reader = _compiled[setup.sqlite_path] = CompiledReader(
+            setup.sqlite_path, busy_timeout_ms=setup.busy_timeout_ms
+        )
+    plan = converter.compiled_plan()
+    routes: dict[QName, RouteRows] = {}
+    rejects: list[Reject] = []
+    last = after if after is not None else FIRST_ROWID
+    size = 0
+    cursor = after
+    while True:
+        compiled = reader.convert(setup.source, plan, cursor, until)
+        if compiled.last_rowid is None:
+            break
+        last = cursor = compiled.last_rowid
+        block = converter.from_compiled(compiled)
+        rejects.extend(block.rejects)
+        for relation, part in block.routes.items():
+            into = routes.setdefault(relation, RouteRows())
+            into.lines.extend(part.lines)
+            into.rowids.extend(part.rowids)
+            into.hashes.extend(part.hashes)
+        size += block.size
+        if size >= setup.chunk_bytes:
+            break
+    return _Converted(routes, rejects, last)
 
 
 def _convert_range(setup: ConvertSetup, after: int | None, until: int) -> _Converted:
     """Runs in a conversion process: the rows of (after, until] read from the process's own
     read-only connection and converted, stopping early once `chunk_bytes` are reached (the
     caller asks again for the rest)."""
-    source = _opened.get(setup.sqlite_path)
-    if source is None:
-        source = _opened[setup.sqlite_path] = SqliteSource(
-            setup.sqlite_path, busy_timeout_ms=setup.busy_timeout_ms
-        )
     converter = RowConverter(
         setup.source,
         setup.target,
@@ -78,6 +109,13 @@ def _convert_range(setup: ConvertSetup, after: int | None, until: int) -> _Conve
         router=setup.router,
         hashed=setup.hashed,
     )
+    if available():
+        return _convert_compiled(setup, converter, after, until)
+    source = _opened.get(setup.sqlite_path)
+    if source is None:
+        source = _opened[setup.sqlite_path] = SqliteSource(
+            setup.sqlite_path, busy_timeout_ms=setup.busy_timeout_ms
+        )
     routes: dict[QName, RouteRows] = {}
     rejects: list[Reject] = []
     last = after if after is not None else FIRST_ROWID
@@ -113,6 +151,8 @@ def close_sources() -> None:
     """Close the connections a conversion thread of this process opened."""
     while _opened:
         _opened.popitem()[1].close()
+    while _compiled:
+        _compiled.popitem()[1].close()
 
 
 def chunk_ranges(

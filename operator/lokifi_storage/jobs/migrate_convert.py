@@ -17,6 +17,7 @@ from itertools import compress
 from operator import itemgetter, methodcaller, not_
 from typing import Any
 
+from lokifi_storage.clients.sqlite_copy import CompiledBlock, CompiledPlan, column_kind
 from lokifi_storage.domain.copy_fields import Converter, Rejected
 from lokifi_storage.domain.migrate_chunks import Reject, RouteRows
 from lokifi_storage.domain.migrate_plan import ArchiveRouter
@@ -155,6 +156,48 @@ class RowConverter:
             else:
                 routes[self.archive] = RouteRows()
         return _Block(routes, [], rowids[-1], sum(map(len, lines)))
+
+    def compiled_plan(self) -> CompiledPlan:
+        """The same conversion, said to the compiled reader (clients/sqlite_copy.py)."""
+        kinds: list[int] = []
+        limits: list[int] = []
+        for name in self.columns:
+            column = self.target.column(name)
+            assert column is not None
+            kind, limit = column_kind(column.type)
+            kinds.append(kind)
+            limits.append(limit)
+        router = self.router
+        return CompiledPlan(
+            kinds=tuple(kinds),
+            limits=tuple(limits),
+            not_null=tuple(i in self.not_null for i in range(len(self.columns))),
+            hashed=self.hashed,
+            partition_index=self.partition_index if router is not None else -1,
+            starts=list(router.starts) if router is not None else [],
+            ends=list(router.ends) if router is not None else [],
+            width=router.width if router is not None else 0,
+        )
+
+    def from_compiled(self, compiled: CompiledBlock) -> _Block:
+        """What the compiled reader converted, plus the rows it handed back converted (or
+        rejected) here, row by row as always."""
+        routes = {self.target.qname: compiled.main}
+        if self.archive is not None:
+            routes[self.archive] = compiled.archive
+        size = sum(map(len, compiled.main.lines)) + sum(map(len, compiled.archive.lines))
+        rejects: list[Reject] = []
+        if compiled.fallback:
+            rest = self.block(compiled.fallback)
+            rejects = rest.rejects
+            size += rest.size
+            for relation, part in rest.routes.items():
+                into = routes.setdefault(relation, RouteRows())
+                into.lines.extend(part.lines)
+                into.rowids.extend(part.rowids)
+                into.hashes.extend(part.hashes)
+        last = compiled.last_rowid if compiled.last_rowid is not None else 0
+        return _Block(routes, rejects, last, size)
 
     def block(self, rows: list[tuple[Any, ...]]) -> _Block:
         """Convert `rows` ((*columns, rowid) tuples) into lines per destination."""

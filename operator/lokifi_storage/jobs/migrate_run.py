@@ -30,6 +30,7 @@ from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.migrate_sql import create_table
 from lokifi_storage.clients.migrate_target import MigrateTarget
 from lokifi_storage.clients.postgres.partitions import open_partition_database
+from lokifi_storage.clients.sqlite_copy import available as compiled_reader_available
 from lokifi_storage.clients.sqlite_source import SqliteSource
 from lokifi_storage.jobs.migrate_checks import (
     IntegrityCheck,
@@ -104,6 +105,12 @@ def run_migrate(options: MigrateOptions, reporter: Reporter) -> MigrateSummary:
             ]
             try:
                 pool = conversion_pool(options.converters)
+                reporter.info(
+                    "converting with the compiled reader (the Python converters for other values)"
+                    if compiled_reader_available()
+                    else "converting with the Python converters (the compiled reader is not built"
+                    " or LOKIFI_MIGRATE_COMPILED=0)"
+                )
                 try:
                     with RowProgress(reporter, total, done) as progress:
                         for table in decided:
