@@ -18,7 +18,11 @@ from partitionkit import (
 
 from example_indexes import THREAD_INDEX
 from lokifi_storage.clients.postgres.catalog_cache import CATALOG_CACHE
-from lokifi_storage.domain.partitions.catalog_query import request_for
+from lokifi_storage.domain.partitions.catalog_query import (
+    CATALOG_QUERY,
+    FINGERPRINT_QUERY,
+    request_for,
+)
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from stackfixtures import PgDatabase
 
@@ -68,3 +72,26 @@ def test_rows_arriving_in_default_are_seen(pg_database: PgDatabase) -> None:
         after = db.observe(request)["ai_messages"]
     assert before.default_rows == 0
     assert after.default_rows == 50
+
+
+def test_the_catalog_queries_run_without_jit_compilation(pg_database: PgDatabase) -> None:
+    """The planner guesses thousands of relations for the recursive walk, which put both
+    catalog queries above `jit_above_cost`: LLVM compiled them at every execution, ~40-180 ms
+    for a ~5 ms query. The partition client's session has JIT off, also on a connection the
+    pool hands out again after `RESET ALL`."""
+    create_messages_table(pg_database)
+    spec = table_spec(indexes=[THREAD_INDEX])
+    with partition_db(pg_database) as db:
+        assert not reconcile_tables(db, [spec], NOW).failures
+    for _ in range(2):  # a fresh connection, then the same one back from the pool
+        with partition_db(pg_database) as db:
+            assert db.query("SHOW jit") == [("off",)]
+            # a table this small stays under the default threshold: lower it to any cost
+            db.conn.execute("SET jit_above_cost = 0")
+            for query in (CATALOG_QUERY, FINGERPRINT_QUERY):
+                explain = db.conn.execute(
+                    b"EXPLAIN (ANALYZE, FORMAT JSON) " + query.as_bytes(db.conn),
+                    request_for([spec]).params(),
+                ).fetchone()
+                assert explain is not None
+                assert "JIT" not in explain[0][0], explain[0][0].get("JIT")
