@@ -297,6 +297,16 @@ def test_every_value_kind_gives_the_same_lines_digests_and_rejects(
     assert compiled == python
 
 
+def test_lines_read_back_are_counted_and_digested_as_row_digest_does() -> None:
+    rng = random.Random(17)
+    lines = [
+        bytes(rng.randrange(256) for _ in range(rng.randrange(90))) + b"\n" for _ in range(3000)
+    ]
+    expected = sum(row_digest(line[:-1]) for line in lines)  # exact, past 64 bits
+    assert sqlite_copy.digest_lines([memoryview(line) for line in lines]) == (3000, expected)
+    assert sqlite_copy.digest_lines([]) == (0, 0)
+
+
 def test_common_values_are_converted_in_c_and_odd_ones_handed_back(tmp_path: Path) -> None:
     """The comparison above is not empty: the common kinds stay in C, the rest go back."""
     common = [

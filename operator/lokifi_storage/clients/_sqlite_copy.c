@@ -12,7 +12,6 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <math.h>
 #include <sqlite3.h>
 #include <stdint.h>
 #include <string.h>
@@ -33,45 +32,84 @@ enum {
 
 /* --- md5 (RFC 1321): the row digest is its first 64 bits --------------------------------- */
 
-static uint32_t md5_k[64];
-static const uint8_t md5_r[64] = {7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
-                                  5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20, 5, 9,  14, 20,
-                                  4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,
-                                  6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21, 6, 10, 15, 21};
-
-static void md5_init_table(void) {
-    for (int i = 0; i < 64; i++) md5_k[i] = (uint32_t)(fabs(sin((double)(i + 1))) * 4294967296.0);
-}
+/* The rounds unrolled, as in the public-domain implementation by Alexander Peslyak. */
+#define MD5_F(x, y, z) ((z) ^ ((x) & ((y) ^ (z))))
+#define MD5_G(x, y, z) ((y) ^ ((z) & ((x) ^ (y))))
+#define MD5_H(x, y, z) ((x) ^ (y) ^ (z))
+#define MD5_I(x, y, z) ((y) ^ ((x) | ~(z)))
+#define MD5_STEP(f, a, b, c, d, x, t, s)                                                          \
+    (a) += f((b), (c), (d)) + (x) + (t);                                                           \
+    (a) = (((a) << (s)) | (((a)&0xffffffffu) >> (32 - (s))));                                      \
+    (a) += (b);
 
 static void md5_block(uint32_t h[4], const unsigned char *p) {
     uint32_t w[16];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] | ((uint32_t)p[4 * i + 1] << 8) | ((uint32_t)p[4 * i + 2] << 16) |
-               ((uint32_t)p[4 * i + 3] << 24);
+    memcpy(w, p, 64); /* little-endian machines only (x86-64, arm64): checked at import */
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3];
-    for (int i = 0; i < 64; i++) {
-        uint32_t f;
-        int g;
-        if (i < 16) {
-            f = (b & c) | (~b & d);
-            g = i;
-        } else if (i < 32) {
-            f = (d & b) | (~d & c);
-            g = (5 * i + 1) & 15;
-        } else if (i < 48) {
-            f = b ^ c ^ d;
-            g = (3 * i + 5) & 15;
-        } else {
-            f = c ^ (b | ~d);
-            g = (7 * i) & 15;
-        }
-        uint32_t t = d;
-        d = c;
-        c = b;
-        uint32_t x = a + f + md5_k[i] + w[g];
-        b = b + ((x << md5_r[i]) | (x >> (32 - md5_r[i])));
-        a = t;
-    }
+    MD5_STEP(MD5_F, a, b, c, d, w[0], 0xd76aa478, 7)
+    MD5_STEP(MD5_F, d, a, b, c, w[1], 0xe8c7b756, 12)
+    MD5_STEP(MD5_F, c, d, a, b, w[2], 0x242070db, 17)
+    MD5_STEP(MD5_F, b, c, d, a, w[3], 0xc1bdceee, 22)
+    MD5_STEP(MD5_F, a, b, c, d, w[4], 0xf57c0faf, 7)
+    MD5_STEP(MD5_F, d, a, b, c, w[5], 0x4787c62a, 12)
+    MD5_STEP(MD5_F, c, d, a, b, w[6], 0xa8304613, 17)
+    MD5_STEP(MD5_F, b, c, d, a, w[7], 0xfd469501, 22)
+    MD5_STEP(MD5_F, a, b, c, d, w[8], 0x698098d8, 7)
+    MD5_STEP(MD5_F, d, a, b, c, w[9], 0x8b44f7af, 12)
+    MD5_STEP(MD5_F, c, d, a, b, w[10], 0xffff5bb1, 17)
+    MD5_STEP(MD5_F, b, c, d, a, w[11], 0x895cd7be, 22)
+    MD5_STEP(MD5_F, a, b, c, d, w[12], 0x6b901122, 7)
+    MD5_STEP(MD5_F, d, a, b, c, w[13], 0xfd987193, 12)
+    MD5_STEP(MD5_F, c, d, a, b, w[14], 0xa679438e, 17)
+    MD5_STEP(MD5_F, b, c, d, a, w[15], 0x49b40821, 22)
+    MD5_STEP(MD5_G, a, b, c, d, w[1], 0xf61e2562, 5)
+    MD5_STEP(MD5_G, d, a, b, c, w[6], 0xc040b340, 9)
+    MD5_STEP(MD5_G, c, d, a, b, w[11], 0x265e5a51, 14)
+    MD5_STEP(MD5_G, b, c, d, a, w[0], 0xe9b6c7aa, 20)
+    MD5_STEP(MD5_G, a, b, c, d, w[5], 0xd62f105d, 5)
+    MD5_STEP(MD5_G, d, a, b, c, w[10], 0x02441453, 9)
+    MD5_STEP(MD5_G, c, d, a, b, w[15], 0xd8a1e681, 14)
+    MD5_STEP(MD5_G, b, c, d, a, w[4], 0xe7d3fbc8, 20)
+    MD5_STEP(MD5_G, a, b, c, d, w[9], 0x21e1cde6, 5)
+    MD5_STEP(MD5_G, d, a, b, c, w[14], 0xc33707d6, 9)
+    MD5_STEP(MD5_G, c, d, a, b, w[3], 0xf4d50d87, 14)
+    MD5_STEP(MD5_G, b, c, d, a, w[8], 0x455a14ed, 20)
+    MD5_STEP(MD5_G, a, b, c, d, w[13], 0xa9e3e905, 5)
+    MD5_STEP(MD5_G, d, a, b, c, w[2], 0xfcefa3f8, 9)
+    MD5_STEP(MD5_G, c, d, a, b, w[7], 0x676f02d9, 14)
+    MD5_STEP(MD5_G, b, c, d, a, w[12], 0x8d2a4c8a, 20)
+    MD5_STEP(MD5_H, a, b, c, d, w[5], 0xfffa3942, 4)
+    MD5_STEP(MD5_H, d, a, b, c, w[8], 0x8771f681, 11)
+    MD5_STEP(MD5_H, c, d, a, b, w[11], 0x6d9d6122, 16)
+    MD5_STEP(MD5_H, b, c, d, a, w[14], 0xfde5380c, 23)
+    MD5_STEP(MD5_H, a, b, c, d, w[1], 0xa4beea44, 4)
+    MD5_STEP(MD5_H, d, a, b, c, w[4], 0x4bdecfa9, 11)
+    MD5_STEP(MD5_H, c, d, a, b, w[7], 0xf6bb4b60, 16)
+    MD5_STEP(MD5_H, b, c, d, a, w[10], 0xbebfbc70, 23)
+    MD5_STEP(MD5_H, a, b, c, d, w[13], 0x289b7ec6, 4)
+    MD5_STEP(MD5_H, d, a, b, c, w[0], 0xeaa127fa, 11)
+    MD5_STEP(MD5_H, c, d, a, b, w[3], 0xd4ef3085, 16)
+    MD5_STEP(MD5_H, b, c, d, a, w[6], 0x04881d05, 23)
+    MD5_STEP(MD5_H, a, b, c, d, w[9], 0xd9d4d039, 4)
+    MD5_STEP(MD5_H, d, a, b, c, w[12], 0xe6db99e5, 11)
+    MD5_STEP(MD5_H, c, d, a, b, w[15], 0x1fa27cf8, 16)
+    MD5_STEP(MD5_H, b, c, d, a, w[2], 0xc4ac5665, 23)
+    MD5_STEP(MD5_I, a, b, c, d, w[0], 0xf4292244, 6)
+    MD5_STEP(MD5_I, d, a, b, c, w[7], 0x432aff97, 10)
+    MD5_STEP(MD5_I, c, d, a, b, w[14], 0xab9423a7, 15)
+    MD5_STEP(MD5_I, b, c, d, a, w[5], 0xfc93a039, 21)
+    MD5_STEP(MD5_I, a, b, c, d, w[12], 0x655b59c3, 6)
+    MD5_STEP(MD5_I, d, a, b, c, w[3], 0x8f0ccc92, 10)
+    MD5_STEP(MD5_I, c, d, a, b, w[10], 0xffeff47d, 15)
+    MD5_STEP(MD5_I, b, c, d, a, w[1], 0x85845dd1, 21)
+    MD5_STEP(MD5_I, a, b, c, d, w[8], 0x6fa87e4f, 6)
+    MD5_STEP(MD5_I, d, a, b, c, w[15], 0xfe2ce6e0, 10)
+    MD5_STEP(MD5_I, c, d, a, b, w[6], 0xa3014314, 15)
+    MD5_STEP(MD5_I, b, c, d, a, w[13], 0x4e0811a1, 21)
+    MD5_STEP(MD5_I, a, b, c, d, w[4], 0xf7537e82, 6)
+    MD5_STEP(MD5_I, d, a, b, c, w[11], 0xbd3af235, 10)
+    MD5_STEP(MD5_I, c, d, a, b, w[2], 0x2ad7d2bb, 15)
+    MD5_STEP(MD5_I, b, c, d, a, w[9], 0xeb86d391, 21)
     h[0] += a;
     h[1] += b;
     h[2] += c;
@@ -126,25 +164,33 @@ static int buf_put(buf_t *b, const void *s, size_t n) {
     return 1;
 }
 
-/* COPY's text escaping, as domain/copy_fields.copy_escape writes it. */
+/* COPY's text escaping, as domain/copy_fields.copy_escape writes it: the letter each special
+ * byte is written as after a backslash, 0 for the bytes written as they are. */
+static unsigned char copy_letter[256];
+
+static void copy_letter_init(void) {
+    copy_letter['\\'] = '\\';
+    copy_letter['\t'] = 't';
+    copy_letter['\n'] = 'n';
+    copy_letter['\r'] = 'r';
+    copy_letter['\b'] = 'b';
+    copy_letter['\f'] = 'f';
+    copy_letter['\v'] = 'v';
+}
+
 static int buf_put_escaped(buf_t *b, const unsigned char *s, size_t n) {
+    size_t i = 0;
+    while (i < n && !copy_letter[s[i]]) i++;
+    if (i == n) return buf_put(b, s, n); /* the common case: nothing to escape */
     if (!buf_reserve(b, 2 * n)) return 0;
     unsigned char *o = b->p + b->len;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = s[i];
-        char e = 0;
-        switch (c) {
-        case '\\': e = '\\'; break;
-        case '\t': e = 't'; break;
-        case '\n': e = 'n'; break;
-        case '\r': e = 'r'; break;
-        case '\b': e = 'b'; break;
-        case '\f': e = 'f'; break;
-        case '\v': e = 'v'; break;
-        }
+    memcpy(o, s, i);
+    o += i;
+    for (; i < n; i++) {
+        unsigned char c = s[i], e = copy_letter[c];
         if (e) {
             *o++ = '\\';
-            *o++ = (unsigned char)e;
+            *o++ = e;
         } else {
             *o++ = c;
         }
@@ -581,7 +627,8 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds) {
     const char *uri;
     int timeout = 5000;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "s|i", kw, &uri, &timeout)) return -1;
-    int rc = sqlite3_open_v2(uri, &self->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL);
+    int rc = sqlite3_open_v2(uri, &self->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
+    /* NOMUTEX: one thread at a time uses a reader (the conversion thread or process). */
     if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(self->db, timeout);
     /* One read transaction, started now, as clients/sqlite_source.py holds it. */
     if (rc == SQLITE_OK) rc = sqlite3_exec(self->db, "BEGIN", NULL, NULL, NULL);
@@ -848,6 +895,49 @@ static PyObject *md5_head_py(PyObject *Py_UNUSED(module), PyObject *arg) {
     return PyLong_FromLongLong(v);
 }
 
+/* digest_lines(lines) -> (count, sum): row digests of lines as COPY TO sends them (each ends
+ * with a newline, which is not hashed), summed as Python ints are (wrapping is done by the
+ * caller's arithmetic: the sum is returned exactly, in a Python int). */
+static PyObject *digest_lines_py(PyObject *Py_UNUSED(module), PyObject *seq) {
+    PyObject *fast = PySequence_Fast(seq, "digest_lines takes a sequence of buffers");
+    if (!fast) return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
+    PyObject **items = PySequence_Fast_ITEMS(fast);
+    /* 128-bit sum of signed 64-bit digests: exact for any count that fits in memory */
+    __int128 total = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(items[i], &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(fast);
+            return NULL;
+        }
+        size_t len = (size_t)view.len;
+        const unsigned char *p = view.buf;
+        if (len && p[len - 1] == '\n') len--;
+        total += md5_head(p, len);
+        PyBuffer_Release(&view);
+    }
+    Py_DECREF(fast);
+    /* as a Python int: high and low 64 bits */
+    int64_t high = (int64_t)(total >> 64);
+    uint64_t low = (uint64_t)total;
+    PyObject *h = PyLong_FromLongLong(high), *l = PyLong_FromUnsignedLongLong(low);
+    PyObject *shift = PyLong_FromLong(64);
+    PyObject *result = NULL;
+    if (h && l && shift) {
+        PyObject *shifted = PyNumber_Lshift(h, shift);
+        if (shifted) {
+            PyObject *sum = PyNumber_Add(shifted, l);
+            Py_DECREF(shifted);
+            if (sum) result = Py_BuildValue("(nN)", n, sum);
+        }
+    }
+    Py_XDECREF(h);
+    Py_XDECREF(l);
+    Py_XDECREF(shift);
+    return result;
+}
+
 static PyMethodDef Reader_methods[] = {
     {"convert", (PyCFunction)Reader_convert, METH_VARARGS, "Convert up to `batch` rows."},
     {"close", (PyCFunction)Reader_close, METH_NOARGS, "Close the connection."},
@@ -867,6 +957,7 @@ static PyTypeObject ReaderType = {
 
 static PyMethodDef module_methods[] = {
     {"md5_head", md5_head_py, METH_O, "The row digest of a line (first 64 bits of md5)."},
+    {"digest_lines", digest_lines_py, METH_O, "Count and summed row digests of COPY TO lines."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -876,7 +967,11 @@ static struct PyModuleDef module_def = {
 };
 
 PyMODINIT_FUNC PyInit__sqlite_copy(void) {
-    md5_init_table();
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    PyErr_SetString(PyExc_ImportError, "the compiled SQLite reader needs a little-endian CPU");
+    return NULL;
+#endif
+    copy_letter_init();
     if (PyType_Ready(&ReaderType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module_def);
     if (!m) return NULL;

@@ -15,7 +15,6 @@ Messages carry host, port, database and relation names only, never the URL.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -39,6 +38,7 @@ from lokifi_storage.clients.postgres.connection import (
     translated,
 )
 from lokifi_storage.clients.postgres.diagnostics import server_message
+from lokifi_storage.clients.sqlite_copy import digest_lines
 from lokifi_storage.domain.migrate_chunks import Checkpoint, Chunk, Reject, RouteRows
 from lokifi_storage.domain.migrate_schema import TargetColumn, TargetTable
 from lokifi_storage.domain.partitions.catalog import QName
@@ -301,7 +301,8 @@ class MigrateTarget:
 
     def _copy(self, statement: sql.Composed, lines: list[bytes]) -> None:
         with self.conn.cursor() as cur, cur.copy(statement) as copy:
-            copy.write(b"\n".join(lines) + b"\n")
+            copy.write(b"\n".join(lines))  # joined once: `+ b"\n"` would copy it again
+            copy.write(b"\n")
 
     def _bisect(
         self, statement: sql.Composed, rows: RouteRows, chunk: Chunk
@@ -377,16 +378,17 @@ class MigrateTarget:
         server only reads and prints (in C, beside the hashing here), and each line is already
         the text the source side hashed."""
         count = total = 0
-        md5 = hashlib.md5
-        from_bytes = int.from_bytes
+        lines: list[bytes | bytearray | memoryview] = []
         with (
             self._translated(f"reading {relation} back"),
             self.conn.cursor() as cur,
             cur.copy(copy_out_statement(relation, columns)) as copy,
         ):
             for line in copy:
-                count += 1
-                total += from_bytes(
-                    md5(line[:-1], usedforsecurity=False).digest()[:8], "big", signed=True
-                )
-        return count, total
+                lines.append(line)
+                if len(lines) == 4096:
+                    n, digest = digest_lines(lines)
+                    count, total = count + n, total + digest
+                    lines.clear()
+        n, digest = digest_lines(lines)
+        return count + n, total + digest

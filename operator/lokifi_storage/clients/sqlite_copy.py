@@ -15,8 +15,10 @@ path, and the migration then converts everything in Python.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,14 @@ try:
 except ImportError:  # not built here: the Python converters do all the work
     _native = None  # type: ignore[assignment]
 
-__all__ = ["CompiledBlock", "CompiledPlan", "CompiledReader", "available", "column_kind"]
+__all__ = [
+    "CompiledBlock",
+    "CompiledPlan",
+    "CompiledReader",
+    "available",
+    "column_kind",
+    "digest_lines",
+]
 
 # The kinds the C module converts itself (its enum); any other type is 0: only its NULLs are
 # written in C, a row with a value there goes to Python.
@@ -134,6 +143,20 @@ class CompiledReader:
         except _native.Error as error:
             raise map_sqlite_error(self.path, str(error.args[0])) from error
         return CompiledBlock(RouteRows(*main), RouteRows(*archive), fallback, last)
+
+
+def digest_lines(lines: Sequence[bytes | bytearray | memoryview]) -> tuple[int, int]:
+    """Count and summed row digests of `lines` as COPY TO sends them (each with its newline,
+    which is not hashed): in C when built, else hashlib line by line."""
+    if available():
+        assert _native is not None
+        return _native.digest_lines(lines)
+    total = 0
+    for line in lines:
+        total += int.from_bytes(
+            hashlib.md5(line[:-1], usedforsecurity=False).digest()[:8], "big", signed=True
+        )
+    return len(lines), total
 
 
 def md5_head(line: bytes) -> int:
