@@ -133,7 +133,7 @@ class PartitionDatabase(PartitionSession):
         CatalogCache), then exact DEFAULT counts where the DEFAULT has pages."""
         key = (str(self.target), repr(sorted(request.params().items())))
         fingerprint = self._catalog_rows(FINGERPRINT_QUERY, request)[0]
-        seen = (fingerprint["count"], fingerprint["md5"])
+        seen = (int(fingerprint["count"]), repr(fingerprint["hashes"]))
         trees = CATALOG_CACHE.get(key, seen)
         if trees is None:
             trees = build_trees(self._catalog_rows(CATALOG_QUERY, request))

@@ -21,6 +21,7 @@ an interrupted run is recognised and its bounds checked.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -115,11 +116,16 @@ def range_containing(instant: dt.datetime, interval: Interval) -> TimeRange:
 
 def ranges_ahead(now: dt.datetime, interval: Interval, premake: int) -> list[TimeRange]:
     """The range holding `now` followed by `premake` future ranges, oldest first."""
-    start = align(now, interval)
-    return [
+    return list(_ranges_from(align(now, interval), interval, premake))
+
+
+@functools.lru_cache(maxsize=256)
+def _ranges_from(start: dt.datetime, interval: Interval, premake: int) -> tuple[TimeRange, ...]:
+    # The same for every pass of one interval: a no-op pass plans the same months again.
+    return tuple(
         TimeRange(advance(start, interval, i), advance(start, interval, i + 1))
         for i in range(premake + 1)
-    ]
+    )
 
 
 def partition_suffix(start: dt.datetime, interval: Interval) -> str:

@@ -192,10 +192,16 @@ class ObservedRelation:
         return self.kind == "p"
 
     def index_named(self, name: str) -> ObservedIndex | None:
-        return next((i for i in self.indexes if i.name == name), None)
+        for index in self.indexes:  # a loop, not next(generator): planned per partition
+            if index.name == name:
+                return index
+        return None
 
     def index_attached_to(self, parent: QName) -> ObservedIndex | None:
-        return next((i for i in self.indexes if i.parent == parent), None)
+        for index in self.indexes:
+            if index.parent == parent:
+                return index
+        return None
 
     def default_child(self) -> ObservedRelation | None:
         return next((c for c in self.children if c.bound and c.bound.is_default), None)

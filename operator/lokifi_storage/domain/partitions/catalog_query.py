@@ -190,35 +190,53 @@ ORDER BY t.root, t.depth, c.relname
 # that finds the catalog unchanged reuses the trees it built before instead of deparsing every
 # bound and rebuilding every relation again. (Type names are not covered: renaming a type a
 # managed column uses goes unnoticed until anything else about the table changes.)
+#
+# Set-based and without text: each catalog is read once for the whole tree (`= ANY` of the
+# tree's oids, one index scan) and its rows are folded into a 64-bit hash of arrays
+# (hash_array_extended, each array's hash the seed of the next) instead of formatting every
+# oid and xmin as text: a third of the server time of a per-relation, md5-of-text fingerprint.
+# A row that changes gets a new xmin, a row that comes or goes changes an array's length, so
+# any change alters an array; arrays follow the scan's order, which changes only with the
+# plan or the rows' places, and then the fingerprint changes too (one needless full read).
 FINGERPRINT_QUERY = sql.SQL(
     _TREE
-    + """
-SELECT count(*), md5(string_agg(concat_ws('|',
-    t.oid, t.parent, t.detach_pending, c.xmin, n.xmin, pt.xmin,
-    CASE WHEN c.oid = (SELECT d.partdefid FROM pg_partitioned_table d WHERE d.partrelid = t.parent)
-         THEN pg_relation_size(c.oid) END,
-    (SELECT string_agg(a.attnum || ':' || a.xmin, ',' ORDER BY a.attnum)
-       FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0),
-    (SELECT string_agg(con.oid || ':' || con.xmin, ',' ORDER BY con.oid)
-       FROM pg_constraint con WHERE con.conrelid = c.oid),
-    (SELECT d.xmin FROM pg_description d
-      WHERE d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0),
-    (SELECT string_agg(concat_ws(':', x.indexrelid, x.xmin, x.indisvalid, x.indisready,
-                                 ic.xmin, p.inhparent, p.xmin, p.pic_xmin, p.pn_xmin),
-                       ',' ORDER BY x.indexrelid)
-       FROM pg_index x
-       JOIN pg_class ic ON ic.oid = x.indexrelid
-       LEFT JOIN LATERAL (
-           SELECT ii.inhparent, ii.xmin, pic.xmin AS pic_xmin, pn.xmin AS pn_xmin
-             FROM pg_inherits ii
-             JOIN pg_class pic ON pic.oid = ii.inhparent
-             JOIN pg_namespace pn ON pn.oid = pic.relnamespace
-            WHERE ii.inhrelid = x.indexrelid
-           OFFSET 0) AS p ON true
-      WHERE x.indrelid = c.oid)
-), ';' ORDER BY t.root, t.oid))
+    + """,
+rels AS MATERIALIZED (SELECT array_agg(t.oid) AS oids FROM tree t),
+idx AS MATERIALIZED (
+    SELECT array_agg(x.indexrelid) AS oids,
+           hash_array_extended(array_agg(x.indrelid), hash_array_extended(array_agg(x.xmin),
+           hash_array_extended(array_agg(x.indisvalid),
+           hash_array_extended(array_agg(x.indisready), 0)))) AS h
+      FROM rels, pg_index x WHERE x.indrelid = ANY(rels.oids)),
+-- The indexes those attach to: an index's pg_inherits row comes and goes only with the
+-- relispartition of its own pg_class row, so their classes are what is hashed.
+idx_parents AS MATERIALIZED (
+    SELECT array_agg(i.inhparent) AS oids
+      FROM idx, pg_inherits i WHERE i.inhrelid = ANY(idx.oids)),
+classes AS MATERIALIZED (  -- the relations, their indexes and the indexes those attach to
+    SELECT array_agg(c.relnamespace) AS namespaces,
+           hash_array_extended(array_agg(c.oid), hash_array_extended(array_agg(c.xmin), 0)) AS h
+      FROM pg_class c
+     WHERE c.oid = ANY((SELECT oids FROM rels) || (SELECT oids FROM idx)
+                       || (SELECT oids FROM idx_parents)))
+SELECT (SELECT count(*) FROM tree) AS count, ARRAY[
+    (SELECT hash_array_extended(array_agg(t.oid), hash_array_extended(array_agg(t.parent),
+            hash_array_extended(array_agg(t.detach_pending), 0))) FROM tree t),
+    (SELECT h FROM classes),
+    (SELECT hash_array_extended(array_agg(n.oid), hash_array_extended(array_agg(n.xmin), 0))
+       FROM classes, pg_namespace n WHERE n.oid = ANY(classes.namespaces)),
+    (SELECT hash_array_extended(array_agg(p.partrelid), hash_array_extended(array_agg(p.xmin),
+            hash_array_extended(array_agg(pg_relation_size(nullif(p.partdefid, 0))), 0)))
+       FROM rels, pg_partitioned_table p WHERE p.partrelid = ANY(rels.oids)),
+    (SELECT hash_array_extended(array_agg(a.attrelid), hash_array_extended(array_agg(a.xmin), 0))
+       FROM rels, pg_attribute a WHERE a.attrelid = ANY(rels.oids) AND a.attnum > 0),
+    (SELECT hash_array_extended(array_agg(con.oid), hash_array_extended(array_agg(con.xmin), 0))
+       FROM rels, pg_constraint con WHERE con.conrelid = ANY(rels.oids)),
+    (SELECT hash_array_extended(array_agg(d.objoid), hash_array_extended(array_agg(d.xmin), 0))
+       FROM rels, pg_description d
+      WHERE d.objoid = ANY(rels.oids) AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0),
+    (SELECT h FROM idx)] AS hashes
 """
-    + _RELATIONS
 )
 
 

@@ -7,6 +7,7 @@ run in, and why, is plan.py's.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 
 from lokifi_storage.api.conditions import Reason
@@ -94,7 +95,13 @@ class Draft:
 def time_range(rel: ObservedRelation) -> TimeRange | None:
     if rel.bound is None:
         return None
-    pair = rel.bound.time_range()
+    return _bound_range(rel.bound)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _bound_range(bound: Bound) -> TimeRange | None:
+    """Parsed once per bound text: every pass plans again from the same (cached) catalog."""
+    pair = bound.time_range()
     if pair is None or not pair[0] < pair[1]:
         return None
     return TimeRange(pair[0], pair[1])
