@@ -237,9 +237,9 @@ def main() -> None:
                 creation_writes = len(writes())
                 creation_kinds = collections.Counter(f"{w.method} {what(w.path)}" for w in writes())
 
-                # The first pass ends when Kopf has recorded every handled spec (its
-                # last-handled annotation, written after the handler returns): wait for 5 s
-                # without any write before watching the next round.
+                # The first pass ends with its last trailing write (Events are posted after
+                # the status patch): wait for 5 s without any write before watching the next
+                # round.
                 wait_until(
                     lambda: time.monotonic() - max((w.at for w in writes()), default=0) > 5,
                     600,
@@ -343,7 +343,7 @@ def main() -> None:
     print(f"  partitions created       {partitions[0] if partitions else 0:8d}")
     print(
         f"  API writes to get there  {creation_writes:8d}  ({creation_writes / args.count:.1f}"
-        " per resource: Secret, status, events, Kopf's last-handled annotation)"
+        " per resource, by kind above)"
     )
     print(
         f"  operator RSS             {rss:8.1f} MiB"

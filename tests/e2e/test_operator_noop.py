@@ -3,7 +3,8 @@
 The operator talks to the real API server through a counting proxy; once the resource is
 Ready, several resyncs run (the log says so) while the proxy sees zero POST/PUT/PATCH/DELETE
 and the resource's resourceVersion does not move: neither the operator nor Kopf's bookkeeping
-writes anything.
+writes anything. Kopf's bookkeeping does not write on a change either: the resource itself is
+never PATCHed for it, only its status by the reconciler.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 
 from e2e_full import FullExample
 from e2e_operator import OperatorFactory, get_json, kubectl, render, wait_for
-from e2e_proxy import counting_proxy
+from e2e_proxy import Request, counting_proxy
 
 RESYNC = 2.0
 
@@ -76,3 +77,60 @@ def test_restarted_operator_resumes_without_writing(
     assert after is not None
     assert writes == [], [f"{w.method} {w.path}" for w in writes]
     assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_kopf_writes_nothing_to_the_resource_on_create_or_on_a_spec_change(
+    full_example: FullExample, start_operator: OperatorFactory
+) -> None:
+    """Kopf's last-handled spec is kept in the operator's memory: neither the first pass nor
+    the pass after a spec change PATCHes the resource itself (its status only), and the change
+    is still told apart from the status patches and handled. The first pass creates the
+    connection Secret without a GET before it."""
+    stack, ns = full_example.stack, full_example.namespace
+    full_example.create_secrets()
+    manifest = render("noop", "lokifistorage.yaml", **full_example.values)
+    kubectl(stack, "apply", "-f", "-", input_text=manifest)
+    assert stack.kubeconfig is not None
+    with counting_proxy(stack.kubeconfig) as proxy:
+        operator = start_operator(ns, resync_seconds=300, kubeconfig=proxy.kubeconfig)
+        kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/steady", "--timeout=120s")
+        time.sleep(2)  # Kopf's bookkeeping would land right after the handler returned
+        first = proxy.writes(path_contains="/lokifistorages/steady")
+        secret = [
+            r.method
+            for r in proxy.requests
+            if r.path.endswith("/secrets/steady-conn")
+            or (r.method == "POST" and r.path.endswith("/secrets"))
+        ]
+        kubectl(
+            stack,
+            "-n",
+            ns,
+            "patch",
+            "lks/steady",
+            "--type=merge",
+            "-p",
+            '{"spec": {"maintenance": {"vacuum": {"schedule": "0 6 * * 0"}}}}',
+        )
+        since = time.monotonic()
+        kubectl(
+            stack,
+            "-n",
+            ns,
+            "wait",
+            "--for=jsonpath={.status.observedGeneration}=2",
+            "lks/steady",
+            "--timeout=120s",
+        )
+        time.sleep(2)
+        second = proxy.writes(since=since)
+        operator.stop()
+
+    def on_the_resource(writes: list[Request]) -> list[str]:
+        return [f"{w.method} {w.path}" for w in writes if not w.path.endswith("/status")]
+
+    assert [w for w in first if w.path.endswith("/status")]  # the status was written
+    assert secret == ["POST"]  # a new resource's connection Secret: created, not read first
+    assert on_the_resource(first) == []
+    assert on_the_resource([w for w in second if "/lokifistorages/" in w.path]) == []
+    assert [w for w in second if "/cronjobs/" in w.path], "the changed schedule was applied"

@@ -12,7 +12,12 @@ from lokifi_storage.api import conditions as types
 from lokifi_storage.api.spec import LokifiStorageSpec
 from lokifi_storage.api.status import ready
 from lokifi_storage.clients.errors import ConnectionFailed
-from lokifi_storage.handlers.operator import FINALIZER, build_registry, operator_settings
+from lokifi_storage.handlers.operator import (
+    FINALIZER,
+    RememberedDiffBase,
+    build_registry,
+    operator_settings,
+)
 from lokifi_storage.reconcile.parts import PartContext, clean_up_parts, run_part
 from lokifi_storage.reconcile.report import PartReport
 from lokifi_storage.reconcile.secrets import MissingSecretError
@@ -30,6 +35,36 @@ def test_kopf_posts_no_events_and_keeps_its_bookkeeping_out_of_status() -> None:
     assert isinstance(settings.persistence.diffbase_storage, kopf.AnnotationsDiffBaseStorage)
     assert settings.persistence.finalizer == FINALIZER
     assert settings.peering.standalone is True
+
+
+def test_kopf_keeps_the_last_handled_spec_in_memory_and_a_first_try_patches_nothing() -> None:
+    """Kopf's bookkeeping of a change handled at the first try leaves its patch empty: the
+    last-handled essence stays in memory (by uid) and no `kopf-managed` marker is added, so
+    the resource itself gets no PATCH from Kopf (only its status, from the reconciler)."""
+    settings = operator_settings()
+    diffbase = settings.persistence.diffbase_storage
+    progress = settings.persistence.progress_storage
+    body = kopf.Body(
+        {
+            "apiVersion": "storage.lokifi.ai/v1alpha1",
+            "kind": "LokifiStorage",
+            "metadata": {"uid": "u-1", "name": "lks", "namespace": "ns", "annotations": {}},
+            "spec": {"postgres": {"primary": {"secretRef": {"name": "db", "key": "url"}}}},
+        }
+    )
+    other = kopf.Body({**body, "metadata": {**body["metadata"], "uid": "u-2"}})
+    patch = kopf.Patch()
+    essence = diffbase.build(body=body)
+    assert diffbase.fetch(body=body) is None  # never handled here: Kopf's create handler runs
+    diffbase.store(body=body, patch=patch, essence=essence)
+    progress.store(key="reconcile", record={"success": True}, body=body, patch=patch)
+    progress.purge(key="reconcile", body=body, patch=patch)
+    assert not patch, dict(patch)
+    assert diffbase.fetch(body=body) == essence
+    assert diffbase.fetch(body=other) is None
+    assert isinstance(diffbase, RememberedDiffBase)
+    diffbase.forget("u-1")
+    assert diffbase.fetch(body=body) is None
 
 
 def test_kopf_watches_namespaces_only_when_a_glob_needs_resolving() -> None:

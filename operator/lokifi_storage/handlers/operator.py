@@ -6,9 +6,16 @@ Kopf settings, and why:
   with reasons from api/conditions.py, so nothing else can reach `kubectl describe`.
 - Handler results: every handler returns None. Kopf stores a handler's return value in
   `.status.<handler id>`; with None nothing is stored and `.status` belongs to the reconciler.
-- Bookkeeping: progress and the last-handled configuration live in annotations under
-  `storage.lokifi.ai/` (never in `.status`), so Kopf never writes status and status changes are
-  never Kopf's. The last-handled configuration is the spec (no Secret values are in a spec).
+- Bookkeeping: the last-handled configuration (the spec and labels Kopf compares each watch
+  event with, to tell a change from a status patch) is kept in this process's memory
+  (`RememberedDiffBase`), not written to the resource: persisting it cost one PATCH of the
+  resource after every handled change, a quarter of a new resource's writes, and what it
+  would spare, telling a resume from a create after a restart, matters nothing here, where
+  both run the same reconcile. Progress of a retried handler stays in annotations under
+  `storage.lokifi.ai/` (never in `.status`), without Kopf's `kopf-managed` marker, which only
+  tells other Kopf operators whose annotations these are and would be written once per
+  resource (`UnmarkedProgress`). So Kopf never writes status, and a change handled at the
+  first try writes nothing to the resource itself.
 - Finalizer: only a resource with `deletionPolicy: Delete` gets `storage.lokifi.ai/cleanup` (the
   delete handler is filtered on the policy). No timers or daemons: Kopf would put a finalizer
   on every resource; the resync is the controller's own loop (runtime/controller.py).
@@ -26,6 +33,7 @@ Kopf settings, and why:
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -33,7 +41,14 @@ import kopf
 
 from lokifi_storage.api.coordinates import GROUP, PLURAL, VERSION
 
-__all__ = ["ANNOTATION_PREFIX", "FINALIZER", "build_registry", "operator_settings"]
+__all__ = [
+    "ANNOTATION_PREFIX",
+    "FINALIZER",
+    "RememberedDiffBase",
+    "UnmarkedProgress",
+    "build_registry",
+    "operator_settings",
+]
 
 ANNOTATION_PREFIX: Final = GROUP
 FINALIZER: Final = "storage.lokifi.ai/cleanup"
@@ -46,6 +61,39 @@ log = logging.getLogger(__name__)
 KOPF_FINALIZER_SHARDED: Final = "storage.lokifi.ai/kopf-unused"
 
 
+class RememberedDiffBase(kopf.AnnotationsDiffBaseStorage):
+    """Kopf's last-handled essence of each resource, by uid, in memory only (module docstring).
+
+    A resource this process has not handled yet has none, so Kopf runs the create handler for
+    it, which is the reconcile its resume handler would run. Annotations an older version
+    stored stay on the resource, unread."""
+
+    def __init__(self) -> None:
+        super().__init__(prefix=ANNOTATION_PREFIX, key="last-handled-configuration")
+        self._essences: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def fetch(self, *, body: kopf.Body) -> Any:
+        with self._lock:
+            return self._essences.get(body.metadata.uid or "")
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        with self._lock:
+            self._essences[body.metadata.uid or ""] = essence
+
+    def forget(self, uid: str) -> None:
+        """The resource is gone: drop its essence."""
+        with self._lock:
+            self._essences.pop(uid, None)
+
+
+class UnmarkedProgress(kopf.AnnotationsProgressStorage):
+    """Kopf's progress annotations without the `kopf-managed` marker (module docstring)."""
+
+    def _store_marker(self, prefix: str, patch: kopf.Patch, body: kopf.Body) -> None:
+        return None
+
+
 def operator_settings(
     workers: int = 8, namespaces: Sequence[str] = (), *, sharded: bool = False
 ) -> kopf.OperatorSettings:
@@ -53,12 +101,8 @@ def operator_settings(
     settings = kopf.OperatorSettings()
     settings.posting.enabled = False
     settings.posting.loggers = False
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix=ANNOTATION_PREFIX
-    )
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
-    )
+    settings.persistence.progress_storage = UnmarkedProgress(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = RememberedDiffBase()
     settings.persistence.finalizer = KOPF_FINALIZER_SHARDED if sharded else FINALIZER
     settings.peering.standalone = True
     settings.peering.mandatory = False
@@ -93,8 +137,11 @@ def build_registry(*, sharded: bool = False) -> kopf.OperatorRegistry:
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def observe(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Keep the controller's list of resources current (on the loop: no executor thread
-        is taken per watch event)."""
+        is taken per watch event); a deleted resource's last-handled essence is dropped."""
         await memo.controller.on_event(event.get("type"), body)
+        diffbase = getattr(memo, "diffbase", None)
+        if event.get("type") == "DELETED" and isinstance(diffbase, RememberedDiffBase):
+            diffbase.forget(body.metadata.uid or "")
 
     if sharded:
         # The shards' owners notice changes from the watch events themselves and add no

@@ -10,7 +10,12 @@ An existing Secret of that name that this resource does not control (another own
 hand-made Secret, perhaps the very credentials the spec reads) is never adopted or changed
 (SecretConflict): adopting it would hand it to the garbage collector with the resource. A new
 Secret is created with a POST, which fails if the name was taken since it was read; an update
-carries the uid that was checked, so it cannot land on an object created in between.
+carries the uid that was checked, so it cannot land on an object created in between. On a
+resource's first pass (no pass has stamped `status.observedGeneration` yet) the POST goes first,
+without the GET: the Secret is almost never there yet, and when the name is taken (a hand-made
+Secret, or the Secret of a pass that crashed before its status patch) the POST fails and the
+pass reads it and goes on as any other pass would. That spares a new resource one of its API
+requests; later passes read first, so a pass with nothing to write sends no POST.
 The name written is recorded in status.connectionSecret. When `connectionSecret.name` changes,
 the Secret of the old name is deleted once the new one exists, and only if this resource still
 controls it (checked by uid, deleted with a uid precondition): the record is how it is found
@@ -32,7 +37,7 @@ operator's log would show.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,15 +118,17 @@ def sync_connection_secret(
     recorded: str | None = None,
     *,
     apply: bool = True,
+    first: bool = False,
 ) -> SecretSync:
     """Create or update the connection Secret when its data or metadata differ.
 
     `recorded`: the name in status.connectionSecret; when it differs from the spec's name, that
     Secret is the one of before a rename, deleted once the new one exists. `apply=False`:
     nothing is written; `planned` says what would be (and status keeps the recorded name).
+    `first`: the resource's first pass, which creates before it reads (module docstring).
     """
     with _forbidden_is_refusal():
-        written = _sync_connection_secret(kube, owner, spec, data, apply)
+        written = _sync_connection_secret(kube, owner, spec, data, apply, first=first)
         if not apply:
             return _planned_rename(written, recorded)
         if written.status is None or recorded is None or recorded == written.status.name:
@@ -179,6 +186,8 @@ def _sync_connection_secret(
     spec: LokifiStorageSpec,
     data: Mapping[str, str],
     apply: bool = True,
+    *,
+    first: bool = False,
 ) -> SecretSync:
     if spec.postgres is None or spec.postgres.connectionSecret is None:
         return SecretSync()
@@ -186,6 +195,11 @@ def _sync_connection_secret(
         return SecretSync()
     name = spec.postgres.connectionSecret.name
     desired = build_connection_secret(owner, name, data)
+    if first and apply:
+        with suppress(Conflict):  # the name is taken: read it below, as any pass does
+            kube.create(SECRETS, desired)
+            created = f"created connection Secret {name} ({len(data)} keys)"
+            return SecretSync([created], ConnectionSecretStatus(name=name))
     observed = kube.get_secret(owner.namespace, name)
     if observed is not None and _controller_uid(observed) != owner.uid:
         raise _not_ours(name, observed)
@@ -354,8 +368,9 @@ def sync_owned(
     blocks = LokifiStorageStatus()
     data = build_connection_secret_data(*(r.secret_data for r in reports))
     recorded = current.connectionSecret.name if current.connectionSecret else None
+    first = current.observedGeneration is None
     try:
-        secret = sync_connection_secret(kube, owner, spec, data, recorded, apply=apply)
+        secret = sync_connection_secret(kube, owner, spec, data, recorded, apply=apply, first=first)
     except OwnedObjectRefusedError as refused:
         reports = _override(reports, conditions.POSTGRES_READY, refused)
     else:

@@ -193,18 +193,19 @@ async def _lead(
     lost = asyncio.Event()
     ready = asyncio.Event()
     kopf_stop = asyncio.Event()
+    settings = operator_settings(
+        workers=max(4, options.workers * 2),
+        namespaces=options.namespaces,
+        sharded=keeper is not None,
+    )
     operator = asyncio.create_task(
         kopf.operator(
             registry=build_registry(sharded=keeper is not None),
-            settings=operator_settings(
-                workers=max(4, options.workers * 2),
-                namespaces=options.namespaces,
-                sharded=keeper is not None,
-            ),
+            settings=settings,
             standalone=True,
             clusterwide=options.all_namespaces,
             namespaces=list(options.namespaces),
-            memo=kopf.Memo(controller=controller),
+            memo=kopf.Memo(controller=controller, diffbase=settings.persistence.diffbase_storage),
             stop_flag=kopf_stop,
             ready_flag=ready,
         )
