@@ -3,7 +3,7 @@ with archive, compress and export; the partial index on ai_threads) reconciled b
 on the local stack, then everything it declares read back from the servers.
 
 Old rows are written before the first reconcile can place them (into the DEFAULT partition the
-operator creates first), so the operator also creates their months, archives the year-old ones
+operator creates), so the operator also creates their months, archives the year-old ones
 into the archive schema and reports the compress and export work. Then, from pg_indexes, every
 leaf partition of ai_messages (live and archived, range and DEFAULT, every user range) carries
 the B-tree on user/thread/time and the GIN full-text index, and ai_threads the partial index

@@ -375,11 +375,11 @@ spec:
         "partitions",
         "  ai_messages",
         "    + create index idx_ai_messages_user_thread_time on only public.ai_messages",
-        "    + create DEFAULT partition public.ai_messages_default of public.ai_messages",
         "    + create partition public.ai_messages_p2026_01 of public.ai_messages for "
         "[2026-01-01 00:00:00+00, 2026-02-01 00:00:00+00)",
         "    + create partition public.ai_messages_p2026_02 of public.ai_messages for "
         "[2026-02-01 00:00:00+00, 2026-03-01 00:00:00+00)",
+        "    + create DEFAULT partition public.ai_messages_default of public.ai_messages",
     ]
     assert lines[-1] == "Plan: 4 to create, 0 to change, 0 to delete (partitions 4)."
     assert partitions_of(pg_database, "ai_messages") == []

@@ -105,19 +105,21 @@ def test_table_partitioned_another_way_is_a_key_mismatch(
 # --- making partitions ahead ----------------------------------------------------------------
 
 
-def test_empty_partitioned_table_gets_default_then_now_and_premake_ahead() -> None:
+def test_empty_partitioned_table_gets_now_and_premake_ahead_then_default() -> None:
+    """Without a DEFAULT yet, new months attach without locking or scanning anything else (no
+    rows can be waiting): the DEFAULT comes last."""
     plan = plan_table(spec(), observed(parent([])), NOW)
     assert created_names(plan.actions) == [
-        "ai_messages_default",
         "ai_messages_p2026_01",
         "ai_messages_p2026_02",
         "ai_messages_p2026_03",
         "ai_messages_p2026_04",
+        "ai_messages_default",
     ]
-    first = plan.actions[1]
+    first = plan.actions[0]
     assert isinstance(first, CreatePartition)
     assert first.partition.bound == time_bound(*month(2026, 1))
-    assert first.move_from == QName("public", "ai_messages_default")
+    assert first.move_from is None
     assert "search" not in first.columns  # generated columns are never inserted into
     assert plan.summary.count == 0
 
@@ -659,8 +661,9 @@ def test_every_planned_action_describes_itself() -> None:
     for action in plan.actions + plan.deferred:
         assert action.describe()
     assert isinstance(plan.actions[0], CreateParentIndex)  # partitions are born indexed
-    assert isinstance(plan.actions[1], CreatePartition)
-    assert plan.actions[1].partition.bound.is_default
+    creates = [a for a in plan.actions if isinstance(a, CreatePartition)]
+    assert creates[-1].partition.bound.is_default  # after the months, which need no DEFAULT
+    assert all(c.move_from is None for c in creates)
 
 
 # --- properties ------------------------------------------------------------------------------

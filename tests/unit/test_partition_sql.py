@@ -76,43 +76,65 @@ def create_january(**overrides: object) -> CreatePartition:
     return CreatePartition(T, **fields)  # type: ignore[arg-type]
 
 
+LOCK_PARENT = 'LOCK TABLE ONLY "public"."ai_messages" IN SHARE ROW EXCLUSIVE MODE'
+LOCK_DEFAULT = 'LOCK TABLE "public"."ai_messages_default" IN SHARE ROW EXCLUSIVE MODE'
+CREATE_JANUARY = (
+    'CREATE TABLE "public"."ai_messages_p2026_01" (LIKE "public"."ai_messages" '
+    "INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMPRESSION "
+    'INCLUDING GENERATED, CONSTRAINT "lokifi_bounds" CHECK'
+    ' ("created_at" IS NOT NULL AND "created_at" >= \'2026-01-01 00:00:00+00\''
+    " AND \"created_at\" < '2026-02-01 00:00:00+00'))"
+)  # made with the empty table: valid without a scan
+MOVE_JANUARY = (
+    'WITH moved AS (DELETE FROM "public"."ai_messages_default"'
+    ' WHERE "created_at" IS NOT NULL'
+    " AND \"created_at\" >= '2026-01-01 00:00:00+00'"
+    " AND \"created_at\" < '2026-02-01 00:00:00+00'"
+    ' RETURNING "id", "user_id", "created_at", "content")'
+    ' INSERT INTO "public"."ai_messages_p2026_01" ("id", "user_id", "created_at", "content")'
+    ' SELECT "id", "user_id", "created_at", "content" FROM moved'
+)
+JANUARY_INDEXES = [
+    'CREATE INDEX "idx_ai_messages_user_thread_time_p2026_01"'
+    ' ON "public"."ai_messages_p2026_01"'
+    ' USING btree ("user_id", "thread_id", "created_at" DESC)',
+    'CREATE INDEX "idx_ai_messages_content_search_p2026_01" ON "public"."ai_messages_p2026_01"'
+    " USING gin (to_tsvector('english'::regconfig, \"content\"))",
+]
+ATTACH_JANUARY = (
+    'ALTER TABLE "public"."ai_messages" ATTACH PARTITION "public"."ai_messages_p2026_01"'
+    " FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2026-02-01 00:00:00+00')"
+)
+
+
 def test_new_partition_moves_default_rows_and_attaches_in_one_transaction() -> None:
+    """Rows waiting in DEFAULT: the parent is locked first, the indexes built after the move."""
+    (step,) = steps_for(create_january(rows_to_move=40))
+    assert step.transaction
+    assert texts(step) == [
+        LOCK_PARENT,
+        LOCK_DEFAULT,
+        CREATE_JANUARY,
+        MOVE_JANUARY,
+        *JANUARY_INDEXES,
+        ATTACH_JANUARY,
+    ]
+    assert step.lock_target == T
+
+
+def test_new_partition_with_no_rows_to_move_is_built_before_the_parent_is_locked() -> None:
+    """Nothing expected in DEFAULT: table and indexes first (nobody sees them), so only the
+    lock, the move of whatever arrived meanwhile and the ATTACH wait for other writers."""
     (step,) = steps_for(create_january())
     assert step.transaction
-    lines = texts(step)
-    assert lines[0] == 'LOCK TABLE ONLY "public"."ai_messages" IN SHARE ROW EXCLUSIVE MODE'
-    lines.pop(0)
-    assert lines[0] == 'LOCK TABLE "public"."ai_messages_default" IN SHARE ROW EXCLUSIVE MODE'
-    assert lines[1].startswith(
-        'CREATE TABLE "public"."ai_messages_p2026_01" (LIKE "public"."ai_messages" '
-    )
-    assert lines[2] == (
-        'ALTER TABLE "public"."ai_messages_p2026_01" ADD CONSTRAINT "lokifi_bounds" CHECK'
-        ' ("created_at" IS NOT NULL AND "created_at" >= \'2026-01-01 00:00:00+00\''
-        " AND \"created_at\" < '2026-02-01 00:00:00+00')"
-    )  # while the table is empty: valid without a scan
-    assert lines[3] == (
-        'WITH moved AS (DELETE FROM "public"."ai_messages_default"'
-        ' WHERE "created_at" IS NOT NULL'
-        " AND \"created_at\" >= '2026-01-01 00:00:00+00'"
-        " AND \"created_at\" < '2026-02-01 00:00:00+00'"
-        ' RETURNING "id", "user_id", "created_at", "content")'
-        ' INSERT INTO "public"."ai_messages_p2026_01" ("id", "user_id", "created_at", "content")'
-        ' SELECT "id", "user_id", "created_at", "content" FROM moved'
-    )
-    assert lines[4] == (
-        'CREATE INDEX "idx_ai_messages_user_thread_time_p2026_01"'
-        ' ON "public"."ai_messages_p2026_01"'
-        ' USING btree ("user_id", "thread_id", "created_at" DESC)'
-    )
-    assert lines[5] == (
-        'CREATE INDEX "idx_ai_messages_content_search_p2026_01" ON "public"."ai_messages_p2026_01"'
-        " USING gin (to_tsvector('english'::regconfig, \"content\"))"
-    )
-    assert lines[-1] == (
-        'ALTER TABLE "public"."ai_messages" ATTACH PARTITION "public"."ai_messages_p2026_01"'
-        " FOR VALUES FROM ('2026-01-01 00:00:00+00') TO ('2026-02-01 00:00:00+00')"
-    )
+    assert texts(step) == [
+        CREATE_JANUARY,
+        *JANUARY_INDEXES,
+        LOCK_PARENT,
+        LOCK_DEFAULT,
+        MOVE_JANUARY,
+        ATTACH_JANUARY,
+    ]
     assert step.lock_target == T
 
 
@@ -137,14 +159,14 @@ def test_sub_partitioned_partition_indexes_each_leaf_and_attaches_them() -> None
         ),
     )
     (step,) = steps_for(create_january(partition=sub, indexes=(THREAD,)))
-    lines = texts(step)[1:]  # after the lock of the parent
-    assert lines[1].endswith('PARTITION BY RANGE ("user_id")')
-    assert lines[2] == (
+    lines = texts(step)
+    assert lines[0].endswith('PARTITION BY RANGE ("user_id")')
+    assert lines[1] == (
         'CREATE TABLE "public"."ai_messages_p2026_01_s0"'
         ' PARTITION OF "public"."ai_messages_p2026_01"'
         " FOR VALUES FROM ('0') TO ('1000')"
     )
-    assert "DEFAULT" in lines[3]
+    assert "DEFAULT" in lines[2]
     joined = "\n".join(lines)
     assert 'CREATE INDEX "idx_ai_messages_user_thread_time_p2026_01" ON ONLY' in joined
     assert (
@@ -304,8 +326,11 @@ def test_a_plan_renders_to_sql_end_to_end() -> None:
     plan = plan_table(table, observed(parent([])), dt.datetime(2026, 1, 15, tzinfo=dt.UTC))
     rendered = [text(s) for a in plan.actions for step in steps_for(a) for s in step.statements]
     assert rendered[0].startswith('CREATE INDEX "idx_ai_messages_user_thread_time" ON ONLY')
-    assert rendered[2].startswith('CREATE TABLE "public"."ai_messages_default"')
-    assert any(line.startswith('CREATE SCHEMA IF NOT EXISTS "archive"') for line in rendered)
+    assert rendered[2].startswith('CREATE SCHEMA IF NOT EXISTS "archive"')
+    assert any(r.startswith('CREATE TABLE "public"."ai_messages_p2026_01"') for r in rendered)
+    default = rendered.index(next(r for r in rendered if '"ai_messages_default" (LIKE' in r))
+    assert default > max(i for i, r in enumerate(rendered) if "ai_messages_p2026_04" in r)
+    assert not any(r.startswith("LOCK TABLE") for r in rendered)  # no DEFAULT to guard yet
 
 
 # --- index definitions -----------------------------------------------------------------------

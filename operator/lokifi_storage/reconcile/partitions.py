@@ -46,6 +46,7 @@ from lokifi_storage.api.status import (
     ready,
 )
 from lokifi_storage.clients.errors import ClientError
+from lokifi_storage.clients.postgres.partition_pair import apply_actions
 from lokifi_storage.clients.postgres.partitions import PartitionDatabase, open_partition_database
 from lokifi_storage.domain.change_plan import Change, ChangeKind
 from lokifi_storage.domain.claims import (
@@ -278,10 +279,7 @@ def reconcile_tables(
                     fence.check(f"partition work on {spec.name}")
                     with db.table_lock(QName(*split_table_name(spec.name))):
                         fresh = plan(spec, db.observe(request_for([spec]))[spec.name])
-                        for action in fresh.actions:
-                            fence.check(action.describe())
-                            db.apply(action)
-                            outcome.done.append(action.describe())
+                        apply_actions(db, fresh.actions, fence.check, outcome.done)
                 except ClientError as error:
                     if fence.lost and not isinstance(error, LeadershipLost):
                         error = LeadershipLost(f"{spec.name}: stopped, the Lease was lost")

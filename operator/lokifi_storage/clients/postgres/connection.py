@@ -187,6 +187,17 @@ def pooled_autocommit(url: str, role: str) -> Iterator[tuple[Connection, Target]
 
 
 @contextmanager
+def spare_autocommit(url: str, role: str) -> Iterator[tuple[Connection, Target] | None]:
+    """Like `pooled_autocommit`, but only if the pool has a connection to give at once: None
+    when the server's bound is reached (the caller then does the work on the one it has)."""
+    target = describe_target(url)
+    with pool.pools().spare(
+        libpq_url(url), (target.host, target.port), lambda: connect_autocommit(url, role)
+    ) as taken:
+        yield None if taken is None else (taken[0], target)
+
+
+@contextmanager
 def connect(url: str, *, autocommit: bool = True) -> Iterator[Connection]:
     """A job's own connection (not pooled: a Job is one process doing one thing), closed when
     the block ends."""

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import Any
 
 import psycopg
@@ -25,7 +25,13 @@ from psycopg.rows import dict_row
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.clients.errors import ClientError, LockTimeout, PartitionWorkBusy
 from lokifi_storage.clients.postgres.catalog_cache import CATALOG_CACHE
-from lokifi_storage.clients.postgres.connection import pooled_autocommit, translate, translated
+from lokifi_storage.clients.postgres.connection import (
+    Target,
+    pooled_autocommit,
+    spare_autocommit,
+    translate,
+    translated,
+)
 from lokifi_storage.clients.postgres.partition_session import PartitionSession
 from lokifi_storage.domain.partitions.catalog import ObservedTable, QName
 from lokifi_storage.domain.partitions.catalog_query import (
@@ -55,7 +61,25 @@ LOCK_POLL_SECONDS = 0.5
 
 class PartitionDatabase(PartitionSession):
     """The partition client: one connection to the primary for the length of a reconcile or a
-    job."""
+    job, and (partition_pair.py) a spare one while months are made two at a time."""
+
+    def __init__(self, conn: psycopg.Connection[Any], target: Target, **options: Any) -> None:
+        super().__init__(conn, target, **options)
+        self.options = options
+        self.helpers: list[PartitionDatabase] = []  # sessions working for this one right now
+        # A second session on a spare connection, or None (none free; a job's own connection).
+        self.spare_session: Callable[[], AbstractContextManager[PartitionDatabase | None]] = (
+            lambda: nullcontext(None)
+        )
+
+    def session_settings(self) -> None:
+        """TimeZone UTC, the default lock_timeout and JIT off (see open_partition_database),
+        in one round trip."""
+        self._execute(
+            sql.SQL("SET TimeZone = 'UTC'; SET lock_timeout = {}; SET jit = off").format(
+                sql.Literal(f"{self.lock_timeout_ms}ms")
+            )
+        )
 
     # -- who may write ------------------------------------------------------------------------
 
@@ -122,9 +146,12 @@ class PartitionDatabase(PartitionSession):
         return moment
 
     def cancel(self) -> None:
-        """Cancel the statement running on this connection (from another thread)."""
+        """Cancel the statement running on this connection and its helpers' (from another
+        thread)."""
         with suppress(psycopg.Error):
             self.conn.cancel_safe()
+        for helper in list(self.helpers):
+            helper.cancel()
 
     # -- observation --------------------------------------------------------------------------
 
@@ -273,9 +300,20 @@ def open_partition_database(url: str, **options: Any) -> Iterator[PartitionDatab
     track. The three settings go in one round trip."""
     with pooled_autocommit(url, "primary") as (conn, target):
         db = PartitionDatabase(conn, target, **options)
-        db._execute(
-            sql.SQL("SET TimeZone = 'UTC'; SET lock_timeout = {}; SET jit = off").format(
-                sql.Literal(f"{db.lock_timeout_ms}ms")
-            )
-        )
+        db.session_settings()
+        db.spare_session = lambda: _spare_session(url, db)
         yield db
+
+
+@contextmanager
+def _spare_session(url: str, db: PartitionDatabase) -> Iterator[PartitionDatabase | None]:
+    """A second session like `db` on a spare pooled connection, or None if none is free."""
+    with spare_autocommit(url, "primary") as taken:
+        if taken is None:
+            yield None
+            return
+        helper = PartitionDatabase(taken[0], taken[1], **db.options)
+        helper.sleep = db.sleep
+        helper.before_write = db.before_write
+        helper.session_settings()
+        yield helper

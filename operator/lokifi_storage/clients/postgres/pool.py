@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from lokifi_storage.clients.errors import ConnectionFailed
+from lokifi_storage.clients.errors import ClientError, ConnectionFailed
 
 __all__ = ["PoolSettings", "ServerPools", "configure", "pools"]
 
@@ -97,6 +97,30 @@ class ServerPools:
                 f" to {server_key[0]}:{server_key[1]} stayed busy for"
                 f" {self.settings.wait_seconds:.0f}s"
             )
+        with self._checked_out(server, url, connect) as taken:
+            yield taken
+
+    @contextlib.contextmanager
+    def spare(
+        self, url: str, server_key: tuple[str, str], connect: Connect
+    ) -> Iterator[tuple[Conn, Any] | None]:
+        """A second connection for work that can also be done on one: taken only if a slot
+        is free now (None otherwise, never waited for), within the same bound per server."""
+        server = self._server(server_key)
+        if not server.slots.acquire(blocking=False):
+            yield None
+            return
+        with contextlib.ExitStack() as stack:
+            spare: tuple[Conn, Any] | None = None
+            with contextlib.suppress(ClientError):  # e.g. the server's own connection limit
+                spare = stack.enter_context(self._checked_out(server, url, connect))
+            yield spare
+
+    @contextlib.contextmanager
+    def _checked_out(
+        self, server: _Server, url: str, connect: Connect
+    ) -> Iterator[tuple[Conn, Any]]:
+        """The connection of a slot already taken; the slot is released afterwards."""
         conn: Conn | None = None
         target: Any = None
         try:

@@ -3,10 +3,11 @@
 Order matters and is fixed (one function per step, in the plan_*.py modules):
   0. the table is what the spec says (plan_checks.py)
   1. finish interrupted DETACH ... CONCURRENTLY (plan_create.py)
-  2. parent indexes ON ONLY, the DEFAULT partition, the archive table (partitions created
-     after the parent's indexes are born with theirs and attach to them)
+  2. parent indexes ON ONLY, the archive table (partitions created after the parent's
+     indexes are born with theirs and attach to them)
   3. partitions for now + `premake` ahead, and for any range that has rows waiting in DEFAULT
-     (each moves its rows out of DEFAULT in the transaction that creates it)
+     (each moves its rows out of DEFAULT in the transaction that creates it); then the
+     DEFAULT partition if there is none (attaching to a parent without one locks nothing else)
   4. missing indexes on existing partitions (concurrently), before anything is archived, so an
      ATTACH to the archive never has to build an index under a lock
   5. archival of partitions wholly older than `archive.afterDays` (plan_archive.py)
@@ -159,6 +160,8 @@ def _plan_partitioned(
     packed = [(c, time_range(c)) for c in (packed_rel.children if packed_rel else ())]
     settled = archived + packed  # every range the archive holds, plain or packed
     partitions_due(draft, rel, key_type, column, parents.default, main_ranges, settled)  # 3
+    if parents.make_default is not None:
+        draft.actions.append(parents.make_default)
 
     draft.actions.extend(parents.later_indexes)  # 4
 

@@ -51,6 +51,7 @@ class Parents:
     archive: QName | None  # the archive table to move partitions to, None: no archiving
     # Index work on existing partitions, run after the new partitions (step 4).
     later_indexes: list[Action] = field(default_factory=list)
+    make_default: Action | None = None  # the DEFAULT to create after the new partitions
 
 
 def finish_detaches(draft: Draft, rel: ObservedRelation, archive: ObservedRelation | None) -> None:
@@ -64,8 +65,9 @@ def finish_detaches(draft: Draft, rel: ObservedRelation, archive: ObservedRelati
 def parent_objects(
     draft: Draft, rel: ObservedRelation, archive_rel: ObservedRelation | None, column: str
 ) -> Parents:
-    """Step 2: parent indexes ON ONLY, the DEFAULT partition, the archive table. Partitions
-    created after the parent's indexes are born with theirs and attach to them."""
+    """Step 2: parent indexes ON ONLY, the archive table, and the DEFAULT partition to make
+    after step 3. Partitions created after the parent's indexes are born with theirs and
+    attach to them."""
     index_plan = plan_indexes(draft.table, rel, draft.indexes)
     draft.problems.extend(index_plan.problems)
 
@@ -75,15 +77,17 @@ def parent_objects(
     draft.actions.extend(a for a in index_plan.actions if on_parent(a))
     later = [a for a in index_plan.actions if not on_parent(a)]
     default = rel.default_child()
+    make_default: Action | None = None
     if default is None:
-        draft.actions.append(
-            draft.create(
-                rel.qname,
-                QName(rel.qname.schema, f"{draft.table.name}_default"),
-                Bound(is_default=True),
-                column,
-                None,
-            )
+        # Made after the partitions due (step 3): while a parent has no DEFAULT, attaching a
+        # partition neither scans nor locks anything else, so readers of the table never wait
+        # for the new months and they need no lock of the parent or move of rows.
+        make_default = draft.create(
+            rel.qname,
+            QName(rel.qname.schema, f"{draft.table.name}_default"),
+            Bound(is_default=True),
+            column,
+            None,
         )
     archive_q: QName | None = None
     if draft.spec.archive is not None:
@@ -103,7 +107,7 @@ def parent_objects(
         archive_plan = plan_indexes(draft.table, archive_rel, draft.indexes)
         draft.problems.extend(archive_plan.problems)
         later.extend(archive_plan.actions)
-    return Parents(default, default is None, archive_q, later)
+    return Parents(default, default is None, archive_q, later, make_default)
 
 
 def partitions_due(
@@ -160,9 +164,7 @@ def partitions_due(
                 name,
                 time_bound(r, key_type),
                 column,
-                default.qname
-                if default
-                else QName(rel.qname.schema, f"{draft.table.name}_default"),
+                default.qname if default else None,
                 wanted[r],
                 sub_relations(draft, name),
             )

@@ -93,18 +93,28 @@ def _index_node(table: QName, rel: NewRelation, index: IndexDef) -> list[sql.Com
 
 
 def _create_partition(a: CreatePartition) -> list[Step]:
+    """One transaction: the partition made standalone, the rows of its range moved out of
+    DEFAULT, its indexes, its ATTACH.
+
+    The parent is locked (see below) only for the part that needs it. With rows waiting in
+    DEFAULT the lock comes first and the indexes are built after the move (one build over the
+    rows, not one insertion per row). With none expected, the table and its indexes are made
+    before the lock: nobody can see them yet, so months made on two connections at once only
+    take turns for the lock, the (empty) move and the ATTACH. Rows that arrive in DEFAULT
+    meanwhile are still moved under the lock, into the indexed table.
+    """
     new = a.partition
-    statements: list[Statement] = []
+    locks: list[Statement] = []
     if a.move_from is not None:
         # An INSERT that routed a row to DEFAULT before the ATTACH below and writes it after
         # fails ("violates partition constraint"): inserts through the parent wait instead.
         # ONLY the parent: a write through it takes its lock there, and locking every
         # partition would cost a lock per partition in each creating transaction (thousands
         # for a sub-partitioned table, past max_locks_per_transaction).
-        statements.append(
+        locks.append(
             sql.SQL("LOCK TABLE ONLY {} IN SHARE ROW EXCLUSIVE MODE").format(ident(a.parent))
         )
-        statements.append(
+        locks.append(
             sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(ident(a.move_from))
         )
     partition_by: sql.Composable = sql.SQL("")
@@ -112,30 +122,28 @@ def _create_partition(a: CreatePartition) -> list[Step]:
         partition_by = sql.SQL(" PARTITION BY RANGE ({})").format(
             sql.Identifier(new.sub_column or "")
         )
-    statements.append(
-        sql.SQL("CREATE TABLE {} (LIKE {} {}){}").format(
-            ident(new.qname), ident(a.parent), LIKE_OPTIONS, partition_by
+    bounds_check: sql.Composable = sql.SQL("")
+    if not new.bound.is_default:
+        # Made with the empty table, so it is valid at no cost; it lets the ATTACH below, and
+        # the one to the archive table years later, skip scanning the rows.
+        bounds_check = sql.SQL(", CONSTRAINT {} CHECK ({})").format(
+            sql.Identifier(BOUNDS_CHECK), range_predicate(a.column, new.bound)
         )
-    )
+    made: list[Statement] = [
+        sql.SQL("CREATE TABLE {} (LIKE {} {}{}){}").format(
+            ident(new.qname), ident(a.parent), LIKE_OPTIONS, bounds_check, partition_by
+        )
+    ]
     for child in new.children:
-        statements.append(
+        made.append(
             sql.SQL("CREATE TABLE {} PARTITION OF {} {}").format(
                 ident(child.qname), ident(new.qname), for_values(child.bound)
             )
         )
-    if not new.bound.is_default:
-        # Added while the table is empty, so it is valid at no cost; it lets the ATTACH below,
-        # and the one to the archive table years later, skip scanning the rows.
-        statements.append(
-            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({})").format(
-                ident(new.qname),
-                sql.Identifier(BOUNDS_CHECK),
-                range_predicate(a.column, new.bound),
-            )
-        )
+    moved: list[Statement] = []
     if a.move_from is not None and not new.bound.is_default:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in a.columns)
-        statements.append(
+        moved.append(
             sql.SQL(
                 "WITH moved AS (DELETE FROM {src} WHERE {pred} RETURNING {cols}) "
                 "INSERT INTO {dst} ({cols}) SELECT {cols} FROM moved"
@@ -146,12 +154,14 @@ def _create_partition(a: CreatePartition) -> list[Step]:
                 dst=ident(new.qname),
             )
         )
-    statements.extend(_index_tree(a.table, new, a.indexes))
-    statements.append(
-        sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
-            ident(a.parent), ident(new.qname), for_values(new.bound)
-        )
+    indexes: list[Statement] = list(_index_tree(a.table, new, a.indexes))
+    attach = sql.SQL("ALTER TABLE {} ATTACH PARTITION {} {}").format(
+        ident(a.parent), ident(new.qname), for_values(new.bound)
     )
+    if a.rows_to_move:
+        statements = [*locks, *made, *moved, *indexes, attach]
+    else:
+        statements = [*made, *indexes, *locks, *moved, attach]
     # A partition lost with its commit in a crash is planned and made again (rows it moved
     # are back in DEFAULT with it); not waiting for each commit's flush is most of the cost
     # of making ten years of months, one transaction each.

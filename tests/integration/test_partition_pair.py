@@ -1,0 +1,163 @@
+"""New months made two at a time (clients/postgres/partition_pair.py), on the stack's primary:
+both sessions make months, a month that fails is reported as on one session and leaves nothing
+half made, and with no connection to spare one session makes them all."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+
+from partitionkit import (
+    NOW,
+    create_messages_table,
+    execute,
+    insert_messages,
+    month_start,
+    partition_db,
+    partitions_of,
+    query,
+    table_spec,
+)
+
+from example_indexes import SEARCH_INDEX, THREAD_INDEX
+from lokifi_storage.clients.postgres import pool as pg_pool
+from lokifi_storage.clients.postgres.partitions import PartitionDatabase
+from lokifi_storage.clients.postgres.pool import PoolSettings
+from lokifi_storage.reconcile.partitions import PartitionOutcome, reconcile_tables
+from stackfixtures import PgDatabase
+
+SPEC = table_spec(premake=23, indexes=[THREAD_INDEX, SEARCH_INDEX])
+
+
+def spy_on_spare(db: PartitionDatabase) -> list[PartitionDatabase | None]:
+    """Record the spare sessions `db` is given (None: none was free)."""
+    given: list[PartitionDatabase | None] = []
+    spare = db.spare_session
+
+    @contextmanager
+    def recorded() -> Iterator[PartitionDatabase | None]:
+        with spare() as helper:
+            given.append(helper)
+            yield helper
+
+    db.spare_session = recorded
+    return given
+
+
+def one_session(db: PartitionDatabase) -> None:
+    def none() -> AbstractContextManager[PartitionDatabase | None]:
+        return _nothing()
+
+    db.spare_session = none
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None
+
+
+def unattached_tables(url: str) -> list[str]:
+    """Tables named like the operator's months that are not a partition of anything."""
+    rows = query(
+        url,
+        "SELECT relname FROM pg_class WHERE relname LIKE 'ai_messages_p%'"
+        " AND relkind = 'r' AND NOT relispartition ORDER BY 1",
+    )
+    return [r[0] for r in rows]
+
+
+def test_months_are_made_on_two_sessions_each_whole(pg_database: PgDatabase) -> None:
+    create_messages_table(pg_database)
+    with partition_db(pg_database) as db:
+        given = spy_on_spare(db)
+        outcome = reconcile_tables(db, [SPEC], NOW)
+    assert not outcome.failures, outcome.failures
+    (helper,) = given
+    assert helper is not None
+    # both sessions made months; the client's record holds both sessions' writes
+    helper_months = [w for w in helper.writes if w.startswith("ALTER TABLE") and "ATTACH" in w]
+    assert 0 < len(helper_months) < 24
+    assert sum("ATTACH PARTITION" in w for w in db.writes) == 25  # 24 months and DEFAULT
+    names = [name for name, _ in partitions_of(pg_database, "ai_messages")]
+    assert len(names) == 25
+    indexes = query(
+        pg_database,
+        "SELECT count(*) FROM pg_index x JOIN pg_inherits i ON i.inhrelid = x.indrelid"
+        " WHERE i.inhparent = 'ai_messages'::regclass AND x.indisvalid",
+    )
+    assert indexes == [(50,)]
+    assert unattached_tables(pg_database) == []
+
+
+def failing_reconcile(url: str, *, pair: bool) -> PartitionOutcome:
+    """A month whose index name is taken by a table made by hand: its CREATE INDEX fails."""
+    execute(url, "CREATE TABLE idx_ai_messages_user_thread_time_p2026_09 (x int)")
+    with partition_db(url) as db:
+        if not pair:
+            one_session(db)
+        return reconcile_tables(db, [SPEC], NOW)
+
+
+def test_a_month_that_fails_is_reported_as_on_one_session(pg_database: PgDatabase) -> None:
+    create_messages_table(pg_database)
+    paired = failing_reconcile(pg_database, pair=True)
+    made_paired = {name for name, _ in partitions_of(pg_database, "ai_messages")}
+    assert unattached_tables(pg_database) == []  # nothing half made
+    assert "ai_messages_p2026_09" not in made_paired
+
+    execute(pg_database, "DROP TABLE ai_messages CASCADE")
+    execute(pg_database, "DROP TABLE idx_ai_messages_user_thread_time_p2026_09")
+    create_messages_table(pg_database)
+    alone = failing_reconcile(pg_database, pair=False)
+    made_alone = {name for name, _ in partitions_of(pg_database, "ai_messages")}
+
+    assert paired.failures.keys() == alone.failures.keys() == {"ai_messages"}
+    assert paired.failures["ai_messages"].message == alone.failures["ai_messages"].message
+    assert "ai_messages_p2026_09" in paired.failures["ai_messages"].message
+    paired_condition, alone_condition = paired.report().condition, alone.report().condition
+    assert (paired_condition.status, paired_condition.reason, paired_condition.message) == (
+        alone_condition.status,
+        alone_condition.reason,
+        alone_condition.message,
+    )
+    # Alone: the months before the failing one. Paired: those too, plus at most the one month
+    # the other session had in flight; nothing after the failure is started.
+    assert made_alone <= made_paired
+    assert len(made_paired - made_alone) <= 1
+
+    execute(pg_database, "DROP TABLE idx_ai_messages_user_thread_time_p2026_09")
+    with partition_db(pg_database) as db:
+        again = reconcile_tables(db, [SPEC], NOW)
+    assert not again.failures, again.failures
+    assert len(partitions_of(pg_database, "ai_messages")) == 25
+
+
+def test_with_no_connection_to_spare_one_session_makes_every_month(
+    pg_database: PgDatabase,
+) -> None:
+    create_messages_table(pg_database)
+    pools = pg_pool.configure(PoolSettings(max_per_server=1, wait_seconds=0.2))
+    try:
+        with partition_db(pg_database) as db:
+            given = spy_on_spare(db)
+            outcome = reconcile_tables(db, [SPEC], NOW)
+            assert pools.open_connections(db.target.host, db.target.port) == 1
+    finally:
+        pools.close()
+        pg_pool.configure(PoolSettings())
+    assert not outcome.failures, outcome.failures
+    assert given == [None]
+    assert len(partitions_of(pg_database, "ai_messages")) == 25
+
+
+def test_rows_waiting_in_default_are_moved_on_one_session(pg_database: PgDatabase) -> None:
+    """Months with rows to move lock the parent first: they are not paired."""
+    create_messages_table(pg_database, with_default=True)
+    insert_messages(pg_database, month_start(2026, 1), month_start(2026, 3), 200)
+    with partition_db(pg_database) as db:
+        given = spy_on_spare(db)
+        outcome = reconcile_tables(db, [table_spec(premake=1)], NOW)
+    assert not outcome.failures, outcome.failures
+    assert given == []
+    assert query(pg_database, "SELECT count(*) FROM ONLY ai_messages_default") == [(0,)]
+    assert query(pg_database, "SELECT count(*) FROM ai_messages") == [(200,)]
