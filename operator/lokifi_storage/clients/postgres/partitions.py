@@ -36,9 +36,9 @@ from lokifi_storage.clients.postgres.partition_session import PartitionSession
 from lokifi_storage.domain.partitions.catalog import ObservedTable, QName
 from lokifi_storage.domain.partitions.catalog_query import (
     CATALOG_QUERY,
-    FINGERPRINT_QUERY,
     CatalogRequest,
     bucket_queries,
+    fingerprint_query,
 )
 from lokifi_storage.domain.partitions.catalog_rows import assemble, bucket_rows, build_trees
 from lokifi_storage.domain.partitions.statements import Step
@@ -159,7 +159,10 @@ class PartitionDatabase(PartitionSession):
         """The catalog's trees (reused while the fingerprint is unchanged, see
         CatalogCache), then exact DEFAULT counts where the DEFAULT has pages."""
         key = (str(self.target), repr(sorted(request.params().items())))
-        fingerprint = self._catalog_rows(FINGERPRINT_QUERY, request)[0]
+        text = CATALOG_CACHE.fingerprint_text(
+            key[1], lambda: fingerprint_query(request).as_string(self.conn)
+        )
+        fingerprint = self._catalog_rows(sql.SQL(text), None, prepare=True)[0]
         seen = (int(fingerprint["count"]), repr(fingerprint["hashes"]))
         trees = CATALOG_CACHE.get(key, seen)
         if trees is None:
@@ -171,13 +174,20 @@ class PartitionDatabase(PartitionSession):
         }
         return assemble(request, trees, buckets)
 
-    def _catalog_rows(self, query: sql.SQL, request: CatalogRequest) -> list[dict[str, Any]]:
+    def _catalog_rows(
+        self,
+        query: sql.SQL | sql.Composed,
+        request: CatalogRequest | None,
+        *,
+        prepare: bool | None = None,
+    ) -> list[dict[str, Any]]:
         with (
             translated(self.where, "catalog query", reason=Reason.PARTITION_ACTION_FAILED),
             self.conn.cursor(row_factory=dict_row) as cur,
         ):
             self.statements.append(self._text(query))
-            return cur.execute(query, request.params()).fetchall()
+            params = request.params() if request is not None else None
+            return cur.execute(query, params, prepare=prepare).fetchall()
 
     # -- claims (domain/claims.py) ------------------------------------------------------------
 
