@@ -148,6 +148,9 @@ def main() -> None:
         "--resync-seconds", type=float, default=30, help="the operator's --resync-seconds"
     )
     parser.add_argument(
+        "--lease-seconds", type=int, default=10, help="the replicas' --lease-seconds (sharded)"
+    )
+    parser.add_argument(
         "--apply-first",
         action="store_true",
         help="apply every resource before the operator starts; the clock then runs from the"
@@ -165,7 +168,7 @@ def main() -> None:
     kubectl(env, "create", "namespace", ns)
     database = create_database(env, dbname)
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    lease_seconds = 10
+    lease_seconds = args.lease_seconds
     try:
         with psycopg.connect(database.primary_url, autocommit=True) as conn:
             for i in range(args.count):

@@ -39,7 +39,6 @@ class PrimaryObservation:
     reachable: bool
     in_recovery: bool | None = None
     server_version: str | None = None
-    database_bytes: int | None = None
     error_reason: str | None = None
     error_message: str | None = None
 
