@@ -18,6 +18,11 @@ loaded three times, each into a fresh database of one private PostgreSQL 15 serv
   that commit's command too, verification on: its `operator/` first on PYTHONPATH, the rest
   (interpreter, dependencies) the same, for a before/after on the same file and server.
 
+With `--python`, ours once more with LOKIFI_MIGRATE_COMPILED=0 (the Python converters only,
+same commit); with `--rounds N`, every loader N times, the order reversed every other round
+(the machine's load moves), and the median reported. Each run prints the 1-minute load average
+at its start and end.
+
 Reported: wall time from process start to exit, rows/s over all three tables, the peak RSS of
 the loading process (os.wait4's ru_maxrss; the server is not counted) and ratios to pgloader.
 The database URL reaches pgloader through a command file (mode 0600), never its command line.
@@ -177,6 +182,66 @@ def count_rows(url: str, tables: list[str]) -> int:
         )
 
 
+def _median(runs: list[tuple[float, int, int]]) -> tuple[float, int, int]:
+    """The run of median time (the lower of the two middle ones for an even count)."""
+    return sorted(runs)[(len(runs) - 1) // 2]
+
+
+def _run_one(
+    key: str,
+    server: str,
+    work: Path,
+    source: Path,
+    manifest: Path,
+    total: int,
+    pgloader: str,
+    args: argparse.Namespace,
+) -> tuple[float, int, int]:
+    """One loader into a fresh database: (seconds, rows loaded, peak RSS in KiB)."""
+    database = f"bench_{key}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {database}")
+    url = with_database(server, database)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work)}
+    if key == "pgloader":
+        command = work / "load.pgl"
+        command.write_text(
+            f"LOAD DATABASE FROM sqlite://{source}\n INTO {url}\n"
+            " WITH include drop, create tables, create indexes, reset sequences,\n"
+            # The default (100 000 rows in flight) exhausts SBCL's 1 GiB heap on
+            # these ~700-byte rows ("Heap exhausted, game over").
+            f"      prefetch rows = {PGLOADER_PREFETCH_ROWS};\n"
+        )
+        command.chmod(0o600)
+        argv = [pgloader, "--no-ssl-cert-verification", str(command)]
+    else:
+        env["LOKIFI_PRIMARY_URL"] = url
+        if key == "baseline":
+            env["PYTHONPATH"] = str(args.baseline.resolve() / "operator")
+        if key == "python":
+            env["LOKIFI_MIGRATE_COMPILED"] = "0"
+        argv = [str(CLI), "migrate", "sqlite", str(source), "-f", str(manifest)]
+        if key == "noverify":
+            argv.append("--no-verify")
+    load = os.getloadavg()[0]
+    seconds, code, rss = run_measured(argv, env, work / f"{key}.log")
+    print(
+        f"{key}: exit {code} in {seconds:.1f}s, peak RSS {rss / 1024:.0f} MiB "
+        f"(load average {load:.1f} at its start, {os.getloadavg()[0]:.1f} at its end)"
+    )
+    if code != 0:
+        print((work / f"{key}.log").read_text()[-3000:])
+        raise SystemExit(f"{key} failed")
+    tables = ["users", "ai_threads", "ai_messages"]
+    if key != "pgloader":
+        tables.append("archive.ai_messages")
+    loaded = count_rows(url, tables)
+    assert loaded == total, f"{key} loaded {loaded} rows of {total}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {database}")
+    return seconds, loaded, rss
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5_000_000)
@@ -184,6 +249,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=625_000)
     parser.add_argument(
         "--skip", default="", help="comma list of runs to skip: pgloader,verify,noverify"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every loader this many times, in alternating order; report the medians",
+    )
+    parser.add_argument(
+        "--python",
+        action="store_true",
+        help="also ours with the Python converters only (LOKIFI_MIGRATE_COMPILED=0)",
     )
     parser.add_argument(
         "--baseline",
@@ -205,64 +281,38 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="lokifi-bench-migrate-"))
     manifest = work / "resource.yaml"
     manifest.write_text(yaml.safe_dump(RESOURCE))
-    results: dict[str, tuple[float, int, int]] = {}
+    results: dict[str, list[tuple[float, int, int]]] = {}
     with bench_server() as server:
         runs = [
             ("pgloader", "pgloader (defaults)"),
             ("verify", "ours, verification on"),
             ("noverify", "ours, --no-verify"),
         ]
+        if args.python:
+            runs.append(("python", "ours, Python converters only, verification on"))
         if args.baseline is not None:
             runs.append(("baseline", f"ours at {args.baseline.name}, verification on"))
-        for key, _ in runs:
-            if key in skip:
-                continue
-            database = f"bench_{key}"
-            with psycopg.connect(server, autocommit=True) as conn:
-                conn.execute(f"CREATE DATABASE {database}")
-            url = with_database(server, database)
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work)}
-            if key == "pgloader":
-                command = work / "load.pgl"
-                command.write_text(
-                    f"LOAD DATABASE FROM sqlite://{source}\n INTO {url}\n"
-                    " WITH include drop, create tables, create indexes, reset sequences,\n"
-                    # The default (100 000 rows in flight) exhausts SBCL's 1 GiB heap on
-                    # these ~700-byte rows ("Heap exhausted, game over").
-                    f"      prefetch rows = {PGLOADER_PREFETCH_ROWS};\n"
+        chosen = [r for r in runs if r[0] not in skip]
+        for round_ in range(args.rounds):
+            # Rounds alternate the order, so that a change in the machine's load during the
+            # run does not always fall on the same loader.
+            order = chosen if round_ % 2 == 0 else chosen[::-1]
+            for key, _ in order:
+                results.setdefault(key, []).append(
+                    _run_one(key, server, work, source, manifest, total, pgloader, args)
                 )
-                command.chmod(0o600)
-                argv = [pgloader, "--no-ssl-cert-verification", str(command)]
-            else:
-                env["LOKIFI_PRIMARY_URL"] = url
-                if key == "baseline":
-                    env["PYTHONPATH"] = str(args.baseline.resolve() / "operator")
-                argv = [str(CLI), "migrate", "sqlite", str(source), "-f", str(manifest)]
-                if key == "noverify":
-                    argv.append("--no-verify")
-            seconds, code, rss = run_measured(argv, env, work / f"{key}.log")
-            print(f"{key}: exit {code} in {seconds:.1f}s, peak RSS {rss / 1024:.0f} MiB")
-            if code != 0:
-                print((work / f"{key}.log").read_text()[-3000:])
-                raise SystemExit(f"{key} failed")
-            tables = ["users", "ai_threads", "ai_messages"]
-            if key != "pgloader":
-                tables.append("archive.ai_messages")
-            loaded = count_rows(url, tables)
-            assert loaded == total, f"{key} loaded {loaded} rows of {total}"
-            results[key] = (seconds, loaded, rss)
-            with psycopg.connect(server, autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE {database}")
 
     print()
     print("| loader | time | rows/s | peak RSS | throughput vs pgloader |")
     print("|---|---:|---:|---:|---:|")
-    base = results.get("pgloader")
+    base = _median(results["pgloader"]) if "pgloader" in results else None
     for key, label in runs:
         if key not in results:
             continue
-        seconds, loaded, rss = results[key]
+        seconds, loaded, rss = _median(results[key])
         ratio = f"{(loaded / seconds) / (base[1] / base[0]):.2f}x" if base else "-"
+        if args.rounds > 1:
+            label += f" (median of {args.rounds})"
         print(
             f"| {label} | {seconds:.1f} s | {loaded / seconds:,.0f} | {rss / 1024:.0f} MiB "
             f"| {ratio} |"
