@@ -1,9 +1,12 @@
 """New months made two at a time (clients/postgres/partition_pair.py), on the stack's primary:
 both sessions make months, a month that fails is reported as on one session and leaves nothing
-half made, and with no connection to spare one session makes them all."""
+half made, a kill of both sessions leaves whole months only, and with no connection to spare
+one session makes them all."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
@@ -20,6 +23,7 @@ from partitionkit import (
 )
 
 from example_indexes import SEARCH_INDEX, THREAD_INDEX
+from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.postgres import pool as pg_pool
 from lokifi_storage.clients.postgres.partitions import PartitionDatabase
 from lokifi_storage.clients.postgres.pool import PoolSettings
@@ -161,3 +165,45 @@ def test_rows_waiting_in_default_are_moved_on_one_session(pg_database: PgDatabas
     assert given == []
     assert query(pg_database, "SELECT count(*) FROM ONLY ai_messages_default") == [(0,)]
     assert query(pg_database, "SELECT count(*) FROM ai_messages") == [(200,)]
+
+
+def test_both_sessions_killed_half_way_leave_whole_months_and_the_next_pass_finishes(
+    pg_database: PgDatabase,
+) -> None:
+    """The server ends both sessions while months are being made (as a crash would): every
+    month is there whole or not at all, and the next reconcile makes the rest."""
+    create_messages_table(pg_database)
+    spec = table_spec(premake=47, indexes=[THREAD_INDEX, SEARCH_INDEX])
+    ended: list[PartitionOutcome | ClientError] = []
+
+    def run() -> None:
+        try:
+            with partition_db(pg_database) as db:
+                ended.append(reconcile_tables(db, [spec], NOW))
+        except ClientError as error:  # the next look, on a connection that is gone
+            ended.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        for _ in range(1000):
+            if len(partitions_of(pg_database, "ai_messages")) >= 4:
+                break
+            time.sleep(0.005)
+        query(
+            pg_database,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = %(app)s",
+            {"app": "lokifi-storage-operator"},
+        )
+    finally:
+        thread.join()
+    (killed,) = ended
+    assert isinstance(killed, ClientError) or killed.failures
+    assert len(partitions_of(pg_database, "ai_messages")) < 49
+    assert unattached_tables(pg_database) == []  # nothing half made
+    with partition_db(pg_database) as db:
+        again = reconcile_tables(db, [spec], NOW)
+    assert not again.failures, again.failures
+    assert len(partitions_of(pg_database, "ai_messages")) == 49  # 48 months and DEFAULT
+    assert unattached_tables(pg_database) == []
