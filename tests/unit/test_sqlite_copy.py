@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -400,3 +402,26 @@ def test_the_app_tables_route_old_rows_to_the_archive_the_same(tmp_path: Path) -
     assert archived > 0
     # Only the quarter of messages whose time is ISO text with a zone went to Python.
     assert handed_back == 750
+
+
+def test_a_close_from_another_thread_waits_for_the_running_conversion(tmp_path: Path) -> None:
+    """The run closes its readers when it stops (an error, SIGTERM) while the conversion
+    thread may be inside convert() without the interpreter lock: the close waits for it
+    instead of freeing the connection under a running statement."""
+    path = _file(tmp_path / "big.sqlite", [[i, _t("x" * 500)] for i in range(100_000)], 2)
+    source, target = _table([("", "bigint", True), ("", "text", True)])
+    plan = RowConverter(source, target).compiled_plan()
+    reader = CompiledReader(path)
+    done: dict[str, Any] = {}
+
+    def convert() -> None:
+        done["block"] = reader.convert(source, plan, None, None, 100_000)
+
+    thread = threading.Thread(target=convert)
+    thread.start()
+    time.sleep(0.01)
+    reader.close()
+    thread.join()
+    assert len(done["block"].main.lines) == 100_000
+    with pytest.raises(ValueError, match="closed"):
+        reader.convert(source, plan, None, None, 10)

@@ -610,6 +610,10 @@ typedef struct {
     PyObject_HEAD sqlite3 *db;
     sqlite3_stmt *st;
     char *sql;
+    /* convert() runs with the interpreter lock released: a close() from another thread
+     * meanwhile (the run stopping on an error or SIGTERM) waits for it to finish, so the
+     * connection is never closed under a running statement. */
+    int busy, close_pending;
 } Reader;
 
 static PyObject *raise_sqlite(Reader *self, int rc) {
@@ -658,7 +662,10 @@ static void Reader_dealloc(Reader *self) {
 }
 
 static PyObject *Reader_close(Reader *self, PyObject *Py_UNUSED(ignored)) {
-    Reader_close_db(self);
+    if (self->busy)
+        self->close_pending = 1; /* the running convert() closes it when it returns */
+    else
+        Reader_close_db(self);
     Py_RETURN_NONE;
 }
 
@@ -695,7 +702,25 @@ static int lines_add(lines_t *l, size_t end, int64_t rowid, int64_t hash, unsign
  *         batch) -> (main, archive, fallback, last_rowid)
  * main and archive are (lines, rowids, hashes); fallback the rows for Python, as tuples;
  * last_rowid the last row read (None when the range held none). */
+static PyObject *Reader_convert_locked(Reader *self, PyObject *args);
+
 static PyObject *Reader_convert(Reader *self, PyObject *args) {
+    if (!self->db || self->close_pending) {
+        PyErr_SetString(PyExc_ValueError, "the reader is closed");
+        return NULL;
+    }
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "the reader is converting in another thread");
+        return NULL;
+    }
+    self->busy = 1;
+    PyObject *result = Reader_convert_locked(self, args);
+    self->busy = 0;
+    if (self->close_pending) Reader_close_db(self);
+    return result;
+}
+
+static PyObject *Reader_convert_locked(Reader *self, PyObject *args) {
     const char *sql;
     PyObject *params, *kinds_obj, *limits_obj, *not_null_obj, *starts, *ends;
     int hashed, pidx, batch;
@@ -705,10 +730,6 @@ static PyObject *Reader_convert(Reader *self, PyObject *args) {
                           &hashed, &pidx, &PyList_Type, &starts, &PyList_Type, &ends, &width,
                           &batch))
         return NULL;
-    if (!self->db) {
-        PyErr_SetString(PyExc_ValueError, "the reader is closed");
-        return NULL;
-    }
     Py_ssize_t ncols = PyTuple_GET_SIZE(kinds_obj);
     if (PyTuple_GET_SIZE(limits_obj) != ncols || PyTuple_GET_SIZE(not_null_obj) != ncols ||
         ncols > 1000) {
