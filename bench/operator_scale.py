@@ -140,6 +140,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4, help="the operator's --workers")
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=None,
+        help="the operator's --max-connections-per-server (default: the operator's own)",
+    )
     parser.add_argument("--replicas", type=int, default=1, help="N > 1: N replicas, --shards N")
     parser.add_argument(
         "--round-seconds", type=float, default=600, help="longest wait for the resync round"
@@ -185,6 +191,8 @@ def main() -> None:
         assert env.kubeconfig is not None
         flags = ["--namespace", ns, "--resync-seconds", f"{args.resync_seconds:g}"]
         flags += ["--workers", str(args.workers)]
+        if args.max_connections is not None:
+            flags += ["--max-connections-per-server", str(args.max_connections)]
         if args.replicas > 1:
             flags += [
                 "--no-standalone",
