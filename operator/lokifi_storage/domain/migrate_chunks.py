@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from lokifi_storage.domain.partitions.catalog import QName
 
-__all__ = ["FIRST_ROWID", "Checkpoint", "Chunk", "Reject", "RouteRows"]
+__all__ = ["FIRST_ROWID", "Checkpoint", "Chunk", "Reject", "RouteRows", "add_routes"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,16 @@ class RouteRows:
     lines: list[bytes] = field(default_factory=list)
     rowids: list[int] = field(default_factory=list)
     hashes: list[int] = field(default_factory=list)
+
+
+def add_routes(into: dict[QName, RouteRows], routes: dict[QName, RouteRows]) -> None:
+    """Append each relation's rows of `routes` to its rows in `into`, in order: a chunk is
+    gathered from several converted blocks, and a compiled block from its C and Python rows."""
+    for relation, part in routes.items():
+        gathered = into.setdefault(relation, RouteRows())
+        gathered.lines.extend(part.lines)
+        gathered.rowids.extend(part.rowids)
+        gathered.hashes.extend(part.hashes)
 
 
 @dataclass

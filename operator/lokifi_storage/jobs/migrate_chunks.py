@@ -21,7 +21,7 @@ from pathlib import Path
 
 from lokifi_storage.clients.sqlite_copy import CompiledReader, available
 from lokifi_storage.clients.sqlite_source import SqliteSource
-from lokifi_storage.domain.migrate_chunks import FIRST_ROWID, Chunk, Reject, RouteRows
+from lokifi_storage.domain.migrate_chunks import FIRST_ROWID, Chunk, Reject, RouteRows, add_routes
 from lokifi_storage.domain.migrate_plan import ArchiveRouter
 from lokifi_storage.domain.migrate_schema import SourceTable, TargetTable
 from lokifi_storage.domain.partitions.catalog import QName
@@ -87,11 +87,7 @@ def _convert_compiled(
         last = cursor = compiled.last_rowid
         block = converter.from_compiled(compiled)
         rejects.extend(block.rejects)
-        for relation, part in block.routes.items():
-            into = routes.setdefault(relation, RouteRows())
-            into.lines.extend(part.lines)
-            into.rowids.extend(part.rowids)
-            into.hashes.extend(part.hashes)
+        add_routes(routes, block.routes)
         size += block.size
         if size >= setup.chunk_bytes:
             break
@@ -124,11 +120,7 @@ def _convert_range(setup: ConvertSetup, after: int | None, until: int) -> _Conve
         last = fetched[-1][-1]
         block = converter.block(fetched)
         rejects.extend(block.rejects)
-        for relation, part in block.routes.items():
-            into = routes.setdefault(relation, RouteRows())
-            into.lines.extend(part.lines)
-            into.rowids.extend(part.rowids)
-            into.hashes.extend(part.hashes)
+        add_routes(routes, block.routes)
         size += block.size
         if size >= setup.chunk_bytes:
             break

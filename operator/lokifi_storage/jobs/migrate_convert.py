@@ -19,7 +19,7 @@ from typing import Any
 
 from lokifi_storage.clients.sqlite_copy import CompiledBlock, CompiledPlan, column_kind
 from lokifi_storage.domain.copy_fields import Converter, Rejected
-from lokifi_storage.domain.migrate_chunks import Reject, RouteRows
+from lokifi_storage.domain.migrate_chunks import Reject, RouteRows, add_routes
 from lokifi_storage.domain.migrate_plan import ArchiveRouter
 from lokifi_storage.domain.migrate_schema import SourceTable, TargetTable
 from lokifi_storage.domain.partitions.catalog import QName
@@ -191,11 +191,7 @@ class RowConverter:
             rest = self.block(compiled.fallback)
             rejects = rest.rejects
             size += rest.size
-            for relation, part in rest.routes.items():
-                into = routes.setdefault(relation, RouteRows())
-                into.lines.extend(part.lines)
-                into.rowids.extend(part.rowids)
-                into.hashes.extend(part.hashes)
+            add_routes(routes, rest.routes)
         last = compiled.last_rowid if compiled.last_rowid is not None else 0
         return _Block(routes, rejects, last, size)
 
