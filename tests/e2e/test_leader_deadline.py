@@ -17,12 +17,16 @@ import copy
 import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from kubernetes import client as k8s_client
 
-from lokifi_storage.clients.kube import KubeClient
+from lokifi_storage.builders.labels import Owner
+from lokifi_storage.clients.kube import EVENTS, KubeClient
+from lokifi_storage.domain.events import EventSpec
 from lokifi_storage.reconcile.fence import Fence, LeadershipLost
+from lokifi_storage.reconcile.publish import post_events
 from lokifi_storage.runtime.leadership import LeaseConfig, LeaseElector
 from stackfixtures import StackEnv
 
@@ -131,3 +135,30 @@ def test_a_paused_leader_refuses_writes_before_its_renewal_loop_runs(
     finally:
         standby.release()
         real.close()
+
+
+def test_a_paused_leader_posts_no_event_after_its_renewal_deadline(
+    kube_stack: StackEnv, k8s_namespace: str
+) -> None:
+    """A pass paused between its status write and its Events resumes past the deadline of its
+    last renewal: the Events it was about to post are dropped, not sent next to the new leader."""
+    assert kube_stack.kubeconfig is not None
+    kube = KubeClient.from_environment(kube_stack.kubeconfig)
+    owner = Owner(
+        namespace=k8s_namespace, name="paused", uid="00000000-0000-0000-0000-000000000001"
+    )
+    events = [EventSpec("Normal", "Reconciled", "one"), EventSpec("Normal", "Reconciled", "two")]
+    now = datetime.now(UTC)
+    try:
+        leading = Fence()
+        leading.hold_until(time.monotonic() + 60)
+        post_events(kube, owner, events[:1], now, "op-0", leading)
+        assert len(kube.list_objects(EVENTS, k8s_namespace)) == 1
+
+        resumed = Fence()
+        resumed.hold_until(time.monotonic() - 0.1)  # its last renewal's deadline has passed
+        post_events(kube, owner, events, now, "op-0", resumed)
+        assert len(kube.list_objects(EVENTS, k8s_namespace)) == 1
+        assert resumed.lost
+    finally:
+        kube.close()

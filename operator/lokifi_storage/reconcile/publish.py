@@ -3,7 +3,9 @@
 The desired status arrives as the api/status.py model and becomes JSON here, the one place it is
 sent; only the keys that differ from what the API server holds are patched, so a pass that
 finds nothing to change sends no PATCH. An Event that cannot be posted is logged and dropped:
-an event lost is not a reconcile lost.
+an event lost is not a reconcile lost. The fence is asked again before each Event, not only
+before the status: a leader paused between the two resumes with its Lease gone, and an Event it
+posted then would be a write next to the new leader.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from lokifi_storage.builders.labels import Owner
 from lokifi_storage.clients.kube import KubeClient, ObjectRef, Resource
 from lokifi_storage.domain.conditions import dropped_fields, status_json, status_patch
 from lokifi_storage.domain.events import EventSpec
+from lokifi_storage.reconcile.fence import Fence
 
 __all__ = ["COMPONENT", "LOKIFI_STORAGES", "post_events", "write_status"]
 
@@ -69,8 +72,9 @@ def post_events(
     events: Sequence[EventSpec],
     now: datetime,
     instance: str,
+    fence: Fence | None = None,
 ) -> None:
-    """Post each Event about the resource, as `instance` of the operator."""
+    """Post each Event about the resource, as `instance` of the operator, while `fence` holds."""
     about = ObjectRef(
         api_version=API_VERSION,
         kind=KIND,
@@ -78,7 +82,15 @@ def post_events(
         name=owner.name,
         uid=owner.uid,
     )
-    for event in events:
+    for done, event in enumerate(events):
+        if fence is not None and fence.lost:
+            log.info(
+                "%s/%s: %d event(s) not posted: this operator lost its Lease",
+                owner.namespace,
+                owner.name,
+                len(events) - done,
+            )
+            return
         try:
             kube.post_event(
                 about,

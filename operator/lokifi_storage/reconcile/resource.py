@@ -366,14 +366,15 @@ class ResourceReconciler:
         fence: Fence | None = None,
     ) -> ReconcileResult:
         """Patch what differs of `stored` (`.status` as read), post the Events, set metrics."""
-        (fence or self.config.fence).check(f"writing the status of {owner.namespace}/{owner.name}")
+        fence = fence or self.config.fence
+        fence.check(f"writing the status of {owner.namespace}/{owner.name}")
         patched = write_status(self.kube, owner, stored, desired_status, self._memory(owner.uid))
         for action in actions:  # the Event lists them cut at its size limit; the log has each
             log.info("%s/%s: %s", owner.namespace, owner.name, action)
         events = action_events(actions)
         events += condition_events(read_status(stored).conditions, desired_status.conditions)
         events += plan_events
-        post_events(self.kube, owner, events, now, self.config.instance)
+        post_events(self.kube, owner, events, now, self.config.instance, fence)
         metrics.record_status(owner.namespace, owner.name, desired_status)
         ready = next((c for c in desired_status.conditions if c.type == types.READY), None)
         return ReconcileResult(
