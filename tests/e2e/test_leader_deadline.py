@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ import pytest
 from kubernetes import client as k8s_client
 
 from lokifi_storage.builders.labels import Owner
-from lokifi_storage.clients.kube import EVENTS, KubeClient
+from lokifi_storage.clients.kube import EVENTS, KubeClient, ObjectRef
 from lokifi_storage.domain.events import EventSpec
 from lokifi_storage.reconcile.fence import Fence, LeadershipLost
 from lokifi_storage.reconcile.publish import post_events
@@ -160,5 +161,52 @@ def test_a_paused_leader_posts_no_event_after_its_renewal_deadline(
         post_events(kube, owner, events, now, "op-0", resumed)
         assert len(kube.list_objects(EVENTS, k8s_namespace)) == 1
         assert resumed.lost
+    finally:
+        kube.close()
+
+
+def test_every_kubernetes_write_of_a_pass_asks_the_fence_and_reads_do_not(
+    kube_stack: StackEnv, k8s_namespace: str
+) -> None:
+    """A pass is a run of writes (objects, status, Events): each one asks the fence right before
+    it is sent, so a leader paused between two of them sends neither after its renewal deadline.
+    Reads are not fenced, and another thread's writes are not under this pass's fence."""
+    assert kube_stack.kubeconfig is not None
+    kube = KubeClient.from_environment(kube_stack.kubeconfig)
+    owner = Owner(
+        namespace=k8s_namespace, name="paused", uid="00000000-0000-0000-0000-000000000002"
+    )
+    now = datetime.now(UTC)
+    fence = Fence()
+    fence.hold_until(time.monotonic() + 60)
+    try:
+        with kube.writes_under(fence.check):
+            post_events(kube, owner, [EventSpec("Normal", "Reconciled", "one")], now, "op-0")
+            fence.hold_until(time.monotonic() - 0.1)  # paused here past the renewal deadline
+            with pytest.raises(LeadershipLost, match="POST /api/v1/namespaces/"):
+                kube.post_event(
+                    ObjectRef("v1", "ConfigMap", k8s_namespace, "x", owner.uid),
+                    "Normal",
+                    "Reconciled",
+                    "two",
+                    component="test",
+                    instance="op-0",
+                    now=now,
+                )
+            assert len(kube.list_objects(EVENTS, k8s_namespace)) == 1  # a read still goes
+
+            other: list[BaseException] = []
+
+            def elsewhere() -> None:
+                try:
+                    post_events(kube, owner, [EventSpec("Normal", "Reconciled", "3")], now, "x")
+                except BaseException as error:  # pragma: no cover - reported below
+                    other.append(error)
+
+            thread = threading.Thread(target=elsewhere)
+            thread.start()
+            thread.join()
+            assert other == []
+        assert len(kube.list_objects(EVENTS, k8s_namespace)) == 2
     finally:
         kube.close()

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -96,6 +98,8 @@ class KubeClient:
         self._api = api_client
         self._host = str(api_client.configuration.host).rstrip("/")
         self._field_manager = field_manager
+        # Per thread: asked before each write the thread sends (writes_under).
+        self._writes = threading.local()
 
     @classmethod
     def from_environment(
@@ -123,6 +127,20 @@ class KubeClient:
 
     # --- transport ---------------------------------------------------------------------------
 
+    @contextmanager
+    def writes_under(self, check: Callable[[str], None]) -> Iterator[None]:
+        """Call `check` with each write's description right before this thread sends it.
+
+        A reconcile pass is a run of writes (objects, status, Events); a leader paused in the
+        middle of it resumes with its Lease gone, and its fence must stop the next write, not
+        only the next step. `check` raises to refuse; reads are never checked."""
+        outer = getattr(self._writes, "check", None)
+        self._writes.check = check
+        try:
+            yield
+        finally:
+            self._writes.check = outer
+
     def _request(
         self,
         method: str,
@@ -142,6 +160,9 @@ class KubeClient:
             url += "?" + urllib.parse.urlencode(queries)
         payload = None if body is None else json.dumps(body).encode()
         what = f"{method} {path}"
+        check: Callable[[str], None] | None = getattr(self._writes, "check", None)
+        if check is not None and method != "GET":
+            check(what)
         try:
             response = self._api.rest_client.pool_manager.request(
                 method,

@@ -177,8 +177,13 @@ class ResourceReconciler:
         """One full pass over the resource `namespace/name`.
 
         `fence` is the Lease this pass writes under when it is not the process's own: a shard's
-        (runtime/sharding.py), so losing one shard stops the work of that shard only."""
+        (runtime/sharding.py), so losing one shard stops the work of that shard only. Every
+        Kubernetes write of the pass asks it first (KubeClient.writes_under)."""
         fence = fence or self.config.fence
+        with self.kube.writes_under(fence.check):
+            return self._pass(namespace, name, fence)
+
+    def _pass(self, namespace: str, name: str, fence: Fence) -> ReconcileResult:
         body = self.kube.get(LOKIFI_STORAGES, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return ReconcileResult(outcome=Outcome.READY, gone=True)
