@@ -24,7 +24,10 @@ same commit); with `--rounds N`, every loader N times, the order reversed every 
 at its start and end.
 
 Reported: wall time from process start to exit, rows/s over all three tables, the peak RSS of
-the loading process (os.wait4's ru_maxrss; the server is not counted) and ratios to pgloader.
+the loading process (os.wait4's ru_maxrss; the server is not counted), the CPU seconds (user +
+sys) of the loading process and of the server during the run (postmaster, exited backends and
+background processes, from /proc), and ratios to pgloader. On a shared machine the wall time
+follows everyone's load; the CPU figures are what to compare between two versions of the code.
 The database URL reaches pgloader through a command file (mode 0600), never its command line.
 """
 
@@ -164,14 +167,42 @@ def ensure_pgloader() -> str:
     return found
 
 
-def run_measured(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, int, int]:
-    """Wall seconds, exit status and peak RSS (KiB) of one process."""
+def run_measured(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, int, int, float]:
+    """Wall seconds, exit status, peak RSS (KiB) and CPU seconds (user+sys) of one process."""
     started = time.monotonic()
     with log.open("w") as out:
         process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
-    return time.monotonic() - started, process.returncode, int(usage.ru_maxrss)
+    cpu = usage.ru_utime + usage.ru_stime
+    return time.monotonic() - started, process.returncode, int(usage.ru_maxrss), cpu
+
+
+def server_cpu(server: str) -> float:
+    """CPU seconds the private server has used so far: the postmaster, the backends that have
+    exited (its children's times) and the processes still running (checkpointer, WAL writer).
+
+    On a shared machine the wall time of a run moves with everyone's load; the CPU it cost
+    moves much less, so a change to the server's share of the work shows here first.
+    """
+    with psycopg.connect(server) as conn:
+        data = str(conn.execute("SHOW data_directory").fetchone()[0])  # type: ignore[index]
+    postmaster = int(Path(data, "postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def times(pid: int, children: bool) -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        # after the name: state(0) ... utime(11) stime(12) cutime(13) cstime(14)
+        used = int(fields[11]) + int(fields[12])
+        return used + (int(fields[13]) + int(fields[14]) if children else 0)
+
+    total = times(postmaster, children=True)
+    for child in Path(f"/proc/{postmaster}/task/{postmaster}/children").read_text().split():
+        try:
+            total += times(int(child), children=False)
+        except FileNotFoundError:
+            continue
+    return total / tick
 
 
 def count_rows(url: str, tables: list[str]) -> int:
@@ -182,7 +213,10 @@ def count_rows(url: str, tables: list[str]) -> int:
         )
 
 
-def _median(runs: list[tuple[float, int, int]]) -> tuple[float, int, int]:
+Run = tuple[float, int, int, float, float]  # seconds, rows, peak RSS KiB, CPU s, server CPU s
+
+
+def _median(runs: list[Run]) -> Run:
     """The run of median time (the lower of the two middle ones for an even count)."""
     return sorted(runs)[(len(runs) - 1) // 2]
 
@@ -196,8 +230,9 @@ def _run_one(
     total: int,
     pgloader: str,
     args: argparse.Namespace,
-) -> tuple[float, int, int]:
-    """One loader into a fresh database: (seconds, rows loaded, peak RSS in KiB)."""
+) -> Run:
+    """One loader into a fresh database: seconds, rows loaded, peak RSS in KiB, CPU seconds of
+    the process and of the server."""
     database = f"bench_{key}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {database}")
@@ -224,9 +259,12 @@ def _run_one(
         if key == "noverify":
             argv.append("--no-verify")
     load = os.getloadavg()[0]
-    seconds, code, rss = run_measured(argv, env, work / f"{key}.log")
+    server_before = server_cpu(server)
+    seconds, code, rss, cpu = run_measured(argv, env, work / f"{key}.log")
+    server_used = server_cpu(server) - server_before
     print(
-        f"{key}: exit {code} in {seconds:.1f}s, peak RSS {rss / 1024:.0f} MiB "
+        f"{key}: exit {code} in {seconds:.1f}s, peak RSS {rss / 1024:.0f} MiB, CPU "
+        f"{cpu:.1f}s in the process and {server_used:.1f}s in PostgreSQL "
         f"(load average {load:.1f} at its start, {os.getloadavg()[0]:.1f} at its end)"
     )
     if code != 0:
@@ -239,7 +277,7 @@ def _run_one(
     assert loaded == total, f"{key} loaded {loaded} rows of {total}"
     with psycopg.connect(server, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE {database}")
-    return seconds, loaded, rss
+    return seconds, loaded, rss, cpu, server_used
 
 
 def main() -> None:
@@ -281,7 +319,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="lokifi-bench-migrate-"))
     manifest = work / "resource.yaml"
     manifest.write_text(yaml.safe_dump(RESOURCE))
-    results: dict[str, list[tuple[float, int, int]]] = {}
+    results: dict[str, list[Run]] = {}
     with bench_server() as server:
         runs = [
             ("pgloader", "pgloader (defaults)"),
@@ -303,19 +341,22 @@ def main() -> None:
                 )
 
     print()
-    print("| loader | time | rows/s | peak RSS | throughput vs pgloader |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| loader | time | rows/s | peak RSS | CPU: process | CPU: PostgreSQL "
+        "| throughput vs pgloader |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     base = _median(results["pgloader"]) if "pgloader" in results else None
     for key, label in runs:
         if key not in results:
             continue
-        seconds, loaded, rss = _median(results[key])
+        seconds, loaded, rss, cpu, server_used = _median(results[key])
         ratio = f"{(loaded / seconds) / (base[1] / base[0]):.2f}x" if base else "-"
         if args.rounds > 1:
             label += f" (median of {args.rounds})"
         print(
             f"| {label} | {seconds:.1f} s | {loaded / seconds:,.0f} | {rss / 1024:.0f} MiB "
-            f"| {ratio} |"
+            f"| {cpu:.1f} s | {server_used:.1f} s | {ratio} |"
         )
     shutil.rmtree(work, ignore_errors=True)
 

@@ -94,6 +94,44 @@ def test_every_value_kind_is_converted_and_the_digests_agree(
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [((), "lz4"), (("--toast-compression", "pglz"), "pglz")],
+    ids=["default-lz4", "pglz"],
+)
+def test_long_values_are_compressed_as_asked_and_the_columns_keep_the_server_default(
+    pg_database: PgDatabase, tmp_path: Path, option: tuple[str, ...], expected: str
+) -> None:
+    source = tmp_path / "long.sqlite"
+    conn = sqlite3.connect(source)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+    conn.executemany(
+        "INSERT INTO notes VALUES (?, ?)", [(i, f"note {i} " * 900) for i in range(1, 11)]
+    )
+    conn.commit()
+    conn.close()
+    methods = query(
+        pg_database, "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
+    )[0][0]
+    if expected not in methods:
+        pytest.skip(f"this PostgreSQL was built without {expected}")
+
+    run = run_migrate(pg_database, source, resource(tmp_path / "lks.yaml", []), *option)
+
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "verified public.notes: 10 rows" in run.stdout
+    stored = query(pg_database, "SELECT DISTINCT pg_column_compression(body) FROM notes")
+    assert stored == [(expected,)]
+    # Only the loaded values: the column itself keeps the server's default for the app.
+    column = query(
+        pg_database,
+        "SELECT attcompression FROM pg_attribute"
+        " WHERE attrelid = 'notes'::regclass AND attname = 'body'",
+    )
+    assert column == [("",)]
+    assert query(pg_database, "SELECT body FROM notes WHERE id = 3")[0][0] == "note 3 " * 900
+
+
 def test_the_app_file_lands_in_monthly_and_user_range_partitions_old_months_archived(
     pg_database: PgDatabase, tmp_path: Path
 ) -> None:

@@ -67,14 +67,30 @@ class MigrateTarget:
         self.target = target
 
     @classmethod
-    def open(cls, url: str) -> MigrateTarget:
+    def open(cls, url: str, toast_compression: str | None = None) -> MigrateTarget:
+        """`toast_compression` (pglz or lz4): how this session compresses the long values it
+        writes, when the server has that method; otherwise the server's default."""
         conn, target = connect_autocommit(url, "primary")
         conn.execute("SET TimeZone = 'UTC'")
         conn.execute("SET DateStyle = 'ISO, YMD'")
         conn.execute("SET extra_float_digits = 1")
         # A chunk lost to a server crash is lost with its checkpoint: the re-run redoes it.
         conn.execute("SET synchronous_commit = off")
-        return cls(conn, target)
+        self = cls(conn, target)
+        if toast_compression is not None and toast_compression in self.toast_compressions():
+            # Only how this session's values are compressed: the columns keep the server's
+            # default for the app's writes, and either method reads back as the same value.
+            conn.execute(
+                sql.SQL("SET default_toast_compression = {}").format(sql.Literal(toast_compression))
+            )
+        return self
+
+    def toast_compressions(self) -> list[str]:
+        """The TOAST compression methods the server was built with (lz4 is optional)."""
+        rows = self.query(
+            "SELECT enumvals FROM pg_settings WHERE name = 'default_toast_compression'"
+        )
+        return list(rows[0][0]) if rows and rows[0][0] else []
 
     def close(self) -> None:
         self.conn.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -34,6 +35,15 @@ from lokifi_storage.jobs.partitions_args import load_spec
 from lokifi_storage.jobs.progress import Reporter
 
 __all__ = ["app"]
+
+
+class ToastCompression(StrEnum):
+    """Choices of `--toast-compression`."""
+
+    LZ4 = "lz4"
+    PGLZ = "pglz"
+    SERVER = "server"
+
 
 app = typer.Typer(
     name="migrate",
@@ -85,6 +95,16 @@ def sqlite(
         str | None,
         typer.Option(help="Plan partitions as if it were this ISO 8601 instant (default: now)."),
     ] = None,
+    toast_compression: Annotated[
+        ToastCompression,
+        typer.Option(
+            case_sensitive=False,
+            help="How long values (TOAST) are compressed as they are loaded: lz4 (the "
+            "default; much less of the server's CPU than pglz, slightly larger), pglz, or "
+            "server (the server's default_toast_compression). The columns keep the server's "
+            "default for later writes; without lz4 in the server, its default is used.",
+        ),
+    ] = ToastCompression.LZ4,
 ) -> None:
     """Copy every row of SQLITE_FILE into the managed PostgreSQL, partitioned and verified.
 
@@ -121,6 +141,9 @@ def sqlite(
         busy_timeout_ms=busy_timeout_ms,
         check_integrity=integrity_check,
         now=moment,
+        toast_compression=(
+            None if toast_compression is ToastCompression.SERVER else toast_compression.value
+        ),
     )
     reporter = Reporter()
     try:

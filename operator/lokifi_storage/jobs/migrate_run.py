@@ -69,7 +69,7 @@ def run_migrate(options: MigrateOptions, reporter: Reporter) -> MigrateSummary:
     integrity = IntegrityCheck(options)
     try:
         tables = source_tables(source, options.tables)
-        target = MigrateTarget.open(options.url)
+        target = MigrateTarget.open(options.url, options.toast_compression)
         try:
             checkpoints = target.checkpoints()
             decided = decide(source, target, tables, options.tables, checkpoints)
@@ -101,7 +101,8 @@ def run_migrate(options: MigrateOptions, reporter: Reporter) -> MigrateSummary:
             total = sum(t.rows for t in decided)
             done = sum(c.rows_copied + c.rows_rejected for c in checkpoints.values())
             writers = [target] + [
-                MigrateTarget.open(options.url) for _ in range(options.writers - 1)
+                MigrateTarget.open(options.url, options.toast_compression)
+                for _ in range(options.writers - 1)
             ]
             try:
                 pool = conversion_pool(options.converters)
