@@ -24,10 +24,12 @@ from lokifi_storage.clients import sqlite_copy
 from lokifi_storage.clients.sqlite_copy import CompiledReader
 from lokifi_storage.clients.sqlite_source import SqliteSource
 from lokifi_storage.domain.migrate_chunks import Reject
-from lokifi_storage.domain.migrate_plan import ArchiveRouter
+from lokifi_storage.domain.migrate_plan import ArchiveRouter, HourReader
 from lokifi_storage.domain.migrate_schema import SourceTable, TargetColumn, TargetTable
 from lokifi_storage.domain.partitions.bounds import TimeRange
 from lokifi_storage.domain.partitions.catalog import QName
+from lokifi_storage.domain.sqlite_time import timestamp_instant
+from lokifi_storage.domain.sqlite_values import Rejected
 from lokifi_storage.jobs.migrate_convert import RowConverter, row_digest
 
 pytestmark = pytest.mark.skipif(
@@ -425,3 +427,48 @@ def test_a_close_from_another_thread_waits_for_the_running_conversion(tmp_path: 
     assert len(done["block"].main.lines) == 100_000
     with pytest.raises(ValueError, match="closed"):
         reader.convert(source, plan, None, None, 10)
+
+
+def test_rows_per_hour_counted_in_c_are_those_of_each_value_s_own_instant(tmp_path: Path) -> None:
+    """The time-bucket scan: naive ISO times counted in C, every other value through
+    HourReader. Every value must count in the hour `timestamp_instant` gives it, and a value
+    it refuses nowhere, even after a valid one of the same hour (e.g. `10:60:00`)."""
+    values: list[Any] = [
+        *TIMES,
+        _t("2024-03-05 10:59:59"),
+        _t("2024-03-05T10:00:00"),
+        _t("2024-03-05 10:99:00"),  # the hour of the two before, but not a time
+        _t("2024-03-05 10:30:00+01:00"),  # the hour before, through HourReader
+        _t("2024-03-05 11:00:00"),
+        _t("2024-03-05 10:05:00"),  # back to an hour already counted
+    ]
+    values += [
+        _t(f"2023-{m:02d}-{d:02d} {h:02d}:15:00") for m in (1, 6) for d in (1, 30) for h in (0, 23)
+    ]
+    path = _file(tmp_path / "times.sqlite", [[v] for v in values], 1)
+
+    reader = HourReader()
+    counted = sqlite_copy.hour_counts(path, "t", "c0", reader, busy_timeout_ms=1000)
+    for hour, rows in counted.items():
+        reader.hours[hour] = reader.hours.get(hour, 0) + rows
+
+    expected: dict[dt.datetime, int] = {}
+    for value in values:
+        if value is None:
+            continue
+        try:
+            instant = timestamp_instant(bytes(value) if isinstance(value, Text) else value)
+        except Rejected:
+            continue
+        hour = instant.replace(minute=0, second=0, microsecond=0)
+        expected[hour] = expected.get(hour, 0) + 1
+    assert reader.hours == expected
+    assert sum(counted.values()) == 17  # the naive ones were counted in C
+    # And as the Python scan counts them (SqliteSource.visit_values), value by value.
+    python = HourReader()
+    source = SqliteSource(path)
+    try:
+        source.visit_values("t", "c0", python)
+    finally:
+        source.close()
+    assert python.hours == expected

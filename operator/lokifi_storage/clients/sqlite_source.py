@@ -67,6 +67,7 @@ class SqliteSource:
 
     def __init__(self, path: Path, *, busy_timeout_ms: int = 5000) -> None:
         self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
         if not path.is_file():
             raise SourceCorrupt(f"{path}: no such file")
         uri = f"file:{path.resolve().as_posix()}?mode=ro"

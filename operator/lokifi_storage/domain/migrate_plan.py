@@ -17,7 +17,6 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import datetime as dt
-import math
 from collections.abc import Iterable
 
 from lokifi_storage.domain.copy_fields import Rejected
@@ -29,50 +28,32 @@ __all__ = ["ArchiveRouter", "HourReader", "buckets_of", "stamp_text", "with_pend
 
 _MS_FROM = 100_000_000_000
 _CACHE_LIMIT = 200_000
+_SIXTY = frozenset(f"{n:02d}".encode() for n in range(60))
 
 
 class HourReader:
     """The UTC hour of a timestamp value, for counting rows per partition before the load.
 
-    Called once per row, so values that share their hour are read once: ISO text by its date,
-    hour and zone (and minute, for zones like +05:30), numbers by their hour. Every key's hour
-    comes from `timestamp_instant`, the converter the load uses; a value it refuses counts
-    nowhere (its row is rejected when loaded) and is not cached, so it cannot hide a valid value
-    with the same key."""
+    Called once per row, so values that share their hour are read once where that is exact:
+    integers (Unix seconds or milliseconds) by their hour, whose whole range is in or out of
+    range together, and naive `YYYY-MM-DD HH:MM:SS` text by its date and hour once its minutes
+    and seconds are checked. Every other value goes through `timestamp_instant`, the converter
+    the load uses. A value it refuses counts nowhere (its row is rejected when loaded), even in
+    an hour a valid value already counted: the compiled scan (clients/sqlite_copy.hour_counts)
+    counts the same."""
 
     def __init__(self) -> None:
         self.cache: dict[object, dt.datetime] = {}
         self.hours: dict[dt.datetime, int] = {}
 
-    @staticmethod
-    def _key(value: object) -> object:
-        if type(value) is int:
-            return ("ms", value // 3_600_000) if abs(value) >= _MS_FROM else ("s", value // 3600)
-        if type(value) is float:
-            if not math.isfinite(value):
-                return None
-            return (
-                ("ms", int(value // 3_600_000))
-                if abs(value) >= _MS_FROM
-                else ("s", int(value // 3600))
-            )
-        if isinstance(value, bytes) and len(value) >= 16 and value[4:5] == b"-":
-            rest = value[16:]
-            zone = (rest[3:] if rest[:1] == b":" else rest).lstrip(b".0123456789")
-            if not zone:
-                return value[:13]
-            if zone[-2:] in (b"Z", b"00"):
-                return value[:13] + b"|" + zone
-            return value[:16] + b"|" + zone
-        return value if isinstance(value, bytes) else None
-
     def __call__(self, value: object) -> None:
-        if type(value) is bytes and len(value) == 19 and value[16] == 58:  # naive, inlined
-            hour = self.cache.get(value[:13])
-            if hour is not None:
-                self.hours[hour] = self.hours.get(hour, 0) + 1
-                return
-        key = self._key(value)
+        key: object = None
+        if type(value) is bytes and len(value) == 19 and value[16] == value[13] == 58:
+            if value[14:16] not in _SIXTY or value[17:19] not in _SIXTY:
+                return  # not a time (timestamp_instant refuses it too)
+            key = value[:13]  # date and hour: validated with the first value of the hour
+        elif type(value) is int:
+            key = ("ms", value // 3_600_000) if abs(value) >= _MS_FROM else ("s", value // 3600)
         hour = self.cache.get(key) if key is not None else None
         if hour is None:
             try:

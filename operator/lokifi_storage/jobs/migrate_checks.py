@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.clients.errors import ClientError, SourceCorrupt, SourceLocked
 from lokifi_storage.clients.migrate_target import MigrateTarget
+from lokifi_storage.clients.sqlite_copy import available as compiled_reader_available
+from lokifi_storage.clients.sqlite_copy import hour_counts
 from lokifi_storage.clients.sqlite_source import SqliteSource
 from lokifi_storage.domain.migrate_chunks import Checkpoint
 from lokifi_storage.domain.migrate_plan import HourReader, buckets_of
@@ -118,7 +120,15 @@ def _time_buckets(
             EXIT_INCOMPATIBLE,
         )
     reader = HourReader()
-    source.visit_values(table.name, column, reader)
+    if compiled_reader_available():
+        # The common naive ISO times are counted in C, the other values by HourReader.
+        counted = hour_counts(
+            source.path, table.name, column, reader, busy_timeout_ms=source.busy_timeout_ms
+        )
+        for hour, rows in counted.items():
+            reader.hours[hour] = reader.hours.get(hour, 0) + rows
+    else:
+        source.visit_values(table.name, column, reader)
     return buckets_of(reader.hours, spec.partitionBy.interval)
 
 
