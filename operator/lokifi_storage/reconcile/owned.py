@@ -2,7 +2,8 @@
 
 Build (builders/) -> compare with what the API server has (domain/schedule_diff.py) -> write
 only what differs, with server-side apply; return one short sentence per write, which becomes an
-Event. An unchanged object costs a GET (or a LIST for CronJobs) and no write.
+Event. An unchanged object costs a GET (or a LIST for CronJobs) and no write; a new resource
+whose spec declares no CronJob does not LIST them (`sync_owned`).
 
 The connection Secret is never written without DATABASE_URL: when the primary's Secret is
 missing the application keeps the Secret it has rather than getting one without a database.
@@ -285,8 +286,14 @@ def plan_or_sync_cronjobs(
     settings: JobSettings,
     *,
     apply: bool = True,
+    none_yet: bool = False,
 ) -> CronJobSync:
-    """`sync_cronjobs`, or with `apply=False` the same comparison returning planned changes."""
+    """`sync_cronjobs`, or with `apply=False` the same comparison returning planned changes.
+
+    `none_yet`: the caller knows that no CronJob of this resource can exist (a new resource
+    whose spec never changed); then a spec that declares none costs no LIST."""
+    if none_yet and not desired_cronjobs(owner, spec, settings):
+        return CronJobSync()
     with _forbidden_is_refusal():
         if apply:
             return CronJobSync(actions=_sync_cronjobs(kube, owner, spec, settings))
@@ -356,6 +363,7 @@ def sync_owned(
     job_settings: JobSettings,
     *,
     apply: bool = True,
+    generation: int | None = None,
 ) -> tuple[list[PartReport], list[str], LokifiStorageStatus]:
     """Write the connection Secret and CronJobs; a refusal becomes a part's condition.
 
@@ -363,6 +371,12 @@ def sync_owned(
     connectionSecret block set when there is one to write). With apply off the writes they
     would make are added to the reports' `planned` (the Secret's to PostgresReady's report, the
     CronJobs' to BackupsReady's or, without backups, PostgresReady's).
+
+    `generation` (metadata.generation): on the resource's first pass at generation 1 no
+    CronJob of it can exist unless its spec declares one: CronJobs are made only from a spec
+    that declares them, and this spec is the only one it ever had. So a spec without
+    CronJobs skips the LIST then. Every later pass LISTs, so a CronJob a pass that crashed
+    before its status patch may have left is still found.
     """
     actions: list[str] = []
     blocks = LokifiStorageStatus()
@@ -379,7 +393,9 @@ def sync_owned(
         if secret.status is not None:
             blocks = LokifiStorageStatus(connectionSecret=secret.status)
     try:
-        cronjobs = plan_or_sync_cronjobs(kube, owner, spec, job_settings, apply=apply)
+        cronjobs = plan_or_sync_cronjobs(
+            kube, owner, spec, job_settings, apply=apply, none_yet=first and generation == 1
+        )
     except OwnedObjectRefusedError as refused:
         reports = _override(reports, conditions.BACKUPS_READY, refused)
     else:

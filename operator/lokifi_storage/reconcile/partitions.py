@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from lokifi_storage.api.conditions import PARTITIONS_READY, Reason
@@ -233,6 +233,7 @@ def reconcile_tables(
     claimant: Claimant | None = None,
     fence: Fence | None = None,
     hold: str | None = None,
+    locked_first: bool = False,
 ) -> PartitionOutcome:
     """Observe, plan and apply up to `max_passes` times; the last plans describe the end state.
 
@@ -240,7 +241,14 @@ def reconcile_tables(
     With `claimant`, tables are claimed first (see the module docstring); with `apply=False`
     a table another resource manages is still reported, and no claim is recorded. `fence`
     stops the work when the Lease is lost; `hold` (the clock-skew sentence) keeps every drop
-    and export out of the plans."""
+    and export out of the plans.
+
+    `locked_first` (with apply; for tables that are expected to need work, such as the tables
+    of a new resource): the first look is taken under the tables' partition-work locks, so it
+    is fresh enough to act on, and the actions planned from it are applied at once. That
+    spares the look outside the lock, followed by a second one under it, that a pass which may
+    find nothing to do takes (it must not lock a table only to look). The claim written in
+    between changes only the table's comment, which no plan reads."""
     fence = fence or Fence()
     outcome = PartitionOutcome()
     conflicts: dict[str, Problem] = {}
@@ -260,9 +268,37 @@ def reconcile_tables(
         outcome.plans = {spec.name: plan(spec, observed[spec.name]) for spec in tables}
         outcome.planned = planned_changes(outcome.plans)
         return outcome
+
+    def failed(spec: TableSpec, error: ClientError) -> None:
+        if fence.lost and not isinstance(error, LeadershipLost):
+            error = LeadershipLost(f"{spec.name}: stopped, the Lease was lost")
+        outcome.failures[spec.name] = error
+
     db.before_write = fence.check
     with fence.watch(db.cancel), _stopped_if_lost(fence):
-        for attempt in range(max_passes + 1):
+        start = 0
+        if locked_first:
+            start = 1
+            with ExitStack() as held:
+                for spec in tables:
+                    try:
+                        fence.check(f"partition work on {spec.name}")
+                        held.enter_context(db.table_lock(QName(*split_table_name(spec.name))))
+                    except ClientError as error:
+                        failed(spec, error)
+                observed = db.observe(request_for(tables), seed=False)
+                if claimant is not None:
+                    conflicts = _settle_table_claims(db, tables, observed, claimant, outcome)
+                outcome.plans = {spec.name: plan(spec, observed[spec.name]) for spec in tables}
+                for spec in tables:
+                    actions = outcome.plans[spec.name].actions
+                    if not actions or spec.name in outcome.failures:
+                        continue
+                    try:
+                        apply_actions(db, actions, fence.check, outcome.done)
+                    except ClientError as error:
+                        failed(spec, error)
+        for attempt in range(start, max_passes + 1):
             observed = db.observe(request_for(tables))
             if claimant is not None and attempt == 0:
                 conflicts = _settle_table_claims(db, tables, observed, claimant, outcome)
@@ -281,9 +317,7 @@ def reconcile_tables(
                         fresh = plan(spec, db.observe(request_for([spec]))[spec.name])
                         apply_actions(db, fresh.actions, fence.check, outcome.done)
                 except ClientError as error:
-                    if fence.lost and not isinstance(error, LeadershipLost):
-                        error = LeadershipLost(f"{spec.name}: stopped, the Lease was lost")
-                    outcome.failures[spec.name] = error
+                    failed(spec, error)
     return outcome
 
 
@@ -307,12 +341,20 @@ def reconcile_partitions(
     apply: bool = True,
     claimant: Claimant | None = None,
     fence: Fence | None = None,
+    reported: frozenset[str] | None = None,
+    release: bool = True,
 ) -> PartReport:
     """The PartitionsReady condition and status.partitions for `postgres.tables`.
 
     Ages are measured by the database server's clock; `now` is this process's clock (default:
     the system's), only compared with it. `at` plans as of an explicit instant instead (what
     `--now` is to the CLI), with no comparison.
+
+    `reported`: the tables the resource's status reports already; a declared table it does
+    not report (a new resource's, a table just added) is expected to need partitions, so the
+    first look is taken under the locks (`reconcile_tables`' `locked_first`). `release=False`
+    skips looking for claims on tables no longer declared: the caller knows there can be none
+    (a resource whose spec never changed has only ever claimed the tables it declares).
     """
     if not postgres.tables:
         return PartReport(
@@ -334,8 +376,11 @@ def reconcile_partitions(
             claimant=claimant,
             fence=fence,
             hold=hold,
+            locked_first=apply
+            and reported is not None
+            and any(t.name not in reported for t in postgres.tables),
         )
-        if claimant is not None and apply:
+        if claimant is not None and apply and release:
             declared = {QName.parse(t.name) for t in postgres.tables}
             outcome.done += _release(db, claimant, lambda q: q not in declared)
         return outcome.report()
@@ -382,6 +427,10 @@ class PartitionsPart:
             claimant=claimant_of(ctx),
             fence=ctx.fence,
             at=ctx.at,
+            reported=frozenset(p.table for p in ctx.status.partitions),
+            # metadata.generation 1: the spec never changed, so the only tables this resource
+            # ever claimed are the ones it declares now.
+            release=ctx.generation != 1,
         )
         return [report]
 

@@ -65,6 +65,7 @@ class PartContext:
     apply: bool = True  # False: observe and plan only (spec.dryRun, `lokifi-storage plan`)
     fence: Fence = field(default_factory=Fence)
     at: datetime | None = None  # an explicit instant to plan partitions at (`plan --now`)
+    generation: int | None = None  # metadata.generation of the resource (None: a manifest)
 
 
 @runtime_checkable

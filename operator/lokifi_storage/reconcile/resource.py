@@ -206,7 +206,7 @@ class ResourceReconciler:
         apply = not spec.dryRun
         secrets = SecretReader(self.kube, namespace)
         reports, dropped = self._run_parts(
-            owner, spec, now, current, created_at(meta), apply, secrets, fence
+            owner, spec, now, current, created_at(meta), apply, secrets, fence, generation
         )
         runs = self._job_runs(owner, spec, secrets)
         reports = [
@@ -216,7 +216,14 @@ class ResourceReconciler:
         if apply:
             fence.check(f"writing the objects of {namespace}/{name}")
         reports, owned_actions, blocks = sync_owned(
-            self.kube, owner, spec, reports, current, self.config.job_settings, apply=apply
+            self.kube,
+            owner,
+            spec,
+            reports,
+            current,
+            self.config.job_settings,
+            apply=apply,
+            generation=generation,
         )
         actions += owned_actions
         plan_events: list[EventSpec] = []
@@ -333,6 +340,7 @@ class ResourceReconciler:
         apply: bool = True,
         secrets: SecretReader | None = None,
         fence: Fence | None = None,
+        generation: int | None = None,
     ) -> tuple[list[PartReport], list[str]]:
         """Every declared part in parallel; status keys of undeclared parts to drop."""
         declared = [p for p in self.parts if p.conditions and p.declared(spec)]
@@ -356,6 +364,7 @@ class ResourceReconciler:
             apply=apply,
             fence=fence or self.config.fence,
             at=now if self._explicit_clock else None,
+            generation=generation,
         )
         return run_parts(declared, ctx, self.config.part_timeout_seconds), dropped
 

@@ -39,6 +39,11 @@ class CatalogCache:
             self._entries.move_to_end(key)
             return entry[1]
 
+    def has(self, key: tuple[str, str]) -> bool:
+        """Whether trees are kept for `key`: without them a fingerprint can only miss."""
+        with self._lock:
+            return key in self._entries
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()

@@ -155,19 +155,29 @@ class PartitionDatabase(PartitionSession):
 
     # -- observation --------------------------------------------------------------------------
 
-    def observe(self, request: CatalogRequest) -> dict[str, ObservedTable]:
+    def observe(self, request: CatalogRequest, *, seed: bool = True) -> dict[str, ObservedTable]:
         """The catalog's trees (reused while the fingerprint is unchanged, see
-        CatalogCache), then exact DEFAULT counts where the DEFAULT has pages."""
+        CatalogCache), then exact DEFAULT counts where the DEFAULT has pages.
+
+        `seed=False`: when no trees are kept for this request, the catalog query alone, and
+        nothing kept: the fingerprint could only miss, and a look that is about to be
+        followed by changes (a new table's first look, under its lock) would keep trees that
+        are stale at once. The look after the changes seeds the cache."""
         key = (str(self.target), repr(sorted(request.params().items())))
-        text = CATALOG_CACHE.fingerprint_text(
-            key[1], lambda: fingerprint_query(request).as_string(self.conn)
-        )
-        fingerprint = self._catalog_rows(sql.SQL(text), None, prepare=True)[0]
-        seen = (int(fingerprint["count"]), repr(fingerprint["hashes"]))
-        trees = CATALOG_CACHE.get(key, seen)
-        if trees is None:
+        if not seed and not CATALOG_CACHE.has(key):
             trees = build_trees(self._catalog_rows(CATALOG_QUERY, request))
-            CATALOG_CACHE.put(key, seen, trees)
+        else:
+            text = CATALOG_CACHE.fingerprint_text(
+                key[1], lambda: fingerprint_query(request).as_string(self.conn)
+            )
+            fingerprint = self._catalog_rows(sql.SQL(text), None, prepare=True)[0]
+            seen = (int(fingerprint["count"]), repr(fingerprint["hashes"]))
+            cached = CATALOG_CACHE.get(key, seen)
+            if cached is None:
+                trees = build_trees(self._catalog_rows(CATALOG_QUERY, request))
+                CATALOG_CACHE.put(key, seen, trees)
+            else:
+                trees = cached
         buckets = {
             name: bucket_rows(self.query(query))
             for name, query in bucket_queries(request, trees).items()
