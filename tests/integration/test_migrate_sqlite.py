@@ -8,6 +8,7 @@ since every value kind must print back from PostgreSQL exactly as the converter 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import signal
@@ -32,6 +33,8 @@ from migratekit import (
 from lokifi_storage.clients import sqlite_copy
 from lokifi_storage.clients.errors import ClientError, ConnectionFailed
 from lokifi_storage.clients.migrate_target import MigrateTarget
+from lokifi_storage.domain.migrate_schema import TargetColumn
+from lokifi_storage.domain.partitions.catalog import QName
 from stackfixtures import PgDatabase
 
 UTC = dt.UTC
@@ -582,5 +585,44 @@ def test_a_statement_the_server_cancels_is_not_reported_as_a_lost_connection(
         assert target.query("SELECT 1") == [(1,)]
         with pytest.raises(ConnectionFailed, match="connection lost during ending the session"):
             target.execute("SELECT pg_terminate_backend(pg_backend_pid())", "ending the session")
+    finally:
+        target.close()
+
+
+def test_reading_a_leaf_back_counts_and_hashes_every_line_and_leaves_the_session_usable(
+    pg_database: PgDatabase,
+) -> None:
+    """The read-back takes the rows libpq has already received without psycopg's wait per row,
+    and ends the COPY itself when its end was received with them: every size of table gives
+    the count and digest of psycopg's own reading, and the session is idle afterwards."""
+    query(
+        pg_database,
+        "CREATE TABLE back (id bigint, body text);"
+        " INSERT INTO back SELECT i, repeat(md5(i::text), i % 40) FROM generate_series(1, 20000) i",
+    )
+    columns = [TargetColumn("id", "bigint"), TargetColumn("body", "text")]
+    target = MigrateTarget.open(pg_database)
+    try:
+        for rows in (0, 1, 2, 5, 4095, 4096, 4097, 20000):
+            target.execute(
+                f"CREATE TABLE back_{rows} AS SELECT * FROM back WHERE id <= {rows}", "t"
+            )
+            expected = 0
+            with target.conn.cursor() as cur, cur.copy(f"COPY back_{rows} TO STDOUT") as copy:
+                for line in copy:
+                    expected += int.from_bytes(
+                        hashlib.md5(bytes(line)[:-1], usedforsecurity=False).digest()[:8],
+                        "big",
+                        signed=True,
+                    )
+            relation = QName("public", f"back_{rows}")
+            assert target.digest(relation, columns) == (rows, expected)
+            assert target.query("SELECT 1") == [(1,)]
+        # A COPY the server fails midway still fails, and the session stays usable.
+        target.execute("SET statement_timeout = '1ms'", "a timeout")
+        with pytest.raises(ClientError, match="QueryCanceled"):
+            target.digest(QName("public", "back_20000"), columns)
+        target.execute("RESET statement_timeout", "no timeout")
+        assert target.query("SELECT 1") == [(1,)]
     finally:
         target.close()
