@@ -1,7 +1,8 @@
-"""New months made two at a time (clients/postgres/partition_pair.py), on the stack's primary:
-both sessions make months, a month that fails is reported as on one session and leaves nothing
-half made, a kill of both sessions leaves whole months only, and with no connection to spare
-one session makes them all."""
+"""New months made several at a time (clients/postgres/partition_pair.py), on the stack's
+primary: up to four sessions make months, no more spares are taken than the pool's bound per
+server leaves free, a month that fails is reported as on one session and leaves nothing half
+made, a kill of every session leaves whole months only, and with no connection to spare one
+session makes them all."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from partitionkit import (
 from example_indexes import SEARCH_INDEX, THREAD_INDEX
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.postgres import pool as pg_pool
+from lokifi_storage.clients.postgres.partition_pair import MONTH_SESSIONS
 from lokifi_storage.clients.postgres.partitions import PartitionDatabase
 from lokifi_storage.clients.postgres.pool import PoolSettings
 from lokifi_storage.reconcile.partitions import PartitionOutcome, reconcile_tables
@@ -70,18 +72,27 @@ def unattached_tables(url: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def test_months_are_made_on_two_sessions_each_whole(pg_database: PgDatabase) -> None:
+def attached_months(session: PartitionDatabase) -> int:
+    """Months this session attached itself (its own record, before it joins the client's)."""
+    return sum(w.startswith("ALTER TABLE") and "ATTACH" in w for w in session.writes)
+
+
+def test_months_are_made_on_four_sessions_each_whole(pg_database: PgDatabase) -> None:
     create_messages_table(pg_database)
     with partition_db(pg_database) as db:
         given = spy_on_spare(db)
         outcome = reconcile_tables(db, [SPEC], NOW)
+        own_pid = db.conn.info.backend_pid
     assert not outcome.failures, outcome.failures
-    (helper,) = given
-    assert helper is not None
-    # both sessions made months; the client's record holds both sessions' writes
-    helper_months = [w for w in helper.writes if w.startswith("ALTER TABLE") and "ATTACH" in w]
-    assert 0 < len(helper_months) < 24
-    assert sum("ATTACH PARTITION" in w for w in db.writes) == 25  # 24 months and DEFAULT
+    assert MONTH_SESSIONS == 4
+    helpers = [helper for helper in given if helper is not None]
+    assert len(given) == len(helpers) == 3  # three spares, each its own server session
+    assert len({own_pid, *(h.conn.info.backend_pid for h in helpers)}) == 4
+    # the client's record holds every session's writes: 24 months and DEFAULT
+    assert sum("ATTACH PARTITION" in w for w in db.writes) == 25
+    by_helpers = [attached_months(helper) for helper in helpers]
+    assert sum(by_helpers) < 24  # the reconcile's own session made months too
+    assert any(by_helpers)  # and so did a spare (each takes the next month when it is free)
     names = [name for name, _ in partitions_of(pg_database, "ai_messages")]
     assert len(names) == 25
     indexes = query(
@@ -93,18 +104,39 @@ def test_months_are_made_on_two_sessions_each_whole(pg_database: PgDatabase) -> 
     assert unattached_tables(pg_database) == []
 
 
-def failing_reconcile(url: str, *, pair: bool) -> PartitionOutcome:
+def test_spares_are_taken_only_while_the_bound_per_server_leaves_some_free(
+    pg_database: PgDatabase,
+) -> None:
+    """With room for three connections, the reconcile's own and two spares make the months:
+    the third spare is not waited for, and the pool never opens a fourth."""
+    create_messages_table(pg_database)
+    pools = pg_pool.configure(PoolSettings(max_per_server=3, wait_seconds=0.2))
+    try:
+        with partition_db(pg_database) as db:
+            given = spy_on_spare(db)
+            outcome = reconcile_tables(db, [SPEC], NOW)
+            assert pools.open_connections(db.target.host, db.target.port) == 3
+    finally:
+        pools.close()
+        pg_pool.configure(PoolSettings())
+    assert not outcome.failures, outcome.failures
+    assert [helper is not None for helper in given] == [True, True, False]
+    assert len(partitions_of(pg_database, "ai_messages")) == 25
+    assert unattached_tables(pg_database) == []
+
+
+def failing_reconcile(url: str, *, several: bool) -> PartitionOutcome:
     """A month whose index name is taken by a table made by hand: its CREATE INDEX fails."""
     execute(url, "CREATE TABLE idx_ai_messages_user_thread_time_p2026_09 (x int)")
     with partition_db(url) as db:
-        if not pair:
+        if not several:
             one_session(db)
         return reconcile_tables(db, [SPEC], NOW)
 
 
 def test_a_month_that_fails_is_reported_as_on_one_session(pg_database: PgDatabase) -> None:
     create_messages_table(pg_database)
-    paired = failing_reconcile(pg_database, pair=True)
+    paired = failing_reconcile(pg_database, several=True)
     made_paired = {name for name, _ in partitions_of(pg_database, "ai_messages")}
     assert unattached_tables(pg_database) == []  # nothing half made
     assert "ai_messages_p2026_09" not in made_paired
@@ -112,7 +144,7 @@ def test_a_month_that_fails_is_reported_as_on_one_session(pg_database: PgDatabas
     execute(pg_database, "DROP TABLE ai_messages CASCADE")
     execute(pg_database, "DROP TABLE idx_ai_messages_user_thread_time_p2026_09")
     create_messages_table(pg_database)
-    alone = failing_reconcile(pg_database, pair=False)
+    alone = failing_reconcile(pg_database, several=False)
     made_alone = {name for name, _ in partitions_of(pg_database, "ai_messages")}
 
     assert paired.failures.keys() == alone.failures.keys() == {"ai_messages"}
@@ -124,10 +156,10 @@ def test_a_month_that_fails_is_reported_as_on_one_session(pg_database: PgDatabas
         alone_condition.reason,
         alone_condition.message,
     )
-    # Alone: the months before the failing one. Paired: those too, plus at most the one month
-    # the other session had in flight; nothing after the failure is started.
+    # Alone: the months before the failing one. On several sessions: those too, plus at most
+    # the one month each other session had in flight; nothing after the failure is started.
     assert made_alone <= made_paired
-    assert len(made_paired - made_alone) <= 1
+    assert len(made_paired - made_alone) <= MONTH_SESSIONS - 1
 
     execute(pg_database, "DROP TABLE idx_ai_messages_user_thread_time_p2026_09")
     with partition_db(pg_database) as db:
@@ -167,10 +199,10 @@ def test_rows_waiting_in_default_are_moved_on_one_session(pg_database: PgDatabas
     assert query(pg_database, "SELECT count(*) FROM ai_messages") == [(200,)]
 
 
-def test_both_sessions_killed_half_way_leave_whole_months_and_the_next_pass_finishes(
+def test_every_session_killed_half_way_leaves_whole_months_and_the_next_pass_finishes(
     pg_database: PgDatabase,
 ) -> None:
-    """The server ends both sessions while months are being made (as a crash would): every
+    """The server ends every session while months are being made (as a crash would): every
     month is there whole or not at all, and the next reconcile makes the rest."""
     create_messages_table(pg_database)
     spec = table_spec(premake=47, indexes=[THREAD_INDEX, SEARCH_INDEX])

@@ -1,16 +1,26 @@
-"""A table's actions applied in order, with runs of new months made on two connections.
+"""A table's actions applied in order, with runs of new months made on up to four connections.
 
 Each new partition is a transaction of its own: a failure undoes that month only, and a crash
 leaves either the whole month or nothing of it. Most of that transaction builds the new table
 and its indexes, which nobody else can see; when no rows are expected in DEFAULT, the parent's
-lock is taken only after them, for the move and the ATTACH (domain/partitions/steps.py). So two
-sessions make two such months at once and only take turns for the lock. The second session is
-a spare connection of the pool, taken only if one is free at that moment (the bound per server
-holds; none free: one session makes them all), and given back when the run ends.
+lock is taken only after them, for the move and the ATTACH (domain/partitions/steps.py). So
+several sessions make such months at once and only take turns for the lock. The other sessions
+are spare connections of the pool, each taken only if one is free at that moment (the bound per
+server holds; none free: one session makes them all), and given back when the run ends.
+
+Why four sessions (`MONTH_SESSIONS`): a month's transaction is not all CPU. Each B-tree build
+(the month's own index and its TOAST table's) ends with an fsync of the new file, and creating
+the month's five files waits on the file system; with two sessions the server's CPUs still sat
+idle for part of each month. On the two-CPU machine of bench/RESULTS.md, in rounds of
+bench/partitions_partman.py taken in turns under the same load, four sessions made 120 months
+1.42x as fast as pg_partman (median of 24 rounds), two sessions 1.16x (20 rounds), three 1.01x
+(14) and eight 1.21x (4): the rounds are noisy, four was best. More sessions also cost more CPU
+in all: each one reads every other one's catalog invalidations.
 
 A failure is what it would be on one session: the first failing month in plan order is raised,
-with the error its step raised, and no further month is started; the month the other session
-had in flight finishes (it is a whole transaction of its own) and is reported done.
+with the error its step raised, and no further month is started; the months the other sessions
+had in flight (one each at most) finish (each is a whole transaction of its own) and are
+reported done.
 """
 
 from __future__ import annotations
@@ -18,11 +28,15 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 
 from lokifi_storage.clients.postgres.partitions import PartitionDatabase
 from lokifi_storage.domain.partitions.actions import Action, CreatePartition
 
-__all__ = ["apply_actions"]
+__all__ = ["MONTH_SESSIONS", "apply_actions"]
+
+#: sessions making one run of new months at most: the reconcile's own and spares of the pool
+MONTH_SESSIONS = 4
 
 
 def apply_actions(
@@ -38,14 +52,27 @@ def apply_actions(
         run = _independent_months(actions, i)
         i += len(run)
         if len(run) > 1:
-            with db.spare_session() as helper:
-                if helper is not None:
-                    _two_at_a_time(db, helper, run, before_each, done)
+            with ExitStack() as stack:
+                helpers = _spares(db, stack, min(MONTH_SESSIONS, len(run)) - 1)
+                if helpers:
+                    _at_once(db, helpers, run, before_each, done)
                     continue
         for action in run:
             before_each(action.describe())
             db.apply(action)
             done.append(action.describe())
+
+
+def _spares(db: PartitionDatabase, stack: ExitStack, wanted: int) -> list[PartitionDatabase]:
+    """Up to `wanted` spare sessions, held until `stack` closes; fewer (or none) when the pool
+    has no more free at once."""
+    helpers: list[PartitionDatabase] = []
+    while len(helpers) < wanted:
+        helper = stack.enter_context(db.spare_session())
+        if helper is None:
+            break
+        helpers.append(helper)
+    return helpers
 
 
 def _independent_months(actions: Sequence[Action], start: int) -> list[Action]:
@@ -74,13 +101,14 @@ def _pairable(action: Action) -> bool:
     )
 
 
-def _two_at_a_time(
+def _at_once(
     db: PartitionDatabase,
-    helper: PartitionDatabase,
+    helpers: list[PartitionDatabase],
     run: list[Action],
     before_each: Callable[[str], None],
     done: list[str],
 ) -> None:
+    """`run` made by `db` and `helpers` together, each taking the next month in plan order."""
     todo = deque(enumerate(run))
     failures: list[tuple[int, BaseException]] = []
     lock = threading.Lock()
@@ -101,15 +129,21 @@ def _two_at_a_time(
             with lock:
                 done.append(action.describe())
 
-    db.helpers.append(helper)
-    other = threading.Thread(target=work, args=(helper,), name="partition-pair")
-    other.start()
+    db.helpers.extend(helpers)
+    others = [
+        threading.Thread(target=work, args=(helper,), name=f"partition-months-{n}")
+        for n, helper in enumerate(helpers, 1)
+    ]
+    for other in others:
+        other.start()
     try:
         work(db)
     finally:
-        other.join()
-        db.helpers.remove(helper)
-        db.statements.extend(helper.statements)
-        db.writes.extend(helper.writes)
+        for other in others:
+            other.join()
+        for helper in helpers:
+            db.helpers.remove(helper)
+            db.statements.extend(helper.statements)
+            db.writes.extend(helper.writes)
     if failures:
         raise min(failures, key=lambda f: f[0])[1]

@@ -61,13 +61,13 @@ LOCK_POLL_SECONDS = 0.5
 
 class PartitionDatabase(PartitionSession):
     """The partition client: one connection to the primary for the length of a reconcile or a
-    job, and (partition_pair.py) a spare one while months are made two at a time."""
+    job, and (partition_pair.py) spare ones while months are made several at a time."""
 
     def __init__(self, conn: psycopg.Connection[Any], target: Target, **options: Any) -> None:
         super().__init__(conn, target, **options)
         self.options = options
         self.helpers: list[PartitionDatabase] = []  # sessions working for this one right now
-        # A second session on a spare connection, or None (none free; a job's own connection).
+        # Another session on a spare connection, or None (none free; a job's own connection).
         self.spare_session: Callable[[], AbstractContextManager[PartitionDatabase | None]] = (
             lambda: nullcontext(None)
         )
@@ -327,7 +327,7 @@ def open_partition_database(url: str, **options: Any) -> Iterator[PartitionDatab
 
 @contextmanager
 def _spare_session(url: str, db: PartitionDatabase) -> Iterator[PartitionDatabase | None]:
-    """A second session like `db` on a spare pooled connection, or None if none is free."""
+    """Another session like `db` on a spare pooled connection, or None if none is free."""
     with spare_autocommit(url, "primary") as taken:
         if taken is None:
             yield None
