@@ -311,6 +311,39 @@ def test_lines_read_back_are_counted_and_digested_as_row_digest_does() -> None:
     assert sqlite_copy.digest_lines([]) == (0, 0)
 
 
+@pytest.mark.parametrize("compiled", ["1", "0"], ids=["compiled", "python"])
+def test_times_read_back_as_the_server_prints_them_hash_as_the_converters_wrote_them(
+    compiled: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The read-back no longer asks the server for to_char: a timestamp field as COPY TO prints
+    it is given its six fractional digits before it is hashed, and any other field (or a field
+    of another shape) is hashed as it is, in C and in Python alike."""
+    monkeypatch.setenv("LOKIFI_MIGRATE_COMPILED", compiled)
+    stamps = bytes([0, 1, 2, 0])
+    printed_written = [
+        (b"7\t2024-03-05 10:11:12+00\t2024-03-05 10:11:12\tx", None),
+        (b"7\t2024-03-05 10:11:12.5+00\t2024-03-05 10:11:12.123456\t", None),
+        (b"7\t0001-01-01 00:00:00.000001+00\t9999-12-31 23:59:59.25\ty\tz", None),
+        (b"7\t\\N\t\\N\t2024-03-05 10:11:12+00", b"7\t\\N\t\\N\t2024-03-05 10:11:12+00"),
+        (b"2024-03-05 10:11:12+00\t2024-03-05 10:11:12+01\t2024-03-05 10:11\t", b"same"),
+        (b"1\t2024-03-05 10:11:12.+00\t2024-03-05 10:11:12.1234567", b"same"),
+        (b"1\t2024-03-05T10:11:12+00\t2024-03-05 10:11:12+00", b"same"),
+        (b"1", b"same"),
+        (b"", b"same"),
+    ]
+    expected_text = [
+        b"7\t2024-03-05 10:11:12.000000+00\t2024-03-05 10:11:12.000000\tx",
+        b"7\t2024-03-05 10:11:12.500000+00\t2024-03-05 10:11:12.123456\t",
+        b"7\t0001-01-01 00:00:00.000001+00\t9999-12-31 23:59:59.250000\ty\tz",
+    ]
+    for (printed, written), text in zip(printed_written, expected_text + [None] * 9, strict=False):
+        hashed = text if written is None else (printed if written == b"same" else written)
+        assert sqlite_copy.digest_lines([printed + b"\n"], stamps) == (1, row_digest(hashed))
+    # Without stamps every field is hashed as it is.
+    line = printed_written[0][0]
+    assert sqlite_copy.digest_lines([line + b"\n"]) == (1, row_digest(line))
+
+
 def test_common_values_are_converted_in_c_and_odd_ones_handed_back(tmp_path: Path) -> None:
     """The comparison above is not empty: the common kinds stay in C, the rest go back."""
     common = [

@@ -916,29 +916,93 @@ static PyObject *md5_head_py(PyObject *Py_UNUSED(module), PyObject *arg) {
     return PyLong_FromLongLong(v);
 }
 
-/* digest_lines(lines) -> (count, sum): row digests of lines as COPY TO sends them (each ends
- * with a newline, which is not hashed), summed as Python ints are (wrapping is done by the
- * caller's arithmetic: the sum is returned exactly, in a Python int). */
-static PyObject *digest_lines_py(PyObject *Py_UNUSED(module), PyObject *seq) {
+/* A timestamp field as PostgreSQL prints it (`YYYY-MM-DD HH:MM:SS[.f{1,6}]`, then `+00` for
+ * timestamptz, the session being in UTC) written as the converters write it, with all six
+ * fractional digits; 0 (nothing written) for a field of another shape, hashed as it is. */
+static int put_stamp_field(buf_t *b, const unsigned char *f, size_t n, int tz) {
+    static const int digits[] = {0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18};
+    if (tz) {
+        if (n < 22 || memcmp(f + n - 3, "+00", 3) != 0) return 0;
+        n -= 3;
+    }
+    if (n < 19 || f[4] != '-' || f[7] != '-' || f[10] != ' ' || f[13] != ':' || f[16] != ':')
+        return 0;
+    for (size_t k = 0; k < sizeof digits / sizeof digits[0]; k++)
+        if (!is_digit(f[digits[k]])) return 0;
+    size_t frac = 0;
+    if (n > 19) {
+        if (f[19] != '.' || n == 20 || n > 26) return 0;
+        for (size_t k = 20; k < n; k++)
+            if (!is_digit(f[k])) return 0;
+        frac = n - 20;
+    }
+    if (!buf_reserve(b, 32)) return 0;
+    memcpy(b->p + b->len, f, 19);
+    b->p[b->len + 19] = '.';
+    memcpy(b->p + b->len + 20, f + 20, frac);
+    memset(b->p + b->len + 20 + frac, '0', 6 - frac);
+    b->len += 26;
+    if (tz) memcpy(b->p + b->len, "+00", 3), b->len += 3;
+    return 1;
+}
+
+/* digest_lines(lines, stamps=b"") -> (count, sum): row digests of lines as COPY TO sends them
+ * (each ends with a newline, which is not hashed), summed as Python ints are (wrapping is done
+ * by the caller's arithmetic: the sum is returned exactly, in a Python int). `stamps` has a
+ * byte per column: 1 for timestamptz, 2 for timestamp, whose fields are hashed as the
+ * converters write them (put_stamp_field), 0 for the others. */
+static PyObject *digest_lines_py(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *seq;
+    const char *stamps = "";
+    Py_ssize_t nstamps = 0;
+    if (!PyArg_ParseTuple(args, "O|y#", &seq, &stamps, &nstamps)) return NULL;
+    int any = 0;
+    for (Py_ssize_t i = 0; i < nstamps; i++) any |= stamps[i];
     PyObject *fast = PySequence_Fast(seq, "digest_lines takes a sequence of buffers");
     if (!fast) return NULL;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
     PyObject **items = PySequence_Fast_ITEMS(fast);
+    buf_t norm = {0};
     /* 128-bit sum of signed 64-bit digests: exact for any count that fits in memory */
     __int128 total = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         Py_buffer view;
         if (PyObject_GetBuffer(items[i], &view, PyBUF_SIMPLE) < 0) {
             Py_DECREF(fast);
+            free(norm.p);
             return NULL;
         }
         size_t len = (size_t)view.len;
         const unsigned char *p = view.buf;
         if (len && p[len - 1] == '\n') len--;
-        total += md5_head(p, len);
+        if (any) {
+            norm.len = 0;
+            size_t start = 0;
+            int ok = 1;
+            for (Py_ssize_t col = 0; ok; col++) {
+                const unsigned char *tab = memchr(p + start, '\t', len - start);
+                size_t end = tab ? (size_t)(tab - p) : len;
+                int kind = col < nstamps ? stamps[col] : 0;
+                if (col) ok = buf_put(&norm, "\t", 1);
+                if (ok && !(kind && put_stamp_field(&norm, p + start, end - start, kind == 1)))
+                    ok = buf_put(&norm, p + start, end - start);
+                if (!tab) break;
+                start = end + 1;
+            }
+            if (!ok) {
+                PyBuffer_Release(&view);
+                Py_DECREF(fast);
+                free(norm.p);
+                return PyErr_NoMemory();
+            }
+            total += md5_head(norm.p, norm.len);
+        } else {
+            total += md5_head(p, len);
+        }
         PyBuffer_Release(&view);
     }
     Py_DECREF(fast);
+    free(norm.p);
     /* as a Python int: high and low 64 bits */
     int64_t high = (int64_t)(total >> 64);
     uint64_t low = (uint64_t)total;
@@ -1077,7 +1141,8 @@ static PyTypeObject ReaderType = {
 
 static PyMethodDef module_methods[] = {
     {"md5_head", md5_head_py, METH_O, "The row digest of a line (first 64 bits of md5)."},
-    {"digest_lines", digest_lines_py, METH_O, "Count and summed row digests of COPY TO lines."},
+    {"digest_lines", digest_lines_py, METH_VARARGS,
+     "Count and summed row digests of COPY TO lines."},
     {NULL, NULL, 0, NULL},
 };
 

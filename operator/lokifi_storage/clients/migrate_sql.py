@@ -33,6 +33,7 @@ __all__ = [
     "index_statement",
     "leaves_query",
     "set_sequences",
+    "stamp_kinds",
     "state_tables",
 ]
 
@@ -127,15 +128,12 @@ def add_primary_key(relation: QName, columns: Sequence[str]) -> sql.Composed:
 def canonical_expression(column: TargetColumn) -> sql.Composable:
     """What COPY TO is asked to print for the column so that its text field is byte for byte
     the field the converter sent: the column itself (COPY applies the same output functions
-    and escapes, and prints NULL as \\N), except for times, printed with all six fractional
-    digits as the converters write them, and double precision, compared by its bits since
-    PostgreSQL's shortest float text is not always Python's."""
+    and escapes, and prints NULL as \\N), except for double precision, compared by its bits
+    since PostgreSQL's shortest float text is not always Python's. Times are printed as the
+    server prints them and given their six fractional digits where they are hashed
+    (`stamp_kinds`): to_char cost the server a quarter of the read-back."""
     col = sql.Identifier(column.name)
     base = column.type.partition("(")[0].strip()
-    if base == "timestamp with time zone":
-        return sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US') || '+00'").format(col)
-    if base == "timestamp without time zone":
-        return sql.SQL("to_char({}, 'YYYY-MM-DD HH24:MI:SS.US')").format(col)
     if base == "date":
         return sql.SQL("to_char({}, 'YYYY-MM-DD')").format(col)
     if base == "double precision":
@@ -143,6 +141,12 @@ def canonical_expression(column: TargetColumn) -> sql.Composable:
     if base == "bytea":  # hex whatever the server's bytea_output
         return sql.SQL("{} || encode({}, 'hex')").format(sql.Literal("\\x"), col)
     return col
+
+
+def stamp_kinds(columns: Sequence[TargetColumn]) -> bytes:
+    """A byte per column for digest_lines: 1 timestamptz, 2 timestamp, 0 any other type."""
+    kinds = {"timestamp with time zone": 1, "timestamp without time zone": 2}
+    return bytes(kinds.get(c.type.partition("(")[0].strip(), 0) for c in columns)
 
 
 def copy_out_statement(relation: QName, columns: Sequence[TargetColumn]) -> sql.Composed:

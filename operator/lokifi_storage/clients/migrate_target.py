@@ -30,6 +30,7 @@ from lokifi_storage.clients.migrate_sql import (
     copy_statement,
     ident,
     leaves_query,
+    stamp_kinds,
     state_tables,
 )
 from lokifi_storage.clients.postgres.connection import (
@@ -399,6 +400,7 @@ class MigrateTarget:
         iterator goes through its wait loop for every row: a third of the command's CPU at
         500 000 rows); only when none is buffered does psycopg wait for the next one."""
         count = total = 0
+        stamps = stamp_kinds(columns)
         lines: list[bytes | bytearray | memoryview] = []
         with (
             self._translated(f"reading {relation} back"),
@@ -418,10 +420,10 @@ class MigrateTarget:
                     break
                 lines.append(line)
                 if len(lines) == 4096:
-                    n, digest = digest_lines(lines)
+                    n, digest = digest_lines(lines, stamps)
                     count, total = count + n, total + digest
                     lines.clear()
-        n, digest = digest_lines(lines)
+        n, digest = digest_lines(lines, stamps)
         return count + n, total + digest
 
 
