@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import statistics
 import threading
 import time
@@ -34,6 +35,7 @@ from typing import Any
 
 import psycopg
 
+import lokifi_storage.clients.postgres.partition_pair as partition_pair
 from lokifi_storage.api.spec import TableSpec
 from lokifi_storage.clients.postgres.partitions import open_partition_database
 from lokifi_storage.reconcile.partitions import reconcile_tables
@@ -202,7 +204,14 @@ def main() -> None:
     parser.add_argument("--months", type=int, default=120, help="Monthly partitions to make.")
     parser.add_argument("--runs", type=int, default=5, help="No-op maintenance runs (median).")
     parser.add_argument("--rounds", type=int, default=3, help="Rounds, fresh databases each.")
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=partition_pair.MONTH_SESSIONS,
+        help="Sessions ours makes new months on at most (the operator's default).",
+    )
     args = parser.parse_args()
+    partition_pair.MONTH_SESSIONS = args.sessions
     now = dt.datetime.now(dt.UTC)
     ratios: dict[str, list[float]] = {"create": [], "noop": [], "stall": []}
     with bench_server() as server:
@@ -211,7 +220,8 @@ def main() -> None:
             first = "ours" if round_no % 2 else "pg_partman"
             print(
                 f"round {round_no} ({first} created first); pg_partman {theirs['version']}; "
-                f"{args.months} monthly partitions + DEFAULT, 2 indexes"
+                f"{args.months} monthly partitions + DEFAULT, 2 indexes; ours on up to "
+                f"{args.sessions} sessions; load {os.getloadavg()[0]:.2f}"
             )
             print(
                 f"  create   ours {mine['create']:7.3f} s ({mine['partitions']} partitions, "

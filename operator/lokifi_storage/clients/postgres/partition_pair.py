@@ -13,9 +13,9 @@ Why four sessions (`MONTH_SESSIONS`): a month's transaction is not all CPU. Each
 the month's five files waits on the file system; with two sessions the server's CPUs still sat
 idle for part of each month. On the two-CPU machine of bench/RESULTS.md, in rounds of
 bench/partitions_partman.py taken in turns under the same load, four sessions made 120 months
-1.42x as fast as pg_partman (median of 24 rounds), two sessions 1.16x (20 rounds), three 1.01x
-(14) and eight 1.21x (4): the rounds are noisy, four was best. More sessions also cost more CPU
-in all: each one reads every other one's catalog invalidations.
+1.37x as fast as pg_partman (median of 34 rounds, 0.85-3.27x), two sessions 1.16x (30 rounds,
+0.52-2.26x), three 1.01x (14) and eight 1.21x (4): the rounds are noisy; four was best. More
+sessions also cost more CPU in all: each one reads every other one's catalog invalidations.
 
 A failure is what it would be on one session: the first failing month in plan order is raised,
 with the error its step raised, and no further month is started; the months the other sessions
