@@ -7,6 +7,7 @@ from __future__ import annotations
 from partitionkit import (
     NOW,
     create_messages_table,
+    execute,
     partition_db,
     partitions_of,
     table_spec,
@@ -16,6 +17,7 @@ from test_partition_writers import held_by_another_writer
 from example_indexes import THREAD_INDEX
 from lokifi_storage.clients.postgres.catalog_cache import CATALOG_CACHE
 from lokifi_storage.domain.claims import Claimant
+from lokifi_storage.domain.partitions.catalog_query import request_for
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from stackfixtures import PgDatabase
 
@@ -96,3 +98,33 @@ def test_a_first_look_waits_for_nobody_and_changes_nothing_while_another_writer_
         outcome = reconcile_tables(db, [table_spec()], NOW, locked_first=True)
     assert not outcome.failures, outcome.failures
     assert len(partitions_of(pg_database, "ai_messages")) == 4
+
+
+def test_the_catalog_statements_are_planned_once_per_connection_for_every_table(
+    pg_database: PgDatabase,
+) -> None:
+    """Both catalog statements carry the request as parameters and run with a generic plan:
+    one prepared statement each per connection serves every table, planned once."""
+    create_messages_table(pg_database)
+    execute(
+        pg_database,
+        "CREATE TABLE ai_events (id bigint, created_at timestamptz NOT NULL)"
+        " PARTITION BY RANGE (created_at)",
+    )
+    specs = [table_spec(), table_spec(name="ai_events")]
+    CATALOG_CACHE.clear()
+    with partition_db(pg_database) as db:
+        assert db.query("SHOW plan_cache_mode") == [("force_generic_plan",)]
+        for _ in range(3):
+            for spec in specs:
+                db.observe(request_for([spec]))
+        plans = db.query(
+            "SELECT statement LIKE '%hash_array_extended%', generic_plans, custom_plans"
+            " FROM pg_prepared_statements WHERE statement LIKE '%WITH RECURSIVE%'"
+            " ORDER BY 1"
+        )
+    # one catalog statement and one fingerprint statement, for both tables
+    assert [row[0] for row in plans] == [False, True], plans
+    catalog, fingerprint = plans
+    assert catalog[1:] == (2, 0)  # the first look at each table (then the cache answers)
+    assert fingerprint[1:] == (6, 0)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 
 from lokifi_storage.domain.partitions.catalog import ObservedRelation, QName
 
@@ -28,7 +27,6 @@ class CatalogCache:
     def __init__(self, size: int = 256) -> None:
         self.size = size
         self._entries: OrderedDict[tuple[str, str], tuple[tuple[int, str], Trees]] = OrderedDict()
-        self._texts: OrderedDict[str, str] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: tuple[str, str], fingerprint: tuple[int, str]) -> Trees | None:
@@ -47,20 +45,6 @@ class CatalogCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._texts.clear()
-
-    def fingerprint_text(self, key: str, build: Callable[[], str]) -> str:
-        """The fingerprint statement of the request `key`, composed once (its literals are
-        adapted one by one, which costs more than sending it)."""
-        with self._lock:
-            text = self._texts.get(key)
-        if text is None:
-            text = build()
-            with self._lock:
-                self._texts[key] = text
-                while len(self._texts) > self.size:
-                    self._texts.popitem(last=False)
-        return text
 
     def put(self, key: tuple[str, str], fingerprint: tuple[int, str], trees: Trees) -> None:
         with self._lock:

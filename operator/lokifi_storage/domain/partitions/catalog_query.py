@@ -19,7 +19,6 @@ client pins TimeZone to UTC so the text is stable and parses to the same instant
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +36,6 @@ __all__ = [
     "CatalogRequest",
     "bucket_queries",
     "default_buckets_query",
-    "fingerprint_query",
     "request_for",
 ]
 
@@ -241,26 +239,6 @@ SELECT (SELECT count(*) FROM tree) AS count, ARRAY[
     (SELECT h FROM idx)] AS hashes
 """
 )
-
-
-_PLACEHOLDER = re.compile(r"%\((\w+)\)s")
-
-
-def fingerprint_query(request: CatalogRequest) -> sql.Composed:
-    """FINGERPRINT_QUERY with the request's values written in as literals: a statement without
-    parameters, prepared once per connection, always runs the plan made when it was prepared.
-    (With parameters PostgreSQL plans it again for each of the first five executions, and
-    planning it costs more than running it.)"""
-    params = request.params()
-    parts: list[sql.Composable] = []
-    text = FINGERPRINT_QUERY.as_string(None)
-    at = 0
-    for match in _PLACEHOLDER.finditer(text):
-        parts.append(sql.SQL(text[at : match.start()]))
-        parts.append(sql.Literal(params[match.group(1)]))
-        at = match.end()
-    parts.append(sql.SQL(text[at:]))
-    return sql.Composed(parts)
 
 
 @dataclass(frozen=True)
