@@ -202,9 +202,8 @@ def _reset(conn: Conn) -> bool:
         return False
     if conn.info.transaction_status != TransactionStatus.IDLE:
         return False
-    try:
-        conn.execute("RESET ALL")
-        conn.execute("SELECT pg_advisory_unlock_all()")
+    try:  # one round trip: a statement without parameters goes as one simple query
+        conn.execute("RESET ALL; SELECT pg_advisory_unlock_all()")
     except psycopg.Error:
         return False
     return True
