@@ -6,7 +6,8 @@ and its indexes, which nobody else can see; when no rows are expected in DEFAULT
 lock is taken only after them, for the move and the ATTACH (domain/partitions/steps.py). So
 several sessions make such months at once and only take turns for the lock. The other sessions
 are spare connections of the pool, each taken only if one is free at that moment (the bound per
-server holds; none free: one session makes them all), and given back when the run ends.
+server holds; none free: one session makes them all), joining the work as soon as it is open
+(the reconcile's own session starts at once), and given back when the run ends.
 
 Why four sessions (`MONTH_SESSIONS`): a month's transaction is not all CPU. Each B-tree build
 (the month's own index and its TOAST table's) ends with an fsync of the new file, and creating
@@ -28,7 +29,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import suppress
 
 from lokifi_storage.clients.postgres.partitions import PartitionDatabase
 from lokifi_storage.domain.partitions.actions import Action, CreatePartition
@@ -51,28 +52,13 @@ def apply_actions(
     while i < len(actions):
         run = _independent_months(actions, i)
         i += len(run)
-        if len(run) > 1:
-            with ExitStack() as stack:
-                helpers = _spares(db, stack, min(MONTH_SESSIONS, len(run)) - 1)
-                if helpers:
-                    _at_once(db, helpers, run, before_each, done)
-                    continue
+        if len(run) > 1 and MONTH_SESSIONS > 1:
+            _at_once(db, min(MONTH_SESSIONS, len(run)) - 1, run, before_each, done)
+            continue
         for action in run:
             before_each(action.describe())
             db.apply(action)
             done.append(action.describe())
-
-
-def _spares(db: PartitionDatabase, stack: ExitStack, wanted: int) -> list[PartitionDatabase]:
-    """Up to `wanted` spare sessions, held until `stack` closes; fewer (or none) when the pool
-    has no more free at once."""
-    helpers: list[PartitionDatabase] = []
-    while len(helpers) < wanted:
-        helper = stack.enter_context(db.spare_session())
-        if helper is None:
-            break
-        helpers.append(helper)
-    return helpers
 
 
 def _independent_months(actions: Sequence[Action], start: int) -> list[Action]:
@@ -103,14 +89,18 @@ def _pairable(action: Action) -> bool:
 
 def _at_once(
     db: PartitionDatabase,
-    helpers: list[PartitionDatabase],
+    spares: int,
     run: list[Action],
     before_each: Callable[[str], None],
     done: list[str],
 ) -> None:
-    """`run` made by `db` and `helpers` together, each taking the next month in plan order."""
+    """`run` made by `db` and up to `spares` spare sessions together, each taking the next
+    month in plan order. `db` starts at once; each spare joins as soon as its connection is
+    open (opening one costs a new server process when the pool has none idle, which the
+    months already under way do not wait for), or not at all if the pool has none free."""
     todo = deque(enumerate(run))
     failures: list[tuple[int, BaseException]] = []
+    joined: list[PartitionDatabase] = []
     lock = threading.Lock()
 
     def work(session: PartitionDatabase) -> None:
@@ -129,10 +119,21 @@ def _at_once(
             with lock:
                 done.append(action.describe())
 
-    db.helpers.extend(helpers)
+    def spare() -> None:
+        # A spare that cannot be had (none free, a failed connect or session setting) only
+        # leaves the months to the other sessions.
+        with suppress(Exception), db.spare_session() as helper:
+            if helper is None:
+                return
+            with lock:
+                if failures or not todo:
+                    return
+                joined.append(helper)
+                db.helpers.append(helper)
+            work(helper)
+
     others = [
-        threading.Thread(target=work, args=(helper,), name=f"partition-months-{n}")
-        for n, helper in enumerate(helpers, 1)
+        threading.Thread(target=spare, name=f"partition-months-{n}") for n in range(1, spares + 1)
     ]
     for other in others:
         other.start()
@@ -141,7 +142,7 @@ def _at_once(
     finally:
         for other in others:
             other.join()
-        for helper in helpers:
+        for helper in joined:
             db.helpers.remove(helper)
             db.statements.extend(helper.statements)
             db.writes.extend(helper.writes)
