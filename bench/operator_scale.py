@@ -12,7 +12,9 @@ until every one is Ready for its generation (with --apply-first the operators st
 the apply returned, and the clock runs from their start: kubectl's own pace, one GET and one
 POST per object, then sets no bound). Then one full resync round (every resource reconciled
 once more) is watched through the counting proxy: goal 0 writes. Printed besides: CPU seconds
-of the operator process(es) for the first pass and for the round, API requests of the round,
+of the operator process(es) for the first pass and for the round, CPU seconds of the servers
+until all are Ready (the operators' own PostgreSQL sessions; kube-apiserver and etcd as whole
+processes), API requests of the round,
 the peak number of the operators' database sessions, reconcile p50/p95 of first reconciles and
 of resyncs. With --replicas N, N operators run with --shards N: resources served by each, any
 reconcile of one resource by two replicas at once (from their logs), and the time until a
@@ -89,24 +91,73 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_pids(name: str) -> list[int]:
+    """The local processes named exactly `name` (the stack runs its servers on this machine)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() == name:
+                    found.append(int(entry.name))
+    return found
+
+
+def servers_cpu(pids: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds so far of each named group of processes (a process gone counts 0)."""
+    out = {}
+    for name, group in pids.items():
+        total = 0.0
+        for pid in group:
+            with contextlib.suppress(OSError):
+                total += cpu_seconds(pid)
+        out[name] = total
+    return out
+
+
 class ConnectionSampler:
-    """Peak number of the operators' sessions on the benchmark's database, sampled."""
+    """Peak number of the operators' sessions on the benchmark's database, sampled, and the CPU
+    those sessions' server processes used (PostgreSQL runs on this machine: /proc). A session
+    is counted from when it is first seen (at most 0.5 s after it opened); `cpu()` sums what
+    each used since, also of sessions ended since."""
 
     def __init__(self, url: str, dbname: str) -> None:
         self.url, self.dbname = url, dbname
         self.peak = 0
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._guard = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         with psycopg.connect(self.url, autocommit=True) as conn:
             while not self._stop.wait(0.5):
-                row = conn.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
-                    " AND application_name = 'lokifi-storage-operator'",
-                    (self.dbname,),
-                ).fetchone()
-                self.peak = max(self.peak, int(row[0]) if row else 0)
+                pids = [
+                    int(pid)
+                    for (pid,) in conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+                        " AND application_name = 'lokifi-storage-operator'",
+                        (self.dbname,),
+                    ).fetchall()
+                ]
+                self.peak = max(self.peak, len(pids))
+                self._sample(pids)
+
+    def _sample(self, pids: list[int]) -> None:
+        with self._guard:
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    used = cpu_seconds(pid)
+                    self._first.setdefault(pid, used)
+                    self._last[pid] = used
+
+    def cpu(self) -> float:
+        """CPU seconds of the operators' sessions so far (sampled now as well)."""
+        with self._guard:
+            known = list(self._last)
+        self._sample(known)
+        with self._guard:
+            return sum(self._last[pid] - self._first[pid] for pid in self._last)
 
     def __enter__(self) -> ConnectionSampler:
         self._thread.start()
@@ -229,6 +280,9 @@ def main() -> None:
                 )
             idle_rss = sum(rss_mib(pid)[0] for pid in pids)
             cpu_idle = sum(cpu_seconds(pid) for pid in pids)
+            servers = {name: server_pids(name) for name in ("kube-apiserver", "etcd")}
+            servers_idle = servers_cpu(servers)
+            pg_idle = sampler.cpu()
             try:
                 if not args.apply_first:
                     started = time.monotonic()
@@ -245,6 +299,10 @@ def main() -> None:
 
                 elapsed = wait_until(all_ready, 1800, interval=0.5)
                 total = time.monotonic() - started
+                servers_ready = {
+                    name: used - servers_idle[name] for name, used in servers_cpu(servers).items()
+                }
+                pg_ready = sampler.cpu() - pg_idle
                 rss = sum(rss_mib(pid)[0] for pid in pids)
                 peak = max(rss_mib(pid)[1] for pid in pids)
 
@@ -371,6 +429,15 @@ def main() -> None:
         f"  CPU, first pass          {cpu_first:8.1f} s ({cpu_first / args.count * 1000:.0f} ms"
         " per resource)"
     )
+    print(
+        f"  server CPU until Ready   {pg_ready:8.1f} s in the operators' PostgreSQL sessions"
+        f" ({pg_ready / args.count * 1000:.0f} ms per resource)"
+    )
+    for name, used in servers_ready.items():
+        print(
+            f"    {name:22s} {used:8.1f} s ({used / args.count * 1000:.0f} ms per resource;"
+            " the whole process: other clients' requests included)"
+        )
     print(
         f"  next resync round        {len(round_writes):8d} writes for {round_count} reconciles"
         f" in {round_seconds:.1f}s"
