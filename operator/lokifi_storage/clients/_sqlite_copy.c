@@ -634,8 +634,6 @@ static int Reader_init(Reader *self, PyObject *args, PyObject *kwds) {
     int rc = sqlite3_open_v2(uri, &self->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX, NULL);
     /* NOMUTEX: one thread at a time uses a reader (the conversion thread or process). */
     if (rc == SQLITE_OK) rc = sqlite3_busy_timeout(self->db, timeout);
-    /* pages read in place from the mapping, as clients/sqlite_source.py sets it (MMAP_BYTES) */
-    if (rc == SQLITE_OK) rc = sqlite3_exec(self->db, "PRAGMA mmap_size = 1099511627776", NULL, NULL, NULL);
     /* One read transaction, started now, as clients/sqlite_source.py holds it. */
     if (rc == SQLITE_OK) rc = sqlite3_exec(self->db, "BEGIN", NULL, NULL, NULL);
     if (rc == SQLITE_OK)

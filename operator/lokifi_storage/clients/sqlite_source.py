@@ -26,14 +26,7 @@ from lokifi_storage.domain.migrate_schema import (
     SourceTable,
 )
 
-__all__ = ["MMAP_BYTES", "SqliteSource", "map_sqlite_error", "select_rows"]
-
-
-# Pages read in place from the file's mapping instead of copied by read() (up to SQLite's own
-# limit, 2 GB in its default build): each scan of the file (the checks, the chunk bounds, the
-# conversion) cost about 40% less CPU. Safe under SQLite's locking: the read transaction keeps
-# every SQLite writer from shrinking the file while it is mapped.
-MMAP_BYTES = 1 << 40
+__all__ = ["SqliteSource", "map_sqlite_error", "select_rows"]
 
 
 def _quote(name: str) -> str:
@@ -90,7 +83,6 @@ class SqliteSource:
             raise self._map(error) from error
         self.conn.text_factory = bytearray
         try:
-            self.conn.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
             self.conn.execute("BEGIN")
             self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
         except sqlite3.Error as error:
