@@ -134,3 +134,54 @@ def test_kopf_writes_nothing_to_the_resource_on_create_or_on_a_spec_change(
     assert on_the_resource(first) == []
     assert on_the_resource([w for w in second if "/lokifistorages/" in w.path]) == []
     assert [w for w in second if "/cronjobs/" in w.path], "the changed schedule was applied"
+
+
+def test_resyncs_read_the_resource_from_the_watch_until_someone_else_changes_it(
+    full_example: FullExample, start_operator: OperatorFactory
+) -> None:
+    """A resync takes the resource from the newest watch event when its resourceVersion is the
+    one the previous pass left: no GET of it. A status key changed behind the operator's back
+    moves the resourceVersion: the next resync reads the resource and puts the key back."""
+    stack, ns = full_example.stack, full_example.namespace
+    full_example.create_secrets()
+    manifest = render("noop", "lokifistorage.yaml", **full_example.values)
+    kubectl(stack, "apply", "-f", "-", input_text=manifest)
+    assert stack.kubeconfig is not None
+    with counting_proxy(stack.kubeconfig) as proxy:
+        operator = start_operator(ns, resync_seconds=RESYNC, kubeconfig=proxy.kubeconfig)
+        kubectl(stack, "-n", ns, "wait", "--for=condition=Ready", "lks/steady", "--timeout=120s")
+        passes = operator.log().count("reconciled ")
+        wait_for(lambda: operator.log().count("reconciled ") >= passes + 1, 30, "a resync")
+        start = time.monotonic()
+        passes = operator.log().count("reconciled ")
+        wait_for(lambda: operator.log().count("reconciled ") >= passes + 3, 30, "three resyncs")
+        steady = [r for r in proxy.requests if r.at >= start]
+
+        kubectl(
+            stack, "-n", ns, "patch", "lks/steady", "--subresource=status", "--type=merge",
+            "-p", '{"status": {"connectionSecret": null}}',
+        )  # fmt: skip
+        changed = time.monotonic()
+        wait_for(
+            lambda: (
+                (get_json(stack, ns, "lks", "steady") or {})
+                .get("status", {})
+                .get("connectionSecret")
+            ),
+            30,
+            "the status key put back",
+        )
+        after = [r for r in proxy.requests if r.at >= changed]
+        operator.stop()
+
+    def reads_of_the_resource(requests: list[Request]) -> list[str]:
+        return [
+            f"{r.method} {r.path}"
+            for r in requests
+            if r.method == "GET" and r.path.endswith("/lokifistorages/steady")
+        ]
+
+    assert [r for r in steady if r.method == "GET" and r.path.endswith("/secrets/lokifi-db")]
+    assert reads_of_the_resource(steady) == []
+    assert reads_of_the_resource(after), "the resync after the change read the resource"
+    assert [r for r in after if r.method == "PATCH" and r.path.endswith("/steady/status")]

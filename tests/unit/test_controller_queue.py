@@ -30,7 +30,9 @@ class RecordingReconciler:
         self._lock = threading.Lock()
         self.fences: dict[str, Fence | None] = {}
 
-    def reconcile(self, namespace: str, name: str, fence: Fence | None = None) -> ReconcileResult:
+    def reconcile(
+        self, namespace: str, name: str, fence: Fence | None = None, known: object = None
+    ) -> ReconcileResult:
         with self._lock:
             self.fences[name] = fence
             self.overlap |= name in self.active

@@ -138,7 +138,7 @@ def build_registry(*, sharded: bool = False) -> kopf.OperatorRegistry:
     async def observe(event: Mapping[str, Any], body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Keep the controller's list of resources current (on the loop: no executor thread
         is taken per watch event); a deleted resource's last-handled essence is dropped."""
-        await memo.controller.on_event(event.get("type"), body)
+        await memo.controller.on_event(event.get("type"), event.get("object") or body)
         diffbase = getattr(memo, "diffbase", None)
         if event.get("type") == "DELETED" and isinstance(diffbase, RememberedDiffBase):
             diffbase.forget(body.metadata.uid or "")

@@ -63,6 +63,9 @@ def write_status(
     written = kube.patch_status(LOKIFI_STORAGES, owner.namespace, owner.name, patch)
     if written is not None:
         memory["last_status"] = (sent, written.get("status") or {})
+    # The resource as this write left it: a watch event of this version (and no later one)
+    # means nobody changed it since (ReconcileResult.resource_version).
+    memory["written_version"] = (written or {}).get("metadata", {}).get("resourceVersion")
     return True
 
 

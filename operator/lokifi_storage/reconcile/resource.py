@@ -124,6 +124,10 @@ class ReconcileResult:
     actions: tuple[str, ...] = ()
     events: tuple[EventSpec, ...] = ()
     gone: bool = False
+    # metadata.resourceVersion of the resource as this pass left it: the one it read, or the
+    # one its status patch returned (None: unknown). A watch event of exactly this version
+    # is the resource as it is now, unless a newer event is on its way (`reconcile`'s `known`).
+    resource_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,18 +177,32 @@ class ResourceReconciler:
 
     # --- public ------------------------------------------------------------------------------
 
-    def reconcile(self, namespace: str, name: str, fence: Fence | None = None) -> ReconcileResult:
+    def reconcile(
+        self,
+        namespace: str,
+        name: str,
+        fence: Fence | None = None,
+        known: Mapping[str, Any] | None = None,
+    ) -> ReconcileResult:
         """One full pass over the resource `namespace/name`.
 
         `fence` is the Lease this pass writes under when it is not the process's own: a shard's
         (runtime/sharding.py), so losing one shard stops the work of that shard only. Every
-        Kubernetes write of the pass asks it first (KubeClient.writes_under)."""
+        Kubernetes write of the pass asks it first (KubeClient.writes_under).
+
+        `known`: the resource as the caller knows it is now, read instead of a GET (never
+        changed by the pass). The controller passes the newest watch event when its
+        resourceVersion is the one the previous pass left (`resource_version`), so nobody
+        changed the resource since: what a GET would return, short of a change whose event
+        is on its way, which a GET made a moment earlier would miss the same way."""
         fence = fence or self.config.fence
         with self.kube.writes_under(fence.check):
-            return self._pass(namespace, name, fence)
+            return self._pass(namespace, name, fence, known)
 
-    def _pass(self, namespace: str, name: str, fence: Fence) -> ReconcileResult:
-        body = self.kube.get(LOKIFI_STORAGES, namespace, name)
+    def _pass(
+        self, namespace: str, name: str, fence: Fence, known: Mapping[str, Any] | None
+    ) -> ReconcileResult:
+        body = known if known is not None else self.kube.get(LOKIFI_STORAGES, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return ReconcileResult(outcome=Outcome.READY, gone=True)
         meta = body["metadata"]
@@ -201,7 +219,9 @@ class ResourceReconciler:
             desired = build_status(
                 current, generation, [], LokifiStorageStatus(), [], rfc3339(now), message
             )
-            return self._finish(owner, stored, desired, [], Outcome.INVALID, now, fence=fence)
+            return self._finish(
+                owner, stored, desired, [], Outcome.INVALID, now, fence=fence, seen=meta
+            )
 
         apply = not spec.dryRun
         secrets = SecretReader(self.kube, namespace)
@@ -246,7 +266,7 @@ class ResourceReconciler:
             rfc3339(now),
         )
         return self._finish(
-            owner, stored, desired, actions, _outcome(desired), now, plan_events, fence
+            owner, stored, desired, actions, _outcome(desired), now, plan_events, fence, meta
         )
 
     def plan(
@@ -378,11 +398,17 @@ class ResourceReconciler:
         now: datetime,
         plan_events: Sequence[EventSpec] = (),
         fence: Fence | None = None,
+        seen: Mapping[str, Any] | None = None,
     ) -> ReconcileResult:
-        """Patch what differs of `stored` (`.status` as read), post the Events, set metrics."""
+        """Patch what differs of `stored` (`.status` as read), post the Events, set metrics.
+
+        `seen`: the metadata read at the start of the pass (its resourceVersion is the
+        resource's as left by a pass that patches nothing)."""
         fence = fence or self.config.fence
         fence.check(f"writing the status of {owner.namespace}/{owner.name}")
-        patched = write_status(self.kube, owner, stored, desired_status, self._memory(owner.uid))
+        memory = self._memory(owner.uid)
+        patched = write_status(self.kube, owner, stored, desired_status, memory)
+        version = memory.get("written_version") if patched else (seen or {}).get("resourceVersion")
         for action in actions:  # the Event lists them cut at its size limit; the log has each
             log.info("%s/%s: %s", owner.namespace, owner.name, action)
         events = action_events(actions)
@@ -397,6 +423,7 @@ class ResourceReconciler:
             status_patched=patched,
             actions=tuple(actions),
             events=tuple(events),
+            resource_version=version,
         )
 
 

@@ -98,6 +98,7 @@ class Controller(Workers):
         entry.observed_generation = (body.get("status") or {}).get("observedGeneration")
         entry.finalizers = tuple(meta.get("finalizers") or ())
         entry.deletion_policy = (body.get("spec") or {}).get("deletionPolicy")
+        entry.body = body
         if not self.changes_from_events or not self.owns(entry.namespace, entry.name, uid):
             return
         if entry.deleting:

@@ -21,8 +21,9 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from lokifi_storage import metrics
 from lokifi_storage.domain.requeue import Outcome, next_delay
@@ -64,6 +65,9 @@ class Entry:
     queued_generation: int | None = None  # generation a change was last queued for
     finalizers: tuple[str, ...] = ()  # metadata.finalizers of the newest event
     deletion_policy: str | None = None  # spec.deletionPolicy of the newest event
+    body: Mapping[str, Any] | None = None  # the resource in the newest watch event
+    # metadata.resourceVersion the last pass of this process left the resource at
+    left_version: str | None = None
 
 
 def stretched_interval(
@@ -181,8 +185,12 @@ class Schedule:
         started = time.monotonic()
         wall = time.time()
         result = self.reconciler.reconcile(
-            entry.namespace, entry.name, fence=self.fence_for(entry.namespace, entry.name)
+            entry.namespace,
+            entry.name,
+            fence=self.fence_for(entry.namespace, entry.name),
+            known=self._known(entry) if kind == "resync" else None,
         )
+        entry.left_version = result.resource_version
         took = time.monotonic() - started
         self.reconciles += 1
         self.mean_seconds = (
@@ -204,6 +212,22 @@ class Schedule:
             time.time(),
         )
         return result
+
+    @staticmethod
+    def _known(entry: Entry) -> Mapping[str, Any] | None:
+        """The newest watch event's resource, for a resync instead of a GET, when its
+        resourceVersion is the one the previous pass left: nobody changed the resource since
+        (not even this process: its own status patch has a later version, until the event of
+        that patch arrives). Watch events come in order, so that event is the resource as it is
+        now, short of a change whose event is on its way, which a GET sent a moment earlier
+        would miss the same way (and which queues its own pass when it arrives). Changes
+        always read the resource: in leader mode Kopf holds back a resource's events while its
+        change handler waits for the pass, so the newest event seen may be older there."""
+        body = entry.body
+        if body is None or entry.left_version is None:
+            return None
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        return body if version == entry.left_version else None
 
     def _gone(self, entry: Entry) -> bool:
         with self._guard:
