@@ -2,7 +2,9 @@
 
 The steps, each returning early when it must:
 1. Read the resource fresh (spec, generation and status as the API server has them now, not as
-   an older watch event carried them).
+   an older watch event carried them), or take it as the caller knows it is now: a resync
+   takes the newest watch event when its resourceVersion is the one the last pass left
+   (`reconcile`'s `known`, runtime/schedule.py).
 2. Validate the spec with the models. An invalid spec (it passed admission but the models say
    no, e.g. an older CRD) -> Stalled/InvalidSpec with the validation message; nothing else runs.
 3. Run every declared part of `PARTS` in parallel, each isolated (reconcile/parts.py): one part
