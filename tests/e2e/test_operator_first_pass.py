@@ -96,15 +96,7 @@ def test_a_cronjob_left_before_the_first_status_write_is_deleted_after_a_spec_ch
         "-p", '[{"op": "remove", "path": "/spec/maintenance"}]',
     )  # fmt: skip
     operator = start_operator(ns, resync_seconds=300)
-    kubectl(
-        stack,
-        "-n",
-        ns,
-        "wait",
-        "--for=jsonpath={.status.observedGeneration}=2",
-        "lks/fresh",
-        "--timeout=120s",
-    )
+    _wait_for_generation_2(full_example)
     time.sleep(1)
     operator.stop()
     assert _cronjobs(full_example) == []
@@ -126,18 +118,23 @@ def test_a_table_dropped_from_the_spec_is_released_by_the_pass_after_the_change(
         stack, "-n", ns, "patch", "lks/fresh", "--type=merge",
         "-p", '{"spec": {"postgres": {"tables": [{"name": "ai_threads"}]}}}',
     )  # fmt: skip
+    _wait_for_generation_2(full_example)
+    operator.stop()
+    assert "managed by" not in _comment(full_example, "ai_messages")
+    assert "managed by " + ns + "/fresh" in _comment(full_example, "ai_threads")
+
+
+def _wait_for_generation_2(full_example: FullExample) -> None:
+    """Until the operator has reconciled the spec change (the status records generation 2)."""
     kubectl(
-        stack,
+        full_example.stack,
         "-n",
-        ns,
+        full_example.namespace,
         "wait",
         "--for=jsonpath={.status.observedGeneration}=2",
         "lks/fresh",
         "--timeout=120s",
     )
-    operator.stop()
-    assert "managed by" not in _comment(full_example, "ai_messages")
-    assert "managed by " + ns + "/fresh" in _comment(full_example, "ai_threads")
 
 
 def _comment(full_example: FullExample, table: str) -> str:
