@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -16,14 +17,22 @@ from lokifi_storage.clients.postgres.partitions import open_partition_database
 from lokifi_storage.clients.postgres.pool import PoolSettings
 from lokifi_storage.clients.postgres.probe import open_primary
 from lokifi_storage.clients.redis import RedisNodes
-from stackfixtures import PgDatabase, StackEnv
+from stackfixtures import (
+    PgDatabase,
+    StackEnv,
+    create_database,
+    drop_database,
+    unique_name,
+)
 
 
 @pytest.fixture
-def pools() -> pg_pool.ServerPools:
+def pools() -> Iterator[pg_pool.ServerPools]:
+    """The process's pools bounded at 3 per server for the test, the defaults again after it
+    (the bound is process-wide: left at 3, it would starve later tests that take spares)."""
     pools = pg_pool.configure(PoolSettings(max_per_server=3, wait_seconds=20))
     yield pools
-    pools.close()
+    pg_pool.configure(PoolSettings())
 
 
 def backends(db: PgDatabase) -> int:
@@ -71,7 +80,7 @@ def test_connections_to_one_server_never_exceed_the_bound(
 def test_all_connections_busy_too_long_fails_naming_the_limit(
     pg_database: PgDatabase,
 ) -> None:
-    pools = pg_pool.configure(PoolSettings(max_per_server=1, wait_seconds=0.2))
+    pg_pool.configure(PoolSettings(max_per_server=1, wait_seconds=0.2))
     try:
         with (
             open_partition_database(pg_database.primary_url),
@@ -80,7 +89,7 @@ def test_all_connections_busy_too_long_fails_naming_the_limit(
         ):
             pass
     finally:
-        pools.close()
+        pg_pool.configure(PoolSettings())
 
 
 def test_a_connection_comes_back_as_a_fresh_one(
@@ -127,3 +136,32 @@ def test_redis_nodes_of_many_reconciles_share_one_connection_per_node(stack: Sta
 def _host_port(db: PgDatabase) -> tuple[str, str]:
     info = psycopg.conninfo.conninfo_to_dict(db.primary_url)
     return str(info.get("host")), str(info.get("port"))
+
+
+def test_idle_connections_to_other_databases_give_way_so_the_bound_holds_open_ones_too(
+    stack: StackEnv, request: pytest.FixtureRequest, pools: pg_pool.ServerPools
+) -> None:
+    """Resources with their own databases on one server: each database's connection idles in
+    the pool after its pass, and the next database's pass closes the one idle longest instead
+    of opening a fourth session beside three idle ones."""
+    names = [unique_name(f"{request.node.name}_{n}", 63) for n in range(5)]
+    databases = [create_database(stack, name) for name in names]
+    try:
+        for db in databases:  # five passes, one per database, one after the other
+            with open_primary(db.primary_url) as probe:
+                probe.observe()
+            assert pools.open_connections(*_host_port(db)) <= 3
+        assert pools.connects == 5
+        with psycopg.connect(stack.pg_primary_url, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT datname FROM pg_stat_activity"
+                " WHERE application_name = 'lokifi-storage-operator' AND datname = ANY(%s)",
+                (names,),
+            ).fetchall()
+        assert sorted(row[0] for row in rows) == sorted(names[2:])  # the oldest two went
+        with open_primary(databases[4].primary_url) as probe:  # the newest is still reused
+            probe.observe()
+        assert pools.connects == 5
+    finally:
+        for name in names:
+            drop_database(stack, name)

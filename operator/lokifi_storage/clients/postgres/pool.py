@@ -9,8 +9,12 @@ not with anything the server's admin chose. Here:
   connection only when they would have opened the very same one) and reused by the next
   reconcile that asks for that URL;
 - the connections open to one server (host and port, whatever the database or user) never
-  exceed `max_per_server`; a reconcile that finds them all busy waits up to `wait_seconds` and
-  then fails with ConnectionFailed naming the limit, like any unreachable server;
+  exceed `max_per_server`, busy or idle: a checkout that must connect while the bound is full
+  of idle connections to other URLs (other databases or users of the server) closes the one
+  idle longest first, so 1,000 resources with their own databases on one server hold at most
+  `max_per_server` sessions there, not one per database until each idles out; a reconcile
+  that finds them all busy waits up to `wait_seconds` and then fails with ConnectionFailed
+  naming the limit, like any unreachable server;
 - a connection goes back to the pool only clean: outside a transaction, its session settings
   reset (`RESET ALL`) and any session-level advisory lock released; otherwise it is closed.
   Idle connections older than `idle_seconds` are closed on the next checkout.
@@ -126,9 +130,14 @@ class ServerPools:
         try:
             conn, target = self._take_idle(server, url)
             if conn is None:
-                conn, target = connect()
+                self._make_room(server)
+                try:
+                    conn, target = connect()
+                except BaseException:
+                    with self._lock:
+                        server.open -= 1
+                    raise
                 with self._lock:
-                    server.open += 1
                     self.connects += 1
             else:
                 with self._lock:
@@ -161,6 +170,31 @@ class ServerPools:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
         return found
+
+    def _make_room(self, server: _Server) -> None:
+        """Close idle connections, longest idle first, until one more fits in the bound, and
+        count that one as open already (the caller connects next, or gives it back on failure):
+        two threads connecting at once must not both see the last free place.
+
+        The caller holds a slot and has no connection yet, so at most `max_per_server - 1`
+        connections are busy or about to open: while the bound is full, one of them is idle."""
+        evicted: list[Conn] = []
+        with self._lock:
+            while server.open >= self.settings.max_per_server:
+                oldest = min(
+                    ((e[2], key) for key, idle in server.idle.items() for e in idle),
+                    default=None,
+                )
+                if oldest is None:
+                    break
+                idle = server.idle[oldest[1]]
+                index = min(range(len(idle)), key=lambda i: idle[i][2])
+                evicted.append(idle.pop(index)[0])
+                server.open -= 1
+            server.open += 1
+        for conn in evicted:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
 
     def _give_back(self, server: _Server, url: str, conn: Conn, target: Any) -> None:
         if _reset(conn):
