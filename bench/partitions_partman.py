@@ -137,15 +137,20 @@ def ours(url: str, premake: int, now: dt.datetime) -> Iterator[dict[str, Any]]:
         }
 
 
+def partman_table(conn: psycopg.Connection[Any]) -> None:
+    """The seed's table and indexes, not partitioned yet, beside pg_partman in its schema."""
+    conn.execute(SCHEMA)
+    conn.execute(SEED_INDEXES)
+    conn.execute("CREATE SCHEMA partman")
+    conn.execute("CREATE EXTENSION pg_partman SCHEMA partman")
+
+
 @contextmanager
 def partman(url: str, premake: int, now: dt.datetime) -> Iterator[dict[str, Any]]:
     """Create with pg_partman; yields the figures and a no-op maintenance to time."""
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SCHEMA)
-        conn.execute(SEED_INDEXES)
-        conn.execute("CREATE SCHEMA partman")
-        conn.execute("CREATE EXTENSION pg_partman SCHEMA partman")
+        partman_table(conn)
         row = conn.execute(
             "SELECT extversion FROM pg_extension WHERE extname = 'pg_partman'"
         ).fetchone()

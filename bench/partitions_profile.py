@@ -41,7 +41,7 @@ import lokifi_storage.clients.postgres.partition_pair as partition_pair
 from lokifi_storage.clients.postgres.partitions import open_partition_database
 from lokifi_storage.reconcile.partitions import reconcile_tables
 from messagegen import SCHEMA
-from partitions_partman import SEED_INDEXES, reader_stalls, table_spec
+from partitions_partman import partman_table, reader_stalls, table_spec
 from pgbench_server import bench_server, with_database
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -130,10 +130,7 @@ def ours(url: str, months: int, now: dt.datetime) -> dict[str, Any]:
 def partman(url: str, months: int, now: dt.datetime) -> dict[str, Any]:
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(SCHEMA)
-        conn.execute(SEED_INDEXES)
-        conn.execute("CREATE SCHEMA partman")
-        conn.execute("CREATE EXTENSION pg_partman SCHEMA partman")
+        partman_table(conn)
         mine = conn.info.backend_pid
         with reader_stalls(url):
             time.sleep(0.05)
