@@ -9,12 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
+from poolkit import bounded_pools
 
 from lokifi_storage.clients import redis as redis_client
 from lokifi_storage.clients.errors import ConnectionFailed
 from lokifi_storage.clients.postgres import pool as pg_pool
 from lokifi_storage.clients.postgres.partitions import open_partition_database
-from lokifi_storage.clients.postgres.pool import PoolSettings
 from lokifi_storage.clients.postgres.probe import open_primary
 from lokifi_storage.clients.redis import RedisNodes
 from stackfixtures import (
@@ -28,11 +28,9 @@ from stackfixtures import (
 
 @pytest.fixture
 def pools() -> Iterator[pg_pool.ServerPools]:
-    """The process's pools bounded at 3 per server for the test, the defaults again after it
-    (the bound is process-wide: left at 3, it would starve later tests that take spares)."""
-    pools = pg_pool.configure(PoolSettings(max_per_server=3, wait_seconds=20))
-    yield pools
-    pg_pool.configure(PoolSettings())
+    """The process's pools bounded at 3 per server for the test."""
+    with bounded_pools(max_per_server=3, wait_seconds=20) as pools:
+        yield pools
 
 
 def backends(db: PgDatabase) -> int:
@@ -80,16 +78,13 @@ def test_connections_to_one_server_never_exceed_the_bound(
 def test_all_connections_busy_too_long_fails_naming_the_limit(
     pg_database: PgDatabase,
 ) -> None:
-    pg_pool.configure(PoolSettings(max_per_server=1, wait_seconds=0.2))
-    try:
-        with (
-            open_partition_database(pg_database.primary_url),
-            pytest.raises(ConnectionFailed, match=r"all 1 connections .* stayed busy"),
-            open_partition_database(pg_database.primary_url),
-        ):
-            pass
-    finally:
-        pg_pool.configure(PoolSettings())
+    with (
+        bounded_pools(max_per_server=1, wait_seconds=0.2),
+        open_partition_database(pg_database.primary_url),
+        pytest.raises(ConnectionFailed, match=r"all 1 connections .* stayed busy"),
+        open_partition_database(pg_database.primary_url),
+    ):
+        pass
 
 
 def test_a_connection_comes_back_as_a_fresh_one(

@@ -22,13 +22,12 @@ from partitionkit import (
     query,
     table_spec,
 )
+from poolkit import bounded_pools
 
 from example_indexes import SEARCH_INDEX, THREAD_INDEX
 from lokifi_storage.clients.errors import ClientError
-from lokifi_storage.clients.postgres import pool as pg_pool
 from lokifi_storage.clients.postgres.partition_pair import MONTH_SESSIONS
 from lokifi_storage.clients.postgres.partitions import PartitionDatabase
-from lokifi_storage.clients.postgres.pool import PoolSettings
 from lokifi_storage.reconcile.partitions import PartitionOutcome, reconcile_tables
 from stackfixtures import PgDatabase
 
@@ -110,15 +109,13 @@ def test_spares_are_taken_only_while_the_bound_per_server_leaves_some_free(
     """With room for three connections, the reconcile's own and two spares make the months:
     the third spare is not waited for, and the pool never opens a fourth."""
     create_messages_table(pg_database)
-    pools = pg_pool.configure(PoolSettings(max_per_server=3, wait_seconds=0.2))
-    try:
-        with partition_db(pg_database) as db:
-            given = spy_on_spare(db)
-            outcome = reconcile_tables(db, [SPEC], NOW)
-            assert pools.open_connections(db.target.host, db.target.port) == 3
-    finally:
-        pools.close()
-        pg_pool.configure(PoolSettings())
+    with (
+        bounded_pools(max_per_server=3, wait_seconds=0.2) as pools,
+        partition_db(pg_database) as db,
+    ):
+        given = spy_on_spare(db)
+        outcome = reconcile_tables(db, [SPEC], NOW)
+        assert pools.open_connections(db.target.host, db.target.port) == 3
     assert not outcome.failures, outcome.failures
     # the spares are asked for at once, so which of the three asks got none varies
     assert sorted(helper is not None for helper in given) == [False, True, True]
@@ -189,15 +186,13 @@ def test_with_no_connection_to_spare_one_session_makes_every_month(
     pg_database: PgDatabase,
 ) -> None:
     create_messages_table(pg_database)
-    pools = pg_pool.configure(PoolSettings(max_per_server=1, wait_seconds=0.2))
-    try:
-        with partition_db(pg_database) as db:
-            given = spy_on_spare(db)
-            outcome = reconcile_tables(db, [SPEC], NOW)
-            assert pools.open_connections(db.target.host, db.target.port) == 1
-    finally:
-        pools.close()
-        pg_pool.configure(PoolSettings())
+    with (
+        bounded_pools(max_per_server=1, wait_seconds=0.2) as pools,
+        partition_db(pg_database) as db,
+    ):
+        given = spy_on_spare(db)
+        outcome = reconcile_tables(db, [SPEC], NOW)
+        assert pools.open_connections(db.target.host, db.target.port) == 1
     assert not outcome.failures, outcome.failures
     assert given == [None] * (MONTH_SESSIONS - 1)  # each ask got none, none waited
     assert len(partitions_of(pg_database, "ai_messages")) == 25
