@@ -23,6 +23,7 @@ from lokifi_storage.builders.labels import Owner
 from lokifi_storage.clients.kube import KubeClient
 from lokifi_storage.domain.conditions import read_status
 from lokifi_storage.domain.events import EventSpec, action_events
+from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.parts import (
     CleanupIncompleteError,
     Part,
@@ -33,7 +34,7 @@ from lokifi_storage.reconcile.parts import (
 from lokifi_storage.reconcile.publish import post_events
 from lokifi_storage.reconcile.secrets import SecretReader
 
-__all__ = ["clean_up_resource", "created_at", "plain", "release_resource"]
+__all__ = ["being_deleted", "clean_up_resource", "created_at", "plain", "release_resource"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,18 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
+
+
+def being_deleted(body: Mapping[str, Any] | None, uid: str) -> bool:
+    """Whether `body` is the resource `uid` and is being deleted.
+
+    Deletion finds the resource by its name, and a name can stand for a new resource by then:
+    once its finalizer is gone (removed by hand, or by a replica that took over), the old one
+    goes away at once and the same manifest applied again makes another. What the operator made
+    for that one is not the deleted one's to remove.
+    """
+    meta = (body or {}).get("metadata") or {}
+    return meta.get("uid") == uid and bool(meta.get("deletionTimestamp"))
 
 
 def _deletion_context(
@@ -87,22 +100,24 @@ def clean_up_resource(
     now: datetime,
     memory: dict[str, Any],
     instance: str,
+    fence: Fence,
 ) -> list[str]:
     """deletionPolicy Delete: each part removes what the operator created, with an Event per
-    thing removed and per part that could not finish.
+    thing removed and per part that could not finish, each while `fence` holds.
 
     Raises CleanupIncompleteError naming every part that could not finish; the caller retries
-    and the finalizer keeps the resource until then.
+    and the finalizer keeps the resource until then. Raises LeadershipLost, with nothing more
+    removed, once the fence is shut.
     """
     ctx = _deletion_context(
-        kube, body, owner, now, memory=memory, created=created_at(body["metadata"])
+        kube, body, owner, now, memory=memory, created=created_at(body["metadata"]), fence=fence
     )
     if ctx is None:
         return []
     actions, failures = clean_up_parts(parts, ctx)
     events = action_events(actions, Reason.CLEANED_UP)
     events += [EventSpec("Warning", Reason.CLEANUP_FAILED, failure) for failure in failures]
-    post_events(kube, owner, events, now, instance)
+    post_events(kube, owner, events, now, instance, fence)
     if failures:
         raise CleanupIncompleteError("; ".join(failures))
     return actions

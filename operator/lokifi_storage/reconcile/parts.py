@@ -28,7 +28,7 @@ from lokifi_storage.api.spec import LokifiStorageSpec
 from lokifi_storage.api.status import LokifiStorageStatus, failed
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.domain.claims import Claimant
-from lokifi_storage.reconcile.fence import Fence
+from lokifi_storage.reconcile.fence import Fence, LeadershipLost
 from lokifi_storage.reconcile.report import PartReport
 from lokifi_storage.reconcile.secrets import MissingSecretError, SecretReader
 
@@ -176,6 +176,8 @@ def _each_declared(
             continue
         try:
             done += step(part)
+        except LeadershipLost:
+            raise  # no part goes on once this process may not write
         except (MissingSecretError, ClientError) as error:
             failures.append(f"{part.name}: {error.message}")
         except Exception as error:
@@ -185,8 +187,14 @@ def _each_declared(
 
 
 def clean_up_parts(parts: Sequence[Part], ctx: PartContext) -> tuple[list[str], list[str]]:
-    """Each declared part's cleanup; (actions taken, failures as messages)."""
-    return _each_declared(parts, ctx, lambda part: part.cleanup(ctx), "cleanup")
+    """Each declared part's cleanup, each one started only while `ctx.fence` holds; (actions
+    taken, failures as messages). Raises LeadershipLost once the fence is shut."""
+
+    def clean_up(part: Part) -> list[str]:
+        ctx.fence.check(f"cleanup of {part.name} for {ctx.namespace}/{ctx.name}")
+        return part.cleanup(ctx)
+
+    return _each_declared(parts, ctx, clean_up, "cleanup")
 
 
 def release_parts(parts: Sequence[Part], ctx: PartContext) -> tuple[list[str], list[str]]:

@@ -67,7 +67,12 @@ from lokifi_storage.reconcile import (
     redis,
     replicas,
 )
-from lokifi_storage.reconcile.deletion import clean_up_resource, created_at, release_resource
+from lokifi_storage.reconcile.deletion import (
+    being_deleted,
+    clean_up_resource,
+    created_at,
+    release_resource,
+)
 from lokifi_storage.reconcile.dry_run import mark_dry_run
 from lokifi_storage.reconcile.fence import Fence
 from lokifi_storage.reconcile.owned import sync_owned
@@ -303,23 +308,33 @@ class ResourceReconciler:
         changes = tuple(change for report in reports for change in report.planned)
         return ResourcePlan(reports=tuple(reports), changes=changes)
 
-    def clean_up(self, namespace: str, name: str) -> list[str]:
-        """deletionPolicy Delete: each part removes what the operator created
-        (reconcile/deletion.py). Raises CleanupIncompleteError naming every part that could not
-        finish; the caller retries and the finalizer keeps the resource until then."""
+    def clean_up(
+        self, namespace: str, name: str, uid: str, fence: Fence | None = None
+    ) -> list[str]:
+        """deletionPolicy Delete: each part removes what the operator created for the resource
+        `uid` (reconcile/deletion.py), only while it is being deleted and only while `fence`
+        (the process's own when None) holds; every Kubernetes write asks it first, as in a pass.
+
+        Raises CleanupIncompleteError naming every part that could not finish; the caller
+        retries and the finalizer keeps the resource until then.
+        """
         body = self.kube.get(LOKIFI_STORAGES, namespace, name)
-        if body is None:
+        if not being_deleted(body, uid):
             return []
-        owner = Owner(namespace=namespace, name=name, uid=body["metadata"]["uid"])
-        return clean_up_resource(
-            self.kube,
-            self.parts,
-            body,
-            owner,
-            now=self._clock(),
-            memory=self._memory(owner.uid),
-            instance=self.config.instance,
-        )
+        assert body is not None
+        fence = fence or self.config.fence
+        owner = Owner(namespace=namespace, name=name, uid=uid)
+        with self.kube.writes_under(fence.check):
+            return clean_up_resource(
+                self.kube,
+                self.parts,
+                body,
+                owner,
+                now=self._clock(),
+                memory=self._memory(uid),
+                instance=self.config.instance,
+                fence=fence,
+            )
 
     def release(self, body: Mapping[str, Any]) -> list[str]:
         """The resource is gone: give up the claims it held on shared things, best effort

@@ -171,7 +171,9 @@ class Controller(Workers):
         entry.deleting = True
         with entry.lock:
             try:
-                actions = self.reconciler.clean_up(namespace, name)
+                actions = self.reconciler.clean_up(
+                    namespace, name, uid, self.fence_for(namespace, name)
+                )
             except ClientError as error:
                 raise self._retry(entry, f"cleanup: {error.message}") from None
             except Exception as error:

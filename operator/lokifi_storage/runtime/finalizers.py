@@ -15,6 +15,7 @@ from typing import Any
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.kube import KubeClient
 from lokifi_storage.handlers.operator import FINALIZER
+from lokifi_storage.reconcile.deletion import being_deleted
 from lokifi_storage.reconcile.resource import (
     LOKIFI_STORAGES,
     ReconcileResult,
@@ -37,6 +38,7 @@ class Finalizers:
     ) -> None:
         self.kube = kube
         self.reconciler = reconciler
+        self.controller = controller
         controller.on_finished = self.after_reconcile
         controller.finalize = self.finalize
         controller.needs_cleanup = lambda entry: FINALIZER in entry.finalizers
@@ -73,18 +75,30 @@ class Finalizers:
 
     def finalize(self, entry: Entry) -> None:
         """The resource is being deleted: clean up under deletionPolicy Delete, then let it go.
-        Raises the clients' error tree (the controller retries with backoff)."""
+        Only that resource (a new one of the same name is left alone: reconcile/deletion.py
+        `being_deleted`), and only while this replica holds its shard: the clean-up and the
+        finalizer's removal write under the shard's fence. Raises the clients' error tree (the
+        controller retries with backoff)."""
         obj = self.kube.get(LOKIFI_STORAGES, entry.namespace, entry.name)
-        if obj is None or FINALIZER not in (obj["metadata"].get("finalizers") or []):
+        if not being_deleted(obj, entry.uid):
             return
+        assert obj is not None
+        if FINALIZER not in (obj["metadata"].get("finalizers") or []):
+            return
+        fence = self.controller.fence_for(entry.namespace, entry.name)
+        fence = fence or self.reconciler.config.fence
         if (obj.get("spec") or {}).get("deletionPolicy") == "Delete":
-            actions = self.reconciler.clean_up(entry.namespace, entry.name)
+            actions = self.reconciler.clean_up(entry.namespace, entry.name, entry.uid, fence)
             log.info(
                 "cleaned up %s/%s: %s",
                 entry.namespace,
                 entry.name,
                 "; ".join(actions) or "nothing to do",
             )
-            obj = self.kube.get(LOKIFI_STORAGES, entry.namespace, entry.name) or obj
+            obj = self.kube.get(LOKIFI_STORAGES, entry.namespace, entry.name)
+            if not being_deleted(obj, entry.uid):
+                return
+            assert obj is not None
         finalizers = [f for f in obj["metadata"].get("finalizers") or [] if f != FINALIZER]
-        self._patch(obj, finalizers)
+        with self.kube.writes_under(fence.check):
+            self._patch(obj, finalizers)
