@@ -13,7 +13,7 @@ from lokifi_storage.admin.status_view import status_text
 from lokifi_storage.api.status import Condition
 from lokifi_storage.domain.change_plan import Change, FieldChange
 from lokifi_storage.reconcile.report import PartReport
-from lokifi_storage.reconcile.resource import ResourcePlan
+from lokifi_storage.reconcile.results import ResourcePlan
 
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=UTC)
 BODY = {

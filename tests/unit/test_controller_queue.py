@@ -13,7 +13,7 @@ import pytest
 from lokifi_storage import metrics
 from lokifi_storage.domain.requeue import Outcome
 from lokifi_storage.reconcile.fence import Fence
-from lokifi_storage.reconcile.resource import ReconcileResult
+from lokifi_storage.reconcile.results import ReconcileResult
 from lokifi_storage.runtime.controller import Controller, ControllerConfig, stretched_interval
 
 READY = ReconcileResult(outcome=Outcome.READY)

@@ -10,7 +10,7 @@ import pytest
 from lokifi_storage.clients.errors import ConnectionFailed
 from lokifi_storage.domain.requeue import Outcome
 from lokifi_storage.reconcile.fence import Fence
-from lokifi_storage.reconcile.resource import ReconcileResult
+from lokifi_storage.reconcile.results import ReconcileResult
 from lokifi_storage.runtime.controller import Controller, ControllerConfig, Entry
 
 

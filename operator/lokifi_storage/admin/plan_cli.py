@@ -39,10 +39,10 @@ from lokifi_storage.domain.job_env import JOB_IMAGE_ENV, PRIMARY_URL_ENV
 from lokifi_storage.reconcile.owned import owned_selector
 from lokifi_storage.reconcile.resource import (
     LOKIFI_STORAGES,
-    ReconcilerConfig,
     ResourceReconciler,
     format_validation_error,
 )
+from lokifi_storage.reconcile.results import ReconcilerConfig
 from lokifi_storage.reconcile.secrets import MissingSecretError, SecretReader
 
 __all__ = ["Output", "plan", "plan_body", "run_plan"]

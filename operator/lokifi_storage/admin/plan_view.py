@@ -17,7 +17,7 @@ from lokifi_storage.api.conditions import Reason
 from lokifi_storage.domain.change_plan import PARTS, Change
 from lokifi_storage.domain.conditions import reported_blocks
 from lokifi_storage.reconcile.report import PartReport
-from lokifi_storage.reconcile.resource import ResourcePlan
+from lokifi_storage.reconcile.results import ResourcePlan
 
 __all__ = ["PlanView", "plan_json", "plan_text"]
 

@@ -14,14 +14,16 @@ once, on a new connection.
 
 Every CONFIG SET sent is recorded in `config_set_log` as (node, key), so tests can prove that
 a reconcile with nothing to change sends none, and that drift is repaired on the drifted node
-only. Error messages name the node and key; the password is only handed to redis-py.
+only. Every write (CONFIG SET, CONFIG REWRITE, a claim taken or released) first asks
+`before_write`, the leader's fence, which raises to refuse it. Error messages name the node and
+key; the password is only handed to redis-py.
 """
 
 from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
@@ -102,13 +104,24 @@ def _map(error: redis.RedisError, node: str, doing: str) -> ClientError:
     return Refused(f"Redis node {node}: {doing} refused: {text[:300]}")
 
 
+def _allowed(what: str) -> None:
+    """The default `before_write`: every write is allowed (no Lease behind it)."""
+
+
 class RedisNode:
     """One node, one connection; every method raises the clients' error tree."""
 
-    def __init__(self, address: str, conn: redis.Redis, log: list[tuple[str, str]]) -> None:
+    def __init__(
+        self,
+        address: str,
+        conn: redis.Redis,
+        log: list[tuple[str, str]],
+        before_write: Callable[[str], None] = _allowed,
+    ) -> None:
         self.address = address
         self._conn = conn
         self._log = log
+        self._before_write = before_write
 
     def _call(self, doing: str, *args: Any) -> Any:
         try:
@@ -141,10 +154,12 @@ class RedisNode:
         return result
 
     def config_set(self, key: str, value: str) -> None:
+        self._before_write(f"CONFIG SET {key} on Redis node {self.address}")
         self._log.append((self.address, key))
         self._call(f"CONFIG SET {key}", "CONFIG", "SET", key, value)
 
     def config_rewrite(self) -> None:
+        self._before_write(f"CONFIG REWRITE on Redis node {self.address}")
         self._call("CONFIG REWRITE", "CONFIG", "REWRITE")
 
     def info(self, section: str) -> dict[str, str]:
@@ -162,9 +177,16 @@ class RedisNodes:
     """The nodes of one cluster as one reconcile sees them; connections come from the shared
     pools (opened on first use, kept for the next reconcile)."""
 
-    def __init__(self, password: str | None, *, username: str | None = None) -> None:
+    def __init__(
+        self,
+        password: str | None,
+        *,
+        username: str | None = None,
+        before_write: Callable[[str], None] | None = None,
+    ) -> None:
         self._password = password
         self._username = username
+        self._before_write = before_write or _allowed
         self._nodes: dict[str, RedisNode] = {}
         self.config_set_log: list[tuple[str, str]] = []
 
@@ -172,7 +194,7 @@ class RedisNodes:
         address = f"{host}:{port}"
         if address not in self._nodes:
             conn = _shared_client(host, port, self._username, self._password)
-            self._nodes[address] = RedisNode(address, conn, self.config_set_log)
+            self._nodes[address] = RedisNode(address, conn, self.config_set_log, self._before_write)
         return self._nodes[address]
 
     def keyed(self, start: RedisNode, doing: str, *args: Any) -> Any:
@@ -203,11 +225,13 @@ class RedisNodes:
     def claim(self, start: RedisNode, setting: str, encoded: str, *, replace: bool) -> bool:
         """Record a claim; without `replace` only when the setting has none (HSETNX)."""
         command = "HSET" if replace else "HSETNX"
+        self._before_write(f"{command} {CLAIMS_KEY} {setting}")
         done = self.keyed(start, f"{command} {CLAIMS_KEY}", command, CLAIMS_KEY, setting, encoded)
         return bool(done) or replace
 
     def release(self, start: RedisNode, setting: str, encoded: str) -> bool:
         """Remove the claim of `setting` if it is still exactly `encoded`."""
+        self._before_write(f"release of the claim of {setting} in {CLAIMS_KEY}")
         removed = self.keyed(
             start, f"release {CLAIMS_KEY}", "EVAL", _HDEL_IF, 1, CLAIMS_KEY, setting, encoded
         )

@@ -6,6 +6,9 @@ to the same store with the same credentials and should map errors the same way.
 
 Error messages name the operation and the bucket, plus S3's own message only where it explains
 a refused document (InvalidLifecycle); never a key, and never the request that was signed.
+
+`writes_under` makes every call of a client that changes something ask the leader's fence first,
+from botocore's own `before-call` hook, so no write path of a part can forget to.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ __all__ = [
     "put_lifecycle",
     "s3_error_code",
     "s3_errors",
+    "writes_under",
 ]
 
 _DENIED = frozenset(
@@ -122,6 +126,31 @@ def make_reconcile_client(
         read_timeout=5,
         max_attempts=2,
     )
+
+
+# S3 operations that only read: every other one changes something and is fenced.
+_READ_OPERATIONS = ("Get", "Head", "List")
+
+
+@contextmanager
+def writes_under(client: S3Client, check: Callable[[str], None] | None) -> Iterator[S3Client]:
+    """`client` with `check` asked before each call that changes something; `check` raising
+    refuses the call before anything is sent. None: nothing is asked."""
+    if check is None:
+        yield client
+        return
+    fence = check
+
+    def before_call(model: Any, **_: Any) -> None:
+        operation = str(model.name)
+        if not operation.startswith(_READ_OPERATIONS):
+            fence(f"S3 {operation}")
+
+    client.meta.events.register("before-call.s3", before_call)
+    try:
+        yield client
+    finally:
+        client.meta.events.unregister("before-call.s3", before_call)
 
 
 class RequestCounter:

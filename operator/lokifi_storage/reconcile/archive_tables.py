@@ -39,7 +39,7 @@ class ArchiveTablesPart:
             for table in postgres.tables
             if table.archive is not None
         ]
-        return drop_empty_archive_tables(url, archives) if archives else []
+        return drop_empty_archive_tables(url, archives, ctx.fence.check) if archives else []
 
     def release(self, ctx: PartContext) -> list[str]:
         return []  # the partitions part holds the tables' claims

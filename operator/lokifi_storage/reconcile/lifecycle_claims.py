@@ -10,7 +10,7 @@ themselves, because the claims are also what a deleted resource gives up.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from lokifi_storage.api.spec import BucketSpec, ObjectStorageSpec
@@ -20,6 +20,7 @@ from lokifi_storage.clients.s3 import (
     get_bucket_tags,
     make_reconcile_client,
     put_bucket_tags,
+    writes_under,
 )
 from lokifi_storage.domain.claims import Claim, Claimant, Verdict, digest, judge
 from lokifi_storage.domain.lifecycle import canonical_rule, render_rule
@@ -117,9 +118,16 @@ def release_lifecycle_claims(
     claimant: Claimant,
     *,
     client: S3Client | None = None,
+    before_write: Callable[[str], None] | None = None,
 ) -> list[str]:
-    """Remove `claimant`'s rule claims from every declared bucket (the rules stay)."""
+    """Remove `claimant`'s rule claims from every declared bucket (the rules stay), each
+    change asking `before_write` first."""
     s3 = client or make_reconcile_client(spec.endpoint, spec.region, access_key, secret_key)
+    with writes_under(s3, before_write):
+        return _release(s3, spec, claimant)
+
+
+def _release(s3: S3Client, spec: ObjectStorageSpec, claimant: Claimant) -> list[str]:
     released: list[str] = []
     for bucket in spec.buckets:
         if not bucket_exists(s3, bucket.name):

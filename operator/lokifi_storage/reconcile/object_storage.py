@@ -23,7 +23,7 @@ in reconcile/lifecycle_claims.py, which a deleted resource's release uses too.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
 from lokifi_storage.api import conditions
@@ -47,11 +47,13 @@ from lokifi_storage.clients.s3 import (
     get_lifecycle,
     make_reconcile_client,
     put_lifecycle,
+    writes_under,
 )
 from lokifi_storage.domain.change_plan import Change, FieldChange
 from lokifi_storage.domain.claims import Claimant
 from lokifi_storage.domain.connection_secret import SecretKeyCollisionError, bucket_entries
 from lokifi_storage.domain.lifecycle import LifecyclePlan, plan_lifecycle
+from lokifi_storage.reconcile.fence import LeadershipLost
 from lokifi_storage.reconcile.lifecycle_claims import (
     release_lifecycle_claims,
     settle_rule_claims,
@@ -218,11 +220,14 @@ def reconcile_object_storage(
     client: S3Client | None = None,
     apply: bool = True,
     claimant: Claimant | None = None,
+    before_write: Callable[[str], None] | None = None,
 ) -> PartReport:
     """One pass over every bucket. `previously_managed` is status.objectStorage's
     `managedRules` per bucket from the last pass; pass `client` to count its requests;
     `apply=False` writes nothing and returns what it would write as `planned`;
-    `claimant` to take part in the claims of rule ids (the operator always does)."""
+    `claimant` to take part in the claims of rule ids (the operator always does);
+    `before_write` (the leader's fence) is asked before each S3 call that changes something,
+    and raising LeadershipLost there ends the pass with nothing more sent."""
     s3 = (
         client
         if client is not None
@@ -236,11 +241,31 @@ def reconcile_object_storage(
     except SecretKeyCollisionError as error:
         found.problems.append((Reason.INVALID_SPEC, str(error)))
 
+    with writes_under(s3, before_write):
+        _reconcile_buckets(s3, spec, managed_before, found, claimant)
+    return PartReport(
+        condition=_condition(spec, found),
+        status=LokifiStorageStatus(objectStorage=ObjectStorageStatus(buckets=found.buckets)),
+        actions=found.actions,
+        secret_data=secret_data,
+        planned=found.planned,
+    )
+
+
+def _reconcile_buckets(
+    s3: S3Client,
+    spec: ObjectStorageSpec,
+    managed_before: Mapping[str, Collection[str]],
+    found: _Pass,
+    claimant: Claimant | None,
+) -> None:
     for index, bucket in enumerate(spec.buckets):
         try:
             _reconcile_bucket(
                 s3, bucket, spec.region, managed_before.get(bucket.name, ()), found, claimant
             )
+        except LeadershipLost:
+            raise
         except ClientError as error:
             found.problems.append((error.reason, error.message))
             found.buckets.append(
@@ -262,14 +287,6 @@ def reconcile_object_storage(
                         )
                     )
                 break
-
-    return PartReport(
-        condition=_condition(spec, found),
-        status=LokifiStorageStatus(objectStorage=ObjectStorageStatus(buckets=found.buckets)),
-        actions=found.actions,
-        secret_data=secret_data,
-        planned=found.planned,
-    )
 
 
 def managed_rules(status: LokifiStorageStatus) -> dict[str, list[str]]:
@@ -299,6 +316,7 @@ class ObjectStoragePart:
             previously_managed=managed_rules(ctx.status),
             apply=ctx.apply,
             claimant=claimant_of(ctx),
+            before_write=ctx.fence.check,
         )
         return [report]
 
@@ -324,7 +342,12 @@ class ObjectStoragePart:
             }
         )
         report = reconcile_object_storage(
-            emptied, access_key, secret_key, previously_managed=managed, claimant=claimant_of(ctx)
+            emptied,
+            access_key,
+            secret_key,
+            previously_managed=managed,
+            claimant=claimant_of(ctx),
+            before_write=ctx.fence.check,
         )
         if report.condition.status != "True":
             raise ClientError(report.condition.message, reason=report.condition.reason)
@@ -334,7 +357,9 @@ class ObjectStoragePart:
         storage = ctx.spec.objectStorage
         assert storage is not None
         access_key, secret_key = s3_credentials(ctx)
-        return release_lifecycle_claims(storage, access_key, secret_key, claimant_of(ctx))
+        return release_lifecycle_claims(
+            storage, access_key, secret_key, claimant_of(ctx), before_write=ctx.fence.check
+        )
 
 
 PART: Part = ObjectStoragePart()

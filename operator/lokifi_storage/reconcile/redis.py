@@ -22,6 +22,7 @@ whichever seed nodes a resource lists.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lokifi_storage.api import conditions
@@ -42,6 +43,7 @@ from lokifi_storage.domain.redis_topology import (
     parse_cluster_info,
     parse_cluster_nodes,
 )
+from lokifi_storage.reconcile.fence import LeadershipLost
 from lokifi_storage.reconcile.parts import Part, PartContext, claimant_of
 from lokifi_storage.reconcile.report import PartReport
 
@@ -178,7 +180,7 @@ def _apply_on_node(
     for key, value in plan.to_set if apply else ():
         try:
             node.config_set(key, value)
-        except (ConnectionFailed, AuthenticationFailed):
+        except (ConnectionFailed, AuthenticationFailed, LeadershipLost):
             raise
         except ClientError as error:
             found.refused.append(f"{node.address} refused {key}: {error.message}")
@@ -196,7 +198,7 @@ def _apply_on_node(
         if rewrite_config and node.info("server").get("config_file"):
             try:
                 node.config_rewrite()
-            except (ConnectionFailed, AuthenticationFailed):
+            except (ConnectionFailed, AuthenticationFailed, LeadershipLost):
                 raise
             except ClientError as error:
                 found.rewrite_failed.append(f"{node.address}: {error.message}")
@@ -266,13 +268,16 @@ def reconcile_redis(
     rewrite_config: bool = True,
     apply: bool = True,
     claimant: Claimant | None = None,
+    before_write: Callable[[str], None] | None = None,
 ) -> PartReport:
     """One pass over the whole cluster. Pass `nodes` to keep (and inspect) the connections;
     `apply=False` sends no CONFIG SET and returns the ones it would send as `planned`;
     `claimant` to take part in the claims of settings (the operator always does; with
-    `apply=False` conflicts are reported but no claim is recorded)."""
+    `apply=False` conflicts are reported but no claim is recorded); `before_write` (the
+    leader's fence) is asked before each write of the connections this opens, and raising
+    LeadershipLost there ends the pass with nothing more sent."""
     own = nodes is None
-    client = nodes if nodes is not None else RedisNodes(password)
+    client = nodes if nodes is not None else RedisNodes(password, before_write=before_write)
     found = _Findings()
     desired: dict[str, str] = {}
     for key, value in spec.settings.items():
@@ -290,6 +295,8 @@ def reconcile_redis(
                 desired = _settle_claims(
                     client, start, claimant, desired, _cluster_name(topology), found, apply
                 )
+            except LeadershipLost:
+                raise
             except ClientError as error:
                 found.unreachable.append(f"claims of the settings not readable: {error.message}")
                 desired = {}
@@ -307,6 +314,8 @@ def reconcile_redis(
                 found.auth_failed.append(error.message)
             except ConnectionFailed as error:
                 found.unreachable.append(error.message)
+            except LeadershipLost:
+                raise
             except ClientError as error:
                 found.refused.append(error.message)
     finally:
@@ -327,10 +336,16 @@ def reconcile_redis(
     )
 
 
-def release_redis_claims(spec: RedisSpec, password: str | None, claimant: Claimant) -> list[str]:
-    """Release every setting claim of `claimant` on the cluster (the resource is deleted)."""
+def release_redis_claims(
+    spec: RedisSpec,
+    password: str | None,
+    claimant: Claimant,
+    before_write: Callable[[str], None] | None = None,
+) -> list[str]:
+    """Release every setting claim of `claimant` on the cluster (the resource is deleted),
+    each asking `before_write` first."""
     found = _Findings()
-    with RedisNodes(password) as client:
+    with RedisNodes(password, before_write=before_write) as client:
         discovered = _discover(spec, client, found)
         if discovered is None:
             raise ClientError("; ".join(found.auth_failed + found.unreachable) or "no seed node")
@@ -361,7 +376,14 @@ class RedisPart:
         redis = ctx.spec.redis
         assert redis is not None
         password = ctx.secrets.optional(redis.passwordSecretRef)
-        return [reconcile_redis(redis, password, apply=ctx.apply, claimant=claimant_of(ctx))]
+        report = reconcile_redis(
+            redis,
+            password,
+            apply=ctx.apply,
+            claimant=claimant_of(ctx),
+            before_write=ctx.fence.check,
+        )
+        return [report]
 
     def cleanup(self, ctx: PartContext) -> list[str]:
         return []  # settings are left as they are: another client may rely on them
@@ -370,7 +392,7 @@ class RedisPart:
         redis = ctx.spec.redis
         assert redis is not None
         password = ctx.secrets.optional(redis.passwordSecretRef)
-        return release_redis_claims(redis, password, claimant_of(ctx))
+        return release_redis_claims(redis, password, claimant_of(ctx), ctx.fence.check)
 
 
 PART: Part = RedisPart()

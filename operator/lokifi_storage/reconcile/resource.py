@@ -32,7 +32,6 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -43,12 +42,11 @@ from lokifi_storage.api import conditions as types
 from lokifi_storage.api.spec import LokifiStorageSpec
 from lokifi_storage.api.status import LokifiStorageStatus
 from lokifi_storage.api.timestamps import rfc3339
-from lokifi_storage.builders.cronjobs import JobSettings, desired_cronjobs
+from lokifi_storage.builders.cronjobs import desired_cronjobs
 from lokifi_storage.builders.labels import Owner
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.kube import KubeClient
 from lokifi_storage.clients.postgres.job_runs import read_job_runs
-from lokifi_storage.domain.change_plan import Change, plan_summary
 from lokifi_storage.domain.conditions import (
     build_status,
     read_status,
@@ -83,14 +81,12 @@ from lokifi_storage.reconcile.parts import (
 )
 from lokifi_storage.reconcile.publish import LOKIFI_STORAGES, post_events, write_status
 from lokifi_storage.reconcile.report import PartReport
+from lokifi_storage.reconcile.results import ReconcilerConfig, ReconcileResult, ResourcePlan
 from lokifi_storage.reconcile.secrets import MissingSecretError, SecretReader
 
 __all__ = [
     "LOKIFI_STORAGES",
     "PARTS",
-    "ReconcileResult",
-    "ReconcilerConfig",
-    "ResourcePlan",
     "ResourceReconciler",
     "format_validation_error",
 ]
@@ -108,45 +104,6 @@ PARTS: Final[tuple[Part, ...]] = (
     backups.PART,
     capacity.PART,
 )
-
-
-@dataclass(frozen=True)
-class ReconcilerConfig:
-    """Operator-wide settings of every reconcile."""
-
-    job_settings: JobSettings = field(default_factory=JobSettings)
-    instance: str = "local"
-    part_timeout_seconds: float = 120.0
-    # Lost with the Lease (runtime/startup.py): parts stop and nothing more is written.
-    fence: Fence = field(default_factory=Fence)
-
-
-@dataclass(frozen=True)
-class ReconcileResult:
-    """What one reconcile found and did."""
-
-    outcome: Outcome
-    ready_message: str = ""
-    status_patched: bool = False
-    actions: tuple[str, ...] = ()
-    events: tuple[EventSpec, ...] = ()
-    gone: bool = False
-    # metadata.resourceVersion of the resource as this pass left it: the one it read, or the
-    # one its status patch returned (None: unknown). A watch event of exactly this version
-    # is the resource as it is now, unless a newer event is on its way (`reconcile`'s `known`).
-    resource_version: str | None = None
-
-
-@dataclass(frozen=True)
-class ResourcePlan:
-    """What a pass with apply off found: each part's report, and every change it would make."""
-
-    reports: tuple[PartReport, ...]
-    changes: tuple[Change, ...]
-
-    @property
-    def summary(self) -> str:
-        return plan_summary(self.changes)
 
 
 def format_validation_error(error: ValidationError) -> str:

@@ -36,7 +36,7 @@ import kopf
 
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.domain.requeue import Outcome
-from lokifi_storage.reconcile.resource import ReconcileResult
+from lokifi_storage.reconcile.results import ReconcileResult
 from lokifi_storage.runtime.schedule import ControllerConfig, Entry, stretched_interval
 from lokifi_storage.runtime.workers import Workers, log_crash
 

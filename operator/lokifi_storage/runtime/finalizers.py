@@ -16,11 +16,8 @@ from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.kube import KubeClient
 from lokifi_storage.handlers.operator import FINALIZER
 from lokifi_storage.reconcile.deletion import being_deleted
-from lokifi_storage.reconcile.resource import (
-    LOKIFI_STORAGES,
-    ReconcileResult,
-    ResourceReconciler,
-)
+from lokifi_storage.reconcile.resource import LOKIFI_STORAGES, ResourceReconciler
+from lokifi_storage.reconcile.results import ReconcileResult
 from lokifi_storage.runtime.controller import Controller, Entry
 
 __all__ = ["Finalizers"]

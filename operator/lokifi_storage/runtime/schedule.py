@@ -28,7 +28,8 @@ from typing import Any
 from lokifi_storage import metrics
 from lokifi_storage.domain.requeue import Outcome, next_delay
 from lokifi_storage.reconcile.fence import Fence
-from lokifi_storage.reconcile.resource import ReconcileResult, ResourceReconciler
+from lokifi_storage.reconcile.resource import ResourceReconciler
+from lokifi_storage.reconcile.results import ReconcileResult
 
 __all__ = ["ControllerConfig", "Entry", "Schedule", "stretched_interval"]
 

@@ -33,7 +33,8 @@ from lokifi_storage.clients.postgres.pool import PoolSettings
 from lokifi_storage.domain.job_env import JOB_IMAGE_ENV
 from lokifi_storage.handlers.operator import build_registry, operator_settings
 from lokifi_storage.reconcile.fence import Fence
-from lokifi_storage.reconcile.resource import ReconcilerConfig, ResourceReconciler
+from lokifi_storage.reconcile.resource import ResourceReconciler
+from lokifi_storage.reconcile.results import ReconcilerConfig
 from lokifi_storage.runtime.controller import Controller, ControllerConfig
 from lokifi_storage.runtime.finalizers import Finalizers
 from lokifi_storage.runtime.health import HealthServer, HealthState

@@ -22,7 +22,8 @@ from typing import Any
 
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.domain.requeue import Outcome
-from lokifi_storage.reconcile.resource import ReconcileResult, ResourceReconciler
+from lokifi_storage.reconcile.resource import ResourceReconciler
+from lokifi_storage.reconcile.results import ReconcileResult
 from lokifi_storage.runtime.schedule import ControllerConfig, Entry, Schedule
 
 __all__ = ["Workers", "log_crash"]

@@ -5,11 +5,12 @@ partition or a row would drop data. So a table is dropped only when, inside one 
 holding its ACCESS EXCLUSIVE lock (taken under a short lock_timeout, so a busy table is left for
 the next attempt rather than queueing behind readers), it has no partitions attached and no
 rows. Anything else is kept and said so. Identifiers are quoted with psycopg.sql.Identifier.
+`before_write` (the leader's fence) is asked before the lock and again before the DROP.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import psycopg
 from psycopg import sql
@@ -23,8 +24,13 @@ __all__ = ["drop_empty_archive_tables"]
 LOCK_TIMEOUT = "5s"
 
 
-def drop_empty_archive_tables(url: str, tables: Sequence[tuple[str, str]]) -> list[str]:
+def drop_empty_archive_tables(
+    url: str,
+    tables: Sequence[tuple[str, str]],
+    before_write: Callable[[str], None] | None = None,
+) -> list[str]:
     """For each (schema, table): drop it when empty; return one sentence per table found."""
+    fence = before_write or (lambda what: None)
     actions: list[str] = []
     with open_partition_database(url) as db:
         conn = db.conn
@@ -43,6 +49,7 @@ def drop_empty_archive_tables(url: str, tables: Sequence[tuple[str, str]]) -> li
                     ).fetchone()
                     if row is None:
                         continue
+                    fence(f"locking archive table {name} to drop it if empty")
                     conn.execute(
                         sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(qualified)
                     )
@@ -58,6 +65,7 @@ def drop_empty_archive_tables(url: str, tables: Sequence[tuple[str, str]]) -> li
                             f"kept archive table {name}: it holds {count} partition(s) or rows"
                         )
                         continue
+                    fence(f"dropping empty archive table {name}")
                     conn.execute(sql.SQL("DROP TABLE {}").format(qualified))
                     actions.append(f"dropped empty archive table {name}")
             except psycopg.errors.LockNotAvailable:
