@@ -6,7 +6,7 @@ which resource its clean-up ran. Deletion finds the resource by name, so it chec
 object under that name is the one it was asked about (same uid) and is being deleted: after a
 finalizer is removed by hand and the manifest applied again, the name is a new resource whose
 things are not the deleted one's to remove, and whose finalizer is not to be taken. A paused
-leader past its renewal deadline removes nothing and posts no Event.
+leader past its renewal deadline removes nothing, posts no Event and releases no claim.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ STALE_UID = "00000000-0000-0000-0000-00000000dead"
 
 @dataclass(frozen=True)
 class _Recorder:
-    """A part whose clean-up records the uid of the resource it ran for."""
+    """A part whose clean-up and release record the uid of the resource they ran for."""
 
     cleaned: list[str] = field(default_factory=list)
+    released: list[str] = field(default_factory=list)
     name: str = "recorder"
     conditions: tuple[str, ...] = ()
     status_keys: tuple[str, ...] = ()
@@ -57,6 +58,7 @@ class _Recorder:
         return [f"removed what {ctx.uid} made"]
 
     def release(self, ctx: PartContext) -> list[str]:
+        self.released.append(ctx.uid)
         return []
 
 
@@ -119,7 +121,7 @@ def test_clean_up_runs_for_the_resource_being_deleted_and_no_other(
         _drop_finalizer(kube_stack, k8s_namespace)
 
 
-def test_a_paused_leader_removes_nothing_and_posts_no_event(
+def test_a_paused_leader_removes_nothing_posts_no_event_and_releases_no_claim(
     kube_stack: StackEnv, crd: str, k8s_namespace: str, kube: KubeClient
 ) -> None:
     recorder = _Recorder()
@@ -136,6 +138,12 @@ def test_a_paused_leader_removes_nothing_and_posts_no_event(
         obj = get_json(kube_stack, k8s_namespace, "lks", NAME)
         assert obj is not None
         assert obj["metadata"]["finalizers"] == [FINALIZER]
+        # Nor does it give up the resource's claims once it is gone.
+        with pytest.raises(LeadershipLost, match="release of recorder"):
+            reconciler.release(obj, fence)
+        assert recorder.released == []
+        reconciler.release(obj)
+        assert recorder.released == [uid]
     finally:
         _drop_finalizer(kube_stack, k8s_namespace)
 

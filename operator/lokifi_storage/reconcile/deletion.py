@@ -124,12 +124,17 @@ def clean_up_resource(
 
 
 def release_resource(
-    kube: KubeClient, parts: Sequence[Part], body: Mapping[str, Any], *, now: datetime
+    kube: KubeClient,
+    parts: Sequence[Part],
+    body: Mapping[str, Any],
+    *,
+    now: datetime,
+    fence: Fence,
 ) -> list[str]:
     """The resource is gone: give up the claims it held on shared things (Redis settings,
-    lifecycle rules, tables), so another resource may manage them. Best effort; a claim that
-    cannot be released now is named in the log (docs/operations.md says how to remove it by
-    hand)."""
+    lifecycle rules, tables), so another resource may manage them, each while `fence` holds.
+    Best effort; a claim that cannot be released now is named in the log (docs/operations.md
+    says how to remove it by hand)."""
     body = plain(body)
     meta = body.get("metadata") or {}
     owner = Owner(
@@ -137,7 +142,7 @@ def release_resource(
         name=str(meta.get("name", "")),
         uid=str(meta.get("uid", "")),
     )
-    ctx = _deletion_context(kube, body, owner, now)
+    ctx = _deletion_context(kube, body, owner, now, fence=fence)
     if ctx is None:
         return []
     released, failures = release_parts(parts, ctx)

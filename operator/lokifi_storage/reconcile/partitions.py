@@ -400,9 +400,13 @@ def _release(
     return released
 
 
-def release_table_claims(primary_url: str, claimant: Claimant) -> list[str]:
-    """Release every table claim of `claimant` (the resource is deleted)."""
+def release_table_claims(
+    primary_url: str, claimant: Claimant, before_write: Callable[[str], None] | None = None
+) -> list[str]:
+    """Release every table claim of `claimant` (the resource is deleted), each statement
+    asking `before_write` first."""
     with open_partition_database(primary_url) as db:
+        db.before_write = before_write
         return _release(db, claimant, lambda _: True)
 
 
@@ -441,7 +445,7 @@ class PartitionsPart:
         postgres = ctx.spec.postgres
         assert postgres is not None
         url = ctx.secrets.value(postgres.primary.secretRef)
-        return release_table_claims(url, claimant_of(ctx))
+        return release_table_claims(url, claimant_of(ctx), ctx.fence.check)
 
 
 PART: Part = PartitionsPart()

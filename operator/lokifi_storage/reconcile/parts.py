@@ -167,13 +167,15 @@ class CleanupIncompleteError(ClientError):
 def _each_declared(
     parts: Sequence[Part], ctx: PartContext, step: Callable[[Part], list[str]], what: str
 ) -> tuple[list[str], list[str]]:
-    """`step` of each declared part; (lines done, failures as messages). One part failing never
-    skips the others'."""
+    """`step` of each declared part, each started only while `ctx.fence` holds; (lines done,
+    failures as messages). One part failing never skips the others'; a shut fence stops them
+    all (LeadershipLost)."""
     done: list[str] = []
     failures: list[str] = []
     for part in parts:
         if not part.declared(ctx.spec):
             continue
+        ctx.fence.check(f"{what} of {part.name} for {ctx.namespace}/{ctx.name}")
         try:
             done += step(part)
         except LeadershipLost:
@@ -187,14 +189,8 @@ def _each_declared(
 
 
 def clean_up_parts(parts: Sequence[Part], ctx: PartContext) -> tuple[list[str], list[str]]:
-    """Each declared part's cleanup, each one started only while `ctx.fence` holds; (actions
-    taken, failures as messages). Raises LeadershipLost once the fence is shut."""
-
-    def clean_up(part: Part) -> list[str]:
-        ctx.fence.check(f"cleanup of {part.name} for {ctx.namespace}/{ctx.name}")
-        return part.cleanup(ctx)
-
-    return _each_declared(parts, ctx, clean_up, "cleanup")
+    """Each declared part's cleanup; (actions taken, failures as messages)."""
+    return _each_declared(parts, ctx, lambda part: part.cleanup(ctx), "cleanup")
 
 
 def release_parts(parts: Sequence[Part], ctx: PartContext) -> tuple[list[str], list[str]]:

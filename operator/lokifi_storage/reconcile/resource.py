@@ -293,10 +293,12 @@ class ResourceReconciler:
                 fence=fence,
             )
 
-    def release(self, body: Mapping[str, Any]) -> list[str]:
+    def release(self, body: Mapping[str, Any], fence: Fence | None = None) -> list[str]:
         """The resource is gone: give up the claims it held on shared things, best effort
-        (reconcile/deletion.py)."""
-        return release_resource(self.kube, self.parts, body, now=self._clock())
+        (reconcile/deletion.py), while `fence` (the process's own when None) holds."""
+        return release_resource(
+            self.kube, self.parts, body, now=self._clock(), fence=fence or self.config.fence
+        )
 
     def forget(self, uid: str, namespace: str, name: str) -> None:
         """Drop what the reconciler remembers of a deleted resource, and its metrics."""

@@ -79,18 +79,20 @@ class Controller(Workers):
         if event_type == "DELETED":
             with self._guard:
                 entry = self._entries.pop(uid, None)
-            owner = self.owns(meta.get("namespace", ""), meta.get("name", ""), uid)
+            namespace, name = meta.get("namespace", ""), meta.get("name", "")
+            owner = self.owns(namespace, name, uid)
+            fence = self.fence_for(namespace, name)
             try:
                 if not owner:
                     pass  # the replica serving its shard releases them
                 elif entry is None:
-                    self.reconciler.release(body)
+                    self.reconciler.release(body, fence)
                 else:
                     with entry.lock:  # not while a reconcile of it may still be claiming
-                        self.reconciler.release(body)
+                        self.reconciler.release(body, fence)
             except Exception as error:  # a claim left behind is reported, never fatal
                 log.warning("releasing the claims of %s failed: %s", uid, type(error).__name__)
-            self.reconciler.forget(uid, meta.get("namespace", ""), meta.get("name", ""))
+            self.reconciler.forget(uid, namespace, name)
             return
         entry = self._entry(meta["namespace"], meta["name"], uid)
         entry.deleting = bool(meta.get("deletionTimestamp"))
