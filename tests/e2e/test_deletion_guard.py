@@ -15,6 +15,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import yaml
@@ -62,113 +63,119 @@ class _Recorder:
         return []
 
 
+@dataclass
+class _Scene:
+    """One namespace with the CRD, a client of the API server and the reconciler of this
+    process, whose only part is the recorder; the resource under test is NAME."""
+
+    stack: StackEnv
+    namespace: str
+    kube: KubeClient
+    recorder: _Recorder
+    reconciler: ResourceReconciler
+
+    def apply(self) -> str:
+        """The minimal example with deletionPolicy Delete and the finalizer; returns its uid."""
+        resource = yaml.safe_load((REPO / "examples" / "lokifistorage-minimal.yaml").read_text())
+        resource["metadata"].update(namespace=self.namespace, finalizers=[FINALIZER])
+        resource["spec"]["deletionPolicy"] = "Delete"
+        kubectl(self.stack, "apply", "-f", "-", input_text=json.dumps(resource))
+        obj = self.get()
+        assert obj is not None
+        return str(obj["metadata"]["uid"])
+
+    def get(self) -> dict[str, Any] | None:
+        return get_json(self.stack, self.namespace, "lks", NAME)
+
+    def delete(self) -> None:
+        """Ask for the deletion; the finalizer keeps the resource, with a deletionTimestamp."""
+        kubectl(self.stack, "-n", self.namespace, "delete", "lks", NAME, "--wait=false")
+
+    def drop_finalizer(self) -> None:
+        """What an admin does to a resource stuck in deletion: it goes away at once."""
+        patch = json.dumps({"metadata": {"finalizers": None}})
+        kubectl(self.stack, "-n", self.namespace, "patch", "lks", NAME, "--type=merge", "-p", patch)
+        wait_for(lambda: self.get() is None, 30, "the resource to go")
+
+    def cleaned_up_events(self) -> list[str]:
+        return [
+            str(event.get("message"))
+            for event in self.kube.list_objects(EVENTS, self.namespace)
+            if event.get("reason") == Reason.CLEANED_UP
+        ]
+
+
 @pytest.fixture
-def kube(kube_stack: StackEnv) -> Iterator[KubeClient]:
+def scene(kube_stack: StackEnv, crd: str, k8s_namespace: str) -> Iterator[_Scene]:
     assert kube_stack.kubeconfig is not None
-    made = KubeClient.from_environment(kube_stack.kubeconfig)
-    yield made
-    made.close()
-
-
-def _apply(stack: StackEnv, namespace: str) -> str:
-    """The minimal example with deletionPolicy Delete and the finalizer; returns its uid."""
-    resource = yaml.safe_load((REPO / "examples" / "lokifistorage-minimal.yaml").read_text())
-    resource["metadata"].update(namespace=namespace, finalizers=[FINALIZER])
-    resource["spec"]["deletionPolicy"] = "Delete"
-    kubectl(stack, "apply", "-f", "-", input_text=json.dumps(resource))
-    obj = get_json(stack, namespace, "lks", NAME)
-    assert obj is not None
-    return str(obj["metadata"]["uid"])
-
-
-def _delete(stack: StackEnv, namespace: str) -> None:
-    """Ask for the deletion; the finalizer keeps the resource, now with a deletionTimestamp."""
-    kubectl(stack, "-n", namespace, "delete", "lks", NAME, "--wait=false")
-
-
-def _drop_finalizer(stack: StackEnv, namespace: str) -> None:
-    """What an admin does to a resource stuck in deletion: it goes away at once."""
-    patch = json.dumps({"metadata": {"finalizers": None}})
-    kubectl(stack, "-n", namespace, "patch", "lks", NAME, "--type=merge", "-p", patch)
-    wait_for(lambda: get_json(stack, namespace, "lks", NAME) is None, 30, "the resource to go")
-
-
-def _cleaned_up_events(kube: KubeClient, namespace: str) -> list[str]:
-    return [
-        str(event.get("message"))
-        for event in kube.list_objects(EVENTS, namespace)
-        if event.get("reason") == Reason.CLEANED_UP
-    ]
-
-
-def test_clean_up_runs_for_the_resource_being_deleted_and_no_other(
-    kube_stack: StackEnv, crd: str, k8s_namespace: str, kube: KubeClient
-) -> None:
+    kube = KubeClient.from_environment(kube_stack.kubeconfig)
     recorder = _Recorder()
-    reconciler = ResourceReconciler(kube, parts=[recorder])
-    uid = _apply(kube_stack, k8s_namespace)
-    try:
-        assert reconciler.clean_up(k8s_namespace, NAME, uid) == []  # not being deleted
-        _delete(kube_stack, k8s_namespace)
-        assert reconciler.clean_up(k8s_namespace, NAME, STALE_UID) == []  # another resource
-        assert recorder.cleaned == []
-        assert _cleaned_up_events(kube, k8s_namespace) == []
+    yield _Scene(
+        kube_stack, k8s_namespace, kube, recorder, ResourceReconciler(kube, parts=[recorder])
+    )
+    kube.close()
 
-        assert reconciler.clean_up(k8s_namespace, NAME, uid) == [f"removed what {uid} made"]
-        assert recorder.cleaned == [uid]
-        assert _cleaned_up_events(kube, k8s_namespace) == [f"removed what {uid} made"]
+
+def test_clean_up_runs_for_the_resource_being_deleted_and_no_other(scene: _Scene) -> None:
+    reconciler, namespace = scene.reconciler, scene.namespace
+    uid = scene.apply()
+    try:
+        assert reconciler.clean_up(namespace, NAME, uid) == []  # not being deleted
+        scene.delete()
+        assert reconciler.clean_up(namespace, NAME, STALE_UID) == []  # another resource
+        assert scene.recorder.cleaned == []
+        assert scene.cleaned_up_events() == []
+
+        assert reconciler.clean_up(namespace, NAME, uid) == [f"removed what {uid} made"]
+        assert scene.recorder.cleaned == [uid]
+        assert scene.cleaned_up_events() == [f"removed what {uid} made"]
     finally:
-        _drop_finalizer(kube_stack, k8s_namespace)
+        scene.drop_finalizer()
 
 
 def test_a_paused_leader_removes_nothing_posts_no_event_and_releases_no_claim(
-    kube_stack: StackEnv, crd: str, k8s_namespace: str, kube: KubeClient
+    scene: _Scene,
 ) -> None:
-    recorder = _Recorder()
-    reconciler = ResourceReconciler(kube, parts=[recorder])
-    uid = _apply(kube_stack, k8s_namespace)
-    _delete(kube_stack, k8s_namespace)
+    reconciler = scene.reconciler
+    uid = scene.apply()
+    scene.delete()
     try:
         fence = Fence()
         fence.hold_until(time.monotonic() - 0.1)  # resumed past its renewal deadline
         with pytest.raises(LeadershipLost, match="cleanup of recorder"):
-            reconciler.clean_up(k8s_namespace, NAME, uid, fence)
-        assert recorder.cleaned == []
-        assert _cleaned_up_events(kube, k8s_namespace) == []
-        obj = get_json(kube_stack, k8s_namespace, "lks", NAME)
+            reconciler.clean_up(scene.namespace, NAME, uid, fence)
+        assert scene.recorder.cleaned == []
+        assert scene.cleaned_up_events() == []
+        obj = scene.get()
         assert obj is not None
         assert obj["metadata"]["finalizers"] == [FINALIZER]
         # Nor does it give up the resource's claims once it is gone.
         with pytest.raises(LeadershipLost, match="release of recorder"):
             reconciler.release(obj, fence)
-        assert recorder.released == []
+        assert scene.recorder.released == []
         reconciler.release(obj)
-        assert recorder.released == [uid]
+        assert scene.recorder.released == [uid]
     finally:
-        _drop_finalizer(kube_stack, k8s_namespace)
+        scene.drop_finalizer()
 
 
-def test_a_late_finalize_leaves_a_new_resource_of_the_same_name_alone(
-    kube_stack: StackEnv, crd: str, k8s_namespace: str, kube: KubeClient
-) -> None:
+def test_a_late_finalize_leaves_a_new_resource_of_the_same_name_alone(scene: _Scene) -> None:
     """Sharded mode's finalizer: the old resource's clean-up, retried after its finalizer was
     removed by hand and the manifest applied again, finds the new one under the name."""
-    recorder = _Recorder()
-    reconciler = ResourceReconciler(kube, parts=[recorder])
-    finalizers = Finalizers(kube, reconciler, Controller(reconciler))
-    old = _apply(kube_stack, k8s_namespace)
-    _delete(kube_stack, k8s_namespace)
-    _drop_finalizer(kube_stack, k8s_namespace)
-    new = _apply(kube_stack, k8s_namespace)
+    finalizers = Finalizers(scene.kube, scene.reconciler, Controller(scene.reconciler))
+    old = scene.apply()
+    scene.delete()
+    scene.drop_finalizer()
+    new = scene.apply()
     assert new != old
 
-    finalizers.finalize(Entry(namespace=k8s_namespace, name=NAME, uid=old))
-    assert recorder.cleaned == []
-    obj = get_json(kube_stack, k8s_namespace, "lks", NAME)
+    finalizers.finalize(Entry(namespace=scene.namespace, name=NAME, uid=old))
+    assert scene.recorder.cleaned == []
+    obj = scene.get()
     assert obj is not None
     assert obj["metadata"]["finalizers"] == [FINALIZER]
 
-    _delete(kube_stack, k8s_namespace)  # now the new one goes: cleaned up and let go
-    finalizers.finalize(Entry(namespace=k8s_namespace, name=NAME, uid=new))
-    assert recorder.cleaned == [new]
-    wait_for(lambda: get_json(kube_stack, k8s_namespace, "lks", NAME) is None, 30, "it to go")
+    scene.delete()  # now the new one goes: cleaned up and let go
+    finalizers.finalize(Entry(namespace=scene.namespace, name=NAME, uid=new))
+    assert scene.recorder.cleaned == [new]
+    wait_for(lambda: scene.get() is None, 30, "it to go")
