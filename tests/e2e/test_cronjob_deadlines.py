@@ -10,7 +10,7 @@ from lokifi_storage.api.spec import LokifiStorageSpec
 from lokifi_storage.builders.cronjobs import JobSettings
 from lokifi_storage.builders.labels import Owner
 from lokifi_storage.clients.kube import CRONJOBS, KubeClient
-from lokifi_storage.reconcile.owned import owned_selector, sync_cronjobs
+from lokifi_storage.reconcile.owned_cronjobs import owned_selector, sync_cronjobs
 
 
 def test_every_cronjob_written_has_an_active_deadline(full_example: FullExample) -> None:

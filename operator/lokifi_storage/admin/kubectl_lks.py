@@ -29,7 +29,7 @@ from lokifi_storage.builders.labels import Owner
 from lokifi_storage.builders.names import backup_cronjob_name
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.kube import CRONJOBS, KubeClient, Resource
-from lokifi_storage.reconcile.owned import owned_selector
+from lokifi_storage.reconcile.owned_cronjobs import owned_selector
 from lokifi_storage.reconcile.resource import LOKIFI_STORAGES, format_validation_error
 
 __all__ = ["app", "main"]

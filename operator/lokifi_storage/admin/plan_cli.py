@@ -36,7 +36,7 @@ from lokifi_storage.builders.labels import Owner
 from lokifi_storage.clients.errors import ClientError
 from lokifi_storage.clients.kube import CRONJOBS, KubeClient
 from lokifi_storage.domain.job_env import JOB_IMAGE_ENV, PRIMARY_URL_ENV
-from lokifi_storage.reconcile.owned import owned_selector
+from lokifi_storage.reconcile.owned_cronjobs import owned_selector
 from lokifi_storage.reconcile.resource import (
     LOKIFI_STORAGES,
     ResourceReconciler,

@@ -42,6 +42,10 @@ class Reason:
     SECRET_NOT_FOUND: Final = "SecretNotFound"
     SECRET_KEY_NOT_FOUND: Final = "SecretKeyNotFound"
     SECRET_CONFLICT: Final = "SecretConflict"  # the connection Secret belongs to another owner
+    CRONJOB_CONFLICT: Final = "CronJobConflict"  # a CronJob's name is held by another object
+    # An owned object's name is still held by the object of a deleted LokifiStorage of the same
+    # name, which the garbage collector removes soon: retried.
+    GARBAGE_COLLECTION_PENDING: Final = "GarbageCollectionPending"
     # A table, Redis setting or lifecycle rule is managed by another LokifiStorage with another
     # desired value: this resource changes nothing there.
     CONFLICT: Final = "Conflict"

@@ -238,13 +238,16 @@ class KubeClient:
 
     # --- writes ------------------------------------------------------------------------------
 
-    def apply(self, resource: Resource, obj: Mapping[str, Any]) -> dict[str, Any]:
-        """Server-side apply of a complete object (create or update), forced."""
+    def apply(
+        self, resource: Resource, obj: Mapping[str, Any], *, force: bool = True
+    ) -> dict[str, Any]:
+        """Server-side apply of a complete object (create or update), forced unless `force` is
+        False: then a field another manager set to another value is a Conflict (409)."""
         meta = obj["metadata"]
         result: dict[str, Any] = self._request(
             "PATCH",
             resource.path(meta["namespace"], meta["name"]),
-            query=[("fieldManager", self._field_manager), ("force", "true")],
+            query=[("fieldManager", self._field_manager), ("force", "true" if force else "false")],
             body=obj,
             content_type="application/apply-patch+yaml",
         )

@@ -82,6 +82,7 @@ STALLING_REASONS: Final = frozenset(
         Reason.CLOCK_SKEW,
         Reason.RANGE_CONFLICT,
         Reason.SECRET_CONFLICT,
+        Reason.CRONJOB_CONFLICT,
         # An export refused because of what the bucket holds: a human looks at the object.
         Reason.EXPORT_CONFLICT,
         Reason.EXPORT_NOT_VERIFIED,

@@ -1,15 +1,17 @@
-"""Write the Kubernetes objects the resource owns: the connection Secret and the CronJobs.
+"""Write the Kubernetes objects the resource owns: the connection Secret here, the CronJobs in
+reconcile/owned_cronjobs.py; `sync_owned` does both and turns a refusal into a condition.
 
 Build (builders/) -> compare with what the API server has (domain/schedule_diff.py) -> write
-only what differs, with server-side apply; return one short sentence per write, which becomes an
-Event. An unchanged object costs a GET (or a LIST for CronJobs) and no write; a new resource
-whose spec declares no CronJob does not LIST them (`sync_owned`).
+only what differs; return one short sentence per write, which becomes an Event. An unchanged
+object costs a GET (or a LIST for CronJobs) and no write; a new resource whose spec declares no
+CronJob does not LIST them (`sync_owned`).
 
 The connection Secret is never written without DATABASE_URL: when the primary's Secret is
 missing the application keeps the Secret it has rather than getting one without a database.
 An existing Secret of that name that this resource does not control (another owner, or none: a
 hand-made Secret, perhaps the very credentials the spec reads) is never adopted or changed
-(SecretConflict): adopting it would hand it to the garbage collector with the resource. A new
+(SecretConflict, reconcile/owned_refusal.py): adopting it would hand it to the garbage
+collector with the resource. A new
 Secret is created with a POST, which fails if the name was taken since it was read; an update
 carries the uid that was checked, so it cannot land on an object created in between. On a
 resource's first pass (no pass has stamped `status.observedGeneration` yet) the POST goes first,
@@ -37,8 +39,8 @@ operator's log would show.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,56 +48,32 @@ from lokifi_storage.api import conditions
 from lokifi_storage.api.conditions import Reason
 from lokifi_storage.api.spec import LokifiStorageSpec
 from lokifi_storage.api.status import ConnectionSecretStatus, LokifiStorageStatus, failed
-from lokifi_storage.builders.cronjobs import JobSettings, desired_cronjobs
-from lokifi_storage.builders.labels import (
-    INSTANCE_LABEL,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    Owner,
-    label_value,
-)
+from lokifi_storage.builders.cronjobs import JobSettings
+from lokifi_storage.builders.labels import Owner
 from lokifi_storage.builders.secret import build_connection_secret, decode_secret_data
-from lokifi_storage.clients.errors import ClientError, Conflict, Refused
-from lokifi_storage.clients.kube import CRONJOBS, SECRETS, KubeClient
-from lokifi_storage.domain.change_plan import Change, FieldChange, changed_fields
+from lokifi_storage.clients.errors import Conflict
+from lokifi_storage.clients.kube import SECRETS, KubeClient
+from lokifi_storage.domain.change_plan import Change, FieldChange
 from lokifi_storage.domain.connection_secret import build_connection_secret_data
-from lokifi_storage.domain.schedule_diff import needs_write, plan_owned_objects
+from lokifi_storage.domain.schedule_diff import needs_write
 from lokifi_storage.reconcile.dry_run import add_planned
+from lokifi_storage.reconcile.owned_cronjobs import plan_or_sync_cronjobs
+from lokifi_storage.reconcile.owned_refusal import (
+    OwnedKind,
+    OwnedObjectRefusedError,
+    controller_uid,
+    forbidden_is_refusal,
+    not_ours,
+)
 from lokifi_storage.reconcile.report import PartReport
 
-__all__ = [
-    "CronJobSync",
-    "OwnedObjectRefusedError",
-    "SecretSync",
-    "sync_connection_secret",
-    "sync_cronjobs",
-    "sync_owned",
-]
+__all__ = ["SecretSync", "sync_connection_secret", "sync_owned"]
 
-
-class OwnedObjectRefusedError(ClientError):
-    """An owned object could not be written for a reason a human has to fix."""
-
-
-def _controller_uid(obj: Mapping[str, Any]) -> str | None:
-    for ref in obj.get("metadata", {}).get("ownerReferences", []):
-        if ref.get("controller"):
-            return str(ref.get("uid"))
-    return None
-
-
-@contextmanager
-def _forbidden_is_refusal() -> Iterator[None]:
-    try:
-        yield
-    except Refused as error:
-        if error.reason != "Forbidden":
-            raise
-        raise OwnedObjectRefusedError(
-            f"{error.message}; grant it to the operator's ServiceAccount "
-            "(the Helm chart's templates/rbac.yaml lists every rule the operator needs)",
-            reason=Reason.FORBIDDEN,
-        ) from error
+_SECRET = OwnedKind(
+    "Secret",
+    Reason.SECRET_CONFLICT,
+    "Choose another postgres.connectionSecret.name, or delete that Secret if it is a leftover",
+)
 
 
 @dataclass(frozen=True)
@@ -128,7 +106,7 @@ def sync_connection_secret(
     nothing is written; `planned` says what would be (and status keeps the recorded name).
     `first`: the resource's first pass, which creates before it reads (module docstring).
     """
-    with _forbidden_is_refusal():
+    with forbidden_is_refusal():
         written = _sync_connection_secret(kube, owner, spec, data, apply, first=first)
         if not apply:
             return _planned_rename(written, recorded)
@@ -202,8 +180,8 @@ def _sync_connection_secret(
             created = f"created connection Secret {name} ({len(data)} keys)"
             return SecretSync([created], ConnectionSecretStatus(name=name))
     observed = kube.get_secret(owner.namespace, name)
-    if observed is not None and _controller_uid(observed) != owner.uid:
-        raise _not_ours(name, observed)
+    if observed is not None and controller_uid(observed) != owner.uid:
+        raise not_ours(_SECRET, name, observed, owner)
     status = ConnectionSecretStatus(name=name)
     if not needs_write(desired, observed):
         return SecretSync(status=status)
@@ -213,145 +191,28 @@ def _sync_connection_secret(
         try:
             kube.create(SECRETS, desired)
         except Conflict:
-            raise _not_ours(name, None) from None
+            raise not_ours(_SECRET, name, None, owner) from None
         return SecretSync([f"created connection Secret {name} ({len(data)} keys)"], status)
     # The uid is a precondition: the object patched is the one whose owner was just checked.
     checked = {**desired, "metadata": {**desired["metadata"], "uid": observed["metadata"]["uid"]}}
     try:
         kube.apply(SECRETS, checked)
     except Conflict:
-        raise _not_ours(name, None) from None
+        raise not_ours(_SECRET, name, None, owner) from None
     before = decode_secret_data(observed)
     changed = sorted(k for k in set(before) | set(data) if before.get(k) != data.get(k))
     what = ", ".join(changed) if changed else "metadata"
     return SecretSync([f"updated connection Secret {name}: {what}"], status)
 
 
-def _not_ours(name: str, observed: Mapping[str, Any] | None) -> OwnedObjectRefusedError:
-    """SecretConflict naming who controls Secret `name` and what the admin can do."""
-    if observed is None:
-        whose = "was created by someone else while the operator wrote it"
-    else:
-        controller = next(
-            (r for r in observed["metadata"].get("ownerReferences", []) if r.get("controller")),
-            None,
-        )
-        whose = (
-            "exists and has no controlling owner (the operator never adopts a Secret it did "
-            "not create; it may hold credentials)"
-            if controller is None
-            else f"is controlled by {controller.get('kind')} {controller.get('name')!r}"
-        )
-    return OwnedObjectRefusedError(
-        f"Secret {name!r} {whose}; it was left unchanged. Choose another "
-        "postgres.connectionSecret.name, or delete that Secret if it is a leftover",
-        reason=Reason.SECRET_CONFLICT,
-    )
-
-
 def _delete_renamed(kube: KubeClient, owner: Owner, old: str, new: str) -> list[str]:
     """Delete the Secret of the name before a rename, if this resource still controls it."""
     observed = kube.get_secret(owner.namespace, old)
-    if observed is None or _controller_uid(observed) != owner.uid:
+    if observed is None or controller_uid(observed) != owner.uid:
         return []  # gone already, or taken over by someone else: not ours to delete
     if not kube.delete(SECRETS, owner.namespace, old, uid=observed["metadata"]["uid"]):
         return []
     return [f"deleted connection Secret {old}: renamed to {new}"]
-
-
-def owned_selector(owner: Owner) -> str:
-    """Label selector that narrows a LIST to this resource's objects (ownership is by uid)."""
-    return f"{MANAGED_BY_LABEL}={MANAGED_BY},{INSTANCE_LABEL}={label_value(owner.name)}"
-
-
-@dataclass(frozen=True)
-class CronJobSync:
-    """What syncing the CronJobs did (`actions`) or, with apply off, would do (`planned`)."""
-
-    actions: list[str] = field(default_factory=list)
-    planned: list[Change] = field(default_factory=list)
-
-
-def sync_cronjobs(
-    kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, settings: JobSettings
-) -> list[str]:
-    """Create, update and delete this resource's CronJobs so they match the spec."""
-    return plan_or_sync_cronjobs(kube, owner, spec, settings).actions
-
-
-def plan_or_sync_cronjobs(
-    kube: KubeClient,
-    owner: Owner,
-    spec: LokifiStorageSpec,
-    settings: JobSettings,
-    *,
-    apply: bool = True,
-    none_yet: bool = False,
-) -> CronJobSync:
-    """`sync_cronjobs`, or with `apply=False` the same comparison returning planned changes.
-
-    `none_yet`: the caller knows that no CronJob of this resource can exist (a new resource
-    whose spec never changed); then a spec that declares none costs no LIST."""
-    if none_yet and not desired_cronjobs(owner, spec, settings):
-        return CronJobSync()
-    with _forbidden_is_refusal():
-        if apply:
-            return CronJobSync(actions=_sync_cronjobs(kube, owner, spec, settings))
-        return CronJobSync(planned=_plan_cronjobs(kube, owner, spec, settings))
-
-
-def _plan_cronjobs(
-    kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, settings: JobSettings
-) -> list[Change]:
-    desired = desired_cronjobs(owner, spec, settings)
-    observed = {
-        o["metadata"]["name"]: o
-        for o in kube.list_owned(CRONJOBS, owner.namespace, owner.uid, owned_selector(owner))
-    }
-    plan = plan_owned_objects(desired, observed.values())
-    changes = [
-        Change(
-            "cronJobs",
-            obj["metadata"]["name"],
-            "create",
-            f"create CronJob {obj['metadata']['name']} ({obj['spec']['schedule']})",
-            (FieldChange("spec.schedule", None, obj["spec"]["schedule"]),),
-        )
-        for obj in plan.create
-    ]
-    for obj in plan.patch:
-        name = obj["metadata"]["name"]
-        fields = changed_fields(
-            {"spec": obj["spec"], "metadata": {"labels": obj["metadata"].get("labels", {})}},
-            observed[name],
-        )
-        what = ", ".join(f.name for f in fields) or "metadata"
-        changes.append(
-            Change("cronJobs", name, "update", f"update CronJob {name}: {what}", tuple(fields))
-        )
-    changes += [
-        Change("cronJobs", name, "delete", f"delete CronJob {name}") for name in plan.delete
-    ]
-    return changes
-
-
-def _sync_cronjobs(
-    kube: KubeClient, owner: Owner, spec: LokifiStorageSpec, settings: JobSettings
-) -> list[str]:
-    desired = desired_cronjobs(owner, spec, settings)
-    observed = kube.list_owned(CRONJOBS, owner.namespace, owner.uid, owned_selector(owner))
-    plan = plan_owned_objects(desired, observed)
-    actions: list[str] = []
-    for obj in plan.create:
-        kube.apply(CRONJOBS, obj)
-        actions.append(f"created CronJob {obj['metadata']['name']} ({obj['spec']['schedule']})")
-    for obj in plan.patch:
-        kube.apply(CRONJOBS, obj)
-        actions.append(f"updated CronJob {obj['metadata']['name']} ({obj['spec']['schedule']})")
-    for name in plan.delete:
-        if kube.delete(CRONJOBS, owner.namespace, name):
-            actions.append(f"deleted CronJob {name}")
-    return actions
 
 
 def sync_owned(
