@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import time
 
+import yaml
 from e2e_full import FullExample
 from e2e_operator import (
     OperatorFactory,
@@ -149,3 +150,31 @@ def test_an_existing_secret_this_resource_does_not_control_is_never_adopted(
     kept = get_json(stack, ns, "secret", "lokifi-db-conn")
     assert kept is not None
     assert kept["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+
+
+def test_keys_the_spec_no_longer_produces_leave_the_secret(
+    full_example: FullExample, start_operator: OperatorFactory
+) -> None:
+    """spec.redis removed: its keys leave the Secret. The Secret was created by a POST, whose
+    field manager co-owns every key it wrote, so server-side apply alone left them there for
+    good (the key was reported updated and stayed). Then nothing more is written."""
+    stack, ns = full_example.stack, full_example.namespace
+    full_example.create_secrets()
+    full_example.run_ready(start_operator, resync_seconds=2)
+    assert {"REDIS_CLUSTER_NODES", "REDIS_CONTEXT_TTL_SECONDS"} <= set(secret_data(full_example))
+
+    manifest = yaml.safe_load(full_example.manifest())
+    del manifest["spec"]["redis"]
+    kubectl(stack, "apply", "-f", "-", input_text=yaml.safe_dump(manifest))
+    wait_for(
+        lambda: not any(k.startswith("REDIS_") for k in secret_data(full_example)),
+        60,
+        "the REDIS_* keys to leave the connection Secret",
+    )
+    assert "DATABASE_URL" in secret_data(full_example)
+    settled = get_json(stack, ns, "secret", "lokifi-db-conn")
+    assert settled is not None
+    time.sleep(6)  # three more resyncs: nothing left to write
+    after = get_json(stack, ns, "secret", "lokifi-db-conn")
+    assert after is not None
+    assert after["metadata"]["resourceVersion"] == settled["metadata"]["resourceVersion"]

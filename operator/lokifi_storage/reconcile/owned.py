@@ -183,7 +183,8 @@ def _sync_connection_secret(
     if observed is not None and controller_uid(observed) != owner.uid:
         raise not_ours(_SECRET, name, observed, owner)
     status = ConnectionSecretStatus(name=name)
-    if not needs_write(desired, observed):
+    apply_needed = needs_write(desired, observed)
+    if not apply_needed and not _stale_keys(observed, data):
         return SecretSync(status=status)
     if not apply:
         return SecretSync(status=status, planned=[_secret_change(name, observed, data)])
@@ -193,16 +194,44 @@ def _sync_connection_secret(
         except Conflict:
             raise not_ours(_SECRET, name, None, owner) from None
         return SecretSync([f"created connection Secret {name} ({len(data)} keys)"], status)
-    # The uid is a precondition: the object patched is the one whose owner was just checked.
-    checked = {**desired, "metadata": {**desired["metadata"], "uid": observed["metadata"]["uid"]}}
-    try:
-        kube.apply(SECRETS, checked)
-    except Conflict:
-        raise not_ours(_SECRET, name, None, owner) from None
+    written = observed
+    if apply_needed:
+        # The uid is a precondition: the object patched is the one whose owner was just checked.
+        uid = observed["metadata"]["uid"]
+        checked = {**desired, "metadata": {**desired["metadata"], "uid": uid}}
+        try:
+            written = kube.apply(SECRETS, checked)
+        except Conflict:
+            raise not_ours(_SECRET, name, None, owner) from None
+    _drop_stale_keys(kube, written, data)
     before = decode_secret_data(observed)
     changed = sorted(k for k in set(before) | set(data) if before.get(k) != data.get(k))
     what = ", ".join(changed) if changed else "metadata"
     return SecretSync([f"updated connection Secret {name}: {what}"], status)
+
+
+def _stale_keys(observed: Mapping[str, Any] | None, data: Mapping[str, str]) -> list[str]:
+    """Keys the Secret holds that the parts no longer produce."""
+    return sorted(set((observed or {}).get("data") or {}) - set(data))
+
+
+def _drop_stale_keys(kube: KubeClient, secret: Mapping[str, Any], data: Mapping[str, str]) -> None:
+    """Remove the keys `secret` holds that `data` does not.
+
+    Server-side apply removes a key it no longer sends only when no other field manager owns it
+    too, and the POST that creates the Secret makes an owner of its own (operation Update) for
+    every key it wrote. Without this, a key the spec stopped producing (REDIS_CLUSTER_NODES after
+    spec.redis is removed, the S3_BUCKET_* key of a bucket taken out) would stay for good.
+    `resourceVersion` is the precondition: a Secret changed since it was read is left to the
+    next pass, which finds the keys again.
+    """
+    stale = _stale_keys(secret, data)
+    if not stale:
+        return
+    meta = secret["metadata"]
+    patch = {"metadata": {"resourceVersion": meta["resourceVersion"]}, "data": dict.fromkeys(stale)}
+    with suppress(Conflict):
+        kube.patch_merge(SECRETS, meta["namespace"], meta["name"], patch)
 
 
 def _delete_renamed(kube: KubeClient, owner: Owner, old: str, new: str) -> list[str]:
