@@ -21,17 +21,16 @@ taken is PartitionWorkBusy and retried. A lost Lease (the fence) stops the work 
 cancels the statement running. Ages are measured by the database server's clock; when this
 process's clock is more than a few minutes off, every drop and export is held (ClockSkew).
 
-With a `claimant` (the resource), each table has one owner (domain/claims.py), recorded as a
-line `lokifi-storage: managed by <ns>/<name> uid=<uid> spec=<digest>` of the table's comment
-(the admin's own comment text is kept). A table another resource manages with another table
-spec is a Conflict naming the owner, and this resource sends nothing to it; an identical spec
-is shared. A table the resource no longer declares, or a deleted resource, is released.
+With a `claimant` (the resource), each table has one owner, recorded in the table's comment
+(reconcile/table_claims.py): a table another resource manages with another table spec is a
+Conflict naming the owner, and this resource sends nothing to it; an identical spec is shared.
+A table the resource no longer declares, or a deleted resource, is released.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
@@ -51,11 +50,6 @@ from lokifi_storage.clients.postgres.partitions import PartitionDatabase, open_p
 from lokifi_storage.domain.change_plan import Change, ChangeKind
 from lokifi_storage.domain.claims import (
     Claimant,
-    Verdict,
-    digest,
-    judge,
-    table_claim,
-    with_table_claim,
 )
 from lokifi_storage.domain.partitions.actions import Action
 from lokifi_storage.domain.partitions.catalog import ObservedTable, QName
@@ -66,6 +60,11 @@ from lokifi_storage.domain.partitions.retention_clock import clock_skew, hold_re
 from lokifi_storage.reconcile.fence import Fence, LeadershipLost
 from lokifi_storage.reconcile.parts import Part, PartContext, claimant_of
 from lokifi_storage.reconcile.report import PartReport
+from lokifi_storage.reconcile.table_claims import (
+    release_claims,
+    release_table_claims,
+    settle_table_claims,
+)
 
 __all__ = [
     "MAX_PASSES",
@@ -74,7 +73,6 @@ __all__ = [
     "PartitionsPart",
     "reconcile_partitions",
     "reconcile_tables",
-    "release_table_claims",
 ]
 
 MAX_PASSES = 3
@@ -173,52 +171,6 @@ def planned_changes(plans: dict[str, TablePlan]) -> list[Change]:
     ]
 
 
-def spec_digest(spec: TableSpec) -> str:
-    """What two resources must declare alike to share a table."""
-    return digest(spec.model_dump(mode="json", by_alias=True, exclude_none=True))
-
-
-def _settle_table_claims(
-    db: PartitionDatabase,
-    tables: Sequence[TableSpec],
-    observed: dict[str, ObservedTable],
-    claimant: Claimant,
-    outcome: PartitionOutcome,
-    *,
-    apply: bool = True,
-) -> dict[str, Problem]:
-    """Record the claims of the declared tables; a Conflict problem per table another
-    resource manages with another spec (nothing is sent to those). Without `apply`, only
-    the check."""
-    conflicts: dict[str, Problem] = {}
-    for spec in tables:
-        relation = observed[spec.name].relation
-        if relation is None:
-            continue
-        mine = spec_digest(spec)
-        claim = table_claim(relation.comment)
-        verdict = judge(claimant, claim, claim is not None and claim.value == mine)
-        if verdict is Verdict.CONFLICT and claim is not None:
-            conflicts[spec.name] = Problem(
-                Reason.CONFLICT,
-                f"table {relation.qname} is managed by {claim.owner} with another table spec; "
-                "this resource sends nothing to it (declare the same spec, or remove the table "
-                "from one of the two; the claim is the last line of the table's comment)",
-            )
-        elif not apply:
-            continue
-        elif verdict is Verdict.FREE or (verdict is Verdict.OURS and claim and claim.value != mine):
-            try:
-                db.set_table_comment(
-                    relation.qname, with_table_claim(relation.comment, claimant.claim(mine))
-                )
-            except ClientError as error:
-                outcome.failures[spec.name] = error
-                continue
-            outcome.done.append(f"claimed table {relation.qname}")
-    return conflicts
-
-
 def _conflicted(plan: TablePlan, problem: Problem) -> TablePlan:
     return TablePlan(table=plan.table, problems=(problem,), summary=plan.summary)
 
@@ -264,7 +216,9 @@ def reconcile_tables(
     if not apply:
         observed = db.observe(request_for(tables))
         if claimant is not None:
-            conflicts = _settle_table_claims(db, tables, observed, claimant, outcome, apply=False)
+            conflicts = settle_table_claims(
+                db, tables, observed, claimant, outcome.done, outcome.failures, apply=False
+            )
         outcome.plans = {spec.name: plan(spec, observed[spec.name]) for spec in tables}
         outcome.planned = planned_changes(outcome.plans)
         return outcome
@@ -288,7 +242,9 @@ def reconcile_tables(
                         failed(spec, error)
                 observed = db.observe(request_for(tables), seed=False)
                 if claimant is not None:
-                    conflicts = _settle_table_claims(db, tables, observed, claimant, outcome)
+                    conflicts = settle_table_claims(
+                        db, tables, observed, claimant, outcome.done, outcome.failures
+                    )
                 outcome.plans = {spec.name: plan(spec, observed[spec.name]) for spec in tables}
                 for spec in tables:
                     actions = outcome.plans[spec.name].actions
@@ -301,7 +257,9 @@ def reconcile_tables(
         for attempt in range(start, max_passes + 1):
             observed = db.observe(request_for(tables))
             if claimant is not None and attempt == 0:
-                conflicts = _settle_table_claims(db, tables, observed, claimant, outcome)
+                conflicts = settle_table_claims(
+                    db, tables, observed, claimant, outcome.done, outcome.failures
+                )
             outcome.plans = {spec.name: plan(spec, observed[spec.name]) for spec in tables}
             todo = [
                 spec
@@ -382,32 +340,8 @@ def reconcile_partitions(
         )
         if claimant is not None and apply and release:
             declared = {QName.parse(t.name) for t in postgres.tables}
-            outcome.done += _release(db, claimant, lambda q: q not in declared)
+            outcome.done += release_claims(db, claimant, lambda q: q not in declared)
         return outcome.report()
-
-
-def _release(
-    db: PartitionDatabase, claimant: Claimant, which: Callable[[QName], bool]
-) -> list[str]:
-    """Remove `claimant`'s claim from the tables `which` selects."""
-    released = []
-    for table, comment in db.claimed_tables(claimant.uid).items():
-        claim = table_claim(comment)
-        if claim is None or claim.uid != claimant.uid or not which(table):
-            continue
-        db.set_table_comment(table, with_table_claim(comment, None))
-        released.append(f"released table {table}")
-    return released
-
-
-def release_table_claims(
-    primary_url: str, claimant: Claimant, before_write: Callable[[str], None] | None = None
-) -> list[str]:
-    """Release every table claim of `claimant` (the resource is deleted), each statement
-    asking `before_write` first."""
-    with open_partition_database(primary_url) as db:
-        db.before_write = before_write
-        return _release(db, claimant, lambda _: True)
 
 
 class PartitionsPart:
