@@ -16,7 +16,6 @@ Messages carry host, port, database and relation names only, never the URL.
 from __future__ import annotations
 
 import re
-import select
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -24,13 +23,12 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from lokifi_storage.clients.migrate_readback import read_back
 from lokifi_storage.clients.migrate_sql import (
     STATE_SCHEMA,
-    copy_out_statement,
     copy_statement,
     ident,
     leaves_query,
-    stamp_kinds,
     state_tables,
 )
 from lokifi_storage.clients.postgres.connection import (
@@ -40,7 +38,6 @@ from lokifi_storage.clients.postgres.connection import (
     translated,
 )
 from lokifi_storage.clients.postgres.diagnostics import server_message
-from lokifi_storage.clients.sqlite_copy import digest_lines
 from lokifi_storage.domain.migrate_chunks import Checkpoint, Chunk, Reject, RouteRows
 from lokifi_storage.domain.migrate_schema import TargetColumn, TargetTable
 from lokifi_storage.domain.partitions.catalog import QName
@@ -392,54 +389,6 @@ class MigrateTarget:
         return [QName(schema, name) for schema, name in self.query(leaves_query(relations))]
 
     def digest(self, relation: QName, columns: Sequence[TargetColumn]) -> tuple[int, int]:
-        """Row count and digest of one leaf table, from its rows as COPY TO prints them: the
-        server only reads and prints (in C, beside the hashing here), and each line is already
-        the text the source side hashed.
-
-        The rows libpq has already received are taken without a wait each (psycopg's row
-        iterator goes through its wait loop for every row: a third of the command's CPU at
-        500 000 rows); only when none is buffered does psycopg wait for the next one."""
-        count = total = 0
-        stamps = stamp_kinds(columns)
-        lines: list[bytes | bytearray | memoryview] = []
-        with (
-            self._translated(f"reading {relation} back"),
-            self.conn.cursor() as cur,
-            cur.copy(copy_out_statement(relation, columns)) as copy,
-        ):
-            pgconn = self.conn.pgconn
-            while True:
-                size, data = pgconn.get_copy_data(1)  # 1: never waits
-                line: bytes | bytearray | memoryview = data
-                if size == 0:  # nothing received yet: psycopg waits (and ends the COPY)
-                    line = copy.read()
-                    if not line:
-                        break
-                elif size < 0:  # the end, already received
-                    _end_copy_out(pgconn, self.conn.info.encoding)
-                    break
-                lines.append(line)
-                if len(lines) == 4096:
-                    n, digest = digest_lines(lines, stamps)
-                    count, total = count + n, total + digest
-                    lines.clear()
-        n, digest = digest_lines(lines, stamps)
-        return count + n, total + digest
-
-
-def _end_copy_out(pgconn: psycopg.pq.abc.PGconn, encoding: str) -> None:
-    """After the end of a COPY TO taken from libpq directly: its final results, all of them
-    (the session is idle again), as psycopg's own reading would fetch them; an error the
-    server raised (a cancelled statement) is raised here."""
-    error: psycopg.Error | None = None
-    while True:
-        while pgconn.is_busy():
-            select.select([pgconn.socket], [], [])
-            pgconn.consume_input()
-        result = pgconn.get_result()
-        if result is None:
-            break
-        if result.status != psycopg.pq.ExecStatus.COMMAND_OK and error is None:
-            error = psycopg.errors.error_from_result(result, encoding=encoding)
-    if error is not None:
-        raise error
+        """Row count and digest of one leaf table, read back (clients/migrate_readback.py)."""
+        with self._translated(f"reading {relation} back"):
+            return read_back(self.conn, relation, columns)
