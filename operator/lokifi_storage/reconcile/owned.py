@@ -10,10 +10,10 @@ The connection Secret is never written without DATABASE_URL: when the primary's 
 missing the application keeps the Secret it has rather than getting one without a database.
 An existing Secret of that name that this resource does not control (another owner, or none: a
 hand-made Secret, perhaps the very credentials the spec reads) is never adopted or changed
-(SecretConflict, reconcile/owned_refusal.py): adopting it would hand it to the garbage
-collector with the resource. A new
-Secret is created with a POST, which fails if the name was taken since it was read; an update
-carries the uid that was checked, so it cannot land on an object created in between. On a
+(SecretConflict, reconcile/owned_refusal.py): adopting it would hand it to the garbage collector
+with the resource. A new Secret is created with a POST, which fails if the name was taken since
+it was read; an update carries the uid that was checked, so it cannot land on an object created
+in between. Keys the parts no longer produce are removed (`_drop_stale_keys`). On a
 resource's first pass (no pass has stamped `status.observedGeneration` yet) the POST goes first,
 without the GET: the Secret is almost never there yet, and when the name is taken (a hand-made
 Secret, or the Secret of a pass that crashed before its status patch) the POST fails and the
