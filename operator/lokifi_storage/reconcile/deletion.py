@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from pydantic import ValidationError
 
@@ -54,7 +54,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def being_deleted(body: Mapping[str, Any] | None, uid: str) -> bool:
+def being_deleted(body: Mapping[str, Any] | None, uid: str) -> TypeGuard[Mapping[str, Any]]:
     """Whether `body` is the resource `uid` and is being deleted.
 
     Deletion finds the resource by its name, and a name can stand for a new resource by then:

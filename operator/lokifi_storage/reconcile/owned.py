@@ -64,6 +64,7 @@ from lokifi_storage.reconcile.owned_refusal import (
     controller_uid,
     forbidden_is_refusal,
     not_ours,
+    pinned,
 )
 from lokifi_storage.reconcile.report import PartReport
 
@@ -196,11 +197,9 @@ def _sync_connection_secret(
         return SecretSync([f"created connection Secret {name} ({len(data)} keys)"], status)
     written = observed
     if apply_needed:
-        # The uid is a precondition: the object patched is the one whose owner was just checked.
-        uid = observed["metadata"]["uid"]
-        checked = {**desired, "metadata": {**desired["metadata"], "uid": uid}}
+        # The object patched is the one whose owner was just checked.
         try:
-            written = kube.apply(SECRETS, checked)
+            written = kube.apply(SECRETS, pinned(desired, observed["metadata"]["uid"]))
         except Conflict:
             raise not_ours(_SECRET, name, None, owner) from None
     _drop_stale_keys(kube, written, data)

@@ -42,6 +42,7 @@ from lokifi_storage.reconcile.owned_refusal import (
     controller_uid,
     forbidden_is_refusal,
     not_ours,
+    pinned,
 )
 
 __all__ = ["CronJobSync", "owned_selector", "plan_or_sync_cronjobs", "sync_cronjobs"]
@@ -145,18 +146,12 @@ def _sync_cronjobs(
         actions.append(f"created CronJob {obj['metadata']['name']} ({obj['spec']['schedule']})")
     for obj in plan.patch:
         name = obj["metadata"]["name"]
-        kube.apply(CRONJOBS, _checked(obj, uids[name]))
+        kube.apply(CRONJOBS, pinned(obj, uids[name]))
         actions.append(f"updated CronJob {name} ({obj['spec']['schedule']})")
     for name in plan.delete:
         if kube.delete(CRONJOBS, owner.namespace, name, uid=uids[name]):
             actions.append(f"deleted CronJob {name}")
     return actions
-
-
-def _checked(obj: Mapping[str, Any], uid: str) -> dict[str, Any]:
-    """`obj` applied only to the object `uid`: one created under the name since it was read
-    is refused (409), never taken over."""
-    return {**obj, "metadata": {**obj["metadata"], "uid": uid}}
 
 
 def _free_or_ours(kube: KubeClient, owner: Owner, name: str) -> dict[str, Any] | None:
@@ -173,7 +168,7 @@ def _create(kube: KubeClient, owner: Owner, obj: Mapping[str, Any]) -> None:
     name = obj["metadata"]["name"]
     existing = _free_or_ours(kube, owner, name)
     if existing is not None:  # ours, but its labels were removed: the apply puts them back
-        kube.apply(CRONJOBS, _checked(obj, existing["metadata"]["uid"]))
+        kube.apply(CRONJOBS, pinned(obj, existing["metadata"]["uid"]))
         return
     try:
         kube.apply(CRONJOBS, obj, force=False)

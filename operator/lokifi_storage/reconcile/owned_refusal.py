@@ -6,6 +6,9 @@ changing it would overwrite what someone else keeps there. The refusal names who
 the fix. One case is only a matter of time: the object still belongs to a deleted LokifiStorage
 of the same name (the manifest was applied again right after a delete). Kubernetes' garbage
 collector removes it soon, so that refusal is retried with backoff instead of stalling.
+
+A write to an object read before carries its uid (`pinned`), so it never lands on another
+object made under the name since the read.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ __all__ = [
     "controller_uid",
     "forbidden_is_refusal",
     "not_ours",
+    "pinned",
 ]
 
 
@@ -42,6 +46,12 @@ def _controller(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
 def controller_uid(obj: Mapping[str, Any]) -> str | None:
     ref = _controller(obj)
     return None if ref is None else str(ref.get("uid"))
+
+
+def pinned(obj: Mapping[str, Any], uid: str) -> dict[str, Any]:
+    """`obj` to apply only to the object `uid`: the API server refuses (409) the write when the
+    name now belongs to another object."""
+    return {**obj, "metadata": {**obj["metadata"], "uid": uid}}
 
 
 @dataclass(frozen=True)

@@ -278,7 +278,6 @@ class ResourceReconciler:
         body = self.kube.get(LOKIFI_STORAGES, namespace, name)
         if not being_deleted(body, uid):
             return []
-        assert body is not None
         fence = fence or self.config.fence
         owner = Owner(namespace=namespace, name=name, uid=uid)
         with self.kube.writes_under(fence.check):

@@ -79,7 +79,6 @@ class Finalizers:
         obj = self.kube.get(LOKIFI_STORAGES, entry.namespace, entry.name)
         if not being_deleted(obj, entry.uid):
             return
-        assert obj is not None
         if FINALIZER not in (obj["metadata"].get("finalizers") or []):
             return
         fence = self.controller.fence_for(entry.namespace, entry.name)
@@ -95,7 +94,6 @@ class Finalizers:
             obj = self.kube.get(LOKIFI_STORAGES, entry.namespace, entry.name)
             if not being_deleted(obj, entry.uid):
                 return
-            assert obj is not None
         finalizers = [f for f in obj["metadata"].get("finalizers") or [] if f != FINALIZER]
         with self.kube.writes_under(fence.check):
             self._patch(obj, finalizers)
